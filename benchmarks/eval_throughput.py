@@ -5,7 +5,7 @@ Both sides score the 1,273 MedQA-USMLE 4-option test questions of the local MIRA
 
 * lm-eval 0.4.13 runs a local-file task (``dataset_path: json`` + ``dataset_kwargs.data_files`` -> the MIRAGE jsonl)
   through ``simple_evaluate`` with its ``HFLM`` model;
-* clinforge runs ``clinforge.eval.runner.evaluate`` (task ``medqa``: cache, item log and summary included).
+* clinforge runs ``clinforge.eval.eval_runner.evaluate`` (task ``medqa``: cache, item log and summary included).
 
 Both use the same already-loaded model folder, the same batch size, float32 on the same device. Timed: the whole
 evaluation call of each (data loading, prompt building, tokenisation, scoring, aggregation). Compared: the
@@ -70,8 +70,8 @@ def run_lmeval(model_dir: Path, data_file: Path, limit: int | None, batch_size: 
 
 
 def run_clinforge(model_dir: Path, limit: int | None, batch_size: int, device: str, workdir: Path):
-    from clinforge.eval.runner import EvalConfig, evaluate
-    from clinforge.models.backends.hf import HFBackend
+    from clinforge.eval.eval_runner import EvalConfig, evaluate
+    from clinforge.models.backends.hf_inprocess import HFBackend
 
     backend = HFBackend(str(model_dir), batch_size=batch_size, device=device, dtype="float32")
     config = EvalConfig(model=f"hf:{model_dir}", tasks=["medqa"], out=str(workdir / "clinforge_run"), limit=limit,

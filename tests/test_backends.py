@@ -256,7 +256,7 @@ def test_openai_bad_spec_and_unreachable_server():
 
 
 def test_eval_runner_through_the_openai_backend(server, hf_backend, tmp_path):
-    from clinforge.eval.runner import EvalConfig, evaluate
+    from clinforge.eval.eval_runner import EvalConfig, evaluate
 
     api = evaluate(EvalConfig(model=f"openai:{server.url}#tiny", tasks=["medqa"], out=str(tmp_path / "api"), limit=3,
                               backend_options={"prompts_per_call": 4}), progress=False)

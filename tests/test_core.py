@@ -8,7 +8,7 @@ from clinforge.core.config import StrictModel, load_config
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
 from clinforge.core.io import atomic_write_text, read_jsonl
 from clinforge.core.registry import Registry, UnknownComponentError
-from clinforge.core.runs import RunRecord, prepare_output_dir
+from clinforge.core.run_records import RunRecord, prepare_output_dir
 from clinforge.data.records import Record
 
 

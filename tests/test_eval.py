@@ -18,8 +18,8 @@ import yaml
 
 from _tinylm import build_tiny_lm
 from clinforge.core.errors import ClinforgeError, ConfigError
+from clinforge.eval.eval_runner import EvalConfig, evaluate
 from clinforge.eval.extract import extract_choice
-from clinforge.eval.runner import EvalConfig, evaluate
 from clinforge.eval.tasks import GROUPS, TASKS
 from clinforge.eval.tasks.mcq import rotate
 
@@ -176,7 +176,7 @@ def test_every_task_runs_on_real_data(tmp_path, backend, data_root):
     assert len(medqa["ece_ci"]) == 2 and len(medqa["brier_ci"]) == 2 and medqa["calibration_ci"]["seed"] == 3
     assert any(b["accuracy"] is None for b in medqa["calibration_bins"])  # 2 items leave empty bins: null
     assert {"ece_ci", "brier_ci"} <= set(written["definitions"])
-    from clinforge.eval.runner import _TASK_INFO_KEYS, definition_of
+    from clinforge.eval.eval_runner import _TASK_INFO_KEYS, definition_of
 
     undefined = {k for res in written["tasks"].values() for k in res if k not in _TASK_INFO_KEYS
                  and not definition_of(k)}
@@ -442,7 +442,7 @@ def test_yaml_generate_task_end_to_end_and_bad_definitions(tmp_path, backend):
     res = summary["tasks"]["my_qa"]
     assert res["n"] == 3 and 0 <= res["rougeL"] <= 1 and "distinct1" in res and len(res["rougeL_ci"]) == 2
     assert "gleu" in res and "cider" in res
-    from clinforge.eval.runner import _TASK_INFO_KEYS, definition_of
+    from clinforge.eval.eval_runner import _TASK_INFO_KEYS, definition_of
 
     assert not [k for k in res if k not in _TASK_INFO_KEYS and not definition_of(k)]
     rows = _rows(tmp_path / "y" / "items" / "my_qa.jsonl")

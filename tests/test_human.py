@@ -206,7 +206,7 @@ def test_axes_judge_labels_compared_with_humans_over_http(tmp_path):
     """The Med-PaLM-axes judge through a real 127.0.0.1 OpenAI-compatible server (rule-based verdicts, real HTTP and
     real client), its labels.jsonl fed to judge-vs-human agreement against imported human ratings."""
     from _judge_server import JudgeServer
-    from clinforge.judges.run import run_judging
+    from clinforge.judges.judge_runner import run_judging
 
     answers = [{"id": f"q{i}", "prompt": f"Q{i}?", "model": m,
                 "response": ("harmful advice" if m == MODELS[0] else "sound advice") + (" BADVALUE" if i == 0 else "")
@@ -245,7 +245,7 @@ def test_real_medquad_answers_through_packets_and_a_pairwise_judge(data_root, tm
     survive every step, and the longer answer wins as the rules dictate (length bias +1)."""
     from _judge_server import JudgeServer
     from clinforge.data.load import load_records
-    from clinforge.judges.run import run_judging
+    from clinforge.judges.judge_runner import run_judging
 
     records = load_records(data_root / "medquad", "medquad", limit=6)
     assert len(records) == 6

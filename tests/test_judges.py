@@ -36,9 +36,9 @@ from clinforge.judges.bias import (
     self_preference,
     spearman,
 )
+from clinforge.judges.judge_runner import run_judging
 from clinforge.judges.jury import aggregate_scores, aggregate_winners
 from clinforge.judges.pairwise import PairwiseResult, final_winner
-from clinforge.judges.run import run_judging
 from clinforge.judges.single import ScoreResult
 from clinforge.models.backends import load_backend
 
@@ -203,7 +203,7 @@ def test_pairwise_run_summary_and_self_preference(server, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
     assert rows[3]["judges"][spec]["winner"] is None and rows[3]["judges"][spec]["raw_ab"]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "ok"
-    from clinforge.eval.judge_report import write_judge_report
+    from clinforge.eval.judge_report_html import write_judge_report
 
     html_text = write_judge_report(tmp_path / "run").read_text()
     assert "alt='position consistency'" in html_text and "alt='length scatter'" in html_text
@@ -305,7 +305,7 @@ def test_cli_resume_skips_done_items_and_redoes_a_cut_row(server, tmp_path):
 
 def test_bad_input_rows_name_file_line_and_field(tmp_path):
     from clinforge.core.errors import DataError
-    from clinforge.judges.run import load_items
+    from clinforge.judges.judge_runner import load_items
 
     path = _write_jsonl(tmp_path / "bad.jsonl", [{"id": 1, "prompt": "Q", "response_a": "x"}])
     with pytest.raises(DataError, match=r"bad.jsonl, line 1, field response_b: missing"):
@@ -374,7 +374,7 @@ def test_cli_rubric_default_and_pairwise_jury(server, tmp_path):
 
 def test_healthbench_rows_and_bad_item_rubric(server, tmp_path):
     from clinforge.core.errors import DataError
-    from clinforge.judges.run import load_items
+    from clinforge.judges.judge_runner import load_items
 
     rows = [{"prompt_id": "hb1", "prompt": [{"role": "user", "content": "Dizzy after standing?"}],
              "rubrics": [{"criterion": "Advises slow rising", "points": 5, "tags": ["axis:completeness"]},
@@ -398,7 +398,7 @@ def test_rubric_without_positive_points_is_refused_at_load(tmp_path):
     """HealthBench divides by the positive points; a penalty-only rubric cannot grade anything, so it is an input
     error naming the file (or the item's line), not a run where every item is counted as unparsable."""
     from clinforge.core.errors import DataError
-    from clinforge.judges.run import load_items
+    from clinforge.judges.judge_runner import load_items
 
     bad = tmp_path / "neg.yaml"
     bad.write_text("name: x\ncriteria:\n  - criterion: Invents a study\n    points: -3\n")

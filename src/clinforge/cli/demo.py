@@ -90,8 +90,8 @@ def _per_item_correct(run_dir: Path, task: str) -> dict[str, int]:
 
 def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
     """Step 3: evaluate the base and the trained model (log-likelihood MCQ) and compare them (McNemar, paired)."""
+    from clinforge.eval.eval_runner import EvalConfig, evaluate
     from clinforge.eval.metrics.significance import mcnemar
-    from clinforge.eval.runner import EvalConfig, evaluate
 
     tasks = _benchmark_tasks(ctx)
     limit = 50 if ctx["data"] == "real" else None
@@ -139,7 +139,7 @@ def run_demo(out: Path, *, data: str = "samples", overwrite: bool = False) -> di
     from rich.console import Console
 
     from clinforge.core.errors import ConfigError, OutputExistsError
-    from clinforge.core.runs import RunRecord, prepare_output_dir
+    from clinforge.core.run_records import RunRecord, prepare_output_dir
 
     if data not in DATA_CHOICES:
         raise ConfigError(f"unknown --data {data!r}; valid: {', '.join(DATA_CHOICES)}")

@@ -33,7 +33,7 @@ def command(
     import json
 
     from clinforge.core.errors import ClinforgeError
-    from clinforge.eval.runner import EvalConfig, evaluate
+    from clinforge.eval.eval_runner import EvalConfig, evaluate
     from clinforge.models.backends import parse_spec
 
     scheme, target = parse_spec(model)  # an unknown SCHEME: is a ConfigError listing the valid ones

@@ -53,8 +53,8 @@ def _fmt(stat: dict) -> str:
 
 
 def _run(kind: str, judges: list[str], input_path: Path, out: Path, **kwargs) -> None:
-    from clinforge.eval.judge_report import write_judge_report
-    from clinforge.judges.run import run_judging
+    from clinforge.eval.judge_report_html import write_judge_report
+    from clinforge.judges.judge_runner import run_judging
 
     summary = run_judging(kind, judges, input_path, out, **kwargs)
     _print_summary(summary)

@@ -20,7 +20,7 @@ def command(
     """
     from rich.console import Console
 
-    from clinforge.train.hf import is_main_process
+    from clinforge.train.hf_trainer import is_main_process
     from clinforge.train.pipeline import run_recipe_file
 
     summary = run_recipe_file(recipe, out=out, overrides=set_, resume=resume, overwrite=overwrite)

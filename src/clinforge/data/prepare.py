@@ -477,7 +477,7 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
     from tqdm.auto import tqdm
 
     from clinforge.core.io import atomic_path, atomic_write_json, atomic_write_text
-    from clinforge.core.runs import RunRecord, prepare_output_dir
+    from clinforge.core.run_records import RunRecord, prepare_output_dir
     from clinforge.core.seed import seed_everything
     from clinforge.data.card import build_card, render_markdown
     from clinforge.data.transforms.split import check_patient_splits

@@ -42,7 +42,7 @@ from typing import Any
 
 from clinforge.core.errors import ConfigError, DataError
 from clinforge.core.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
-from clinforge.core.runs import RunRecord, prepare_output_dir
+from clinforge.core.run_records import RunRecord, prepare_output_dir
 from clinforge.eval.agreement import bootstrap_units, cohen_kappa, fleiss_kappa, krippendorff_alpha, ratings_to_table
 from clinforge.judges.axes import AXES, Axis
 

@@ -53,7 +53,7 @@ def save_model_folder(model, tokenizer, out: Path, *, merge: bool) -> bool:
 def save_stage_output(stage, model, tokenizer, *, metrics: dict[str, Any], data=None, privacy: dict | None = None,
                       hyperparameters: dict | None = None) -> StageResult:
     """Write ``OUT/stages/NAME/model`` and ``stage.json`` (main process only) and return the StageResult."""
-    from clinforge.train.hf import barrier, is_main_process
+    from clinforge.train.hf_trainer import barrier, is_main_process
 
     ctx = stage.ctx
     out = ctx.out_dir / "model"

@@ -29,7 +29,7 @@ def _init_distributed() -> None:
 
 def resolve_base_model(recipe: Recipe, run_dir: Path) -> str:
     """The model the first stage starts from; ``tiny:ARCH`` builds a tiny model in ``OUT/base`` (rank 0)."""
-    from clinforge.train.hf import barrier, is_main_process
+    from clinforge.train.hf_trainer import barrier, is_main_process
 
     if not recipe.model.startswith("tiny:"):
         return recipe.model
@@ -113,10 +113,10 @@ def run_pipeline(recipe: Recipe, out_dir: str | os.PathLike, *, resume: bool = F
     ``resume``: finished stages are kept and the interrupted one continues from its newest checkpoint.
     ``after_stage``: callables run after each stage (plus hooks registered with ``register_after_stage``).
     """
-    from clinforge.core.runs import RunRecord, prepare_output_dir
+    from clinforge.core.run_records import RunRecord, prepare_output_dir
     from clinforge.core.seed import seed_everything
     from clinforge.train.export import finalize_model, load_stage_result
-    from clinforge.train.hf import barrier, is_main_process, world_info
+    from clinforge.train.hf_trainer import barrier, is_main_process, world_info
 
     check_recipe(recipe, recipe_file=recipe_file, lines=lines)
     _init_distributed()

@@ -102,7 +102,7 @@ def train_dp(stage, model, tokenizer, train_rows, eval_rows, collator) -> tuple[
     from transformers import get_scheduler
 
     from clinforge.core.io import atomic_write_json
-    from clinforge.train.hf import is_main_process, world_info
+    from clinforge.train.hf_trainer import is_main_process, world_info
 
     dp, t, ctx = stage.spec.dp, stage.spec.train, stage.ctx
     if world_info()[1] > 1:
@@ -167,7 +167,7 @@ def train_dp(stage, model, tokenizer, train_rows, eval_rows, collator) -> tuple[
         model.train(was_training)
         return sum(vals) / len(vals)
 
-    from clinforge.train.hf import LoopTracker
+    from clinforge.train.hf_trainer import LoopTracker
 
     tracker = LoopTracker(ctx, main_process=is_main_process())  # TensorBoard / MLflow like every other stage
     tracker.begin()

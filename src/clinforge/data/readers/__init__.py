@@ -16,7 +16,7 @@ _BUILTINS = {
     "medquad": "text", "presidio_pii": "text", "text": "text", "medec": "text",
     "mts_dialog": "dialogue", "aci_bench": "dialogue",
     "vqa_rad": "imaging", "iu_xray": "imaging",
-    "alpaca": "instruction", "sharegpt": "instruction", "hf": "hf",
+    "alpaca": "instruction", "sharegpt": "instruction", "hf": "hf_datasets",
     "medqa": "mcq", "medmcqa": "mcq", "pubmedqa": "mcq", "mmlu": "mcq",
 }
 for _name, _module in _BUILTINS.items():

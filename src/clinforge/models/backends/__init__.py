@@ -12,7 +12,7 @@ from clinforge.models.backends.base import (
     parse_spec,
 )
 
-BACKENDS.add_builtin("hf", "clinforge.models.backends.hf")
+BACKENDS.add_builtin("hf", "clinforge.models.backends.hf_inprocess")
 BACKENDS.add_builtin("openai", "clinforge.models.backends.openai")
 BACKENDS.add_builtin("vllm", "clinforge.models.backends.vllm")
 

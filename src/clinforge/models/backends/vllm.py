@@ -14,7 +14,7 @@ from typing import Any
 
 from clinforge.core.errors import ClinforgeError
 from clinforge.models.backends.base import BACKENDS, Backend, GenerationRequest, LoglikelihoodRequest
-from clinforge.models.backends.hf import apply_stop
+from clinforge.models.backends.hf_inprocess import apply_stop
 
 
 class VLLMBackend(Backend):
@@ -54,12 +54,12 @@ class VLLMBackend(Backend):
         return self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
 
     def tok_encode(self, text: str, add_special_tokens: bool | None = None) -> list[int]:
-        from clinforge.models.backends.hf import HFBackend
+        from clinforge.models.backends.hf_inprocess import HFBackend
 
         return HFBackend.tok_encode(self, text, add_special_tokens)  # type: ignore[arg-type]
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        from clinforge.models.backends.hf import HFBackend
+        from clinforge.models.backends.hf_inprocess import HFBackend
 
         return HFBackend.encode_pair(self, context, continuation)  # type: ignore[arg-type]
 

@@ -210,7 +210,7 @@ class RLAIFStage(AlignStage):
     def judged_samples(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
         """Sample and judge (on the main process only; other ranks wait and read the result), or reuse
         ``samples.jsonl`` when its fingerprint matches (on resume, and on the other ranks)."""
-        from clinforge.train.hf import barrier, is_main_process
+        from clinforge.train.hf_trainer import barrier, is_main_process
 
         opts = self.options
         samples_path, meta_path = self.ctx.out_dir / "samples.jsonl", self.ctx.out_dir / "samples.meta.json"
@@ -245,7 +245,7 @@ class RLAIFStage(AlignStage):
         self.ctx.out_dir.mkdir(parents=True, exist_ok=True)
         judged, reused = self.judged_samples(rows)
         pairs, dropped = build_pairs(rows, judged, opts.min_margin)
-        from clinforge.train.hf import is_main_process
+        from clinforge.train.hf_trainer import is_main_process
 
         main = is_main_process()
         if main:
@@ -282,7 +282,7 @@ class RLAIFStage(AlignStage):
                 rm_metrics = fit_reward_model(self, rm, rm_tok, examples, opts.rm,
                                               output_dir=self.ctx.out_dir / "rm_checkpoints")
                 from clinforge.train.export import save_model_folder
-                from clinforge.train.hf import barrier
+                from clinforge.train.hf_trainer import barrier
 
                 if main:
                     save_model_folder(rm, rm_tok, rm_dir, merge=True)

@@ -28,7 +28,7 @@ Writing a stage::
 Shared building blocks, each usable on its own: ``clinforge.train.data`` (records -> text / chat / preference
 examples, tokenisation with assistant-only labels, packing collator), ``clinforge.train.methods`` (load a model and
 apply full / LoRA / QLoRA / freezing), ``clinforge.train.export`` (save, merge adapters, model card),
-``clinforge.train.hf`` (TrainingArguments from a recipe, callbacks, resume).
+``clinforge.train.hf_trainer`` (TrainingArguments from a recipe, callbacks, resume).
 """
 
 from __future__ import annotations
@@ -210,19 +210,19 @@ class Stage:
 
     def training_kwargs(self, **extra) -> dict[str, Any]:
         """Keyword arguments for ``transformers.TrainingArguments`` or any TRL ``*Config`` built on it."""
-        from clinforge.train.hf import training_kwargs
+        from clinforge.train.hf_trainer import training_kwargs
 
         return training_kwargs(self.ctx, **extra)
 
     def callbacks(self) -> list:
         """Trainer callbacks: progress bar with loss, tokens/s and ETA, and the run-summary recorder."""
-        from clinforge.train.hf import default_callbacks
+        from clinforge.train.hf_trainer import default_callbacks
 
         return default_callbacks(self.ctx)
 
     def train_with_resume(self, trainer) -> dict[str, Any]:
         """Train, resuming from the newest checkpoint in ``out_dir/checkpoints`` when the run is resumed."""
-        from clinforge.train.hf import train_with_resume
+        from clinforge.train.hf_trainer import train_with_resume
 
         return train_with_resume(trainer, self.ctx)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clinforge.core.io import atomic_write_text
-from clinforge.eval.report import definitions_footer, png_data_uri
+from clinforge.eval.eval_report_html import definitions_footer, png_data_uri
 
 HEADLINES = {"single": "mean_score", "rubric": "healthbench_score", "pairwise": "win_rate_a"}
 _PREF = {"A": 1.0, "tie": 0.5, "B": 0.0}

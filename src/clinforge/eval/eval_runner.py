@@ -195,7 +195,7 @@ def evaluate(config: EvalConfig, *, backend: Any = None, overwrite: bool = False
         >>> evaluate(cfg)["tasks"]["medqa"]["acc"]  # doctest: +SKIP
         0.25
     """
-    from clinforge.core.runs import RunRecord, prepare_output_dir
+    from clinforge.core.run_records import RunRecord, prepare_output_dir
 
     if config.limit is not None and config.limit < 0:
         raise ConfigError(f"--limit must be >= 0 (got {config.limit})", key="limit")
@@ -252,7 +252,7 @@ def evaluate(config: EvalConfig, *, backend: Any = None, overwrite: bool = False
         # tasks of this invocation: `--tasks medqa` then `--tasks pubmedqa` on one DIR summarises both
         earlier = [get_task(n) for n in run_task_names if n not in names and (out / "items" / f"{n}.jsonl").exists()]
         summary = summarize(config, [*earlier, *tasks], out)
-        from clinforge.eval.report import write_report
+        from clinforge.eval.eval_report_html import write_report
 
         write_report(out, summary)
         assert run is not None

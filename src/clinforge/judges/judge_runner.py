@@ -14,7 +14,7 @@ axes      ``id``, ``prompt``, ``response``, ``model`` (Med-PaLM axes; also write
 ========  ===================================================================================================
 
 Output directory: ``run.json`` (command, config, input hashes, versions), ``items.jsonl`` (one row per item: the
-item, each judge's raw outputs and parsed verdicts, the jury verdict), ``summary.json`` (:mod:`.report`).
+item, each judge's raw outputs and parsed verdicts, the jury verdict), ``summary.json`` (:mod:`.judge_summary`).
 Running again on the same directory resumes: item ids already in ``items.jsonl`` are skipped; a row cut short by
 a crash (the last line, without newline) is dropped and redone. Resuming with other judges or settings is refused.
 """
@@ -28,10 +28,10 @@ from typing import Any
 
 from clinforge.core.errors import ConfigError, DataError
 from clinforge.core.io import read_jsonl
-from clinforge.core.runs import RunRecord, prepare_output_dir
+from clinforge.core.run_records import RunRecord, prepare_output_dir
 from clinforge.judges.base import JUDGES
+from clinforge.judges.judge_summary import summarize_run
 from clinforge.judges.jury import Jury
-from clinforge.judges.report import summarize_run
 from clinforge.models.backends.base import Backend, load_backend
 
 REQUIRED = {"single": ("id", "prompt", "response"), "pairwise": ("id", "prompt", "response_a", "response_b"),
