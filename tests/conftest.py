@@ -4,6 +4,7 @@ is absent and CI is unset; in CI a missing folder is a failure, so real-data tes
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,47 @@ def data_root() -> Path:
             pytest.fail(f"CI is set but the real datasets are missing at {root} (set CLINFORGE_DATA)")
         pytest.skip(f"real datasets not found at {root}; set CLINFORGE_DATA")
     return root
+
+
+# ---- shared tiny models: built once per test run, whatever the number of xdist workers ---------------------------
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder shared by every pytest-xdist worker of this test run (and unique to the run): the parent of the
+    workers' base temp folders under xdist, the base temp folder otherwise."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def build_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """``build(folder)`` run by the first worker that asks for ``name``; the others wait on a file lock and reuse
+    the finished folder (a ``.complete`` marker tells finished from half-written after a crashed worker)."""
+    import shutil
+
+    from filelock import FileLock
+
+    root = shared_dir(tmp_path_factory)
+    target = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            build(target)
+            (target / ".complete").touch()
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """The tiny random Llama most training tests start from (vocab 512, hidden 32, seed 0); read-only."""
+    from clinforge.models.tiny import build_tiny
+
+    return build_once(tmp_path_factory, "tiny-llama-512-32",
+                      lambda d: build_tiny("llama", d, vocab_size=512, hidden_size=32, seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory, data_root) -> Path:
+    """The tiny random Llama with a BPE tokenizer trained on MedQA that the eval/backend/judge tests use; read-only."""
+    from _tinylm import build_tiny_lm
+
+    return build_once(tmp_path_factory, "tiny-lm-medqa", lambda d: build_tiny_lm(d, data_root))

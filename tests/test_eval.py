@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _tinylm import build_tiny_lm
 from clinforge.core.errors import ClinforgeError, ConfigError
 from clinforge.eval.eval_runner import EvalConfig, evaluate
 from clinforge.eval.extract import extract_choice
@@ -27,11 +26,6 @@ LM_EVAL_TASKS = Path(importlib.util.find_spec("lm_eval").origin).parent / "tasks
 ALL_TASKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_anatomy", "mmlu_clinical_knowledge", "mmlu_college_biology",
              "mmlu_college_medicine", "mmlu_medical_genetics", "mmlu_professional_medicine", "medquad", "mts_dialog",
              "aci_bench", "medec", "iu_xray"]
-
-
-@pytest.fixture(scope="session")
-def tiny_lm(tmp_path_factory, data_root) -> Path:
-    return build_tiny_lm(tmp_path_factory.mktemp("tinylm_eval"), data_root)
 
 
 @pytest.fixture(scope="session")

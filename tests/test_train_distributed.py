@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from clinforge.models.tiny import build_tiny
-
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes_both_train(tmp_path, data_root):
-    model = build_tiny("llama", tmp_path / "tiny", vocab_size=512, hidden_size=32, seed=0)
+def test_torchrun_two_cpu_processes_both_train(tmp_path, data_root, tiny_llama):
+    model = tiny_llama
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""
 model: {model}
