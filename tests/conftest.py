@@ -64,3 +64,13 @@ def tiny_lm(tmp_path_factory, data_root) -> Path:
     from _tinylm import build_tiny_lm
 
     return build_once(tmp_path_factory, "tiny-lm-medqa", lambda d: build_tiny_lm(d, data_root))
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1 (the OS picks it), for launchers that need a number, e.g. torchrun's
+    --master_port: parallel workers never collide on a fixed one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -21,6 +21,7 @@ from clinforge.eval.eval_runner import EvalConfig, evaluate
 from clinforge.eval.extract import extract_choice
 from clinforge.eval.tasks import GROUPS, TASKS
 from clinforge.eval.tasks.mcq import rotate
+from conftest import free_port
 
 LM_EVAL_TASKS = Path(importlib.util.find_spec("lm_eval").origin).parent / "tasks"
 ALL_TASKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_anatomy", "mmlu_clinical_knowledge", "mmlu_college_biology",
@@ -297,7 +298,7 @@ def test_two_process_sharding_equals_one_process(tmp_path, tiny_lm):
     common = ["-m", "clinforge", "eval", "--model", f"hf:{tiny_lm}", "--device", "cpu", "--no-progress",
               "--tasks", "medqa", "--limit", "8"]
     sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                              "--master_port", str(29500 + os.getpid() % 1000), *common, "--out",
+                              "--master_port", str(free_port()), *common, "--out",
                               str(tmp_path / "sharded")], env=env, capture_output=True, text=True, timeout=300)
     assert sharded.returncode == 0, sharded.stdout[-2000:] + sharded.stderr[-2000:]
     single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "single")], env=env,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
@@ -31,7 +33,7 @@ stages:
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29531", "-m", "clinforge", "train", str(recipe), "--out", str(out)],
+                           "--master_port", str(free_port()), "-m", "clinforge", "train", str(recipe), "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out / "stages/cpt/ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
