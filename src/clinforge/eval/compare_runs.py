@@ -142,8 +142,8 @@ def chance_level(rows: list[dict[str, Any]]) -> float | None:
     """Mean over items of 1 / number of options; None when the items are not multiple choice.
 
     Example:
-        >>> chance_level([{"choices": ["A", "B", "C", "D"]}, {"choices": ["yes", "no", "maybe"]}])
-        0.2916666666666667
+        >>> round(chance_level([{"choices": ["A", "B", "C", "D"]}, {"choices": ["yes", "no", "maybe"]}]), 4)
+        0.2917
     """
     sizes = [len(r["choices"]) for r in rows if r.get("choices")]
     return sum(1 / n for n in sizes) / len(sizes) if sizes and len(sizes) == len(rows) else None
