@@ -153,7 +153,8 @@ def _task_section(task: str, res: dict[str, Any], reference: str, disagreements:
         more = (f" (the first {len(shown)}; all in disagreements/{_e(task)}.jsonl)"
                 if len(disagreements) > len(shown) else f" (also in disagreements/{_e(task)}.jsonl)")
         what = "answers (&#10003; right, &#10007; wrong)" if has_answers else f"item {_e(metric)}, largest gaps first"
-        parts.append(f"<details><summary>{len(disagreements)} items on which the runs disagree{more}: {what}"
+        opened = " open" if len(disagreements) <= 20 else ""  # a short list is read at once; a long one on demand
+        parts.append(f"<details{opened}><summary>{len(disagreements)} items on which the runs disagree{more}: {what}"
                      f"</summary><table><tr>{head}</tr>{''.join(body)}</table></details>")
     elif res.get("paired"):
         parts.append("<p class='muted'>The runs agree on every shared item.</p>")
