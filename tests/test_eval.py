@@ -304,6 +304,8 @@ def test_two_process_sharding_equals_one_process(tmp_path, tiny_lm):
     single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "single")], env=env,
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
+    printed = json.loads(single.stdout[:single.stdout.rindex("}") + 1])  # the console summary shows the CIs
+    assert printed["tasks"]["medqa"]["n"] == 8 and len(printed["tasks"]["medqa"]["acc_ci"]) == 2
     a = _rows(tmp_path / "sharded" / "items" / "medqa.jsonl")
     b = _rows(tmp_path / "single" / "items" / "medqa.jsonl")
     assert [r["id"] for r in a] == [r["id"] for r in b] and len(a) == 8
