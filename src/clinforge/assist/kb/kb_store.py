@@ -276,3 +276,21 @@ def open_kb(kb_dir: str | os.PathLike, *, settings: SearchSettings | None = None
     m = read_manifest(kb_dir)
     dense = FaissFlatIndex.read(str(kb_dir / "dense.faiss"))
     return KnowledgeBase(read_chunks(kb_dir), dense, load_embedder(m, str(kb_dir)), manifest=m, settings=settings)
+
+
+def search_kb(kb: str | os.PathLike, query: str, *, k: int = 5, filters: dict[str, Any] | None = None,
+              settings: SearchSettings | None = None, table: str | None = None) -> list[dict[str, Any]]:
+    """Open a KB (a folder, or a PostgreSQL DSN with ``table``) and search it once; results as dicts.
+
+    Example:
+        >>> search_kb("kb/", "asthma inhaler", k=1)[0]["metadata"]["source"]  # doctest: +SKIP
+        'medquad'
+    """
+    if table is not None:
+        from clinforge.assist.kb.pgvector_store import open_pgvector
+
+        base = open_pgvector(str(kb), table, settings=settings)
+    else:
+        base = open_kb(kb, settings=settings)
+    return [{"id": h.id, "score": h.score, "metadata": h.metadata, "scores": h.scores, "text": h.text}
+            for h in base.search(query, k=k, filters=filters)]
