@@ -16,7 +16,6 @@ Target (issue 9): the best configuration reaches recall@5 >= 0.95 on PubMedQA wi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -36,11 +36,12 @@ def find_pg_bin() -> Path | None:
     for base in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (base / "initdb").exists() and _has_vector(base):
             return base
-    try:
-        import pgserver  # noqa: F401  (only its bundled binaries are used)
-    except ImportError:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")  # located, not imported: only its bundled binaries are used
+    if spec is None or not spec.submodule_search_locations:
         return None
-    bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     return bindir if (bindir / "initdb").exists() and _has_vector(bindir) else None
 
 
@@ -60,16 +61,22 @@ class PgServer:
             self.user = next((u for u in ("postgres", "nobody") if _user_exists(u)), None)
             if self.user is None:
                 raise RuntimeError("running as root and neither a postgres nor a nobody user exists")
-            # the binaries must be readable by that user; a copy under our temp folder is
-            install = self.root / "pginstall"
-            shutil.copytree(bindir.parent, install, symlinks=True)
-            bindir = install / "bin"
             os.chmod(self.root, 0o755)
-            for dirpath, dirnames, filenames in os.walk(install):
-                for name in dirnames + filenames:
-                    p = os.path.join(dirpath, name)
-                    if not os.path.islink(p):
-                        os.chmod(p, os.stat(p).st_mode | 0o055)
+            if not _readable_by_others(bindir):
+                # e.g. pgserver under root's private home: copy pginstall and, keeping the layout its RPATH
+                # ($ORIGIN/../../../pgserver.libs) expects, the wheel's bundled libraries beside it
+                pkg = bindir.parent.parent
+                copy = self.root / "pg" / pkg.name
+                shutil.copytree(bindir.parent, copy / bindir.parent.name, symlinks=True)
+                libs = pkg.parent / f"{pkg.name}.libs"
+                if libs.is_dir():
+                    shutil.copytree(libs, self.root / "pg" / libs.name, symlinks=True)
+                bindir = copy / bindir.parent.name / "bin"
+                for dirpath, dirnames, filenames in os.walk(self.root / "pg"):
+                    for name in [".", *dirnames, *filenames]:
+                        p = os.path.join(dirpath, name)
+                        if not os.path.islink(p):
+                            os.chmod(p, os.stat(p).st_mode | 0o055)
         self.bindir = bindir
         self.data = self.root / "data"
         self.port = _free_port()
@@ -112,6 +119,12 @@ class PgServer:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _readable_by_others(path: Path) -> bool:
+    """Whether every folder from / down to ``path`` lets other users in."""
+    p = path.resolve()
+    return all(os.stat(q).st_mode & 0o001 for q in [p, *p.parents])
 
 
 def _user_exists(name: str) -> bool:
