@@ -35,9 +35,22 @@ def _settings(mode: str, fusion: str, rrf_k: float, weights: str | None, candida
 
 
 def _filters(items: list[str]) -> dict | None:
-    from clinforge.cli.data_inspect import _parse_options
+    """``field=value``; the value is YAML read with every scalar kept as a string (metadata compares as strings, and
+    YAML 1.1 would turn ``yes`` into true)."""
+    import yaml
 
-    return _parse_options(items) or None
+    from clinforge.core.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"filter {item!r} must look like field=value", key="--filter")
+        try:
+            out[key.strip()] = yaml.load(raw, Loader=yaml.BaseLoader) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"filter {key.strip()!r}: value is not valid YAML ({exc})", key="--filter") from None
+    return out or None
 
 
 def _print(obj: dict, as_json: bool, line: str) -> None:

@@ -275,7 +275,8 @@ def open_kb(kb_dir: str | os.PathLike, *, settings: SearchSettings | None = None
         verify_kb(kb_dir)
     m = read_manifest(kb_dir)
     dense = FaissFlatIndex.read(str(kb_dir / "dense.faiss"))
-    return KnowledgeBase(read_chunks(kb_dir), dense, load_embedder(m, str(kb_dir)), manifest=m, settings=settings)
+    return KnowledgeBase(read_chunks(kb_dir), dense, lambda: load_embedder(m, str(kb_dir)), manifest=m,
+                         settings=settings)
 
 
 def search_kb(kb: str | os.PathLike, query: str, *, k: int = 5, filters: dict[str, Any] | None = None,

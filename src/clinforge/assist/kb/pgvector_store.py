@@ -112,5 +112,5 @@ def open_pgvector(dsn: str, table: str, *, settings: SearchSettings | None = Non
         raise ConfigError(f"table {table}_manifest is empty: publish the KB first", key="table")
     manifest = row[0]
     chunks = [Chunk(**r[0]) for r in index.conn.execute(f"SELECT chunk FROM {index.table} ORDER BY pos")]
-    return KnowledgeBase(chunks, index, load_embedder(manifest, f"{dsn.split('@')[-1]} table {table}"),
+    return KnowledgeBase(chunks, index, lambda: load_embedder(manifest, f"{dsn.split('@')[-1]} table {table}"),
                          manifest=manifest, settings=settings)

@@ -211,13 +211,22 @@ class KnowledgeBase:
                  settings: SearchSettings | None = None):
         self.chunks = chunks
         self.dense = dense
-        self.embedder = embedder
+        # an embedder, or a zero-argument function that loads it: BM25-only use never pays for the model
+        self._embedder = None if callable(embedder) and not hasattr(embedder, "encode") else embedder
+        self._embedder_factory = embedder if self._embedder is None else None
         self.manifest = manifest
         self.settings = settings or SearchSettings()
         bm = manifest.get("bm25", {})
         self.bm25 = BM25Index([c.text for c in chunks], k1=bm.get("k1", 1.5), b=bm.get("b", 0.75),
                               stopwords=bm.get("stopwords", "en"))
         self.metas = [c.metadata() for c in chunks]
+
+    @property
+    def embedder(self) -> Any:
+        """The query embedder (loaded on first use)."""
+        if self._embedder is None:
+            self._embedder = self._embedder_factory()
+        return self._embedder
 
     @property
     def version(self) -> int:
