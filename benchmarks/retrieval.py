@@ -17,6 +17,7 @@ Target (issue 9): the best configuration reaches recall@5 >= 0.95 on PubMedQA wi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -53,9 +54,11 @@ def main(argv: list[str] | None = None) -> int:
                                  "loadavg_start": os.getloadavg()},
                      "date": time.strftime("%Y-%m-%d"), "threads": args.threads, "seed": args.seed,
                      "rrf_k": args.rrf_k, "corpora": {}}
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     for name, spec in _corpora(data, args.medquad, args.pubmedqa).items():
         kb_dir = out / f"kb-{name}"
-        build_s = None
+        # --reuse keeps the build time measured when the KB was built (results.json of that run)
+        build_s = previous.get("corpora", {}).get(name, {}).get("build_s") if args.reuse else None
         if not (args.reuse and (kb_dir / "manifest.json").exists()):
             t0 = time.perf_counter()
             build_kb(kb_dir, [spec], threads=args.threads, overwrite=True)
