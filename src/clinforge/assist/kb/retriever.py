@@ -88,7 +88,7 @@ class BM25Index:
     Example:
         >>> ix = BM25Index(["fever and cough", "a rash"], k1=1.5, b=0.75)
         >>> [round(float(s), 3) for s in ix.scores("cough")]
-        [0.288, 0.0]
+        [0.241, 0.0]
     """
 
     def __init__(self, texts: list[str], *, k1: float = 1.5, b: float = 0.75, stopwords: str = "en"):
