@@ -197,3 +197,37 @@ def test_cli_build_search_verify_eval(built, tmp_path, data_root):
         fh.write("\n")
     r = _cli("verify", str(kb))
     assert r.returncode != 0 and "chunks.jsonl" in r.stderr
+
+
+def test_interrupted_build_resumes_with_the_same_bytes(built, tmp_path):
+    """A real SIGKILL during embedding (nothing gets to clean up); the rerun reuses the finished blocks and equals an
+    uninterrupted build. (SIGKILL rather than SIGINT: a job started in the background inherits SIGINT ignored.)"""
+    import signal
+    import time
+
+    root, spec = built
+    out = tmp_path / "kb"
+    args = ["build", str(out), "--source", f"folder:{spec.path}", "--licence", "CC-BY-4.0", "--chunk-size", "500",
+            "--overlap", "100", "--threads", "1", "--embed-block", "1"]
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "clinforge", "kb", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 500
+    while time.time() < deadline and proc.poll() is None:
+        if any(tmp_path.glob(".kb.embedding-blocks-*/*.npy")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the build finished before it could be interrupted"
+    assert not out.exists()
+    done = len(list(tmp_path.glob(".kb.embedding-blocks-*/*.npy")))
+    assert done >= 1
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert f"({done} embedding blocks resumed from an interrupted run)" in r.stdout
+    assert not list(tmp_path.glob(".kb.embedding-blocks-*"))  # checkpoint removed once the KB is written
+    clean = build_kb(tmp_path / "clean", [spec], chunk_size=500, overlap=100, threads=1, embed_block=1)
+    assert clean["resumed_blocks"] == 0
+    for name in ("manifest.json", "chunks.jsonl", "dense.faiss"):
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name

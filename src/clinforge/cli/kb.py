@@ -69,6 +69,8 @@ def build(
     overlap: int = typer.Option(150, "--overlap", help="Characters of whole sentences carried between chunks."),
     threads: int = typer.Option(1, "--threads", min=1, help="Torch threads for embedding (recorded: the bytes "
                                                                  "depend on it)."),
+    embed_block: int = typer.Option(256, "--embed-block", min=1, help="Texts per embedding checkpoint block (an "
+                                                                       "interrupted build resumes at block level)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
@@ -79,9 +81,10 @@ def build(
     from clinforge.assist.kb import build_kb
 
     m = build_kb(out, _sources(source, limit, licence), embedder=embedder, chunk_size=chunk_size, overlap=overlap,
-                 threads=threads, overwrite=overwrite)
+                 threads=threads, overwrite=overwrite, embed_block=embed_block)
+    resumed = f" ({m['resumed_blocks']} embedding blocks resumed from an interrupted run)" if m["resumed_blocks"] else ""
     _print(m, as_json, f"built {out}: version {m['version']}, {m['counts']['documents']} documents, "
-                       f"{m['counts']['chunks']} chunks, embedder {m['embedder']['name']}")
+                       f"{m['counts']['chunks']} chunks, embedder {m['embedder']['name']}{resumed}")
 
 
 @app.command("update")

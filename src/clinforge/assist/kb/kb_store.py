@@ -10,7 +10,9 @@ A KB folder holds three files, all listed with their SHA-256 in ``manifest.json`
   over everything else (``manifest_sha256``).
 
 Nothing in the folder depends on the clock or the output path, so a rebuild with the same sources, package versions
-and thread count is byte-identical. A folder is written beside its target and renamed into place in one step.
+and thread count is byte-identical. A folder is written beside its target and renamed into place in one step. The
+embedding, the slow part, is checkpointed in blocks beside the target: a build that was interrupted (Ctrl-C, a
+killed job) resumes where it stopped when run again, and gives the same bytes as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as pkg_version
 from pathlib import Path
@@ -87,17 +90,49 @@ def collect_chunks(sources: list[SourceSpec], size: int, overlap: int) -> tuple[
     return chunks, n_docs
 
 
-def _embed(chunks: list[Chunk], embedder: Any, cache: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
-    """Vectors in chunk order, embedding only texts whose hash is not in ``cache``; returns (vectors, embedded)."""
+BLOCK = 256  # texts embedded per checkpoint block (default)
+
+
+def _embed(chunks: list[Chunk], embedder: Any, cache: dict[str, np.ndarray], checkpoint: Path | None = None,
+           block_size: int = BLOCK) -> tuple[np.ndarray, int, int]:
+    """Vectors in chunk order, embedding only texts whose hash is not in ``cache``; returns (vectors, embedded,
+    blocks resumed from the checkpoint).
+
+    The texts to embed are cut into fixed blocks of ``block_size`` (in chunk order); each finished block is saved under
+    ``checkpoint``, so an interrupted build run again with the same sources skips the blocks it finished. Blocks are
+    the same whether or not a run was interrupted, so a resumed build gives the same bytes as an uninterrupted one.
+    """
     todo: dict[str, str] = {}
     for c in chunks:
         if c.text_sha256 not in cache and c.text_sha256 not in todo:
             todo[c.text_sha256] = c.text
-    if todo:
-        vecs = embedder.encode(list(todo.values()))
-        cache = {**cache, **dict(zip(todo.keys(), vecs, strict=True))}
+    cache = dict(cache)
+    keys = list(todo)
+    if checkpoint is not None and keys:
+        checkpoint.mkdir(parents=True, exist_ok=True)
+    resumed = 0
+    for start in range(0, len(keys), block_size):
+        block = keys[start:start + block_size]
+        name = hashlib.sha256("\n".join(block).encode()).hexdigest()[:32]
+        saved = checkpoint / f"{name}.npy" if checkpoint is not None else None
+        if saved is not None and saved.exists():
+            vecs = np.load(saved, allow_pickle=False)
+            resumed += 1
+        else:
+            vecs = embedder.encode([todo[k] for k in block])
+            if saved is not None:
+                tmp = saved.with_suffix(".partial")  # a block killed mid-write is never read back
+                with open(tmp, "wb") as fh:
+                    np.save(fh, vecs, allow_pickle=False)
+                os.replace(tmp, saved)
+        cache.update(zip(block, vecs, strict=True))
     vectors = np.stack([cache[c.text_sha256] for c in chunks]) if chunks else np.zeros((0, embedder.dim), np.float32)
-    return np.ascontiguousarray(vectors, dtype=np.float32), len(todo)
+    return np.ascontiguousarray(vectors, dtype=np.float32), len(todo), resumed
+
+
+def _checkpoint_dir(out: Path, embedder_sha: str, batch_size: int, threads: int, block_size: int) -> Path:
+    """Where the embedding blocks of an unfinished build wait (beside the output; removed when the build ends)."""
+    return out.parent / f".{out.name}.embedding-blocks-{embedder_sha[:16]}-b{batch_size}-t{threads}-n{block_size}"
 
 
 def _write(out: Path, chunks: list[Chunk], vectors: np.ndarray, manifest: dict[str, Any], overwrite: bool) -> None:
@@ -114,8 +149,10 @@ def _write(out: Path, chunks: list[Chunk], vectors: np.ndarray, manifest: dict[s
 
 def build_kb(out: str | os.PathLike, sources: list[SourceSpec], *, embedder: str = "minilm", chunk_size: int = 1000,
              overlap: int = 150, threads: int = 1, batch_size: int = 32, bm25_k1: float = 1.5, bm25_b: float = 0.75,
-             overwrite: bool = False, _previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build a knowledge-base folder at ``out`` from ``sources``; returns the manifest.
+             overwrite: bool = False, embed_block: int = BLOCK,
+             _previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build a knowledge-base folder at ``out`` from ``sources``; returns the manifest (and, outside it, under
+    ``"resumed_blocks"``, how many embedding blocks an interrupted earlier run had finished).
 
     Example:
         >>> build_kb("kb/", [SourceSpec.parse("medquad:data/medquad/9_CDC_QA")])  # doctest: +SKIP
@@ -135,7 +172,8 @@ def build_kb(out: str | os.PathLike, sources: list[SourceSpec], *, embedder: str
             raise ConfigError("the embedder's weights differ from the ones this KB was built with; rebuild it with "
                               "kb build --overwrite", key="embedder")
         cache = _previous["cache"]
-    vectors, embedded = _embed(chunks, emb, cache)
+    checkpoint = _checkpoint_dir(out, emb.weights_sha256(), batch_size, threads, embed_block)
+    vectors, embedded, resumed = _embed(chunks, emb, cache, checkpoint, embed_block)
     prev_m = _previous["manifest"] if _previous else None
     version = prev_m["version"] + 1 if prev_m else 1
     history = list(prev_m.get("history", [])) if prev_m else []
@@ -154,7 +192,8 @@ def build_kb(out: str | os.PathLike, sources: list[SourceSpec], *, embedder: str
         "counts": {"documents": n_docs, "chunks": len(chunks)},
     }
     _write(out, chunks, vectors, manifest, overwrite=True)
-    return read_manifest(out)
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    return {**read_manifest(out), "resumed_blocks": resumed}
 
 
 def read_manifest(kb_dir: str | os.PathLike) -> dict[str, Any]:
