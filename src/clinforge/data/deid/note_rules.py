@@ -28,8 +28,11 @@ from clinforge.data.deid.lexicons import (
     CLINICAL_CAPITALISED,
     CLINICAL_TERMS,
     FUNCTION_WORDS,
+    NOTE_TERMS,
+    common_words,
     english_words,
     looks_like_note,
+    person_names,
     us_names,
     word_set,
 )
@@ -37,25 +40,6 @@ from clinforge.data.deid.names import _MEDICAL_SHAPE
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
-# Nursing / ICU shorthand that is never a name or a place (general usage, lower-cased).
-NOTE_TERMS = word_set("""
-micu sicu ccu csru ctic nicu picu vicu pacu cvicu tsicu ew er ed or osh npn mae perrl perla aox3 nad wnl rrr cta
-abg abgs ngt ogt ett picc tlc cvl aline a-line swan cvp pa pap pcwp svr svo2 co ci iabp lvad vad peg jp bs bsx4
-ls rt lt rll rul lll lul bilat bilaterally hob oob dvt ppx sq sc ivf ns lr d5w d5 tpn ppn tf tfs npo cpap bipap
-psv simv ac prvc vt tv rsbi ips eps fio2 sats sat resp neuro gi gu cv id skin endo heme soc social dispo plan
-dnr dni full code prn qd qod q1 q2 q2h q4 q4h q6 q6h q8 q12 qhs bid tid qid hrs hr hrly min mins pt pts pt's
-dtr gtt gtts mcg mcg/kg mg meq kcl mgso4 k+ na+ hct hgb wbc plt inr ptt pt/inr bun cr lytes coags cx cxs ua uo
-u/o i&o i/o ivp ivpb ffp prbc prbcs plts cryo vanco levo ceftaz flagyl zosyn levoph levophed neo dopa dobutamine
-dopamine milrinone nitro ntg nipride propofol fentanyl versed ativan morphine dilaudid haldol lasix lopressor
-ativan insulin sliding scale ssi fsbs fs bg bgs accuchecks accucheck ekg cxr ct mri echo tte tee egd ercp kub
-cath ptca stent cabg avr mvr afib aflutter svt vt vf nsr st sb sr pvc pvcs pac pacs bbb rbbb lbbb chb
-peep pip map sbp dbp mab hd cvvh cvvhd crrt hd cap ngt ogt trach ett cuff leak rr sob doe pnd chf copd cad mi
-nstemi stemi htn dm niddm iddm cri arf crf esrd uti pna cap hap vap ards sirs mrsa vre cdiff c-diff
-ambu amb ambulance medflight helo ems transfer trans xfer tx rx dx hx sx fx px s/p w/ w/o c/o d/c dc'd d/c'd
-rn rrt crt md np pa ho res intern fellow attending staff team house nsg nursing sw cm pcp
-foley walker pace high low mid commode bedside
-am pm noc eve days nights shift today tonight yesterday tomorrow wkend weekend
-""")
 # Words that look like first names but are ordinary words in notes (and the months): never a name alone.
 WORD_NAMES = word_set("""
 will may mark bill pat grace hope joy faith rose june april august art bob don jack jean sue guy rich ray ted
@@ -65,7 +49,7 @@ bud buck christian major royal king prince precious mercy sunny misty brandy can
 ed em ali lea ina ira abe doc ken lee rocky young page golden love win major penny star tom neil bay clay
 terry kelly shirley carter cole mason tyler parker porter baker cook price rich long short small hall wall
 """)
-_TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|np|rn|pa|nurse|caseworker|case worker|case manager|social worker|"
+_TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|np|rn|nurse|caseworker|case worker|case manager|social worker|"
               r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
 _RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|brother|bro|sister|sis|mother|mom|"
                  r"father|dad|niece|nephew|grand ?son|grand ?daughter|grand ?child|aunt|uncle|cousin|friend|fiance|"
@@ -74,7 +58,8 @@ _RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|b
 _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
 _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:(-]+[ \t]*|-+)?"
-    r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
+    r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
+_WORDS = re.compile(r"[a-z]+")
 _STRONG_TITLES = frozenset({"dr", "drs", "doctor", "mr", "mrs"})
 _TITLE_WORDS = frozenset(re.sub(r"\\?[ ]", " ", _TITLE_CUE).split("|"))
 _CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn)(?![a-z])")
@@ -82,17 +67,19 @@ _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]
 _PER_AWARE = re.compile(r"(?<![a-z])(?:per|with|w/|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
                         + r")\b|(?<![a-z])(?P<b>" + _TOKEN + r")[ \t]+(?:aware|notified|made aware|paged|in to see)\b")
 _MONTH_DAY = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\w%]|/\d|\.\d|-\d)")
+_FULL_DATE = re.compile(r"(?<![\d/.])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:/(?:\d\d){1,2}|\.\d\d)(?![\d%])")
 _MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
 _FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
 _NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|"
                              r"mg|times|lobe|\+)", re.I)
-_NOT_DATE_BEFORE = re.compile(r"(?:pain|score|strength|grade|gr|murmur|sounds|x|mae|power|motor|lungs|breath)[ \t:]*$",
+_NOT_DATE_BEFORE = re.compile(r"(?<![a-z])(?:pain|score|strength|grade|gr|murmur|sounds|x|mae|power|motor|lungs|breath|"
+                              r"psv|ps|cpap|bipap|peep|ips|eps|settings|vent|&|mode)[ \t:]*$",
                               re.I)
 _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
-                      r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour))")
+                      r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
 _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
                          r"december|sept?\.?|oct\.?|nov\.?|dec\.?|jan\.?|feb\.?|aug\.?)(?![a-z])")
-_PHONE = re.compile(r"(?<![\d-])(?:\(\d{3}\)[ \t]?|\d{3}[ \t.-])\d{3}[ \t.-]\d{4}(?!\d)")
+_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\)[ \t]?|\d{3}[ \t.-])\d{3}[ \t.-]\d{4}(?!\d)")
 _PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
                     r"(?P<n>\d{4,5})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
@@ -153,17 +140,22 @@ class NoteRecognizer(Recognizer):
                       | _STOP_BEFORE_FACILITY)
         # An ordinary word: in the English list and no US name (frequent names are in the English list too).
         self._english = english - self._first - self._last
+        first_all, last_all = person_names()
+        self._names_all = (first_all | last_all | self._first | self._last) - self._stop
+        self._plain = english - self._names_all  # a word that is no name in any of faker's locales
+        self._english_all = english
+        self._common = common_words()
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
                                  and (" " in c or c not in self._english))
-        self._city_re = (re.compile(r"(?<![a-z])(?:" + "|".join(sorted(map(re.escape, self._cities), key=len,
-                                                                             reverse=True)) + r")(?![a-z])")
-                         if self._cities else None)
+        self._city_first: dict[str, list[str]] = {}
+        for c in self._cities:
+            self._city_first.setdefault(c.split()[0], []).append(c)
 
-    def _name_like(self, token: str) -> bool:
-        """A US first/last name that is no ordinary word, or a word in no list (a rare surname)."""
+    def _name_like(self, token: str, generous: bool = False) -> bool:
+        """A US first/last name (``generous``: a name of any faker locale), or a word in no list (a rare surname)."""
         if token in self._stop or len(token) < 2:
             return False
-        if token in self._first or token in self._last:
+        if token in self._first or token in self._last or (generous and token in self._names_all):
             return True
         return (len(token) >= 4 and token not in self._english and token.replace("-", "").isalpha()
                 and not _MEDICAL_SHAPE.search(token))
@@ -186,12 +178,16 @@ class NoteRecognizer(Recognizer):
             cue = m.group("cue")
             titled = cue in _TITLE_WORDS
             t1 = m.group("t1")
-            if not self._name_like(t1) and not (cue in _STRONG_TITLES and t1 not in self._stop and len(t1) >= 2
-                                                and t1 not in self._english):
+            strong = cue in _STRONG_TITLES
+            if strong:
+                ok = t1 not in self._stop and len(t1) >= 2 and (self._name_like(t1) or t1 not in self._english)
+            else:  # a relative or a role ("np", "caseworker"): a name of some locale that is no plain word
+                ok = self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all)
+            if not ok:
                 continue
             end = m.end("t1")
             t2 = m.group("t2")
-            if t2 and self._name_like(t2) and t2 not in self._english:
+            if t2 and self._name_like(t2, generous=True) and t2 not in self._plain:
                 end = m.end("t2")
             add(self.span(m.start("t1"), end, "NAME", 0.8 if titled else 0.7,
                           "name after a title" if titled else "name after a relative"))
@@ -204,22 +200,38 @@ class NoteRecognizer(Recognizer):
             if before is None:
                 continue
             tokens = list(re.finditer(r"[a-z][a-z'’-]*", before.group(1)))
-            keep = [t for t in tokens if len(t.group()) == 1 or self._name_like(t.group())]
-            if keep and len(keep) == len(tokens) and any(len(t.group()) > 1 for t in tokens):
-                add(self.span(before.start(1), before.end(1), "NAME", 0.75, "name before a credential"))
+            keep: list[re.Match[str]] = []
+            for t in reversed(tokens):  # the longest run of name-like words (or initials) ending at the credential
+                word = t.group()
+                if not (len(word) == 1 or self._name_like(word, generous=True)
+                        or (word in self._names_all and word not in FUNCTION_WORDS)):
+                    break
+                keep.append(t)
+            if any(len(t.group()) > 1 for t in keep):
+                add(self.span(before.start(1) + keep[-1].start(), before.start(1) + keep[0].end(), "NAME", 0.75,
+                              "name before a credential"))
         for m in _PER_AWARE.finditer(lower):
             group = "a" if m.group("a") else "b"
             token = m.group(group)
-            if (token in self._first or token in self._last) and token not in self._stop and token not in self._english:
-                add(self.span(m.start(group), m.end(group), "NAME", 0.6, "name before 'aware' / after 'per'"))
-        if looks_like_note(text):
-            for m in re.finditer(r"(?<![a-z'’])[a-z]{4,}(?![a-z'’])", lower):
-                token = m.group()
-                if token in self._first and token not in self._stop and token not in self._english:
-                    add(self.span(m.start(), m.end(), "NAME", 0.55, "US first name in a note"))
+            if group == "b" and self._name_like(token) and token not in self._english:
+                start = m.start(group)
+                prev = re.search(r"(?<![a-z])([a-z]{2,})[ \t]+$", lower[max(0, start - 20):start])
+                if prev and self._name_like(prev.group(1), generous=True) and prev.group(1) not in self._plain:
+                    start -= len(prev.group(0))
+                add(self.span(start, m.end(group), "NAME", 0.6, "name before 'aware'"))
+            elif token not in self._stop and ((token in self._first and token not in WORD_NAMES)
+                                              or (token in self._last and token not in self._english_all)):
+                add(self.span(m.start(group), m.end(group), "NAME", 0.6, "name after 'per' / 'with'"))
+        found = {t for t in set(_WORDS.findall(lower)) & self._first if len(t) >= 4 and t not in self._stop
+                 and t not in self._english}
+        if found and looks_like_note(text):
+            for m in re.finditer(r"(?<![a-z'’])(?:" + "|".join(sorted(found)) + r")(?![a-z'’])", lower):
+                add(self.span(m.start(), m.end(), "NAME", 0.55, "US first name in a note"))
 
     def _dates(self, text: str, lower: str, out: list[Span]) -> None:
         add = out.append
+        for m in _FULL_DATE.finditer(lower):
+            add(self.span(m.start(), m.end(), "DATE", 0.7, "month/day/year"))
         for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year")):
             for m in pattern.finditer(lower):
                 value = m.group()
@@ -282,9 +294,12 @@ class NoteRecognizer(Recognizer):
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "saint's name (hospital)"))
         for m in _HOSPITAL_NAME.finditer(lower):
             add(self.span(m.start(), m.end(), "LOCATION", 0.7, "common hospital name"))
-        if self._city_re is not None:
+        words = set(_WORDS.findall(lower))
+        firsts = words & self._city_first.keys()
+        if firsts:  # a regex of only the cities whose first word occurs here (one set intersection per text)
+            names = sorted((c for f in firsts for c in self._city_first[f]), key=len, reverse=True)
             mixed = not text.isupper() and not text.islower()
-            for m in self._city_re.finditer(lower):
+            for m in re.finditer(r"(?<![a-z])(?:" + "|".join(map(re.escape, names)) + r")(?![a-z])", lower):
                 if mixed and not text[m.start()].isupper():
                     continue
                 add(self.span(m.start(), m.end(), "LOCATION", 0.6, "US city (GeoNames)"))
@@ -295,8 +310,9 @@ class NoteRecognizer(Recognizer):
         for s in spans:
             if s.entity_type not in ("NAME", "LOCATION") or s.score < 0.6:
                 continue
+            plain = self._plain if s.entity_type == "NAME" else self._common
             for t in re.findall(r"[a-z][a-z'’-]{2,}", lower[s.start:s.end]):
-                if t not in self._stop and t not in self._english and t not in ("hospital", "hosp", "memorial"):
+                if t not in self._stop and t not in plain and not _FACILITY_HEAD.fullmatch(t):
                     tokens.setdefault(t, s.entity_type)
         if not tokens:
             return []
