@@ -70,15 +70,16 @@ _MONTH_DAY = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9
 _FULL_DATE = re.compile(r"(?<![\d/.])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:/(?:\d\d){1,2}|\.\d\d)(?![\d%])")
 _MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
 _FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
-_NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|"
+_NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|bipap|cpap|"
+                             r"psv|peep|fio2|ps\b|"
                              r"mg|times|lobe|\+)", re.I)
 _NOT_DATE_BEFORE = re.compile(r"(?<![a-z])(?:pain|score|strength|grade|gr|murmur|sounds|x|mae|power|motor|lungs|breath|"
-                              r"psv|ps|cpap|bipap|peep|ips|eps|settings|vent|&|mode)[ \t:]*$",
+                              r"psv|ps|cpap|bi-?pap|peep|ips|eps|settings|vent|&|mode|flowby|flow-by)[ \t:]*$",
                               re.I)
 _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
                       r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
 _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
-                         r"december|sept?\.?|oct\.?|nov\.?|dec\.?|jan\.?|feb\.?|aug\.?)(?![a-z])")
+                         r"december)(?![a-z])")
 _PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\)[ \t]?|\d{3}[ \t.-])\d{3}[ \t.-]\d{4}(?!\d)")
 _PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
                     r"(?P<n>\d{4,5})(?![\d/:-]|\.\d)")
@@ -92,13 +93,15 @@ _PLACE_CUE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent
                         r"(?P<w>[a-z][a-z'’]+(?:[ \t]+[a-z][a-z'’]+)?)")
 _ABBREV_PLACE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|via|->|>|by)[ \t]+(?:the[ \t]+)?(?P<w>[a-z]{1,3}(?:h|mc))"
                            r"(?![a-z])")
+_UNIT_PLACE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+(?P<w>[a-z]{4,})[ \t]?\d{1,2}(?![\d:/.%a-z-])")
+_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|of|near)[ \t]+$")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
 _HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HOSPITAL_NAMES) + r")(?![a-z])")
 _STOP_BEFORE_FACILITY = word_set("""
 the a an to from at in of for on this that his her their our your my outside other another same local community
 state county city private public acute cardiac pulmonary inpatient outpatient physical rehab screen screened eval
-evaluation bed placement day home new old prior previous recent transfer transferred back admitted sent going go
+evaluation bed placement day home new old prior previous recent hosp hospital leave awaiting possible start prev transfer transferred back admitted sent going go
 discharge discharged dc d/c and or with by into out area nearby university general va osh lives live living nursing
 """)
 _ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh gh")
@@ -146,7 +149,7 @@ class NoteRecognizer(Recognizer):
         self._english_all = english
         self._common = common_words()
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
-                                 and (" " in c or c not in self._english))
+                                 and c not in common_words() and c not in WORD_NAMES)
         self._city_first: dict[str, list[str]] = {}
         for c in self._cities:
             self._city_first.setdefault(c.split()[0], []).append(c)
@@ -264,8 +267,8 @@ class NoteRecognizer(Recognizer):
                 token = w.group().rstrip(".")
                 if token in _STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS:
                     break
-                if lower[base + w.end():m.start()].strip(" \t.'’s-"):
-                    break  # punctuation or a line break between the word and the facility word
+                if lower[base + w.end():m.start()].strip(" \t'’s-") or len(token) < 3 or token in self._common:
+                    break  # punctuation, a line break or a plain word between the word and the facility word
                 start = base + w.start()
                 base_end = base + w.start()
                 if lower[base_end - 1:base_end] == "\n":
@@ -273,7 +276,7 @@ class NoteRecognizer(Recognizer):
             if start is None:
                 continue
             head = m.group()
-            if head in ("house", "campus", "manor") and any(
+            if not head.startswith("hosp") and head not in ("medical center", "medical ctr", "med center") and any(
                     t in self._english for t in lower[start:m.start()].split()):
                 continue
             add(self.span(start, m.end(), "LOCATION", 0.75, "name before a facility word"))
@@ -288,9 +291,13 @@ class NoteRecognizer(Recognizer):
                     or first in self._last or not first.isalpha():
                 continue
             end = m.start("w") + len(first)
-            add(self.span(m.start("w"), end, "LOCATION", 0.55, "unknown word after a place cue"))
+            add(self.span(m.start("w"), end, "LOCATION", 0.6, "unknown word after a place cue"))
+        for m in _UNIT_PLACE.finditer(lower):
+            w = m.group("w")
+            if self._name_like(w) and w not in self._first and w not in self._last and w not in self._english_all:
+                add(self.span(m.start("w"), m.end("w"), "LOCATION", 0.6, "unknown word before a unit number"))
         for m in _SAINT.finditer(lower):
-            if m.group("w") in self._first:
+            if m.group("w") in self._names_all:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "saint's name (hospital)"))
         for m in _HOSPITAL_NAME.finditer(lower):
             add(self.span(m.start(), m.end(), "LOCATION", 0.7, "common hospital name"))
@@ -302,6 +309,9 @@ class NoteRecognizer(Recognizer):
             for m in re.finditer(r"(?<![a-z])(?:" + "|".join(map(re.escape, names)) + r")(?![a-z])", lower):
                 if mixed and not text[m.start()].isupper():
                     continue
+                if m.group() in self._english_all and not mixed and not _PLACE_BEFORE.search(
+                        lower, max(0, m.start() - 12), m.start()):
+                    continue  # "ORANGE", "reading": a word unless a place cue comes before it
                 add(self.span(m.start(), m.end(), "LOCATION", 0.6, "US city (GeoNames)"))
 
     def _propagate(self, lower: str, spans: list[Span]) -> list[Span]:
@@ -318,8 +328,8 @@ class NoteRecognizer(Recognizer):
             return []
         covered = {(s.start, s.end) for s in spans}
         out = []
-        for m in re.finditer(r"(?<![a-z'’-])(?:" + "|".join(map(re.escape, sorted(tokens, key=len, reverse=True)))
-                             + r")(?![a-z'’-])", lower):
+        for m in re.finditer(r"(?<![a-z'’])(?:" + "|".join(map(re.escape, sorted(tokens, key=len, reverse=True)))
+                             + r")(?![a-z'’])", lower):
             if m.span() not in covered:
                 out.append(self.span(m.start(), m.end(), tokens[m.group()], 0.6, "same word found elsewhere in the note"))
         return out
