@@ -97,7 +97,8 @@ _UNIT_PLACE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+(?P<w>[a-z]{4,})[ \
 _PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|of|near)[ \t]+$")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
-_HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HOSPITAL_NAMES) + r")(?![a-z])")
+_HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HOSPITAL_NAMES) + r")(?![a-z])"
+                            r"(?:[ \t]+(?:memorial|hospital|hosp|medical center)(?![a-z]))?")
 _STOP_BEFORE_FACILITY = word_set("""
 the a an to from at in of for on this that his her their our your my outside other another same local community
 state county city private public acute cardiac pulmonary inpatient outpatient physical rehab screen screened eval
@@ -128,7 +129,8 @@ class NoteRecognizer(Recognizer):
 
     Example:
         >>> t = "PT TRANSFERRED TO GH 7/22. SON DAVID CALLED, PAGER #54321. DR healey AWARE."
-        >>> [(t[s.start:s.end], s.entity_type) for s in sorted(NoteRecognizer().analyze(t), key=lambda s: s.start)]
+        >>> from clinforge.data.deid import merge_spans
+        >>> [(t[s.start:s.end], s.entity_type) for s in merge_spans(NoteRecognizer().analyze(t))]
         [('GH', 'LOCATION'), ('7/22', 'DATE'), ('DAVID', 'NAME'), ('54321', 'PHONE'), ('healey', 'NAME')]
     """
 
@@ -210,6 +212,8 @@ class NoteRecognizer(Recognizer):
                         or (word in self._names_all and word not in FUNCTION_WORDS)):
                     break
                 keep.append(t)
+            if lower[m.start():m.end()] == "np":  # also "nasal prongs": only after a name of some locale
+                keep = [t for t in keep if len(t.group()) == 1 or t.group() in self._names_all]
             if any(len(t.group()) > 1 for t in keep):
                 add(self.span(before.start(1) + keep[-1].start(), before.start(1) + keep[0].end(), "NAME", 0.75,
                               "name before a credential"))

@@ -197,3 +197,62 @@ def split_patients(patients: Iterable[str], seed: int = 0) -> tuple[set[str], se
     random.Random(seed).shuffle(ids)
     half = len(ids) // 2
     return set(ids[:half]), set(ids[half:])
+
+
+def mask_spans(text: str, spans: Iterable[tuple[int, int, str]]) -> str:
+    """``text`` with every predicted span (overlaps joined) replaced by ``[TYPE]``: the output a mask-mode
+    de-identifier would write, for systems that only return spans.
+
+    Example:
+        >>> mask_spans("SEEN BY SMITH ON 7/22.", [(8, 13, "NAME"), (17, 21, "DATE")])
+        'SEEN BY [NAME] ON [DATE].'
+    """
+    pieces, pos = [], 0
+    for start, end, entity_type in sorted(spans):
+        if end <= pos:
+            continue
+        start = max(start, pos)
+        pieces += [text[pos:start], f"[{entity_type}]"]
+        pos = end
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
+def score_records(records: Iterable, predict) -> tuple[list[NoteScore], float, int]:
+    """Score ``predict(text) -> [(start, end, entity_type)]`` on ``physionet_deid`` records; returns the note
+    scores, the CPU seconds spent in ``predict`` and the UTF-8 bytes analysed. The output text is ``mask_spans``.
+
+    Example:
+        >>> from clinforge.data.records import Record
+        >>> r = Record(id="n", kind="note", text="DR SMITH", patient_id="1",
+        ...            meta={"note": 1, "phi": [{"type": "HCPName", "start": 3, "end": 8, "phrase": "SMITH"}]})
+        >>> scores, _, n = score_records([r], lambda t: [(3, 8, "NAME")]); (scores[0].gold[0].removed, n)
+        (True, 8)
+    """
+    import time
+
+    scores: list[NoteScore] = []
+    cpu = 0.0
+    nbytes = 0
+    for r in records:
+        t0 = time.process_time()
+        spans = list(predict(r.text))
+        cpu += time.process_time() - t0
+        nbytes += len(r.text.encode("utf-8"))
+        scores.append(score_note(r.text, mask_spans(r.text, spans), r.meta["phi"] or [], spans, r.patient_id or "",
+                                 r.meta.get("note", 0)))
+    return scores, cpu, nbytes
+
+
+def unseen_phrases(held: Iterable, dev: Iterable) -> set[str]:
+    """Lower-cased gold phrases of the ``held`` records that occur in no gold phrase of the ``dev`` records: the
+    PHI whose recall cannot come from having seen it while tuning.
+
+    Example:
+        >>> from types import SimpleNamespace as N
+        >>> sorted(unseen_phrases([N(meta={"phi": [{"phrase": "GH"}, {"phrase": "KERNAN"}]})],
+        ...                       [N(meta={"phi": [{"phrase": "gh"}]})]))
+        ['kernan']
+    """
+    seen = {g["phrase"].lower() for r in dev for g in r.meta["phi"] or []}
+    return {g["phrase"].lower() for r in held for g in r.meta["phi"] or []} - seen
