@@ -29,6 +29,7 @@ from clinforge.data.deid.lexicons import (
     CLINICAL_TERMS,
     FUNCTION_WORDS,
     NOTE_TERMS,
+    allow_words,
     common_words,
     english_words,
     looks_like_note,
@@ -36,7 +37,7 @@ from clinforge.data.deid.lexicons import (
     us_names,
     word_set,
 )
-from clinforge.data.deid.names import _MEDICAL_SHAPE
+from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
@@ -74,7 +75,7 @@ _NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|t
                              r"psv|peep|fio2|ps\b|"
                              r"mg|times|lobe|\+)", re.I)
 _NOT_DATE_BEFORE = re.compile(r"(?<![a-z])(?:pain|score|strength|grade|gr|murmur|sounds|x|mae|power|motor|lungs|breath|"
-                              r"psv|ps|cpap|bi-?pap|peep|ips|eps|settings|vent|&|mode|flowby|flow-by)[ \t:]*$",
+                              r"psv|ps|cpap|bi-?pap|peep|ips|eps|settings|vent|&|mode|flowby|flow-by|apgar|apgars|gcs|ratio)[ \t:]*$",
                               re.I)
 _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
                       r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
@@ -151,7 +152,7 @@ class NoteRecognizer(Recognizer):
         self._english_all = english
         self._common = common_words()
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
-                                 and c not in common_words() and c not in WORD_NAMES)
+                                 and c not in common_words() and c not in WORD_NAMES and c not in allow_words())
         self._city_first: dict[str, list[str]] = {}
         for c in self._cities:
             self._city_first.setdefault(c.split()[0], []).append(c)
@@ -174,7 +175,7 @@ class NoteRecognizer(Recognizer):
         self._dates(text, lower, out)
         self._phones(lower, out)
         self._places(text, lower, out)
-        out += self._propagate(lower, out)
+        out += self._propagate(text, lower, out)
         return out
 
     def _names(self, text: str, lower: str, out: list[Span]) -> None:
@@ -313,12 +314,12 @@ class NoteRecognizer(Recognizer):
             for m in re.finditer(r"(?<![a-z])(?:" + "|".join(map(re.escape, names)) + r")(?![a-z])", lower):
                 if mixed and not text[m.start()].isupper():
                     continue
-                if m.group() in self._english_all and not mixed and not _PLACE_BEFORE.search(
+                if m.group() in self._english_all and not _PLACE_BEFORE.search(
                         lower, max(0, m.start() - 12), m.start()):
                     continue  # "ORANGE", "reading": a word unless a place cue comes before it
                 add(self.span(m.start(), m.end(), "LOCATION", 0.6, "US city (GeoNames)"))
 
-    def _propagate(self, lower: str, spans: list[Span]) -> list[Span]:
+    def _propagate(self, text: str, lower: str, spans: list[Span]) -> list[Span]:
         """Every other occurrence of a name or place word found in this text (any case)."""
         tokens: dict[str, str] = {}
         for s in spans:
@@ -334,7 +335,7 @@ class NoteRecognizer(Recognizer):
         out = []
         for m in re.finditer(r"(?<![a-z'’])(?:" + "|".join(map(re.escape, sorted(tokens, key=len, reverse=True)))
                              + r")(?![a-z'’])", lower):
-            if m.span() not in covered:
+            if m.span() not in covered and not _EPONYM_AFTER.match(text[m.end():m.end() + 60]):
                 out.append(self.span(m.start(), m.end(), tokens[m.group()], 0.6, "same word found elsewhere in the note"))
         return out
 
