@@ -61,7 +61,19 @@ _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:(-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
 _WORDS = re.compile(r"[a-z]+")
+_SLASH_NUMBER = re.compile(r"\d{1,2}/\d")
+_DIGIT_TH = re.compile(r"\dth\b")
+_MONTHS = frozenset("january february march april june july august september october november december".split())
+_PAGER_WORDS = frozenset("pager pgr pg beeper bpr page ext x phone tel cell call number".split())
+_FACILITY_WORDS = frozenset("hospital hosp hospiatal medical med memorial rehab rehabilitation nursing house campus "
+                            "clinic hospice health healthcare manor infirmary".split())
+_PER_WORDS = frozenset("per with w by called paged notified spoke".split())
+_AWARE_WORDS = frozenset("aware notified paged see".split())
+_CREDENTIALS = frozenset("rn rrt crt rpt lpn msw licsw lcsw np slp otr cna bsn ccrn".split())
 _STRONG_TITLES = frozenset({"dr", "drs", "doctor", "mr", "mrs"})
+_CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|\\", "", (
+    _TITLE_CUE + "|" + _RELATIVE_CUE).replace(" ?", " ")).split("|")) | {
+    "grandson", "granddaughter", "grandchild", "stepdaughter", "stepson"}
 _TITLE_WORDS = frozenset(re.sub(r"\\?[ ]", " ", _TITLE_CUE).split("|"))
 _CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn)(?![a-z])")
 _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
@@ -98,6 +110,7 @@ _UNIT_PLACE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+(?P<w>[a-z]{4,})[ \
 _PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|of|near)[ \t]+$")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
+_HOSPITAL_FIRST = frozenset(h.split()[0].split("'")[0] for h in HOSPITAL_NAMES)
 _HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HOSPITAL_NAMES) + r")(?![a-z])"
                             r"(?:[ \t]+(?:memorial|hospital|hosp|medical center)(?![a-z]))?")
 _STOP_BEFORE_FACILITY = word_set("""
@@ -171,16 +184,19 @@ class NoteRecognizer(Recognizer):
         if len(lower) != len(text):  # keep offsets exact when a character changes length when lower-cased
             lower = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
         out: list[Span] = []
-        self._names(text, lower, out)
-        self._dates(text, lower, out)
-        self._phones(lower, out)
-        self._places(text, lower, out)
+        # The distinct words, once: each rule below runs only when its cue words occur (set intersections in C),
+        # so a note pays for the few scans it needs, not for all of them.
+        words = set(_WORDS.findall(lower))
+        self._names(text, lower, words, out)
+        self._dates(text, lower, words, out)
+        self._phones(lower, words, out)
+        self._places(text, lower, words, out)
         out += self._propagate(text, lower, out)
         return out
 
-    def _names(self, text: str, lower: str, out: list[Span]) -> None:
+    def _names(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
-        for m in _CUED_NAME.finditer(lower):
+        for m in (_CUED_NAME.finditer(lower) if not words.isdisjoint(_CUE_WORDS) else ()):
             cue = m.group("cue")
             titled = cue in _TITLE_WORDS
             t1 = m.group("t1")
@@ -200,7 +216,7 @@ class NoteRecognizer(Recognizer):
             t3 = m.group("t3")
             if titled and t3 and self._name_like(t3):
                 add(self.span(m.start("t3"), m.end("t3"), "NAME", 0.7, "second name after a title"))
-        for m in _CREDENTIAL.finditer(lower):
+        for m in (_CREDENTIAL.finditer(lower) if not words.isdisjoint(_CREDENTIALS) else ()):
             line_start = lower.rfind("\n", 0, m.start()) + 1
             before = _BEFORE_CREDENTIAL.search(lower, max(line_start, m.start() - 40), m.start())
             if before is None:
@@ -218,7 +234,8 @@ class NoteRecognizer(Recognizer):
             if any(len(t.group()) > 1 for t in keep):
                 add(self.span(before.start(1) + keep[-1].start(), before.start(1) + keep[0].end(), "NAME", 0.75,
                               "name before a credential"))
-        for m in _PER_AWARE.finditer(lower):
+        per = not words.isdisjoint(_PER_WORDS) and not words.isdisjoint(self._first | self._last)
+        for m in (_PER_AWARE.finditer(lower) if per or not words.isdisjoint(_AWARE_WORDS) else ()):
             group = "a" if m.group("a") else "b"
             token = m.group(group)
             if group == "b" and self._name_like(token) and token not in self._english:
@@ -230,18 +247,24 @@ class NoteRecognizer(Recognizer):
             elif token not in self._stop and ((token in self._first and token not in WORD_NAMES)
                                               or (token in self._last and token not in self._english_all)):
                 add(self.span(m.start(group), m.end(group), "NAME", 0.6, "name after 'per' / 'with'"))
-        found = {t for t in set(_WORDS.findall(lower)) & self._first if len(t) >= 4 and t not in self._stop
+        found = {t for t in words & self._first if len(t) >= 4 and t not in self._stop
                  and t not in self._english}
         if found and looks_like_note(text):
-            for m in re.finditer(r"(?<![a-z'’])(?:" + "|".join(sorted(found)) + r")(?![a-z'’])", lower):
-                add(self.span(m.start(), m.end(), "NAME", 0.55, "US first name in a note"))
+            for start, end in _find_words(lower, found):
+                add(self.span(start, end, "NAME", 0.55, "US first name in a note"))
 
-    def _dates(self, text: str, lower: str, out: list[Span]) -> None:
+    def _dates(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
-        for m in _FULL_DATE.finditer(lower):
-            add(self.span(m.start(), m.end(), "DATE", 0.7, "month/day/year"))
-        for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year")):
-            for m in pattern.finditer(lower):
+        for cand in _SLASH_NUMBER.finditer(lower):  # one scan for every n/n shape, then the exact rules there
+            pos = cand.start()
+            m = _FULL_DATE.match(lower, pos)
+            if m is not None:
+                add(self.span(m.start(), m.end(), "DATE", 0.7, "month/day/year"))
+                continue
+            for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year")):
+                m = pattern.match(lower, pos)
+                if m is None:
+                    continue
                 value = m.group()
                 if value in _FRACTIONS or _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(
                         lower, max(0, m.start() - 12), m.start()):
@@ -249,26 +272,27 @@ class NoteRecognizer(Recognizer):
                 if value.endswith("/10") and "pain" in lower[max(0, m.start() - 30):m.start()]:
                     continue
                 add(self.span(m.start(), m.end(), "DATE", 0.6, expl))
-        for m in _ORDINAL.finditer(lower):
-            add(self.span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
-        for m in _MONTH_WORD.finditer(lower):
+        if "1st" in lower or "2nd" in lower or "3rd" in lower or "th" in lower and _DIGIT_TH.search(lower):
+            for m in _ORDINAL.finditer(lower):
+                add(self.span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
+        for m in (_MONTH_WORD.finditer(lower) if not words.isdisjoint(_MONTHS) else ()):
             if m.group() == "march" and text[m.start()] == "m" and not text.islower():
                 continue  # "march" the verb in mixed-case text
             add(self.span(m.start(), m.end(), "DATE", 0.6, "month name"))
 
-    def _phones(self, lower: str, out: list[Span]) -> None:
+    def _phones(self, lower: str, words: set[str], out: list[Span]) -> None:
         for m in _PHONE.finditer(lower):
             out.append(self.span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
-        for m in _PAGER.finditer(lower):
+        for m in (_PAGER.finditer(lower) if "#" in lower or not words.isdisjoint(_PAGER_WORDS) else ()):
             out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
 
-    def _places(self, text: str, lower: str, out: list[Span]) -> None:
+    def _places(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
-        for m in _FACILITY_HEAD.finditer(lower):
-            words = list(re.finditer(r"[a-z][a-z'’.-]*", lower[max(0, m.start() - 40):m.start()]))
+        for m in (_FACILITY_HEAD.finditer(lower) if not words.isdisjoint(_FACILITY_WORDS) else ()):
+            before = list(re.finditer(r"[a-z][a-z'’.-]*", lower[max(0, m.start() - 40):m.start()]))
             start = None
             base = max(0, m.start() - 40)
-            for w in reversed(words[-3:]):
+            for w in reversed(before[-3:]):
                 token = w.group().rstrip(".")
                 if token in _STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS:
                     break
@@ -285,39 +309,39 @@ class NoteRecognizer(Recognizer):
                     t in self._english for t in lower[start:m.start()].split()):
                 continue
             add(self.span(start, m.end(), "LOCATION", 0.75, "name before a facility word"))
-        for m in _ABBREV_PLACE.finditer(lower):
+        abbreviations = any(1 < len(w) < 5 and (w[-1] == "h" or w.endswith("mc")) and w not in self._stop
+                            for w in words)
+        for m in (_ABBREV_PLACE.finditer(lower) if abbreviations else ()):
             w = m.group("w")
             if (w not in _ABBREV_NOT_PLACE or w in _GH_OK) and w not in self._stop and w not in english_words():
                 add(self.span(m.start("w"), m.end("w"), "LOCATION", 0.6, "hospital abbreviation after a place cue"))
-        for m in _PLACE_CUE.finditer(lower):
-            words = m.group("w").split()
-            first = words[0]
+        unknown = any(len(w) >= 4 and w not in self._english_all and w not in self._stop for w in words)
+        for m in (_PLACE_CUE.finditer(lower) if unknown else ()):
+            first = m.group("w").split()[0]
             if len(first) < 4 or first in self._stop or first in self._english or first in self._first \
                     or first in self._last or not first.isalpha():
                 continue
             end = m.start("w") + len(first)
             add(self.span(m.start("w"), end, "LOCATION", 0.6, "unknown word after a place cue"))
-        for m in _UNIT_PLACE.finditer(lower):
+        for m in (_UNIT_PLACE.finditer(lower) if unknown else ()):
             w = m.group("w")
             if self._name_like(w) and w not in self._first and w not in self._last and w not in self._english_all:
                 add(self.span(m.start("w"), m.end("w"), "LOCATION", 0.6, "unknown word before a unit number"))
-        for m in _SAINT.finditer(lower):
+        for m in (_SAINT.finditer(lower) if "st" in words or "saint" in words else ()):
             if m.group("w") in self._names_all:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "saint's name (hospital)"))
-        for m in _HOSPITAL_NAME.finditer(lower):
+        for m in (_HOSPITAL_NAME.finditer(lower) if not words.isdisjoint(_HOSPITAL_FIRST) else ()):
             add(self.span(m.start(), m.end(), "LOCATION", 0.7, "common hospital name"))
-        words = set(_WORDS.findall(lower))
         firsts = words & self._city_first.keys()
         if firsts:  # a regex of only the cities whose first word occurs here (one set intersection per text)
-            names = sorted((c for f in firsts for c in self._city_first[f]), key=len, reverse=True)
             mixed = not text.isupper() and not text.islower()
-            for m in re.finditer(r"(?<![a-z])(?:" + "|".join(map(re.escape, names)) + r")(?![a-z])", lower):
-                if mixed and not text[m.start()].isupper():
+            for start, end in _find_words(lower, [c for f in firsts for c in self._city_first[f]]):
+                if mixed and not text[start].isupper():
                     continue
-                if m.group() in self._english_all and not _PLACE_BEFORE.search(
-                        lower, max(0, m.start() - 12), m.start()):
+                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(lower, max(0, start - 12),
+                                                                                       start):
                     continue  # "ORANGE", "reading": a word unless a place cue comes before it
-                add(self.span(m.start(), m.end(), "LOCATION", 0.6, "US city (GeoNames)"))
+                add(self.span(start, end, "LOCATION", 0.6, "US city (GeoNames)"))
 
     def _propagate(self, text: str, lower: str, spans: list[Span]) -> list[Span]:
         """Every other occurrence of a name or place word found in this text (any case)."""
@@ -333,11 +357,30 @@ class NoteRecognizer(Recognizer):
             return []
         covered = {(s.start, s.end) for s in spans}
         out = []
-        for m in re.finditer(r"(?<![a-z'’])(?:" + "|".join(map(re.escape, sorted(tokens, key=len, reverse=True)))
-                             + r")(?![a-z'’])", lower):
-            if m.span() not in covered and not _EPONYM_AFTER.match(text[m.end():m.end() + 60]):
-                out.append(self.span(m.start(), m.end(), tokens[m.group()], 0.6, "same word found elsewhere in the note"))
+        for start, end in _find_words(lower, tokens):
+            if (start, end) not in covered and not _EPONYM_AFTER.match(text[end:end + 60]):
+                out.append(self.span(start, end, tokens[lower[start:end]], 0.6, "same word found elsewhere in the note"))
         return out
+
+
+def _find_words(lower: str, words) -> list[tuple[int, int]]:
+    """(start, end) of every whole-word occurrence of ``words`` in ``lower``: ``str.find`` per word (a note holds
+    a handful), cheaper than compiling a regex of them for every note.
+
+    Example:
+        >>> _find_words("gh to ghi; (gh)", ["gh"])
+        [(0, 2), (12, 14)]
+    """
+    out = []
+    for word in words:
+        pos = lower.find(word)
+        while pos >= 0:
+            end = pos + len(word)
+            if (pos == 0 or not (lower[pos - 1].isalpha() or lower[pos - 1] in "'’")) and (
+                    end == len(lower) or not (lower[end].isalpha() or lower[end] in "'’")):
+                out.append((pos, end))
+            pos = lower.find(word, pos + 1)
+    return sorted(out)
 
 
 RECOGNIZERS.register("notes", NoteRecognizer)
