@@ -302,13 +302,20 @@ class NameRecognizer(Recognizer):
         """In a shorthand clinical note, capitalised drug names, devices and headers ("Dopamine", "Aline",
         "Resp") are no evidence of a name: keep titled / cued spans, and lexicon hits only on a US name that is
         no ordinary word; drop the guesses from unknown capitalised words and lower-case vocatives."""
-        if span.explanation in _NOTE_WEAK:
+        expl = span.explanation
+        if expl in _NOTE_WEAK:
             return False
-        if span.explanation == "name lexicon":
-            low = text[span.start:span.end].lower()
-            first, last = us_names()
-            return (low in first or low in last) and low not in self._english and low not in self._allow
-        return True
+        first, last = us_names()
+        tokens = re.findall(r"[^\W\d_]{2,}", text[span.start:span.end].lower())
+        if expl == "name lexicon":
+            return bool(tokens) and all((t in first or t in last) and t not in self._english and t not in self._allow
+                                        for t in tokens)
+        if expl == "name lexicon + neighbours":  # "HELD POST", "ORANGE S/P": needs one US name that is no word
+            return any((t in first or t in last) and t not in self._allow and t not in self._common for t in tokens)
+        if expl.startswith(("capitalised words after a title", "capitalised words after a name cue")):
+            return bool(tokens) and tokens[0] not in self._common and tokens[0] not in FUNCTION_WORDS \
+                and tokens[0] not in CLINICAL_TERMS  # "MS AND", "DR AND FAMILY", "MS CONT"
+        return expl != "city lexicon"  # real cities come from the notes recognizer's gazetteer
 
     @staticmethod
     def _titled(text: str, start: int) -> bool:

@@ -70,6 +70,11 @@ _FACILITY_WORDS = frozenset("hospital hosp hospiatal medical med memorial rehab 
 _PER_WORDS = frozenset("per with w by called paged notified spoke".split())
 _AWARE_WORDS = frozenset("aware notified paged see".split())
 _CREDENTIALS = frozenset("rn rrt crt rpt lpn msw licsw lcsw np slp otr cna bsn ccrn".split())
+# Words that follow "dr" in notes without being a name ("dr aware", "dr here", "dr's order").
+_AFTER_TITLE = word_set("""
+aware notified paged called here there in made updated informed present team office rounds note notes order orders
+to at on of and or re see said says was is will would also who with for from by into about re: please
+""")
 _STRONG_TITLES = frozenset({"dr", "drs", "doctor", "mr", "mrs"})
 _CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|\\", "", (
     _TITLE_CUE + "|" + _RELATIVE_CUE).replace(" ?", " ")).split("|")) | {
@@ -104,9 +109,9 @@ _PLACE_CUE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent
                         r"lives in|lives at|called from|return to|returned to|referred to|accepted (?:by|at)|"
                         r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in)[ \t]+(?:the[ \t]+)?"
                         r"(?P<w>[a-z][a-z'’]+(?:[ \t]+[a-z][a-z'’]+)?)")
-_ABBREV_PLACE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|via|->|>|by)[ \t]+(?:the[ \t]+)?(?P<w>[a-z]{1,3}(?:h|mc))"
+_ABBREV_PLACE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?(?P<w>[a-z]{1,3}(?:h|mc))"
                            r"(?![a-z])")
-_UNIT_PLACE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+(?P<w>[a-z]{4,})[ \t]?\d{1,2}(?![\d:/.%a-z-])")
+_UNIT_PLACE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+(?P<w>[a-z]{4,})[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
 _PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|of|near)[ \t]+$")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
@@ -164,11 +169,21 @@ class NoteRecognizer(Recognizer):
         self._plain = english - self._names_all  # a word that is no name in any of faker's locales
         self._english_all = english
         self._common = common_words()
+        self._allow = allow_words()
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
                                  and c not in common_words() and c not in WORD_NAMES and c not in allow_words())
         self._city_first: dict[str, list[str]] = {}
         for c in self._cities:
             self._city_first.setdefault(c.split()[0], []).append(c)
+
+    def _is_word(self, token: str) -> bool:
+        """An English word that is no US name, also inflected ("sedated", "faxed", "paged", "outlined")."""
+        if token in self._english:
+            return True
+        for suffix in ("ed", "d", "ing", "s", "es", "ly"):
+            if token.endswith(suffix) and token[:-len(suffix)] in self._english_all:
+                return True
+        return False
 
     def _name_like(self, token: str, generous: bool = False) -> bool:
         """A US first/last name (``generous``: a name of any faker locale), or a word in no list (a rare surname)."""
@@ -176,7 +191,7 @@ class NoteRecognizer(Recognizer):
             return False
         if token in self._first or token in self._last or (generous and token in self._names_all):
             return True
-        return (len(token) >= 4 and token not in self._english and token.replace("-", "").isalpha()
+        return (len(token) >= 4 and not self._is_word(token) and token.replace("-", "").isalpha()
                 and not _MEDICAL_SHAPE.search(token))
 
     def analyze(self, text: str) -> list[Span]:
@@ -202,9 +217,13 @@ class NoteRecognizer(Recognizer):
             t1 = m.group("t1")
             strong = cue in _STRONG_TITLES
             if strong:
-                ok = t1 not in self._stop and len(t1) >= 2 and (self._name_like(t1) or t1 not in self._english)
-            else:  # a relative or a role ("np", "caseworker"): a name of some locale that is no plain word
-                ok = self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all)
+                ok = (t1 not in self._stop and len(t1) >= 2 and t1 not in self._common and t1 not in _AFTER_TITLE
+                      and not t1.endswith(("ed", "ing")))
+            elif titled:  # a role ("np", "ms", "caseworker"): a name of some locale ("ms sedated" is no name)
+                ok = (t1 in self._first or t1 in self._last or t1 in self._names_all) and t1 not in self._stop \
+                    and not self._is_word(t1)
+            else:  # a relative: a name, or a word in no list ("dtr suzette")
+                ok = "-" not in t1 and (self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all))
             if not ok:
                 continue
             end = m.end("t1")

@@ -106,7 +106,7 @@ RULES: list[Rule] = [
         r"[A-Z0-9](?:(?<=[A-Z])(?=(?:[A-Z-]*+\d){4})|(?<=\d)(?=[0-9-]*+[A-Z])(?=(?:[A-Z-]*+\d){3}))[A-Z0-9]*(?:-[A-Z0-9]+)*\b"), 0.5, _WORD_LEFT + "-"),
     ("ID", "number of 7+ digits", re.compile(r"\d\d{6,}(?![\d]|[.,]\d)"), 0.5, "0123456789.,"),
     ("ADDRESS", "number + street name + suffix", re.compile(
-        r"\d\d{0,5}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:" + _CAP + r"\s+){0,4}?(?:" + _STREET_SUFFIX + r")\b\.?" + _UNIT), 0.85,
+        r"\d\d{0,5}[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:" + _CAP + r"[ \t]+){0,4}?(?:" + _STREET_SUFFIX + r")\b\.?" + _UNIT), 0.85,
      _WORD_LEFT),
     ("ADDRESS", "street-type prefix + name + number", re.compile(
         r"(?:" + _PREFIX_STREET + r")\s+(?:[\w'’.-]+\s+){0,4}?\d{1,5}[A-Za-z]?\b" + _UNIT), 0.75, _WORD_LEFT + "-"),
