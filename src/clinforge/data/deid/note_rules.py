@@ -58,9 +58,11 @@ _RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|b
                  r"mother|father)-in-law|step ?daughter|step ?son|grandmother|grandfather")
 _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
 _CUED_NAME = re.compile(
-    r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:(-]+[ \t]*|-+)?"
+    r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
 _WORDS = re.compile(r"[a-z]+")
+# A first name, optional middle name or initial, and a surname (every word start: overlapping pairs are all seen).
+_NAME_PAIR = re.compile(r"(?<![a-z'’])(?=(?P<f>[a-z]{2,})(?:[ \t]+[a-z]+|[ \t]+[a-z]\.?)?[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z]))")
 _SLASH_NUMBER = re.compile(r"\d{1,2}/\d")
 _DIGIT_TH = re.compile(r"\dth\b")
 _MONTHS = frozenset("january february march april june july august september october november december".split())
@@ -68,7 +70,7 @@ _PAGER_WORDS = frozenset("pager pgr pg beeper bpr page ext x phone tel cell call
 _FACILITY_WORDS = frozenset("hospital hosp hospiatal medical med memorial rehab rehabilitation nursing house campus "
                             "clinic hospice health healthcare manor infirmary".split())
 _PER_WORDS = frozenset("per with w by called paged notified spoke".split())
-_AWARE_WORDS = frozenset("aware notified paged see".split())
+_AWARE_WORDS = frozenset("aware notified paged see family".split())
 _CREDENTIALS = frozenset("rn rrt crt rpt lpn msw licsw lcsw np slp otr cna bsn ccrn".split())
 # Words that follow "dr" in notes without being a name ("dr aware", "dr here", "dr's order").
 _AFTER_TITLE = word_set("""
@@ -83,7 +85,7 @@ _TITLE_WORDS = frozenset(re.sub(r"\\?[ ]", " ", _TITLE_CUE).split("|"))
 _CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn)(?![a-z])")
 _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
 _PER_AWARE = re.compile(r"(?<![a-z])(?:per|with|w/|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
-                        + r")\b|(?<![a-z])(?P<b>" + _TOKEN + r")[ \t]+(?:aware|notified|made aware|paged|in to see)\b")
+                        + r")\b|(?<![a-z])(?P<b>" + _TOKEN + r")[ \t]+(?:aware|notified|made aware|paged|in to see|family)\b")
 _MONTH_DAY = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\w%]|/\d|\.\d|-\d)")
 _FULL_DATE = re.compile(r"(?<![\d/.])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:/(?:\d\d){1,2}|\.\d\d)(?![\d%])")
 _MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
@@ -211,19 +213,24 @@ class NoteRecognizer(Recognizer):
 
     def _names(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
+        mixed = not text.isupper() and not text.islower()
         for m in (_CUED_NAME.finditer(lower) if not words.isdisjoint(_CUE_WORDS) else ()):
             cue = m.group("cue")
             titled = cue in _TITLE_WORDS
             t1 = m.group("t1")
             strong = cue in _STRONG_TITLES
             if strong:
-                ok = (t1 not in self._stop and len(t1) >= 2 and t1 not in self._common and t1 not in _AFTER_TITLE
-                      and not t1.endswith(("ed", "ing")))
+                ok = (len(t1) >= 2 and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS and t1 not in NOTE_TERMS
+                      and t1 not in CLINICAL_TERMS and not t1.endswith(("ed", "ing")))
             elif titled:  # a role ("np", "ms", "caseworker"): a name of some locale ("ms sedated" is no name)
                 ok = (t1 in self._first or t1 in self._last or t1 in self._names_all) and t1 not in self._stop \
                     and not self._is_word(t1)
-            else:  # a relative: a name, or a word in no list ("dtr suzette")
-                ok = "-" not in t1 and (self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all))
+            else:  # a relative: a name, or a word in no list ("dtr suzette"), or "Son, Ed," capitalised in mixed text
+                t2 = m.group("t2")
+                ok = "-" not in t1 and (
+                    self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all)
+                    or (t1 in self._names_all and (mixed and text[m.start("t1")].isupper()
+                                                   or (t2 is not None and self._name_like(t2)))))
             if not ok:
                 continue
             end = m.end("t1")
@@ -266,6 +273,14 @@ class NoteRecognizer(Recognizer):
             elif token not in self._stop and ((token in self._first and token not in WORD_NAMES)
                                               or (token in self._last and token not in self._english_all)):
                 add(self.span(m.start(group), m.end(group), "NAME", 0.6, "name after 'per' / 'with'"))
+        for m in (_NAME_PAIR.finditer(lower) if not words.isdisjoint(self._first) else ()):
+            first, last = m.group("f"), m.group("l")
+            if first not in self._first or first in self._stop or last in self._stop:
+                continue
+            if not (self._name_like(last) and last not in self._english_all
+                    or (last in self._last and last not in self._common and not self._is_word(last))):
+                continue
+            add(self.span(m.start("f"), m.end("l"), "NAME", 0.65, "first name + surname"))
         found = {t for t in words & self._first if len(t) >= 4 and t not in self._stop
                  and t not in self._english}
         if found and looks_like_note(text):
