@@ -63,6 +63,12 @@ _CUED_NAME = re.compile(
 _WORDS = re.compile(r"[a-z]+")
 # A first name, optional middle name or initial, and a surname (every word start: overlapping pairs are all seen).
 _NAME_PAIR = re.compile(r"(?<![a-z'’])(?=(?P<f>[a-z]{2,})(?:[ \t]+[a-z]+|[ \t]+[a-z]\.?)?[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z]))")
+_DATE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:on|since|from|until|till|of|dated|date|thru|through|til|admitted|"
+                              r"started|due|last|\d+[ap]m?)[ \t:]*$")
+_VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps|simv)(?![a-z])")
+_PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scale|rates?|rated|#|c/o|tenderness|"
+                        r"headache|ha|sore|soreness|cramping)(?![a-z])")
+_HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
 _SLASH_NUMBER = re.compile(r"\d{1,2}/\d")
 _DIGIT_TH = re.compile(r"\dth\b")
 _MONTHS = frozenset("january february march april june july august september october november december".split())
@@ -114,7 +120,7 @@ _PLACE_CUE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent
 _ABBREV_PLACE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?(?P<w>[a-z]{1,3}(?:h|mc))"
                            r"(?![a-z])")
 _UNIT_PLACE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+(?P<w>[a-z]{4,})[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
-_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|of|near)[ \t]+$")
+_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|near)[ \t]+$")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
 _HOSPITAL_FIRST = frozenset(h.split()[0].split("'")[0] for h in HOSPITAL_NAMES)
@@ -303,8 +309,11 @@ class NoteRecognizer(Recognizer):
                 if value in _FRACTIONS or _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(
                         lower, max(0, m.start() - 12), m.start()):
                     continue
-                if value.endswith("/10") and "pain" in lower[max(0, m.start() - 30):m.start()]:
-                    continue
+                window = lower[max(0, m.start() - 25):m.start()]
+                if value.endswith("/10") and _PAIN_NEAR.search(window) and not _DATE_CUE_BEFORE.search(window):
+                    continue  # pain scores "c/o cp, 4/10"
+                if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
+                    continue  # pressure support / PEEP settings "cpap 10/5"
                 add(self.span(m.start(), m.end(), "DATE", 0.6, expl))
         if "1st" in lower or "2nd" in lower or "3rd" in lower or "th" in lower and _DIGIT_TH.search(lower):
             for m in _ORDINAL.finditer(lower):
@@ -339,6 +348,8 @@ class NoteRecognizer(Recognizer):
             if start is None:
                 continue
             head = m.group()
+            if head == "house" and _HOUSE_WORD_AFTER.match(lower, m.end()):
+                continue  # "tolerating house diet", "house staff"
             if not head.startswith("hosp") and head not in ("medical center", "medical ctr", "med center") and any(
                     t in self._english for t in lower[start:m.start()].split()):
                 continue

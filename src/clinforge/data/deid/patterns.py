@@ -167,6 +167,7 @@ _DATE_CUES = word_set("""
 on since from until till by dated date dos dob admitted discharged seen due started stopped through thru between
 effective born expires exp exp. onset
 """)
+_RANGE_UNIT_AFTER = re.compile(r"\s?(?:[a-zA-Z]|%)")
 _FIVE_DIGITS = re.compile(r"\d\d{4}(?:-\d{4})?(?![\d-])")
 _STATE_WORDS = frozenset(w.lower() for w in _STATE_NAMES)
 _STATE_COMMA = re.compile(r", ?(?:" + _STATES + r")\b(?=\s+\d{5}|\s*[,.\n]|\s*$)")
@@ -475,6 +476,8 @@ class PatternRecognizer(Recognizer):
             if not (1 <= month <= 12 and 1 <= day <= 31):
                 continue
             words = text[max(0, start - 24):start].lower().replace(":", " ").split()
+            if "-" in m.group() and _RANGE_UNIT_AFTER.match(text, m.end()):
+                continue  # "on 2-4 L", "by 2-3 breaths", "on 1-2 pillows": a range, not a date
             if words and words[-1] in _DATE_CUES:
                 add(self.span(start, m.end(), "DATE", 0.75, "month/day after a date cue"))
         for m in _IBAN.finditer(text):
@@ -518,7 +521,9 @@ class PatternRecognizer(Recognizer):
                     add(self.span(start, m.end(), "ADDRESS", 0.8, "street name glued to a suffix + number"))
         for m in _STATE_COMMA.finditer(text):
             words = _capitalised_words_before(text, m.start(), 3)
-            if words is not None:
+            if words is not None and not text[words:m.start()].isupper():  # "NT, ND", "CABGx4, RI": note shorthand
+                add(self.span(words, m.start(), "LOCATION", 0.7, "city before a state"))
+            elif words is not None and m.start() - words > 4 and text[words:m.start()].isalpha():
                 add(self.span(words, m.start(), "LOCATION", 0.7, "city before a state"))
         for m in _FACILITY.finditer(text):
             start = _capitalised_words_before(text, m.start() - 1 if m.start() else 0, 4, saint=True)
