@@ -61,8 +61,9 @@ _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
 _WORDS = re.compile(r"[a-z]+")
-# A first name, optional middle name or initial, and a surname (every word start: overlapping pairs are all seen).
-_NAME_PAIR = re.compile(r"(?<![a-z'’])(?=(?P<f>[a-z]{2,})(?:[ \t]+[a-z]+|[ \t]+[a-z]\.?)?[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z]))")
+# After a first name: a surname, or a middle name / initial and a surname.
+_PAIR_TAIL = re.compile(r"[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
+_PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?:[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
 _DATE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:on|since|from|until|till|of|dated|date|thru|through|til|admitted|"
                               r"started|due|last|\d+[ap]m?)[ \t:]*$")
 _VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps|simv)(?![a-z])")
@@ -71,13 +72,12 @@ _PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scal
 _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
 _SLASH_NUMBER = re.compile(r"\d{1,2}/\d")
 _DIGIT_TH = re.compile(r"\dth\b")
-_MONTHS = frozenset("january february march april june july august september october november december".split())
-_PAGER_WORDS = frozenset("pager pgr pg beeper bpr page ext x phone tel cell call number".split())
-_FACILITY_WORDS = frozenset("hospital hosp hospiatal medical med memorial rehab rehabilitation nursing house campus "
-                            "clinic hospice health healthcare manor infirmary".split())
-_PER_WORDS = frozenset("per with w by called paged notified spoke".split())
-_AWARE_WORDS = frozenset("aware notified paged see family".split())
-_CREDENTIALS = frozenset("rn rrt crt rpt lpn msw licsw lcsw np slp otr cna bsn ccrn".split())
+_MONTHS = frozenset(["january", "february", "march", "april", "june", "july", "august", "september", "october", "november", "december"])
+_PAGER_WORDS = frozenset(["pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number"])
+_FACILITY_WORDS = frozenset(["hospital", "hosp", "hospiatal", "medical", "med", "memorial", "rehab", "rehabilitation", "nursing", "house", "campus", "clinic", "hospice", "health", "healthcare", "manor", "infirmary"])
+_PER_WORDS = frozenset(["per", "with", "w", "by", "called", "paged", "notified", "spoke"])
+_AWARE_WORDS = frozenset(["aware", "notified", "paged", "see", "family"])
+_CREDENTIALS = frozenset(["rn", "rrt", "crt", "rpt", "lpn", "msw", "licsw", "lcsw", "np", "slp", "otr", "cna", "bsn", "ccrn"])
 # Words that follow "dr" in notes without being a name ("dr aware", "dr here", "dr's order").
 _AFTER_TITLE = word_set("""
 aware notified paged called here there in made updated informed present team office rounds note notes order orders
@@ -106,20 +106,20 @@ _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:s
                       r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
 _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
                          r"december)(?![a-z])")
-_PHONE = re.compile(r"(?<!\d)(?:\(\d{3}\)[ \t]?|\d{3}[ \t.-])\d{3}[ \t.-]\d{4}(?!\d)")
+# (the first digit before the look-behind: the scan jumps between digits instead of trying every position)
+_PHONE = re.compile(r"\d(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|\((?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d)")
 _PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
                     r"(?P<n>\d{4,5})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
                             r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
                             r"health center|healthcare|manor|infirmary)(?![a-z])")
-_PLACE_CUE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent to|admitted to|arrived from|"
+_PLACE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent to|admitted to|arrived from|"
                         r"presented to|came into|taken to|go to|going to|discharged to|d/c'?d to|followed at|"
                         r"lives in|lives at|called from|return to|returned to|referred to|accepted (?:by|at)|"
-                        r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in)[ \t]+(?:the[ \t]+)?"
-                        r"(?P<w>[a-z][a-z'’]+(?:[ \t]+[a-z][a-z'’]+)?)")
-_ABBREV_PLACE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?(?P<w>[a-z]{1,3}(?:h|mc))"
-                           r"(?![a-z])")
-_UNIT_PLACE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+(?P<w>[a-z]{4,})[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
+                        r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in)[ \t]+(?:the[ \t]+)?$")
+_ABBREV_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?$")
+_UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
+_UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
 _PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|near)[ \t]+$")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
@@ -279,14 +279,18 @@ class NoteRecognizer(Recognizer):
             elif token not in self._stop and ((token in self._first and token not in WORD_NAMES)
                                               or (token in self._last and token not in self._english_all)):
                 add(self.span(m.start(group), m.end(group), "NAME", 0.6, "name after 'per' / 'with'"))
-        for m in (_NAME_PAIR.finditer(lower) if not words.isdisjoint(self._first) else ()):
-            first, last = m.group("f"), m.group("l")
-            if first not in self._first or first in self._stop or last in self._stop:
-                continue
-            if not (self._name_like(last) and last not in self._english_all
-                    or (last in self._last and last not in self._common and not self._is_word(last))):
-                continue
-            add(self.span(m.start("f"), m.end("l"), "NAME", 0.65, "first name + surname"))
+        for start, end in _find_words(lower, (words & self._first) - self._stop):
+            for tail in (_PAIR_TAIL, _PAIR_TAIL_MIDDLE):  # "karen yanulis", "karen ann yanulis", "dan a. lyons"
+                m = tail.match(lower, end)
+                if m is None:
+                    continue
+                last = m.group("l")
+                if last in self._stop or not (
+                        self._name_like(last) and last not in self._english_all
+                        or (last in self._last and last not in self._common and not self._is_word(last))):
+                    continue
+                add(self.span(start, m.end("l"), "NAME", 0.65, "first name + surname"))
+                break
         found = {t for t in words & self._first if len(t) >= 4 and t not in self._stop
                  and t not in self._english}
         if found and looks_like_note(text):
@@ -354,24 +358,22 @@ class NoteRecognizer(Recognizer):
                     t in self._english for t in lower[start:m.start()].split()):
                 continue
             add(self.span(start, m.end(), "LOCATION", 0.75, "name before a facility word"))
-        abbreviations = any(1 < len(w) < 5 and (w[-1] == "h" or w.endswith("mc")) and w not in self._stop
-                            for w in words)
-        for m in (_ABBREV_PLACE.finditer(lower) if abbreviations else ()):
-            w = m.group("w")
-            if (w not in _ABBREV_NOT_PLACE or w in _GH_OK) and w not in self._stop and w not in english_words():
-                add(self.span(m.start("w"), m.end("w"), "LOCATION", 0.6, "hospital abbreviation after a place cue"))
-        unknown = any(len(w) >= 4 and w not in self._english_all and w not in self._stop for w in words)
-        for m in (_PLACE_CUE.finditer(lower) if unknown else ()):
-            first = m.group("w").split()[0]
-            if len(first) < 4 or first in self._stop or first in self._english or first in self._first \
-                    or first in self._last or not first.isalpha():
+        # Words in no list (typos, rare names, surrogate place names) are few per note: find them by set algebra,
+        # then look at what stands before and after each, instead of scanning the note once per cue.
+        rare = words - self._english_all - self._stop
+        for w in rare:
+            if 1 < len(w) < 5 and (w[-1] == "h" or w.endswith("mc")) and (w not in _ABBREV_NOT_PLACE or w in _GH_OK):
+                for start, end in _find_words(lower, (w,)):
+                    if _ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
+                        add(self.span(start, end, "LOCATION", 0.6, "hospital abbreviation after a place cue"))
+            if len(w) < 4 or not w.isalpha() or w in self._first or w in self._last:
                 continue
-            end = m.start("w") + len(first)
-            add(self.span(m.start("w"), end, "LOCATION", 0.6, "unknown word after a place cue"))
-        for m in (_UNIT_PLACE.finditer(lower) if unknown else ()):
-            w = m.group("w")
-            if self._name_like(w) and w not in self._first and w not in self._last and w not in self._english_all:
-                add(self.span(m.start("w"), m.end("w"), "LOCATION", 0.6, "unknown word before a unit number"))
+            for start, end in _find_words(lower, (w,)):
+                if _PLACE_CUE_BEFORE.search(lower, max(0, start - 40), start):
+                    add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))
+                elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
+                      and self._name_like(w)):
+                    add(self.span(start, end, "LOCATION", 0.6, "unknown word before a unit number"))
         for m in (_SAINT.finditer(lower) if "st" in words or "saint" in words else ()):
             if m.group("w") in self._names_all:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "saint's name (hospital)"))

@@ -521,9 +521,9 @@ class PatternRecognizer(Recognizer):
                     add(self.span(start, m.end(), "ADDRESS", 0.8, "street name glued to a suffix + number"))
         for m in _STATE_COMMA.finditer(text):
             words = _capitalised_words_before(text, m.start(), 3)
-            if words is not None and not text[words:m.start()].isupper():  # "NT, ND", "CABGx4, RI": note shorthand
-                add(self.span(words, m.start(), "LOCATION", 0.7, "city before a state"))
-            elif words is not None and m.start() - words > 4 and text[words:m.start()].isalpha():
+            # an all-caps word of 4 letters or fewer, or with digits, is note shorthand ("NT, ND", "CABGx4, RI")
+            if words is not None and (not text[words:m.start()].isupper()
+                                      or (m.start() - words > 4 and text[words:m.start()].isalpha())):
                 add(self.span(words, m.start(), "LOCATION", 0.7, "city before a state"))
         for m in _FACILITY.finditer(text):
             start = _capitalised_words_before(text, m.start() - 1 if m.start() else 0, 4, saint=True)
