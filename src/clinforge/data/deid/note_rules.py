@@ -366,6 +366,10 @@ class NoteRecognizer(Recognizer):
                 for start, end in _find_words(lower, (w,)):
                     if _ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
                         add(self.span(start, end, "LOCATION", 0.6, "hospital abbreviation after a place cue"))
+            if 2 < len(w) < 6 and w.endswith("mc") and w.isalpha():  # "GBMC", "UMMC": a medical center's initials
+                for start, end in _find_words(lower, (w,)):
+                    add(self.span(start, end, "LOCATION", 0.6, "medical-center initials"))
+                continue
             if len(w) < 4 or not w.isalpha() or w in self._first or w in self._last:
                 continue
             for start, end in _find_words(lower, (w,)):
