@@ -307,9 +307,10 @@ class NameRecognizer(Recognizer):
             return False
         first, last = us_names()
         tokens = re.findall(r"[^\W\d_]{2,}", text[span.start:span.end].lower())
-        if expl == "name lexicon":
-            return bool(tokens) and all((t in first or t in last) and t not in self._english and t not in self._allow
-                                        for t in tokens)
+        if expl == "name lexicon":  # a US name that is no word, or in mixed case a name of any locale in no list
+            return bool(tokens) and all(t not in self._allow and (
+                (t in first or t in last) and t not in self._english
+                or (t in self._strong and t not in self._english_all and not text.isupper())) for t in tokens)
         if expl == "name lexicon + neighbours":  # "HELD POST", "ORANGE S/P": needs one US name that is no word
             return any((t in first or t in last) and t not in self._allow and t not in self._common for t in tokens)
         if expl.startswith(("capitalised words after a title", "capitalised words after a name cue")):

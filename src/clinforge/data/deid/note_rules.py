@@ -72,6 +72,11 @@ _PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scal
 _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
 _SLASH_NUMBER = re.compile(r"\d{1,2}/\d")
 _DIGIT_TH = re.compile(r"\dth\b")
+_HOLIDAY = re.compile(r"(?<![a-z])(?:christmas(?:[ \t]+eve)?|xmas|thanksgiving|easter|new[ \t]+year'?s(?:[ \t]+(?:eve|day))?|"
+                      r"independence[ \t]+day|memorial[ \t]+day|labor[ \t]+day|veterans[ \t]+day|halloween|"
+                      r"valentine'?s[ \t]+day|mother'?s[ \t]+day|father'?s[ \t]+day|hanukkah|chanukah)(?![a-z])")
+_HOLIDAY_WORDS = frozenset("christmas xmas thanksgiving easter new independence memorial labor veterans halloween "
+                           "valentine valentines mother mothers father fathers hanukkah chanukah".split())
 _MONTHS = frozenset(["january", "february", "march", "april", "june", "july", "august", "september", "october", "november", "december"])
 _PAGER_WORDS = frozenset(["pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number"])
 _FACILITY_WORDS = frozenset(["hospital", "hosp", "hospiatal", "medical", "med", "memorial", "rehab", "rehabilitation", "nursing", "house", "campus", "clinic", "hospice", "health", "healthcare", "manor", "infirmary"])
@@ -108,6 +113,10 @@ _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|a
                          r"december)(?![a-z])")
 # (the first digit before the look-behind: the scan jumps between digits instead of trying every position)
 _PHONE = re.compile(r"\d(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|\((?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d)")
+# 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
+_LOCAL_PHONE = re.compile(r"\d(?<![\d.\-/]\d)\d\d-\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
+_PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
+                             r"reached|reach|contact|ph|ext)")
 _PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
                     r"(?P<n>\d{4,5})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
@@ -121,6 +130,7 @@ _ABBREV_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:
 _UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
 _UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
 _PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|near)[ \t]+$")
+_COUNTY = re.compile(r"(?<![a-z])(?P<w>[a-z]{3,})(?:[ \t]+[a-z]{3,})?[ \t]+county(?![a-z])")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
 _HOSPITAL_FIRST = frozenset(h.split()[0].split("'")[0] for h in HOSPITAL_NAMES)
@@ -322,6 +332,8 @@ class NoteRecognizer(Recognizer):
         if "1st" in lower or "2nd" in lower or "3rd" in lower or "th" in lower and _DIGIT_TH.search(lower):
             for m in _ORDINAL.finditer(lower):
                 add(self.span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
+        for m in (_HOLIDAY.finditer(lower) if not words.isdisjoint(_HOLIDAY_WORDS) else ()):
+            add(self.span(m.start(), m.end(), "DATE", 0.6, "holiday"))
         for m in (_MONTH_WORD.finditer(lower) if not words.isdisjoint(_MONTHS) else ()):
             if m.group() == "march" and text[m.start()] == "m" and not text.islower():
                 continue  # "march" the verb in mixed-case text
@@ -330,6 +342,9 @@ class NoteRecognizer(Recognizer):
     def _phones(self, lower: str, words: set[str], out: list[Span]) -> None:
         for m in _PHONE.finditer(lower):
             out.append(self.span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
+        for m in _LOCAL_PHONE.finditer(lower):
+            if _PHONE_CUE_NEAR.search(lower, max(0, m.start() - 30), m.start()):
+                out.append(self.span(m.start(), m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
         for m in (_PAGER.finditer(lower) if "#" in lower or not words.isdisjoint(_PAGER_WORDS) else ()):
             out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
 
@@ -378,6 +393,9 @@ class NoteRecognizer(Recognizer):
                 elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
                       and self._name_like(w)):
                     add(self.span(start, end, "LOCATION", 0.6, "unknown word before a unit number"))
+        for m in (_COUNTY.finditer(lower) if "county" in words else ()):
+            if m.group("w") not in self._stop and m.group("w") not in self._common:
+                add(self.span(m.start(), m.end(), "LOCATION", 0.7, "county name"))
         for m in (_SAINT.finditer(lower) if "st" in words or "saint" in words else ()):
             if m.group("w") in self._names_all:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "saint's name (hospital)"))
