@@ -75,8 +75,7 @@ _DIGIT_TH = re.compile(r"\dth\b")
 _HOLIDAY = re.compile(r"(?<![a-z])(?:christmas(?:[ \t]+eve)?|xmas|thanksgiving|easter|new[ \t]+year'?s(?:[ \t]+(?:eve|day))?|"
                       r"independence[ \t]+day|memorial[ \t]+day|labor[ \t]+day|veterans[ \t]+day|halloween|"
                       r"valentine'?s[ \t]+day|mother'?s[ \t]+day|father'?s[ \t]+day|hanukkah|chanukah)(?![a-z])")
-_HOLIDAY_WORDS = frozenset("christmas xmas thanksgiving easter new independence memorial labor veterans halloween "
-                           "valentine valentines mother mothers father fathers hanukkah chanukah".split())
+_HOLIDAY_WORDS = frozenset(["christmas", "xmas", "thanksgiving", "easter", "new", "independence", "memorial", "labor", "veterans", "halloween", "valentine", "valentines", "mother", "mothers", "father", "fathers", "hanukkah", "chanukah"])
 _MONTHS = frozenset(["january", "february", "march", "april", "june", "july", "august", "september", "october", "november", "december"])
 _PAGER_WORDS = frozenset(["pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number"])
 _FACILITY_WORDS = frozenset(["hospital", "hosp", "hospiatal", "medical", "med", "memorial", "rehab", "rehabilitation", "nursing", "house", "campus", "clinic", "hospice", "health", "healthcare", "manor", "infirmary"])
