@@ -117,7 +117,7 @@ def test_split_is_by_patient_and_seeded(notes: list) -> None:
 
 def test_heldout_real_notes_floor(notes: list) -> None:
     """Floors a little under the figures measured on the held-out patients (docs/deid.md); CI fails if a change
-    loses PHI on real notes."""
+    loses PHI on real notes. (The issue's targets, 0.97 recall and 0.80 precision, are NOT met yet: see the doc.)"""
     dev_ids, held_ids = split_patients([r.patient_id for r in notes], seed=0)
     held = [r for r in notes if r.patient_id in held_ids]
     dev = [r for r in notes if r.patient_id in dev_ids]
@@ -139,5 +139,7 @@ def test_heldout_real_notes_floor(notes: list) -> None:
     assert unseen["recall_all"].n > 50 and unseen["recall_all"].value >= FLOORS["unseen"], unseen["recall_all"]
 
 
-FLOORS = {"recall_all": 0.0, "recall_name": 0.0, "recall_date": 0.0, "recall_location": 0.0,
-          "precision_all": 0.0, "unseen": 0.0}
+# Measured on 2026-12-02 (benchmarks/deid.py, held-out 460 notes / 41 patients): recall 0.804, names 0.753,
+# dates 0.929, locations 0.750, precision 0.794, unseen phrases 0.780. The floors sit about 0.03 below.
+FLOORS = {"recall_all": 0.77, "recall_name": 0.72, "recall_date": 0.90, "recall_location": 0.71,
+          "precision_all": 0.76, "unseen": 0.75}
