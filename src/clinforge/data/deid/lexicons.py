@@ -338,6 +338,7 @@ _CLINICAL_CUE = re.compile(r"(?<![a-z])(?:bp|hr|rr|peep|fio2|inr|cabg|ngt|afib|p
                            r"bs|lungs?|gtt|ivf|cvp|map|sbp|foley|abx|rsbi|tv|vt|carevue|careview)(?![a-z])")
 
 
+@lru_cache(maxsize=4)  # the names and notes recognizers ask about the same text one after the other
 def looks_like_note(text: str) -> bool:
     """True for a clinical note written in shorthand: at least 3 distinct clinical abbreviations (BP, HR, PEEP,
     NGT, ...) and at least one per 60 words. Such notes capitalise drug names and headers freely, so a capitalised
