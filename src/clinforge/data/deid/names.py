@@ -292,12 +292,9 @@ class NameRecognizer(Recognizer):
             if span is not None:
                 out.append(span)
         out += self._beside_names(text, runs, judged)
+        out += self._lowercase(text)
         if looks_like_note(text):
-            # shorthand notes: the notes recognizer finds lower-case names by their cues (dr, son, rn, ...); the
-            # transcript rules here (vocatives, greetings, lists) mostly fire on nursing shorthand
             out = [s for s in out if self._holds_in_note(text, s)]
-        else:
-            out += self._lowercase(text)
         out += self._propagate(text, out)
         return out
 
