@@ -343,7 +343,8 @@ class NoteRecognizer(Recognizer):
         if "1st" in lower or "2nd" in lower or "3rd" in lower or "th" in lower and _DIGIT_TH.search(lower):
             for m in _ORDINAL.finditer(lower):
                 add(self.span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
-        for m in (_HOLIDAY.finditer(lower) if not words.isdisjoint(_HOLIDAY_WORDS) else ()):
+        # a holiday names a day of the year in a note ("home by christmas"); in general prose it is an event
+        for m in (_HOLIDAY.finditer(lower) if not words.isdisjoint(_HOLIDAY_WORDS) and looks_like_note(text) else ()):
             add(self.span(m.start(), m.end(), "DATE", 0.6, "holiday"))
         for m in (_MONTH_WORD.finditer(lower) if not words.isdisjoint(_MONTHS) else ()):
             if m.group() == "march" and text[m.start()] == "m" and not text.islower():
