@@ -303,10 +303,11 @@ class NameRecognizer(Recognizer):
         "Resp") are no evidence of a name: keep titled / cued spans, and lexicon hits only on a US name that is
         no ordinary word; drop the guesses from unknown capitalised words and lower-case vocatives."""
         expl = span.explanation
-        if expl in _NOTE_WEAK:
-            return False
         first, last = us_names()
         tokens = re.findall(r"[^\W\d_]{2,}", text[span.start:span.end].lower())
+        if expl in _NOTE_WEAK:  # kept only as two or more words in no list ("Xanmabel Umvel", not "Dopamine")
+            return len(tokens) >= 2 and all(len(t) > 2 and t not in self._english_all and t not in self._allow
+                                            and not _MEDICAL_SHAPE.search(t) for t in tokens)
         if expl == "name lexicon":  # a US name that is no word, or in mixed case a name of any locale in no list
             return bool(tokens) and all(t not in self._allow and (
                 (t in first or t in last) and t not in self._english
