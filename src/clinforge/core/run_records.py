@@ -139,8 +139,10 @@ class RunRecord:
         return summary
 
     def fail(self, error: BaseException) -> None:
-        """Mark the run failed (the error type only: messages may quote data)."""
-        self.meta.update(status="failed", error_type=type(error).__name__)
+        """Mark the run failed, or ``interrupted`` after Ctrl-C / SIGTERM (the error type only: messages may quote
+        data)."""
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.meta.update(status=status, error_type=type(error).__name__)
         self._write_meta()
 
 
