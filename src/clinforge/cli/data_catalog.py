@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``catalog`` command to the ``clinforge data`` group."""
@@ -17,6 +19,7 @@ def register(app: typer.Typer) -> None:
                                                "data-use agreement, unknown."),
         readable: bool = typer.Option(False, "--readable", help="Only datasets a clinforge reader loads."),
         name: str | None = typer.Argument(None, help="Show one dataset (name or alias) in full."),
+        no_progress: bool = NO_PROGRESS,
     ) -> None:
         """List the datasets of the field for medical LLMs and MLLMs.
 

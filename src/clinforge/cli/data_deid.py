@@ -18,6 +18,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -113,6 +115,7 @@ def register(app: typer.Typer) -> None:
                                                   help="Column/key with a patient id (surrogate consistency)."),
         seed: int = typer.Option(0, "--seed", help="Seed of surrogates and per-patient date offsets."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+        no_progress: bool = NO_PROGRESS,
     ) -> None:
         """De-identify free text: the 18 HIPAA Safe Harbor identifiers, masked, redacted or replaced.
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def _parse_options(items: list[str]) -> dict:
     """``key=value`` reader options; values are YAML (``fields={text: body}``, ``answer_base=0``)."""
@@ -42,6 +44,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         sample: bool = typer.Option(True, "--sample/--no-sample",
                                     help="Show one (truncated) record; --no-sample for data you must not print."),
+        no_progress: bool = NO_PROGRESS,
     ) -> None:
         """Read a dataset with a reader: counts, fields, a sample, and the problems found.
 

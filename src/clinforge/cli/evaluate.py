@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def command(
     model: str = typer.Option(..., "--model", help="hf:PATH_OR_ID, openai:BASE_URL#MODEL or vllm:PATH_OR_ID."),
@@ -24,7 +26,7 @@ def command(
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Override each task's generation budget."),
     chunk_items: int = typer.Option(64, "--chunk-items", help="Items scored between two checkpoints of the item log."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard an existing run in --out."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Evaluate a model; writes DIR/summary.json, DIR/items/TASK.jsonl, DIR/report.html and DIR/run.json.
 
@@ -55,7 +57,7 @@ def command(
                         batch_size=batch_size, mode=mode, cot=cot, chunk_items=chunk_items,
                         max_new_tokens=max_new_tokens, chat=chat,
                         backend_options=options)
-    summary = evaluate(config, overwrite=overwrite, progress=not no_progress)
+    summary = evaluate(config, overwrite=overwrite)
     if summary:
         brief = {name: {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                  for name, res in summary["tasks"].items()}

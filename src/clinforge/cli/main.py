@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from clinforge import __version__
+from clinforge.cli.shared_options import NO_PROGRESS
 from clinforge.core.errors import ClinforgeError
 
 app = typer.Typer(name="clinforge", no_args_is_help=True, add_completion=False,
@@ -40,7 +41,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          no_progress: bool = NO_PROGRESS) -> None:
     """clinforge command line."""
 
 
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     from clinforge.core.interrupts import install_handlers, received_signal
 
     install_handlers()
+    from clinforge.core.progress import progress_disabled, silence_all
+
+    if progress_disabled():
+        silence_all()  # CLINFORGE_NO_PROGRESS=1 also silences transformers', hub's and datasets' bars
     try:
         status = app(args=argv, standalone_mode=False)
     except KeyboardInterrupt as exc:  # raised outside the command (typer turns one inside it into Exit(130))

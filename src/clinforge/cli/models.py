@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -21,6 +23,7 @@ def tiny(
                                                               "(default: the packaged medical corpus)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Build a randomly initialised tiny model with a BPE tokenizer and chat template (offline).
 

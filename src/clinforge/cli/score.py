@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
 from clinforge.core.errors import DataError
 
 
@@ -58,6 +59,7 @@ def command(
     n_resamples: int = typer.Option(1000, "--n-resamples", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     alpha: float = typer.Option(0.05, "--alpha", help="1 - confidence level of the intervals."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Score text files with reference-identical metrics (sacrebleu, rouge-score, NLTK, pycocoevalcap, bert-score)."""
     from rich.console import Console

@@ -85,12 +85,19 @@ def resume_note(describe: Callable[[], str], *, resume: str | None = None) -> It
         yield
     except KeyboardInterrupt:
         try:
-            _NOTES.append(describe())
+            saved = describe()
         except Exception as exc:  # a note must never hide the interruption itself
-            _NOTES.append(f"(could not describe what was saved: {type(exc).__name__})")
-        if resume is not None:
-            _RESUME[:] = [resume]
+            saved = f"(could not describe what was saved: {type(exc).__name__})"
+        note_interrupted(saved, resume)
         raise
+
+
+def note_interrupted(saved: str, resume: str | None = None) -> None:
+    """Record what an interrupted run saved and the command that resumes it (for an ``except KeyboardInterrupt``
+    block; ``resume_note`` is the context-manager form)."""
+    _NOTES.append(saved)
+    if resume is not None:
+        _RESUME[:] = [resume]
 
 
 def rerun_command(*, add: tuple[str, ...] = (), drop: tuple[str, ...] = (), argv: list[str] | None = None) -> str:
@@ -118,4 +125,4 @@ def take_notes() -> tuple[list[str], str | None]:
     return notes, resume
 
 
-__all__ = ["Interrupted", "install_handlers", "received_signal", "exit_status", "resume_note", "rerun_command", "take_notes"]
+__all__ = ["Interrupted", "install_handlers", "received_signal", "exit_status", "resume_note", "note_interrupted", "rerun_command", "take_notes"]

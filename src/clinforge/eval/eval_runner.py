@@ -326,7 +326,7 @@ def _task_data(task: Task, config: EvalConfig, data_root: Path | None) -> tuple[
 
 def _run_task(task: Task, config: EvalConfig, backend: Any, cache: RequestCache, out: Path, rank: int, world: int,
               show_progress: bool, data: tuple[list[Any], list[Any]]) -> None:
-    from tqdm.auto import tqdm
+    from clinforge.core.progress import progress_bar
 
     mode = config.mode or task.default_mode
     records, pool = data
@@ -348,7 +348,13 @@ def _run_task(task: Task, config: EvalConfig, backend: Any, cache: RequestCache,
         pending.append((index, record, plan))
     pending.sort(key=lambda item: -len(item[2]["prompt"]))
     total = sum(len(p["requests"]) for _, _, p in pending)
-    bar = tqdm(total=total, desc=f"{task.name} ({mode})", unit="req", disable=not show_progress or rank != 0)
+    mine = sum(1 for index in range(len(records)) if index % world == rank)
+    if done and rank == 0:  # always said, also with --no-progress: it explains why a rerun is fast
+        import sys
+
+        print(f"{task.name}: {mine - len(pending)} of {mine} items already scored in {out}/items, reusing them",
+              file=sys.stderr, flush=True)
+    bar = progress_bar(total=total, desc=f"{task.name} ({mode})", unit="req", enabled=show_progress and rank == 0)
     try:
         for start in range(0, len(pending), max(1, config.chunk_items)):
             chunk = pending[start:start + config.chunk_items]

@@ -170,8 +170,6 @@ class Stage:
         stage (``train.grad_accum``, ``data.sources.0.path``), ``check`` adds the file and line. Subclasses extend
         this and call ``super().check_spec``. The base checks data sources, QLoRA's GPU, and DP's grad_accum.
         """
-        import torch
-
         from clinforge.core.errors import ConfigError
         from clinforge.train.data import check_source
 
@@ -179,7 +177,7 @@ class Stage:
         for group in ("sources", "eval_sources"):
             for j, src in enumerate(getattr(spec.data, group)):
                 check_source(src, key=f"data.{group}.{j}")
-        if spec.method.type == "qlora" and not torch.cuda.is_available():
+        if spec.method.type == "qlora" and not _cuda_available():
             raise ConfigError("method qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); none is available here. "
                               "Use method lora on CPU.", key="method.type")
         if spec.dp is not None and spec.dp.enabled and spec.train.grad_accum != 1:
@@ -237,6 +235,13 @@ class Stage:
     def run(self) -> StageResult:
         """Train and return the result. Subclasses implement this."""
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+
+def _cuda_available() -> bool:
+    # torch is imported only for a QLoRA stage: recipe checks run before heavy imports (seconds, not ten)
+    import torch
+
+    return torch.cuda.is_available()
 
 
 AfterStageHook = Callable[[StageContext, StageResult], "dict[str, Any] | None"]
