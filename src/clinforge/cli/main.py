@@ -22,7 +22,7 @@ app = typer.Typer(name="clinforge", no_args_is_help=True, add_completion=False,
 # (module under clinforge.cli, command or group name, help)
 GROUPS = [
     ("data", "data", "Medical datasets: catalog, inspect, de-identify, prepare."),
-    ("models", "models", "Build small offline models (tiny random LLMs with a trained tokenizer and chat template)."),
+    ("models", "models", "Models offline: tiny random LLMs, registered pretrained models (fetch), GGUF import."),
     ("judge", "judge", "AI judges: single, pairwise, rubric, jury; human-evaluation exchange."),
 ]
 COMMANDS = [

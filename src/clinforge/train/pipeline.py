@@ -32,7 +32,9 @@ def resolve_base_model(recipe: Recipe, run_dir: Path) -> str:
     from clinforge.train.hf_trainer import barrier, is_main_process
 
     if not recipe.model.startswith("tiny:"):
-        return recipe.model
+        from clinforge.models.offline_models import resolve_model_ref
+
+        return resolve_model_ref(recipe.model)  # model: smollm2-135m-instruct -> its fetched folder
     arch = recipe.model.split(":", 1)[1]
     out = run_dir / "base"
     if is_main_process() and not (out / "config.json").is_file():
@@ -58,6 +60,14 @@ def check_recipe(recipe: Recipe, *, recipe_file: str | None = None, lines: dict 
                               file=recipe_file, line=(lines or {}).get(("stages", i, "type")), key=f"stages.{i}.type")
     for i, s in enumerate(recipe.stages):
         STAGES.get(s.type).check(recipe, i, file=recipe_file, lines=lines or {})
+    if not recipe.model.startswith("tiny:") and not Path(recipe.model).exists():
+        from clinforge.core.errors import ClinforgeError
+        from clinforge.models.offline_models import resolve_model_ref
+
+        try:  # a registered offline model that was never fetched fails now, saying which command fetches it
+            resolve_model_ref(recipe.model)
+        except ClinforgeError as exc:
+            raise ConfigError(str(exc), file=recipe_file, line=(lines or {}).get(("model",)), key="model") from None
     if not recipe.model.startswith("tiny:") and Path(recipe.model).exists():
         from clinforge.core.errors import ClinforgeError
         from clinforge.models.load import check_model_folder

@@ -103,7 +103,11 @@ class HFBackend(Backend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from clinforge.models.offline_models import resolve_model_ref
+
         self.model_name = target
+        if model is None or tokenizer is None:
+            target = resolve_model_ref(target)  # hf:smollm2-135m-instruct -> its fetched folder, before any hub id
         self.batch_size = max(1, int(batch_size))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

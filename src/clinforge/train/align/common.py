@@ -17,6 +17,7 @@ from typing import Any
 
 from clinforge.core.config import StrictModel
 from clinforge.core.errors import ConfigError, DataError
+from clinforge.data.answer_parsing import LETTERS
 from clinforge.data.records import Record
 from clinforge.data.transforms.preference import (
     DEFAULT_MCQ_INSTRUCTION,
@@ -170,6 +171,8 @@ class AlignStage(Stage):
             row = {"prompt": prompt, "id": record.id}
             if answer is not None:
                 row["answer"] = answer
+                # the options this record offers, so mcq_letter reads a completion exactly as eval would
+                row["choice_letters"] = list(LETTERS[:len(record.choices or [])])
             rows.append(row)
         for card in cards:
             card["format"] = "prompt"
