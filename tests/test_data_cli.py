@@ -41,8 +41,8 @@ def test_inspect_json_counts_problems_and_sample():
 
 
 def test_inspect_reader_options_limit_and_table():
-    res = runner.invoke(app, ["data", "inspect", str(FIX / "qa_mapped.csv"), "-f", "csv", "-o", "kind=qa",
-                              "-o", "fields={question: Q, answer: A}", "--limit", "2", "--json", "--no-sample"])
+    res = runner.invoke(app, ["data", "inspect", str(FIX / "qa_mapped.csv"), "-f", "csv", "--option", "kind=qa",
+                              "--option", "fields={question: Q, answer: A}", "--limit", "2", "--json", "--no-sample"])
     s = json.loads(res.output)
     assert s["count"] == 2 and s["sample"] is None and s["meta_fields"] == {"url": 1.0}
     res = runner.invoke(app, ["data", "inspect", str(FIX / "MTS-Dialog-ValidationSet.csv"), "-f", "mts_dialog"])

@@ -38,9 +38,9 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, "--limit", "-n", min=0, help="Stop after this many records."),
         on_error: str = typer.Option("skip", "--on-error",
                                      help="skip: count bad rows by reason and go on; fail: stop at the first."),
-        option: list[str] = typer.Option([], "--option", "-o",
-                                         help="Reader option key=value (YAML value), repeatable: "
-                                              "-o kind=qa -o 'fields={question: Q, answer: A}'."),
+        option: list[str] = typer.Option([], "--option",
+                                         help="Reader option key=value (YAML value), repeatable: --option kind=qa "
+                                              "--option 'fields={question: Q, answer: A}'."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         sample: bool = typer.Option(True, "--sample/--no-sample",
                                     help="Show one (truncated) record; --no-sample for data you must not print."),
@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        from clinforge.core.errors import ConfigError
-        from clinforge.data.inspection import inspect_source
+        from clinforge.core.errors import ConfigError, DataError
+        from clinforge.data.inspection import empty_reason, inspect_source
 
         if on_error not in ("skip", "fail"):
             raise ConfigError(f"--on-error must be skip or fail, not {on_error!r}", key="--on-error")
@@ -73,8 +73,11 @@ def register(app: typer.Typer) -> None:
             summary["sample"] = None
         if json_out:
             typer.echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
-            return
-        _print(summary, Console())
+        else:
+            _print(summary, Console())
+        reason = empty_reason(summary)
+        if reason:  # the summary above shows the problems; the exit status must not say "read fine"
+            raise DataError(reason, file=path)
 
 
 def _print(summary: dict, console) -> None:

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
     @app.command("prepare")
     def prepare_command(
         recipe: Path = typer.Argument(..., help="YAML recipe: sources, steps (transforms in order), seed."),
-        out: Path | None = typer.Option(None, "--out", help="Run directory (default: the recipe's output.dir)."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Run directory (default: the recipe's output.dir)."),
         set_: list[str] | None = typer.Option(None, "--set", help="Override a recipe key: a.b=value (repeatable)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
         json_: bool = typer.Option(False, "--json", help="Print the data card as JSON instead of a summary."),

@@ -173,7 +173,7 @@ def run_demo(out: Path, *, data: str = "samples", overwrite: bool = False) -> di
 
 
 def command(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory of the demo."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory of the demo."),
     data: str = typer.Option("samples", "--data",
                              help="samples: the synthetic data shipped with clinforge; real: the public datasets "
                                   "under $CLINFORGE_DATA (default ../shared/data)."),

@@ -11,7 +11,7 @@ def command(
     model: str = typer.Option(..., "--model", help="hf:PATH_OR_ID, openai:BASE_URL#MODEL or vllm:PATH_OR_ID."),
     tasks: str = typer.Option(..., "--tasks", help="Comma-separated task or group names, or task YAML files "
                                                   "(e.g. medqa,pubmedqa or multimedqa)."),
-    out: str = typer.Option(..., "--out", help="Run directory (rerun on the same one to resume)."),
+    out: str = typer.Option(..., "--out", "-o", help="Run directory (rerun on the same one to resume)."),
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N items of each task."),
     num_fewshot: int = typer.Option(0, "--num-fewshot", help="Few-shot examples per item (from a train/dev split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of few-shot sampling and bootstrap CIs."),
@@ -20,9 +20,9 @@ def command(
     cot: bool = typer.Option(False, "--cot", help="Chain-of-thought prompting (generate mode)."),
     chat: bool = typer.Option(False, "--chat", help="Generate mode: send prompts through the chat template."),
     device: str = typer.Option("auto", "--device", help="hf backend device: auto, cpu, cuda:0..."),
-    backend_option: list[str] = typer.Option([], "--backend-option", "-o",
-                                             help="KEY=VALUE passed to the backend, repeatable (e.g. -o "
-                                                  "concurrency=8 -o prompts_per_call=16 -o dtype=bfloat16)."),
+    backend_option: list[str] = typer.Option([], "--backend-option",
+                                             help="KEY=VALUE passed to the backend, repeatable (e.g. --backend-option "
+                                                  "concurrency=8 --backend-option dtype=bfloat16)."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Override each task's generation budget."),
     chunk_items: int = typer.Option(64, "--chunk-items", help="Items scored between two checkpoints of the item log."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard an existing run in --out."),
