@@ -67,6 +67,7 @@ def command(
     from sacrebleu.metrics.bleu import BLEU
 
     from clinforge.core.errors import ConfigError
+    from clinforge.core.progress import progress_bar
     from clinforge.eval.metrics.scoring import resolve_metric_names, score_texts
 
     if bleu_tokenize not in BLEU.TOKENIZERS:
@@ -91,10 +92,16 @@ def command(
     if chexpert_rules:
         options["chexpert"] = {"rules_dir": chexpert_rules}
     console = Console(stderr=True)
-    with console.status("scoring") as status:
+    steps = len(names) + (1 if ci else 0)  # one step per metric, then the bootstrap intervals
+    with progress_bar(total=steps, desc="scoring", unit="step") as bar:
+        def on_metric(name: str) -> None:
+            if bar.desc != "scoring":  # the previous metric is done
+                bar.update(1)
+            bar.set_description(f"{name} on {len(predictions)} examples")  # redraws: one line per step in a pipe
+
         result = score_texts(predictions, references, requested or names, options=options, ci=ci,
-                             n_resamples=n_resamples, seed=seed, alpha=alpha,
-                             on_metric=lambda name: status.update(f"computing {name} on {len(predictions)} examples"))
+                             n_resamples=n_resamples, seed=seed, alpha=alpha, on_metric=on_metric)
+        bar.update(steps - bar.n)
     extra = result.pop("details")
     untokenized = extra.get("rouge", {}).get("n_texts_without_rouge_tokens", 0)
     if untokenized:

@@ -148,12 +148,11 @@ def keys_at(model: type[BaseModel], path: tuple | list) -> list[str] | None:
     through), or None when the path does not lead to a section.
 
     Example:
-        >>> class T(StrictModel):
-        ...     lr: float = 1.0
         >>> class R(StrictModel):
-        ...     stages: list[T] = []
-        >>> keys_at(R, ["stages", 0])
-        ['lr']
+        ...     lr: float = 1.0
+        ...     seed: int = 0
+        >>> keys_at(R, []), keys_at(R, ["lr"])
+        (['lr', 'seed'], None)
     """
     import typing
 

@@ -7,8 +7,8 @@ Example:
     >>> import os; os.environ["CLINFORGE_NO_PROGRESS"] = "1"
     >>> with progress_bar(total=3, desc="scoring", unit="item") as bar:
     ...     bar.update(3)
-    >>> bar.n
-    3
+    >>> bar.disable
+    True
     >>> del os.environ["CLINFORGE_NO_PROGRESS"]
 """
 
@@ -27,7 +27,7 @@ def progress_disabled() -> bool:
     """Whether the user asked for no progress output (``--no-progress`` sets ``CLINFORGE_NO_PROGRESS=1``).
 
     Example:
-        >>> import os; os.environ.pop("CLINFORGE_NO_PROGRESS", None); progress_disabled()
+        >>> import os; _ = os.environ.pop("CLINFORGE_NO_PROGRESS", None); progress_disabled()
         False
     """
     return os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no")

@@ -162,7 +162,7 @@ def catalog_tsv(entries: list[DatasetEntry]) -> str:
     newlines inside a value become spaces so every dataset stays one line.
 
     Example:
-        >>> catalog_tsv([find_dataset("medqa")]).splitlines()[0].split("\t")[:3]
+        >>> catalog_tsv([find_dataset("medqa")]).splitlines()[0].split(chr(9))[:3]
         ['name', 'type', 'modality']
     """
     lines = ["\t".join(CATALOG_COLUMNS)]
