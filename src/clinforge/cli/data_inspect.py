@@ -54,21 +54,17 @@ def register(app: typer.Typer) -> None:
         import json
 
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from clinforge.core.errors import ConfigError, DataError
+        from clinforge.core.progress import progress_bar
         from clinforge.data.inspection import empty_reason, inspect_source
 
         if on_error not in ("skip", "fail"):
             raise ConfigError(f"--on-error must be skip or fail, not {on_error!r}", key="--on-error")
         options = _parse_options(option)
-        err_console = Console(stderr=True)
-        with Progress(SpinnerColumn(), TextColumn("reading {task.fields[n]} records"), TimeElapsedColumn(),
-                      console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-            task = progress.add_task("read", n=0, total=None)
+        with progress_bar(desc=f"reading {path}", unit="rec") as bar:
             summary = inspect_source(path, format, limit=limit, on_error=on_error,
-                                     on_record=lambda n: progress.update(task, n=n) if n % 500 == 0 else None,
-                                     **options)
+                                     on_record=lambda n: bar.update(n - bar.n) if n % 500 == 0 else None, **options)
         if not sample:
             summary["sample"] = None
         if json_out:

@@ -92,10 +92,10 @@ def sample_responses(model_path: str | Path, prompts: list[list[dict[str, str]]]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     seed_everything(seed)
-    from tqdm.auto import tqdm
+    from clinforge.core.progress import progress_bar
 
     out: list[list[str]] = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc="rlaif: sampling", unit="batch"):
+    for start in progress_bar(range(0, len(prompts), batch_size), desc="rlaif: sampling", unit="batch"):
         chunk = prompts[start:start + batch_size]
         texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in chunk]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
@@ -170,11 +170,11 @@ def judge_samples(options: RLAIFOptions, rows: list[dict[str, Any]], samples: li
             for s, response in enumerate(responses):
                 items.append({"prompt": rows[p]["prompt"], "response": response})
                 index.append((p, s))
-        from tqdm.auto import tqdm
+        from clinforge.core.progress import progress_bar
 
         results = []
         step = max(1, options.judge_batch_items)
-        for start in tqdm(range(0, len(items), step), desc="rlaif: judging", unit="batch"):
+        for start in progress_bar(range(0, len(items), step), desc="rlaif: judging", unit="batch"):
             results += judge.grade_many(items[start:start + step])
     finally:
         backend.close()
