@@ -95,6 +95,7 @@ def training_kwargs(ctx: StageContext, **extra) -> dict[str, Any]:
     if t.eval_every is None:
         kw.pop("eval_steps")
     kw.update(extra)
+    kw.update(ctx.spec.trainer_args)  # checked before training: a valid field, not one the recipe sets elsewhere
     return kw
 
 

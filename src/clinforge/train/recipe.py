@@ -180,6 +180,7 @@ class StageSpec(StrictModel):
     train: TrainArgs = Field(default_factory=TrainArgs)
     dp: DPSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    trainer_args: dict[str, Any] = Field(default_factory=dict)  # any option of the stage's trainer config class
     seed: int | None = None
 
     @field_validator("name")

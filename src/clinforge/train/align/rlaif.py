@@ -35,8 +35,8 @@ from clinforge.core.io import atomic_write_json, read_jsonl, write_jsonl
 from clinforge.core.seed import seed_everything
 from clinforge.data.records import Message, Record
 from clinforge.train.align.common import AlignStage, Cards, PromptOptions
-from clinforge.train.align.dpo import DPOOptions, fit_preference
-from clinforge.train.align.rl import RLOptions, check_rl_options, fit_rl
+from clinforge.train.align.dpo import DPOOptions, fit_preference, preference_configs
+from clinforge.train.align.rl import RLOptions, check_rl_options, fit_rl, rl_configs
 from clinforge.train.align.rm import RMOptions, fit_reward_model, load_reward_model
 from clinforge.train.stages import STAGES
 from clinforge.train.stages.base import StageResult
@@ -193,6 +193,18 @@ class RLAIFStage(AlignStage):
 
     type = "rlaif"
     Options = RLAIFOptions
+
+    @classmethod
+    def trainer_configs(cls, recipe: Any, index: int, options: RLAIFOptions) -> tuple[list[str], dict[str, str]]:
+        """The configs of what the stage trains after judging: DPO (or KTO), or a reward model then RL; a
+        ``trainer_args`` key applies to each of them, so it must fit all."""
+        from clinforge.train.trainer_args import TRL
+
+        if options.then == "dpo":
+            classes, keys = preference_configs(options.dpo)
+            return classes, {k: f"dpo.{v}" for k, v in keys.items()}
+        classes, keys = rl_configs(options.rl)
+        return [TRL["rm"], *classes], {k: f"rl.{v}" for k, v in keys.items()}
     default_format = "prompt"
 
     @classmethod

@@ -150,6 +150,7 @@ class Stage:
 
         lines = lines or {}
         options = cls.validated_options(recipe, index, file=file, lines=lines)
+        cls._check_trainer_args(recipe, index, options, file=file, lines=lines)
         try:
             cls.check_spec(recipe, index, options)
         except ConfigError as exc:
@@ -163,6 +164,31 @@ class Stage:
             raise ConfigError(exc.message, file=file, line=line or lines.get(("stages", index)),
                               key=f"stages.{index}.{exc.key}") from None
         return options
+
+    @classmethod
+    def trainer_configs(cls, recipe: Recipe, index: int, options: StrictModel) -> tuple[list[str], dict[str, str]]:
+        """The trainer config classes this stage builds (dotted names) and the config keys it sets from its
+        ``options:`` (config key -> option key); ``trainer_args:`` keys are checked against both. Stages that
+        build a TRL config override this."""
+        from clinforge.train.trainer_args import TRAINING_ARGUMENTS
+
+        return [TRAINING_ARGUMENTS], {}
+
+    @classmethod
+    def _check_trainer_args(cls, recipe: Recipe, index: int, options: StrictModel, *, file: str | None,
+                            lines: dict[tuple, int]) -> None:
+        from clinforge.core.errors import ConfigError
+        from clinforge.train.trainer_args import check_trainer_args
+
+        spec = recipe.stages[index]
+        if not spec.trainer_args:
+            return  # nothing to check: transformers / trl are imported only when a recipe uses trainer_args
+        if spec.dp is not None and spec.dp.enabled:
+            raise ConfigError("a dp stage trains with clinforge's DP-SGD loop, not a Trainer: remove trainer_args",
+                              file=file, line=lines.get(("stages", index, "trainer_args")),
+                              key=f"stages.{index}.trainer_args")
+        classes, stage_keys = cls.trainer_configs(recipe, index, options)
+        check_trainer_args(spec.trainer_args, classes, index=index, stage_keys=stage_keys, file=file, lines=lines)
 
     @classmethod
     def check_spec(cls, recipe: Recipe, index: int, options: StrictModel) -> None:
