@@ -94,14 +94,17 @@ def command(
     console = Console(stderr=True)
     steps = len(names) + (1 if ci else 0)  # one step per metric, then the bootstrap intervals
     with progress_bar(total=steps, desc="scoring", unit="step") as bar:
+        begun: list[str] = []
+
         def on_metric(name: str) -> None:
-            if bar.desc != "scoring":  # the previous metric is done
+            if begun:  # the previous metric is done
                 bar.update(1)
+            begun.append(name)
             bar.set_description(f"{name} on {len(predictions)} examples")  # redraws: one line per step in a pipe
 
         result = score_texts(predictions, references, requested or names, options=options, ci=ci,
                              n_resamples=n_resamples, seed=seed, alpha=alpha, on_metric=on_metric)
-        bar.update(steps - bar.n)
+        bar.update(steps - len(begun) + 1 if begun else steps)
     extra = result.pop("details")
     untokenized = extra.get("rouge", {}).get("n_texts_without_rouge_tokens", 0)
     if untokenized:
