@@ -81,9 +81,17 @@ def _interrupted(exc: BaseException | None = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; a ClinforgeError prints one clear line and exits with status 2; Ctrl-C or
     SIGTERM exits 130 or 143 after saying what was saved and how to resume."""
-    from clinforge.core.interrupts import install_handlers, received_signal
+    from clinforge.core.interrupts import install_handlers, restore_handlers
 
-    install_handlers()
+    previous = install_handlers()
+    try:
+        _main(argv)
+    finally:
+        restore_handlers(previous)
+
+
+def _main(argv: list[str] | None) -> None:
+    from clinforge.core.interrupts import received_signal
     from clinforge.core.progress import progress_disabled, silence_all
 
     if progress_disabled():

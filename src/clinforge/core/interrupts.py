@@ -44,16 +44,23 @@ def _raise(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
-def install_handlers() -> None:
-    """Turn SIGINT and SIGTERM into ``Interrupted`` in the main thread (no-op elsewhere, where Python forbids it).
+def install_handlers() -> dict[int, object]:
+    """Turn SIGINT and SIGTERM into ``Interrupted`` in the main thread (no-op elsewhere, where Python forbids it);
+    returns the previous handlers, for ``restore_handlers``.
 
     Example:
-        >>> install_handlers()
+        >>> restore_handlers(install_handlers())
     """
     if threading.current_thread() is not threading.main_thread():
-        return
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _raise)
+        return {}
+    return {sig: signal.signal(sig, _raise) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_handlers(previous: dict[int, object]) -> None:
+    """Put back the handlers ``install_handlers`` replaced (a CLI called in-process leaves its caller as it was)."""
+    for sig, handler in previous.items():
+        if handler is not None:
+            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def received_signal() -> int | None:
@@ -125,4 +132,4 @@ def take_notes() -> tuple[list[str], str | None]:
     return notes, resume
 
 
-__all__ = ["Interrupted", "install_handlers", "received_signal", "exit_status", "resume_note", "note_interrupted", "rerun_command", "take_notes"]
+__all__ = ["Interrupted", "install_handlers", "restore_handlers", "received_signal", "exit_status", "resume_note", "note_interrupted", "rerun_command", "take_notes"]
