@@ -16,6 +16,8 @@ from typing import Any
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 DATA_CHOICES = ("samples", "real")
 
 
@@ -145,7 +147,7 @@ def run_demo(out: Path, *, data: str = "samples", overwrite: bool = False) -> di
         raise ConfigError(f"unknown --data {data!r}; valid: {', '.join(DATA_CHOICES)}")
     recipe_file = _recipe_path(data)
     try:
-        out = prepare_output_dir(out, overwrite=overwrite)
+        out = prepare_output_dir(out, overwrite=overwrite, replace_unfinished=True)
     except OutputExistsError:  # the core message also offers --resume, which the demo does not have
         raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite to replace it") from None
     run = RunRecord(out, command="demo", config={"data": data, "steps": [n for n, _ in STEPS]},
@@ -159,6 +161,11 @@ def run_demo(out: Path, *, data: str = "samples", overwrite: bool = False) -> di
             summary[name] = fn(ctx)
     except BaseException as exc:
         run.fail(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            from clinforge.core.interrupts import note_interrupted, rerun_command
+
+            note_interrupted(f"the demo's steps so far in {out} (the run record says interrupted)",
+                             rerun_command(drop=("--overwrite",)))
         raise
     run.finish(summary)
     console.print(f"demo finished: {out}")
@@ -166,11 +173,12 @@ def run_demo(out: Path, *, data: str = "samples", overwrite: bool = False) -> di
 
 
 def command(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory of the demo."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory of the demo."),
     data: str = typer.Option("samples", "--data",
                              help="samples: the synthetic data shipped with clinforge; real: the public datasets "
                                   "under $CLINFORGE_DATA (default ../shared/data)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo run directory."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Run the main job end to end on embedded defaults: prepare the sample data (de-identify, de-duplicate,
     filter, decontaminate, split by patient, chat-format), train a tiny model on it (CPT then LoRA SFT), and
