@@ -10,16 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from _tinylm import build_tiny_lm
 from clinforge.core.errors import ClinforgeError, ConfigError
 from clinforge.models.backends import GenerationRequest, LoglikelihoodRequest, load_backend, parse_spec
 
 MEDQA = "mirage/rawdata/medqa/data_clean/questions/US/4_options/phrases_no_exclude_test.jsonl"
-
-
-@pytest.fixture(scope="session")
-def tiny_lm(tmp_path_factory, data_root) -> Path:
-    return build_tiny_lm(tmp_path_factory.mktemp("tinylm"), data_root)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ COMMANDS = [
     ("train", "train", "Train a model from a recipe: cpt, ift, sft, rm, rl, rlaif, dpo stages."),
     ("evaluate", "eval", "Evaluate a model on medical tasks."),
     ("score", "score", "Score prediction files against references with reference-identical metrics."),
+    ("compare", "compare", "Compare two or more eval runs in one report (CIs, paired tests, answer collapse)."),
     ("demo", "demo", "Run the main job end to end on embedded defaults (offline, CPU)."),
 ]
 
