@@ -205,7 +205,7 @@ def real_model_dir(arg: str | None) -> Path | None:
     if arg:
         return Path(arg)
     try:
-        from clinforge.models.registry import fetch_model  # type: ignore[import-not-found]
+        from clinforge.models.offline_models import fetch_model  # type: ignore[import-not-found]
     except ImportError:
         return None
     return Path(fetch_model("smollm2-135m-instruct"))
@@ -239,6 +239,11 @@ def main() -> None:
     tiny_dir = workdir / "tiny"
     build_tiny_lm(tiny_dir, root, vocab_size=8000, hidden_size=256, layers=4, heads=4, intermediate_size=1024,
                   corpus=big_corpus(root))
+    # room for the K-shot prompts (RoPE: a random model has no learned position table to outgrow); 1024 would
+    # truncate them from the left, on both sides alike, and hide the shared prefix
+    config = json.loads((tiny_dir / "config.json").read_text(encoding="utf-8"))
+    config["max_position_embeddings"] = 4096
+    (tiny_dir / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     tiny_args = argparse.Namespace(**{**vars(args), "limit_0shot": args.limit_0shot * args.tiny_scale,
                                       "limit_fewshot": args.limit_fewshot * args.tiny_scale})
     tiny = bench_model("tiny", tiny_dir, tiny_args, test, dev, workdir)
