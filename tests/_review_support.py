@@ -98,3 +98,17 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=15)
         self.sock.close()
+
+
+@pytest.fixture
+def live_server():
+    """Start ``LiveServer(app)``s; every one started is stopped after the test."""
+    started = []
+
+    def start(app):
+        started.append(LiveServer(app))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from clinforge.apps.review.review_auth import (
+    MAX_CLIENT_FAILURES,
     MAX_FAILURES,
     RateLimited,
     accept_invite,
@@ -155,8 +156,11 @@ def test_passwords_rate_limit_and_invites(db_url):
             assert authenticate(s, "admin", "wrong password", "1.2.3.4") is None
     with db.write() as s, pytest.raises(RateLimited):
         authenticate(s, "admin", PW, "5.6.7.8")  # the username is locked from any address
+    for i in range(MAX_CLIENT_FAILURES - MAX_FAILURES):
+        with db.write() as s:
+            assert authenticate(s, f"guess{i}", "wrong password", "1.2.3.4") is None
     with db.write() as s, pytest.raises(RateLimited):
-        authenticate(s, "someone-else", PW, "1.2.3.4")  # and the address is locked for any username
+        authenticate(s, "someone-else", PW, "1.2.3.4")  # and the address is locked for any username now
     with db.write() as s:
         user = accept_invite(s, token, "rater1", PW)
         assert user.role == "rater"

@@ -6,8 +6,9 @@
   Each session has its own CSRF token, which every state-changing request must echo (form field or header).
 * Invites: a random 256-bit token shown once to the admin as a link; only its SHA-256 is stored; it expires after
   ``INVITE_DAYS`` days and works once.
-* Login rate limit: at most ``MAX_FAILURES`` failed logins per username and per client address within
-  ``FAILURE_WINDOW``; further attempts are refused (HTTP 429) until old failures leave the window.
+* Login rate limit: at most ``MAX_FAILURES`` failed logins per username, and ``MAX_CLIENT_FAILURES`` per client
+  address (higher: a ward's machines may share one address), within ``FAILURE_WINDOW``; further attempts are
+  refused (HTTP 429), before the password is even checked, until old failures leave the window.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MIN_PASSWORD = 10
 SESSION_HOURS = 12
 INVITE_DAYS = 7
 MAX_FAILURES = 5
+MAX_CLIENT_FAILURES = 20
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 
 _hasher = PasswordHasher()
@@ -98,14 +100,14 @@ def create_user(session: Session, username: str, password: str, role: str, *, by
     return user
 
 
-def recent_failures(session: Session, username: str, client: str) -> int:
-    """Failed logins in the window for this username or this client, whichever is more."""
+def recent_failures(session: Session, username: str, client: str) -> tuple[int, int]:
+    """Failed logins in the window (for this username, from this client)."""
     since = utcnow() - FAILURE_WINDOW
     by_user = session.scalar(select(func.count()).select_from(LoginFailure).where(
         LoginFailure.username == username, LoginFailure.at >= since)) or 0
     by_client = session.scalar(select(func.count()).select_from(LoginFailure).where(
         LoginFailure.client == client, LoginFailure.at >= since)) or 0
-    return max(by_user, by_client)
+    return by_user, by_client
 
 
 class RateLimited(Exception):
@@ -114,9 +116,10 @@ class RateLimited(Exception):
 
 def authenticate(session: Session, username: str, password: str, client: str) -> User | None:
     """The active user whose password matches, else None (the failure is recorded); RateLimited when the
-    username or client has ``MAX_FAILURES`` recent failures (checked before the password, so guessing stops)."""
+    username or the client has too many recent failures (checked before the password, so guessing stops)."""
     username = (username or "")[:64]
-    if recent_failures(session, username, client) >= MAX_FAILURES:
+    by_user, by_client = recent_failures(session, username, client)
+    if by_user >= MAX_FAILURES or by_client >= MAX_CLIENT_FAILURES:
         raise RateLimited()
     user = session.scalar(select(User).where(User.username == username))
     try:

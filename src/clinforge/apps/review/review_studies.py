@@ -122,7 +122,15 @@ def read_eval_run(run_dir: Path, label: str) -> tuple[list[Candidate], dict[str,
                  "n_skipped_no_text_output": skipped}
 
 
-def _check_allowed(path: Path, roots: list[Path]) -> Path:
+def check_allowed(path: Path, roots: list[Path]) -> Path:
+    """``path`` resolved, if it exists and lies under one of ``roots`` (admins read server files only there).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()).resolve()
+        >>> check_allowed(d, [d.parent]) == d
+        True
+    """
     resolved = path.resolve()
     if roots and not any(resolved == r or r in resolved.parents for r in roots):
         raise ConfigError(f"{path} is outside the folders this server may read (serve --data-root)")
@@ -138,7 +146,7 @@ def gather_candidates(sources: list[str], *, roots: list[Path] | None = None) ->
     infos: list[dict] = []
     labels: set[str] = set()
     for raw in sources:
-        path = _check_allowed(Path(raw.strip()), roots)
+        path = check_allowed(Path(raw.strip()), roots)
         if path.is_dir():
             label = path.name
             n = 2
@@ -180,7 +188,7 @@ def create_study(session: Session, admin: User, *, name: str, kind: str, sources
         candidates = [c for c in candidates if c.item_id in set(keep)]
     labels = {}
     if judge_labels:
-        labels = load_judge_labels(_check_allowed(Path(judge_labels), [r.resolve() for r in roots or []]))
+        labels = load_judge_labels(check_allowed(Path(judge_labels), [r.resolve() for r in roots or []]))
         infos.append({"path": judge_labels, "kind": "judge_labels", "n": len(labels)})
     study = Study(name=name, kind=kind, rubric=rubric or default_rubric(), k_raters=int(k_raters), seed=int(seed),
                   sources=infos, created_by=admin.id)
