@@ -24,6 +24,7 @@ GROUPS = [
     ("data", "data", "Medical datasets: catalog, inspect, de-identify, prepare."),
     ("models", "models", "Models offline: tiny random LLMs, registered pretrained models (fetch), GGUF import."),
     ("judge", "judge", "AI judges: single, pairwise, rubric, jury; human-evaluation exchange."),
+    ("review", "review", "Clinician review web app: blinded rating studies, agreement, exports."),
 ]
 COMMANDS = [
     ("train", "train", "Train a model from a recipe: cpt, ift, sft, rm, rl, rlaif, dpo stages."),
