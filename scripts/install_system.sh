@@ -1,26 +1,53 @@
 #!/usr/bin/env bash
-# System packages the tests need (one script for every area; .ci/run calls it before scripts/test.sh).
-#   kb (issue 9): PostgreSQL, and pgvector where Debian packages it for the installed major version. Debian bookworm
-#   has no pgvector package: the kb tests then take PostgreSQL + pgvector from the `pgserver` wheel (a dev extra,
-#   installed by scripts/install.sh), so this script does not fail when the pgvector package is missing.
+# System packages the test suite needs beyond Python: Debian's chromium + chromedriver (end-to-end browser tests of
+# the review app; browsers cannot be downloaded by Selenium/Playwright here) and PostgreSQL (the review app's tests
+# run on SQLite and on a real PostgreSQL, started by scripts/start_postgres.sh as user postgres; the kb tests run
+# their retrieval tests on a real PostgreSQL + pgvector that they start themselves).
+# pgvector: installed from Debian where it is packaged for the installed PostgreSQL (trixie and later); bookworm has
+# no pgvector package, and the kb tests then take PostgreSQL + pgvector from the `pgserver` wheel (a dev extra that
+# scripts/install.sh installs), so a missing pgvector package is not an error here.
+# Needs root and apt-get; elsewhere it says what to install and exits 0, and the tests skip those parts only when
+# CI is unset.
 set -euo pipefail
-
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install_system.sh: no apt-get here; install PostgreSQL (+ pgvector) with your system's package manager" >&2
+packages=(chromium chromium-driver postgresql)
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+pg_major() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1 || true; }
+need_pgvector() {
+  local major; major="$(pg_major)"
+  [ -n "$major" ] && [ ! -f "/usr/share/postgresql/${major}/extension/vector.control" ]
+}
+if [ ${#missing[@]} -eq 0 ] && ! need_pgvector; then
+  echo "system packages present: ${packages[*]} (and pgvector)"
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "install_system.sh: not root and no sudo; skipping system packages" >&2; exit 0; fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "warning: cannot install ${missing[*]:-} pgvector (needs root and apt-get); install them for the browser and" \
+       "PostgreSQL tests" >&2
+  exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-PKGS=(postgresql postgresql-contrib)
-$SUDO apt-get install -y -qq "${PKGS[@]}" >/dev/null
-# pgvector for the installed major version, when the distribution has it (trixie and later, or PGDG)
-major="$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1 || true)"
-if [ -n "$major" ] && apt-cache show "postgresql-${major}-pgvector" >/dev/null 2>&1; then
-  $SUDO apt-get install -y -qq "postgresql-${major}-pgvector" >/dev/null
+apt-get update -q
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-echo "install_system.sh: PostgreSQL ${major:-?} installed$( [ -n "$major" ] && [ -f "/usr/share/postgresql/${major}/extension/vector.control" ] && echo ' with pgvector' )"
+major="$(pg_major)"
+if [ -n "$major" ] && need_pgvector; then
+  if apt-cache show "postgresql-${major}-pgvector" >/dev/null 2>&1; then
+    apt-get install -y -q --no-install-recommends "postgresql-${major}-pgvector"
+  else
+    echo "note: no postgresql-${major}-pgvector package here; the kb tests use the pgserver wheel's pgvector"
+  fi
+fi
+# Debian's postgresql package starts a cluster on port 5432; the tests start their own on a free port instead
+if command -v pg_ctlcluster >/dev/null 2>&1; then
+  for conf in /etc/postgresql/*/main; do
+    [ -d "$conf" ] || continue
+    version="$(basename "$(dirname "$conf")")"
+    pg_ctlcluster "$version" main stop >/dev/null 2>&1 || true
+  done
+fi
