@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # System packages the test suite needs beyond Python: Debian's chromium + chromedriver (end-to-end browser tests of
 # the review app; browsers cannot be downloaded by Selenium/Playwright here) and PostgreSQL (the review app's tests
-# run on SQLite and on a real PostgreSQL, started by scripts/start_postgres.sh as user postgres; the kb tests run
-# their retrieval tests on a real PostgreSQL + pgvector that they start themselves).
-# pgvector: installed from Debian where it is packaged for the installed PostgreSQL (trixie and later); bookworm has
-# no pgvector package, and the kb tests then take PostgreSQL + pgvector from the `pgserver` wheel (a dev extra that
-# scripts/install.sh installs), so a missing pgvector package is not an error here.
+# run on SQLite and on a real PostgreSQL, started by scripts/start_postgres.sh as user postgres).
 # Needs root and apt-get; elsewhere it says what to install and exits 0, and the tests skip those parts only when
 # CI is unset.
 set -euo pipefail
@@ -16,33 +12,18 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
-pg_major() { ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1 || true; }
-need_pgvector() {
-  local major; major="$(pg_major)"
-  [ -n "$major" ] && [ ! -f "/usr/share/postgresql/${major}/extension/vector.control" ]
-}
-if [ ${#missing[@]} -eq 0 ] && ! need_pgvector; then
-  echo "system packages present: ${packages[*]} (and pgvector)"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system packages present: ${packages[*]}"
   exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "warning: cannot install ${missing[*]:-} pgvector (needs root and apt-get); install them for the browser and" \
+  echo "warning: cannot install ${missing[*]} (needs root and apt-get); install them for the browser and" \
        "PostgreSQL tests" >&2
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
-major="$(pg_major)"
-if [ -n "$major" ] && need_pgvector; then
-  if apt-cache show "postgresql-${major}-pgvector" >/dev/null 2>&1; then
-    apt-get install -y -q --no-install-recommends "postgresql-${major}-pgvector"
-  else
-    echo "note: no postgresql-${major}-pgvector package here; the kb tests use the pgserver wheel's pgvector"
-  fi
-fi
+apt-get install -y -q --no-install-recommends "${missing[@]}"
 # Debian's postgresql package starts a cluster on port 5432; the tests start their own on a free port instead
 if command -v pg_ctlcluster >/dev/null 2>&1; then
   for conf in /etc/postgresql/*/main; do
@@ -50,4 +31,12 @@ if command -v pg_ctlcluster >/dev/null 2>&1; then
     version="$(basename "$(dirname "$conf")")"
     pg_ctlcluster "$version" main stop >/dev/null 2>&1 || true
   done
+fi
+# pgvector for the installed major version, when the distribution has it (trixie and later, or PGDG). Debian bookworm
+# has none: the kb tests then take PostgreSQL + pgvector from the `pgserver` wheel (a dev extra), so a missing
+# package is not an error.
+major="$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1 || true)"
+if [ -n "$major" ] && [ ! -f "/usr/share/postgresql/${major}/extension/vector.control" ] \
+   && apt-cache show "postgresql-${major}-pgvector" >/dev/null 2>&1; then
+  apt-get install -y -q --no-install-recommends "postgresql-${major}-pgvector"
 fi

@@ -24,8 +24,8 @@ GROUPS = [
     ("data", "data", "Medical datasets: catalog, inspect, de-identify, prepare."),
     ("models", "models", "Models offline: tiny random LLMs, registered pretrained models (fetch), GGUF import."),
     ("judge", "judge", "AI judges: single, pairwise, rubric, jury; human-evaluation exchange."),
-    ("kb", "kb", "Knowledge bases: build, update, verify, search, eval, publish (BM25, dense, hybrid)."),
     ("review", "review", "Clinician review web app: blinded rating studies, agreement, exports."),
+    ("kb", "kb", "Knowledge bases: build, update, verify, search, eval, publish (BM25, dense, hybrid)."),
 ]
 COMMANDS = [
     ("train", "train", "Train a model from a recipe: cpt, ift, sft, rm, rl, rlaif, dpo stages."),
