@@ -16,22 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _tinylm import build_tiny_lm
 from clinforge.core.errors import ClinforgeError, ConfigError
 from clinforge.eval.eval_runner import EvalConfig, evaluate
 from clinforge.eval.extract import extract_choice
 from clinforge.eval.tasks import GROUPS, TASKS
 from clinforge.eval.tasks.mcq import rotate
+from conftest import free_port
 
 LM_EVAL_TASKS = Path(importlib.util.find_spec("lm_eval").origin).parent / "tasks"
 ALL_TASKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_anatomy", "mmlu_clinical_knowledge", "mmlu_college_biology",
              "mmlu_college_medicine", "mmlu_medical_genetics", "mmlu_professional_medicine", "medquad", "mts_dialog",
              "aci_bench", "medec", "iu_xray"]
-
-
-@pytest.fixture(scope="session")
-def tiny_lm(tmp_path_factory, data_root) -> Path:
-    return build_tiny_lm(tmp_path_factory.mktemp("tinylm_eval"), data_root)
 
 
 @pytest.fixture(scope="session")
@@ -303,12 +298,14 @@ def test_two_process_sharding_equals_one_process(tmp_path, tiny_lm):
     common = ["-m", "clinforge", "eval", "--model", f"hf:{tiny_lm}", "--device", "cpu", "--no-progress",
               "--tasks", "medqa", "--limit", "8"]
     sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                              "--master_port", str(29500 + os.getpid() % 1000), *common, "--out",
+                              "--master_port", str(free_port()), *common, "--out",
                               str(tmp_path / "sharded")], env=env, capture_output=True, text=True, timeout=300)
     assert sharded.returncode == 0, sharded.stdout[-2000:] + sharded.stderr[-2000:]
     single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "single")], env=env,
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
+    printed = json.loads(single.stdout[:single.stdout.rindex("}") + 1])  # the console summary shows the CIs
+    assert printed["tasks"]["medqa"]["n"] == 8 and len(printed["tasks"]["medqa"]["acc_ci"]) == 2
     a = _rows(tmp_path / "sharded" / "items" / "medqa.jsonl")
     b = _rows(tmp_path / "single" / "items" / "medqa.jsonl")
     assert [r["id"] for r in a] == [r["id"] for r in b] and len(a) == 8

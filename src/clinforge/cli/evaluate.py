@@ -59,7 +59,9 @@ def command(
                         backend_options=options)
     summary = evaluate(config, overwrite=overwrite)
     if summary:
-        brief = {name: {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        # numbers and their 95% CIs (a score without its interval invites over-reading a tiny difference)
+        brief = {name: {k: v for k, v in res.items() if (isinstance(v, (int, float)) and not isinstance(v, bool))
+                        or (k.endswith("_ci") and isinstance(v, list))}
                  for name, res in summary["tasks"].items()}
         typer.echo(json.dumps({"tasks": brief, "groups": summary.get("groups", {})}, indent=1))
         typer.echo(f"wrote {out}/summary.json, {out}/items/, {out}/report.html")

@@ -24,11 +24,14 @@ GROUPS = [
     ("data", "data", "Medical datasets: catalog, inspect, de-identify, prepare."),
     ("models", "models", "Models offline: tiny random LLMs, registered pretrained models (fetch), GGUF import."),
     ("judge", "judge", "AI judges: single, pairwise, rubric, jury; human-evaluation exchange."),
+    ("review", "review", "Clinician review web app: blinded rating studies, agreement, exports."),
+    ("kb", "kb", "Knowledge bases: build, update, verify, search, eval, publish (BM25, dense, hybrid)."),
 ]
 COMMANDS = [
     ("train", "train", "Train a model from a recipe: cpt, ift, sft, rm, rl, rlaif, dpo stages."),
     ("evaluate", "eval", "Evaluate a model on medical tasks."),
     ("score", "score", "Score prediction files against references with reference-identical metrics."),
+    ("compare", "compare", "Compare two or more eval runs in one report (CIs, paired tests, answer collapse)."),
     ("demo", "demo", "Run the main job end to end on embedded defaults (offline, CPU)."),
 ]
 

@@ -46,6 +46,22 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def checkpointing_field() -> str:
+    """The ``TrainingArguments`` field that switches activation checkpointing in the installed transformers.
+
+    transformers 5.x renamed ``gradient_checkpointing`` to ``activation_checkpointing`` and warns (FutureWarning)
+    whenever the old name is set; older 5.x releases know only the old name.
+
+    Example:
+        >>> checkpointing_field() in ("activation_checkpointing", "gradient_checkpointing")
+        True
+    """
+    from transformers import TrainingArguments
+
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
 def training_kwargs(ctx: StageContext, **extra) -> dict[str, Any]:
     """Keyword arguments for ``TrainingArguments`` (or a TRL config) from a stage's ``train`` section.
 
@@ -88,7 +104,9 @@ def training_kwargs(ctx: StageContext, **extra) -> dict[str, Any]:
         "include_num_input_tokens_seen": "non_padding",
         "ddp_find_unused_parameters": False,
         "train_sampling_strategy": "group_by_length" if t.group_by_length else "random",
-        "gradient_checkpointing": False,  # applied by clinforge.train.methods (peft-aware)
+        # applied by clinforge.train.methods (peft-aware), never a second time by the trainer; named by its
+        # current field so transformers does not warn that the old name is deprecated
+        checkpointing_field(): False,
         # without a GPU, torchrun/accelerate ranks only become a DDP group (gloo) when Trainer is told to use CPU
         "use_cpu": not _cuda_available(),
     }

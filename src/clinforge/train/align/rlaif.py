@@ -293,12 +293,9 @@ class RLAIFStage(AlignStage):
                                                precision=self.ctx.recipe.precision)
                 rm_metrics = fit_reward_model(self, rm, rm_tok, examples, opts.rm,
                                               output_dir=self.ctx.out_dir / "rm_checkpoints")
-                from clinforge.train.export import save_model_folder
-                from clinforge.train.hf_trainer import barrier
+                from clinforge.train.export import save_trained
 
-                if main:
-                    save_model_folder(rm, rm_tok, rm_dir, merge=True)
-                barrier()
+                save_trained(rm, rm_tok, rm_dir, merge=True, trainer=self.trainer)  # every rank: shards gathered
                 del rm
             model, tokenizer = self.load_model()
             metrics = fit_rl(self, model, tokenizer, rows, opts.rl, str(rm_dir))

@@ -108,6 +108,7 @@ class Stage:
     def __init__(self, ctx: StageContext):
         self.ctx = ctx
         self.spec = ctx.spec
+        self.trainer = None  # the last Trainer fitted: its accelerator gathers FSDP / DeepSpeed shards for saving
         self.options = self.check(ctx.recipe, ctx.index, file=ctx.recipe_file, lines=ctx.lines)
 
     @classmethod
@@ -248,6 +249,7 @@ class Stage:
         """Train, resuming from the newest checkpoint in ``out_dir/checkpoints`` when the run is resumed."""
         from clinforge.train.hf_trainer import train_with_resume
 
+        self.trainer = trainer
         return train_with_resume(trainer, self.ctx)
 
     def finish(self, model, tokenizer, *, metrics: dict[str, Any], data=None, privacy: dict | None = None,
