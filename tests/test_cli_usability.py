@@ -183,9 +183,23 @@ def test_score_shows_one_progress_line_per_metric_in_a_pipe(tmp_path):
 
 
 def test_every_command_offers_no_progress():
-    commands = [["data", "catalog"], ["data", "inspect"], ["data", "deid"], ["data", "prepare"], ["train"], ["eval"],
-                ["score"], ["demo"], ["judge", "single"], ["judge", "pairwise"], ["models", "tiny"]]
-    for cmd in commands:
+    import typer
+
+    from clinforge.cli.main import app
+
+    def leaves(command, path=()):
+        subs = getattr(command, "commands", None)
+        if not subs:
+            yield path, command
+            return
+        for name, sub in subs.items():
+            yield from leaves(sub, (*path, name))
+
+    found = list(leaves(typer.main.get_command(app)))
+    assert len(found) > 20
+    missing = [" ".join(path) for path, cmd in found if not any("--no-progress" in p.opts for p in cmd.params)]
+    assert not missing, f"commands without --no-progress: {missing}"
+    for cmd in (["data", "prepare"], ["eval"], ["judge", "single"]):  # and the user sees it in --help
         res = clinforge(*cmd, "--help", env=_env(COLUMNS="200"))
         assert res.returncode == 0 and "--no-progress" in res.stdout, cmd
 
