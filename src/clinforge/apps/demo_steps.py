@@ -12,8 +12,9 @@ Steps, each writing its own sub-folder of the demo run directory and adding its 
 4. ``evaluate`` (``OUT/eval``): the held-out loss of base and tuned model on the tuning task (the prepared
    validation + test conversations; per-example bootstrap CIs and a paired bootstrap of the difference,
    ``clinforge.eval.heldout_loss``), then multiple-choice benchmarks as a no-regression check (the synthetic
-   benchmark MCQs, or MedQA + PubMedQA, 50 items each, with ``--data real``): accuracy with CIs and McNemar's
-   paired test (``OUT/eval/base``, ``OUT/eval/trained``: ordinary ``clinforge eval`` run folders).
+   benchmark MCQs, or MedQA + PubMedQA, 50 items each, with ``--data real``): accuracy with CIs (``OUT/eval/base``, ``OUT/eval/trained``: ordinary ``clinforge eval`` run folders);
+5. ``compare`` (``OUT/compare``): one report comparing base and trained on the benchmarks
+   (``clinforge.eval.compare_runs``: CIs, paired tests, answer distributions and collapse warnings, chance level).
 """
 
 from __future__ import annotations
@@ -156,19 +157,12 @@ def heldout_conversations(ctx: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _per_item_correct(run_dir: Path, task: str) -> dict[str, int]:
-    import json
-
-    rows = [json.loads(line) for line in (run_dir / "items" / f"{task}.jsonl").read_text().splitlines() if line]
-    return {str(r["id"]): int(r["acc"]) for r in rows}
-
-
 def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Step 4: held-out loss (paired bootstrap) and benchmark accuracy (McNemar) of base vs tuned model."""
+    """Step 4: held-out loss of base vs tuned (paired bootstrap) and both models' benchmark accuracy (compared in
+    step 5)."""
     from clinforge.core.io import atomic_write_json
     from clinforge.eval.eval_runner import EvalConfig, evaluate
     from clinforge.eval.heldout_loss import compare_losses, example_losses
-    from clinforge.eval.metrics.significance import mcnemar
     from clinforge.models.backends import load_backend
 
     tasks = benchmark_tasks(ctx["data"])
@@ -194,11 +188,6 @@ def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
         **comparison, "examples": [{"id": r["id"], "base": b, "trained": t}
                                    for r, b, t in zip(heldout, losses["base"], losses["trained"], strict=True)]})
     result["heldout_loss"] = comparison
-    for t in tasks:
-        base = _per_item_correct(ctx["out"] / "eval" / "base", t)
-        trained = _per_item_correct(ctx["out"] / "eval" / "trained", t)
-        ids = sorted(base.keys() & trained.keys())
-        result.setdefault("paired", {})[t] = mcnemar([base[i] for i in ids], [trained[i] for i in ids])
     result["note"] = ("held-out loss: see heldout_loss.definition; accuracy = share of questions whose gold option "
                       "has the highest log-likelihood (lm-evaluation-harness acc); CI = seeded percentile bootstrap; "
                       "benchmarks are a no-regression check, not a promise of gains"
@@ -207,12 +196,25 @@ def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def step_compare(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Step 5: one report comparing base and trained (``<out>/compare/report.html``): CIs, paired tests, answer
+    distributions and collapse warnings, chance level."""
+    from clinforge.eval.compare_runs import compare_runs, console_lines
+
+    out = ctx["out"] / "compare"
+    summary = compare_runs([ctx["out"] / "eval" / "base", ctx["out"] / "eval" / "trained"], out,
+                           labels=["base", "trained"])
+    ctx["compare_lines"] = console_lines(summary)  # the command line prints them
+    return {"report": str(out / "report.html"), "tasks": summary["tasks"], "warnings": summary["warnings"]}
+
+
 # (name, function) in order; each function takes the shared context and returns its summary.
 STEPS: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
     ("prepare", step_prepare),
     ("model", step_model),
     ("train", step_train),
     ("evaluate", step_evaluate),
+    ("compare", step_compare),
 ]
 
 
@@ -240,7 +242,7 @@ def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrit
         raise ConfigError(f"unknown --model {model!r}; valid: {', '.join(DEMO_MODELS)}")
     prepare_recipe = recipe_path(data)
     try:
-        out = prepare_output_dir(out, overwrite=overwrite)
+        out = prepare_output_dir(out, overwrite=overwrite, replace_unfinished=True)
     except OutputExistsError:  # the core message also offers --resume, which the demo does not have
         raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite to replace it") from None
     run = RunRecord(out, command="demo", config={"data": data, "model": model, "steps": [n for n, _ in STEPS]},
@@ -256,6 +258,11 @@ def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrit
                 on_step(name, summary[name], ctx)
     except BaseException as exc:
         run.fail(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            from clinforge.core.interrupts import note_interrupted, rerun_command
+
+            note_interrupted(f"the demo's steps so far in {out} (the run record says interrupted)",
+                             rerun_command(drop=("--overwrite",)))
         raise
     run.finish(summary)
     return summary

