@@ -196,7 +196,10 @@ class AlignStage(Stage):
         kw["use_cpu"] = not torch.cuda.is_available()
         # TRL configs default to gradient checkpointing on; clinforge.train.methods applies it (peft-aware) when
         # train.gradient_checkpointing asks for it, so the trainer must not apply it a second time.
-        kw["gradient_checkpointing"] = False
+        # (TRL's own default sits on the old field name; setting the current one keeps transformers from warning)
+        from clinforge.train.hf_trainer import checkpointing_field
+
+        kw[checkpointing_field()] = False
         if output_dir is not None:
             kw["output_dir"] = str(output_dir)
         return kw
