@@ -33,9 +33,10 @@ def torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
                            *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
-def test_fsdp_two_cpu_ranks_save_the_full_trained_weights(tmp_path):
+@pytest.mark.slow
+def test_fsdp_two_cpu_ranks_save_the_full_trained_weights(tmp_path, tiny_llama):
     """Full fine-tuning and LoRA (merged on save), each trained 3 steps under FSDP2 on two gloo ranks."""
-    model_dir = build_tiny("llama", tmp_path / "tiny", vocab_size=512, hidden_size=32, num_heads=4, seed=0)
+    model_dir = tiny_llama
     proc = torchrun([str(WORKER), str(model_dir), str(tmp_path / "out")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     for method in ("full", "lora"):

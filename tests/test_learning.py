@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from align_helpers import JudgeServer, tiny_model_dir
+from align_helpers import JudgeServer
 from clinforge.train.pipeline import run_pipeline
 from clinforge.train.recipe import Recipe
 
@@ -31,8 +31,8 @@ PUBMEDQA = "pubmedqa/data/ori_pqal.json"
 
 
 @pytest.fixture(scope="module")
-def tiny_model() -> Path:
-    return tiny_model_dir()
+def tiny_model(tiny_llama) -> Path:
+    return tiny_llama  # conftest: vocab 512, hidden 32, seed 0, built once per test run; read-only
 
 
 def run(tmp_path: Path, model: Path, stages: list[dict]) -> dict:
@@ -196,6 +196,7 @@ def mean_reward(model_path, prompts: list[list[dict]], reward, *, seed: int, k: 
 RL_REWARD = {"name": "length", "min_words": 1, "max_words": 1, "tolerance": 4}
 
 
+@pytest.mark.slow
 def test_rl_mean_reward_rises(tmp_path, tiny_model, data_root):
     """RLOO against a dense rule reward (``length``: 1.0 for a one-word answer, minus 1/4 per extra word): the
     mean reward of fresh samples (32 per model, same seed) rises by at least 0.15 over the starting policy's."""
@@ -236,6 +237,7 @@ def brevity_score(text: str) -> float:
     return sum(len(text.split()) <= n for n in WORD_LIMITS) / len(WORD_LIMITS)
 
 
+@pytest.mark.slow
 def test_rlaif_improves_its_judges_preference(tmp_path, tiny_model, data_root):
     """RLAIF (then: dpo) over HTTP against a judge that prefers brief answers: the judge's mean rubric score of
     fresh samples from the trained policy exceeds the starting policy's by at least 0.15."""
