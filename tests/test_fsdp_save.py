@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from clinforge.models.tiny import build_tiny
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_fsdp_save_worker.py")
@@ -90,7 +91,7 @@ stages:
     assert accelerate, "accelerate's launcher is not on PATH"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([accelerate, "launch", "--config_file", str(ROOT / "recipes/accelerate/fsdp.yaml"),
-                           "--num_processes", "2", "--main_process_port", "0", "-m", "clinforge", "train",
+                           "--num_processes", "2", "--main_process_port", str(free_port()), "-m", "clinforge", "train",
                            str(recipe), "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
