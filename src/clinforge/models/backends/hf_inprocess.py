@@ -155,7 +155,15 @@ class HFBackend(Backend):
             raise ClinforgeError(f"cannot load hf model from {target}: {exc}") from exc
 
     def fingerprint(self) -> str:
-        """A string that changes when the model or tokenizer changes (used as the request-cache key)."""
+        """A string that changes when the model or tokenizer changes (used as the request-cache key).
+
+        Computed once per loaded backend: the weights in memory are what scores, and hashing a 0.5 GB safetensors
+        file again for every evaluation of the same loaded model cost seconds each time."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = self._hash_files()
+        return self._fingerprint
+
+    def _hash_files(self) -> str:
         from clinforge.core.io import sha256_file
 
         parts = [self.scheme, str(self.add_bos_token), str(self.max_length)]
