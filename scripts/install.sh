@@ -1,7 +1,30 @@
 #!/usr/bin/env bash
-# Install clinforge with every optional part used by the tests, keeping torch on the CPU wheel.
+# Install clinforge (editable) with every optional part the tests use, into the active Python environment.
+#
+# Where torch comes from (torch is pinned to 2.13.0 by constraints.txt):
+#   unset (the default; CI never sets it)  pip's configured index: on PyPI that is the default torch wheel, which
+#                                          brings its CUDA packages (right for a machine with an NVIDIA GPU)
+#   CLINFORGE_TORCH_INDEX=cpu              the PyTorch CPU wheel index, https://download.pytorch.org/whl/cpu:
+#                                          no CUDA packages (right for an ordinary machine without a GPU)
+#   CLINFORGE_TORCH_INDEX=cu126 (etc.)     that PyTorch CUDA index, https://download.pytorch.org/whl/cu126
+#   CLINFORGE_TORCH_INDEX=https://...      any other index URL
+# pip prints what it collects and downloads (no -q): the first install takes minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --upgrade pip
-python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -c constraints.txt -e ".[all]"
+read -r -a PIP <<< "${CLINFORGE_PIP:-python3 -m pip}"  # CLINFORGE_PIP: the pip command, e.g. "uv pip"
+
+torch_args=()
+case "${CLINFORGE_TORCH_INDEX:-}" in
+  "") ;;
+  http://*|https://*|file://*) torch_args=(--index-url "$CLINFORGE_TORCH_INDEX") ;;
+  cpu|cu[0-9]*|rocm[0-9]*) torch_args=(--index-url "https://download.pytorch.org/whl/$CLINFORGE_TORCH_INDEX") ;;
+  *) echo "CLINFORGE_TORCH_INDEX=$CLINFORGE_TORCH_INDEX: expected cpu, cuXYZ, rocmX.Y or an index URL" >&2; exit 2 ;;
+esac
+
+echo "== [1/3] pip itself"
+"${PIP[@]}" install --upgrade pip
+echo "== [2/3] torch 2.13.0 from ${torch_args[1]:-the configured index}"
+"${PIP[@]}" install ${torch_args[@]+"${torch_args[@]}"} -c constraints.txt torch
+echo "== [3/3] clinforge with every optional part (.[all])"
+"${PIP[@]}" install -c constraints.txt -e ".[all]"
+echo "== installed: $(python3 -c 'import clinforge, torch; print("clinforge", clinforge.__version__, "| torch", torch.__version__, "| CUDA", torch.version.cuda or "none")')"

@@ -98,21 +98,3 @@ def pubmedqa_records(data_root: Path, n: int):
                               item["final_decision"])], context="\n".join(item["CONTEXTS"]),
                           target=item["LONG_ANSWER"]))
     return out
-
-
-_TINY: dict[str, Path] = {}
-
-
-def tiny_model_dir() -> Path:
-    """A tiny random Llama (vocab 512, hidden 32) built once per test process and removed at exit."""
-    if "llama" not in _TINY:
-        import atexit
-        import shutil
-        import tempfile
-
-        from clinforge.models.tiny import build_tiny
-
-        root = Path(tempfile.mkdtemp(prefix="clinforge-align-tiny-"))
-        atexit.register(shutil.rmtree, root, True)
-        _TINY["llama"] = build_tiny("llama", root / "m", vocab_size=512, hidden_size=32, num_heads=4)
-    return _TINY["llama"]

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from align_helpers import tiny_model_dir
 from clinforge.core.errors import ClinforgeError, ConfigError, DataError
 from clinforge.data.load import load_records
 from clinforge.data.records import Message, Record
@@ -19,8 +18,8 @@ PUBMEDQA = "pubmedqa/data/ori_pqal.json"
 
 
 @pytest.fixture(scope="module")
-def tiny_model() -> Path:
-    return tiny_model_dir()
+def tiny_model(tiny_llama) -> Path:
+    return tiny_llama  # conftest: built once per test run
 
 
 def run_stage(tmp_path: Path, model: Path, stage: dict, **recipe) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from align_helpers import JudgeServer, tiny_model_dir
+from align_helpers import JudgeServer
 from clinforge.core.errors import DataError
 from clinforge.core.io import read_jsonl
 
@@ -22,8 +22,8 @@ MEDQUAD = "medquad"
 
 
 @pytest.fixture(scope="module")
-def tiny_model() -> Path:
-    return tiny_model_dir()
+def tiny_model(tiny_llama) -> Path:
+    return tiny_llama  # conftest: built once per test run
 
 
 def rlaif_recipe(model: Path, data_root: Path, judge: str, limit: int = 6, **options) -> dict:

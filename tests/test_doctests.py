@@ -15,7 +15,7 @@ import pytest
 
 PACKAGES = ["clinforge.core", "clinforge.data", "clinforge.data.readers", "clinforge.judges"]
 MODULES = ["clinforge.eval.agreement", "clinforge.eval.human", "clinforge.eval.judge_report_html",
-           "clinforge.cli.score"]
+           "clinforge.eval.compare_runs", "clinforge.eval.compare_report_html", "clinforge.cli.score"]
 EXCLUDED_PREFIXES = ("clinforge.data.deid", "clinforge.data.transforms", "clinforge.data.prepare")
 
 

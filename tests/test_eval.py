@@ -16,22 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _tinylm import build_tiny_lm
 from clinforge.core.errors import ClinforgeError, ConfigError
 from clinforge.eval.eval_runner import EvalConfig, evaluate
 from clinforge.eval.extract import extract_choice
 from clinforge.eval.tasks import GROUPS, TASKS
 from clinforge.eval.tasks.mcq import rotate
+from conftest import free_port
 
 LM_EVAL_TASKS = Path(importlib.util.find_spec("lm_eval").origin).parent / "tasks"
 ALL_TASKS = ["medqa", "medmcqa", "pubmedqa", "mmlu_anatomy", "mmlu_clinical_knowledge", "mmlu_college_biology",
              "mmlu_college_medicine", "mmlu_medical_genetics", "mmlu_professional_medicine", "medquad", "mts_dialog",
              "aci_bench", "medec", "iu_xray"]
-
-
-@pytest.fixture(scope="session")
-def tiny_lm(tmp_path_factory, data_root) -> Path:
-    return build_tiny_lm(tmp_path_factory.mktemp("tinylm_eval"), data_root)
 
 
 @pytest.fixture(scope="session")
@@ -235,7 +230,7 @@ def test_yaml_task_and_unknown_names(tmp_path, backend, data_root):
         evaluate(EvalConfig(model="hf:tiny", tasks=["nosuch"], out=str(tmp_path / "z")), backend=backend)
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: b\nreader: jsonl\npath: x\nprompt: oops\n")
-    with pytest.raises(ClinforgeError, match="bad.yaml: prompt: unknown key"):
+    with pytest.raises(ClinforgeError, match="bad.yaml:4: prompt: unknown key"):
         evaluate(EvalConfig(model="hf:tiny", tasks=[str(bad)], out=str(tmp_path / "b")), backend=backend)
 
 
@@ -303,12 +298,14 @@ def test_two_process_sharding_equals_one_process(tmp_path, tiny_lm):
     common = ["-m", "clinforge", "eval", "--model", f"hf:{tiny_lm}", "--device", "cpu", "--no-progress",
               "--tasks", "medqa", "--limit", "8"]
     sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                              "--master_port", str(29500 + os.getpid() % 1000), *common, "--out",
+                              "--master_port", str(free_port()), *common, "--out",
                               str(tmp_path / "sharded")], env=env, capture_output=True, text=True, timeout=300)
     assert sharded.returncode == 0, sharded.stdout[-2000:] + sharded.stderr[-2000:]
     single = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "single")], env=env,
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr[-2000:]
+    printed = json.loads(single.stdout[:single.stdout.rindex("}") + 1])  # the console summary shows the CIs
+    assert printed["tasks"]["medqa"]["n"] == 8 and len(printed["tasks"]["medqa"]["acc_ci"]) == 2
     a = _rows(tmp_path / "sharded" / "items" / "medqa.jsonl")
     b = _rows(tmp_path / "single" / "items" / "medqa.jsonl")
     assert [r["id"] for r in a] == [r["id"] for r in b] and len(a) == 8
@@ -448,9 +445,10 @@ def test_yaml_generate_task_end_to_end_and_bad_definitions(tmp_path, backend):
     rows = _rows(tmp_path / "y" / "items" / "my_qa.jsonl")
     assert rows[0]["prompt"] == "Question: What treats angina?\nAnswer:" and rows[0]["gold"] == [
         "Nitroglycerin treats angina."]
-    # an unknown metric is refused before any model call, naming the valid ones
+    # an unknown metric is refused before any model call, naming the file, line, the closest and the valid ones
     task_file.write_text(yaml.safe_dump({**spec, "metrics": ["rouge", "rogue"]}))
-    with pytest.raises(ConfigError, match="unknown metric 'rogue'; valid: .*bleu.*rouge"):
+    with pytest.raises(ConfigError, match=r"my_qa.yaml:\d+: metrics.1: unknown metric 'rogue' \(did you mean "
+                                          r"'rouge'\?\); valid: .*bleu.*rouge"):
         evaluate(EvalConfig(model="hf:tiny", tasks=[str(task_file)], out=str(tmp_path / "m")), backend=None)
     # few-shot examples drawn from the evaluated file itself are refused
     task_file.write_text(yaml.safe_dump({**spec, "fewshot_path": str(data)}))

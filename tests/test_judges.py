@@ -315,12 +315,10 @@ def test_bad_input_rows_name_file_line_and_field(tmp_path):
         load_items(path, "single")
 
 
-def test_real_tiny_hf_model_unparsable_verdicts_are_counted(data_root, tmp_path_factory):
+def test_real_tiny_hf_model_unparsable_verdicts_are_counted(data_root, tmp_path_factory, tiny_lm):
     """A real random-weight transformers model through the hf backend: its verdicts are noise, so each one must be
     counted as unparsable and no score may appear."""
-    from _tinylm import build_tiny_lm
-
-    model_dir = build_tiny_lm(tmp_path_factory.mktemp("tiny") / "lm", data_root)
+    model_dir = tiny_lm  # conftest: built once per test run
     tmp = tmp_path_factory.mktemp("hfjudge")
     items = _write_jsonl(tmp / "in.jsonl", [
         {"id": "a", "prompt": "What is the first-line drug for hypertension?", "response": "A thiazide diuretic."},

@@ -151,7 +151,8 @@ def test_recipe_bad_step_option_names_its_line(tmp_path):
                         "    options:\n      threshold: 0.8\n      shingles: 5\n")
     with pytest.raises(ConfigError) as err:
         load_recipe(p)
-    assert str(err.value).startswith(f"{p}:7: steps.0.options.shingles: unknown key; valid keys here:")
+    assert str(err.value).startswith(f"{p}:7: steps.0.options.shingles: unknown key (did you mean 'shingle'?); "
+                                 "valid keys here:")
     p = write(tmp_path, "sources:\n  - {reader: jsonl, path: x.jsonl}\nsteps:\n  - transform: dedup\n"
                         "    options:\n      threshold: high\n")
     with pytest.raises(ConfigError, match=r":6: steps.0.options.threshold: Input should be a valid number"):

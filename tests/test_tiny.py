@@ -17,11 +17,6 @@ from clinforge.models.load import load_llm
 from clinforge.models.tiny import ARCHS, build_tiny, train_tokenizer
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> Path:
-    return build_tiny("llama", tmp_path_factory.mktemp("m") / "llama", vocab_size=512, hidden_size=32)
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_arch_builds_loads_and_generates(tmp_path, arch):
     out = build_tiny(arch, tmp_path / arch, vocab_size=400, hidden_size=32, seed=1)

@@ -26,8 +26,8 @@ from clinforge.train.recipe import MethodSpec, Recipe, load_recipe
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    return build_tiny("llama", tmp_path_factory.mktemp("tiny") / "llama", vocab_size=512, hidden_size=32, seed=0)
+def tiny(tiny_llama) -> Path:
+    return tiny_llama  # conftest: built once per test run
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from clinforge.models.tiny import build_tiny
+from conftest import free_port
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes_both_train(tmp_path, data_root):
-    model = build_tiny("llama", tmp_path / "tiny", vocab_size=512, hidden_size=32, seed=0)
+def test_torchrun_two_cpu_processes_both_train(tmp_path, data_root, tiny_llama):
+    model = tiny_llama
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""
 model: {model}
@@ -33,7 +33,7 @@ stages:
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29531", "-m", "clinforge", "train", str(recipe), "--out", str(out)],
+                           "--master_port", str(free_port()), "-m", "clinforge", "train", str(recipe), "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out / "stages/cpt/ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]

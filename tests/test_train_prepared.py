@@ -11,7 +11,6 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from clinforge.data.prepare import load_prepared, load_recipe, prepare
-from clinforge.models.tiny import build_tiny
 from clinforge.train.pipeline import run_pipeline
 from clinforge.train.recipe import Recipe
 
@@ -25,11 +24,11 @@ def prepared(tmp_path_factory) -> Path:
     return out
 
 
-def test_cpt_sft_dpo_train_from_a_prepared_dataset(tmp_path, prepared):
+def test_cpt_sft_dpo_train_from_a_prepared_dataset(tmp_path, prepared, tiny_llama):
     splits = load_prepared(prepared)
     kinds = {r.kind for r in splits["train"]}
     assert {"note", "preference"} <= kinds and "validation" in splits
-    model = build_tiny("llama", tmp_path / "tiny", vocab_size=512, hidden_size=32, seed=0)
+    model = tiny_llama
     steps = {"max_steps": 2, "batch_size": 2, "max_length": 128, "log_every": 1}
     recipe = Recipe.model_validate({"model": str(model), "stages": [
         {"name": "cpt", "type": "cpt", "train": steps,

@@ -3,9 +3,9 @@
 A clear sequence of steps, each writing its own sub-folder of the demo run directory and adding its summary to
 the demo's ``summary.json``: (1) prepare data (de-identify, de-duplicate, filter, decontaminate, split by patient,
 chat-format), (2) build a tiny model and train it (continual pre-training, then LoRA SFT) on the prepared data,
-(3) evaluate the base and the trained model on held-out multiple-choice questions and compare them with a paired
-test. The model is tiny and random at the start, so its accuracy is near chance: the demo shows the workflow and
-its records, not a useful model.
+(3) evaluate the base and the trained model on held-out multiple-choice questions, (4) compare them in one
+report (CIs, paired tests, answer distributions). The model is tiny and random at the start, so its accuracy
+is near chance: the demo shows the workflow and its records, not a useful model.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+from clinforge.cli.shared_options import NO_PROGRESS
 
 DATA_CHOICES = ("samples", "real")
 
@@ -81,17 +83,9 @@ def _benchmark_tasks(ctx: dict[str, Any]) -> list[str]:
     return [task.name]
 
 
-def _per_item_correct(run_dir: Path, task: str) -> dict[str, int]:
-    import json
-
-    rows = [json.loads(line) for line in (run_dir / "items" / f"{task}.jsonl").read_text().splitlines() if line]
-    return {str(r["id"]): int(r["acc"]) for r in rows}
-
-
 def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Step 3: evaluate the base and the trained model (log-likelihood MCQ) and compare them (McNemar, paired)."""
+    """Step 3: evaluate the base and the trained model (log-likelihood MCQ) on the held-out questions."""
     from clinforge.eval.eval_runner import EvalConfig, evaluate
-    from clinforge.eval.metrics.significance import mcnemar
 
     tasks = _benchmark_tasks(ctx)
     limit = 50 if ctx["data"] == "real" else None
@@ -101,24 +95,28 @@ def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
         summary = evaluate(EvalConfig(model=f"hf:{model}", tasks=tasks, out=str(out), limit=limit, seed=0))
         result[label] = {t: {k: summary["tasks"][t][k] for k in ("acc", "acc_ci", "n") if k in summary["tasks"][t]}
                          for t in tasks}
-    for t in tasks:
-        base = _per_item_correct(ctx["out"] / "eval" / "base", t)
-        trained = _per_item_correct(ctx["out"] / "eval" / "trained", t)
-        ids = sorted(base.keys() & trained.keys())
-        result.setdefault("paired", {})[t] = mcnemar([base[i] for i in ids], [trained[i] for i in ids])
-    from rich.console import Console
-
-    console = Console()
-    for t in tasks:
-        for label in ("base", "trained"):
-            r = result[label][t]
-            console.print(f"{t} {label}: acc {r['acc']:.3f} (95% CI {r['acc_ci'][0]:.3f}-{r['acc_ci'][1]:.3f}, "
-                          f"n={r['n']}, seed 0)")
-        console.print(f"{t} base vs trained: McNemar p = {result['paired'][t]['p_value']:.3f}")
     result["note"] = ("accuracy = share of questions whose gold option has the highest log-likelihood "
                       "(lm-evaluation-harness acc); CI = seeded percentile bootstrap; the tiny model starts random, "
                       "so near-chance accuracy is expected")
     return result
+
+
+def step_compare(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Step 4: one report comparing base and trained (``<out>/compare/report.html``): CIs, paired tests, answer
+    distributions and collapse warnings, chance level."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from clinforge.eval.compare_runs import compare_runs, console_lines
+
+    out = ctx["out"] / "compare"
+    summary = compare_runs([ctx["out"] / "eval" / "base", ctx["out"] / "eval" / "trained"], out,
+                           labels=["base", "trained"])
+    console = Console()
+    for line in console_lines(summary):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    console.print(f"comparison report: {out / 'report.html'}")
+    return {"report": str(out / "report.html"), "tasks": summary["tasks"], "warnings": summary["warnings"]}
 
 
 # (name, function) in order; each function takes the shared context and returns its summary.
@@ -126,6 +124,7 @@ STEPS: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
     ("prepare", step_prepare),
     ("train", step_train),
     ("evaluate", step_evaluate),
+    ("compare", step_compare),
 ]
 
 
@@ -145,7 +144,7 @@ def run_demo(out: Path, *, data: str = "samples", overwrite: bool = False) -> di
         raise ConfigError(f"unknown --data {data!r}; valid: {', '.join(DATA_CHOICES)}")
     recipe_file = _recipe_path(data)
     try:
-        out = prepare_output_dir(out, overwrite=overwrite)
+        out = prepare_output_dir(out, overwrite=overwrite, replace_unfinished=True)
     except OutputExistsError:  # the core message also offers --resume, which the demo does not have
         raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite to replace it") from None
     run = RunRecord(out, command="demo", config={"data": data, "steps": [n for n, _ in STEPS]},
@@ -159,6 +158,11 @@ def run_demo(out: Path, *, data: str = "samples", overwrite: bool = False) -> di
             summary[name] = fn(ctx)
     except BaseException as exc:
         run.fail(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            from clinforge.core.interrupts import note_interrupted, rerun_command
+
+            note_interrupted(f"the demo's steps so far in {out} (the run record says interrupted)",
+                             rerun_command(drop=("--overwrite",)))
         raise
     run.finish(summary)
     console.print(f"demo finished: {out}")
@@ -166,11 +170,12 @@ def run_demo(out: Path, *, data: str = "samples", overwrite: bool = False) -> di
 
 
 def command(
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory of the demo."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory of the demo."),
     data: str = typer.Option("samples", "--data",
                              help="samples: the synthetic data shipped with clinforge; real: the public datasets "
                                   "under $CLINFORGE_DATA (default ../shared/data)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo run directory."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Run the main job end to end on embedded defaults: prepare the sample data (de-identify, de-duplicate,
     filter, decontaminate, split by patient, chat-format), train a tiny model on it (CPT then LoRA SFT), and

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
 from clinforge.core.errors import DataError
 
 
@@ -58,6 +59,7 @@ def command(
     n_resamples: int = typer.Option(1000, "--n-resamples", help="Bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     alpha: float = typer.Option(0.05, "--alpha", help="1 - confidence level of the intervals."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Score text files with reference-identical metrics (sacrebleu, rouge-score, NLTK, pycocoevalcap, bert-score)."""
     from rich.console import Console
@@ -65,6 +67,7 @@ def command(
     from sacrebleu.metrics.bleu import BLEU
 
     from clinforge.core.errors import ConfigError
+    from clinforge.core.progress import progress_bar
     from clinforge.eval.metrics.scoring import resolve_metric_names, score_texts
 
     if bleu_tokenize not in BLEU.TOKENIZERS:
@@ -89,10 +92,19 @@ def command(
     if chexpert_rules:
         options["chexpert"] = {"rules_dir": chexpert_rules}
     console = Console(stderr=True)
-    with console.status("scoring") as status:
+    steps = len(names) + (1 if ci else 0)  # one step per metric, then the bootstrap intervals
+    with progress_bar(total=steps, desc="scoring", unit="step") as bar:
+        begun: list[str] = []
+
+        def on_metric(name: str) -> None:
+            if begun:  # the previous metric is done
+                bar.update(1)
+            begun.append(name)
+            bar.set_description(f"{name} on {len(predictions)} examples")  # redraws: one line per step in a pipe
+
         result = score_texts(predictions, references, requested or names, options=options, ci=ci,
-                             n_resamples=n_resamples, seed=seed, alpha=alpha,
-                             on_metric=lambda name: status.update(f"computing {name} on {len(predictions)} examples"))
+                             n_resamples=n_resamples, seed=seed, alpha=alpha, on_metric=on_metric)
+        bar.update(steps - len(begun) + 1 if begun else steps)
     extra = result.pop("details")
     untokenized = extra.get("rouge", {}).get("n_texts_without_rouge_tokens", 0)
     if untokenized:

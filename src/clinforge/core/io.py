@@ -15,6 +15,22 @@ from typing import Any
 from clinforge.core.errors import DataError, OutputExistsError
 
 
+def json_error_text(exc: Any) -> str:
+    """A ``json.JSONDecodeError`` as ``message at column N``; Python's messages that end in "at" ("Unterminated
+    string starting at", "Invalid control character at") are not doubled into "at at column".
+
+    Example:
+        >>> import json
+        >>> try:
+        ...     json.loads('{"a": "x')
+        ... except json.JSONDecodeError as exc:
+        ...     json_error_text(exc)
+        'Unterminated string starting at column 7'
+    """
+    msg = exc.msg.removesuffix(" at")
+    return f"{msg} at column {exc.colno}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` in one step.
@@ -105,7 +121,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", file=str(path), line=lineno) from exc
+                raise DataError(f"invalid JSON ({json_error_text(exc)})", file=str(path), line=lineno) from exc
             if not isinstance(obj, dict):
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=str(path), line=lineno)
             yield lineno, obj

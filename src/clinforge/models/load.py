@@ -1,4 +1,8 @@
-"""Load a causal LM (local HF folder or hub id) and its tokenizer, with errors that say what is wrong.
+"""Load a causal LM (local HF folder, registered offline model name, or hub id) and its tokenizer, with errors that
+say what is wrong.
+
+A name from ``clinforge.models.offline_models`` (``smollm2-135m-instruct``) means its fetched folder in the cache,
+before anything tries the hub.
 
 A local folder that does not load names the missing file (``config.json``, weights, tokenizer files); a hub id
 when the hub cannot be reached (offline, ``HF_HUB_OFFLINE=1``) raises ``OfflineError`` instead of a long
@@ -73,7 +77,9 @@ def load_tokenizer(path_or_hub_id: str | os.PathLike, **kwargs):
     """Load a tokenizer with the same error handling as ``load_llm``."""
     from transformers import AutoTokenizer
 
-    ref = str(path_or_hub_id)
+    from clinforge.models.offline_models import resolve_model_ref
+
+    ref = resolve_model_ref(str(path_or_hub_id))
     try:
         tok = AutoTokenizer.from_pretrained(ref, **kwargs)
     except OSError as exc:
@@ -107,7 +113,9 @@ def load_llm(path_or_hub_id: str | os.PathLike, dtype: str | Any | None = None, 
     """
     from transformers import AutoModelForCausalLM
 
-    ref = str(path_or_hub_id)
+    from clinforge.models.offline_models import resolve_model_ref
+
+    ref = resolve_model_ref(str(path_or_hub_id))  # a registered offline name means its fetched folder, not a hub id
     p = Path(ref)
     if p.exists():
         check_model_folder(p, need_tokenizer=tokenizer)

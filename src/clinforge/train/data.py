@@ -357,7 +357,9 @@ def tokenize_text(examples: list[dict[str, Any]], tokenizer, max_length: int) ->
     out = []
     eos = tokenizer.eos_token_id
     for ex in examples:
-        ids = tokenizer(ex["text"], add_special_tokens=True)["input_ids"]
+        # the whole document at once, chunked below: verbose=False stops the tokenizer's "longer than the maximum
+        # sequence length ... indexing errors" warning, which is false here (no chunk exceeds max_length)
+        ids = tokenizer(ex["text"], add_special_tokens=True, verbose=False)["input_ids"]
         if eos is not None and (not ids or ids[-1] != eos):
             ids = ids + [eos]
         for start in range(0, len(ids), max_length):
@@ -401,7 +403,9 @@ def tokenize_chat(examples: list[dict[str, Any]], tokenizer, max_length: int) ->
     out, dropped = [], 0
     for ex in examples:
         text, spans = assistant_char_spans(tokenizer, ex["messages"])
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        # verbose=False: the tokenizer's "longer than the maximum sequence length" warning is false here, the
+        # conversation is cut to max_length below (and dropped and counted if no assistant token survives)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         labels = []
         for tok, (a, b) in zip(ids, offsets, strict=True):

@@ -46,6 +46,22 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def checkpointing_field() -> str:
+    """The ``TrainingArguments`` field that switches activation checkpointing in the installed transformers.
+
+    transformers 5.x renamed ``gradient_checkpointing`` to ``activation_checkpointing`` and warns (FutureWarning)
+    whenever the old name is set; older 5.x releases know only the old name.
+
+    Example:
+        >>> checkpointing_field() in ("activation_checkpointing", "gradient_checkpointing")
+        True
+    """
+    from transformers import TrainingArguments
+
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
 def training_kwargs(ctx: StageContext, **extra) -> dict[str, Any]:
     """Keyword arguments for ``TrainingArguments`` (or a TRL config) from a stage's ``train`` section.
 
@@ -88,13 +104,16 @@ def training_kwargs(ctx: StageContext, **extra) -> dict[str, Any]:
         "include_num_input_tokens_seen": "non_padding",
         "ddp_find_unused_parameters": False,
         "train_sampling_strategy": "group_by_length" if t.group_by_length else "random",
-        "gradient_checkpointing": False,  # applied by clinforge.train.methods (peft-aware)
+        # applied by clinforge.train.methods (peft-aware), never a second time by the trainer; named by its
+        # current field so transformers does not warn that the old name is deprecated
+        checkpointing_field(): False,
         # without a GPU, torchrun/accelerate ranks only become a DDP group (gloo) when Trainer is told to use CPU
         "use_cpu": not _cuda_available(),
     }
     if t.eval_every is None:
         kw.pop("eval_steps")
     kw.update(extra)
+    kw.update(ctx.spec.trainer_args)  # checked before training: a valid field, not one the recipe sets elsewhere
     return kw
 
 
@@ -110,10 +129,9 @@ class ProgressCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         if state.is_world_process_zero:
-            from tqdm.auto import tqdm
+            from clinforge.core.progress import progress_bar
 
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step",
-                            dynamic_ncols=True)
+            self.bar = progress_bar(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step")
         self.t0 = time.perf_counter()
         self.tokens0 = state.num_input_tokens_seen
 
@@ -132,7 +150,7 @@ class ProgressCallback(TrainerCallback):
             post = {"tok/s": f"{self.tokens_per_second(state):.0f}"}
             if self.last_loss is not None:
                 post["loss"] = f"{self.last_loss:.4f}"
-            self.bar.set_postfix(post)
+            self.bar.set_postfix(post, refresh=False)  # the bar redraws at its own pace (a line per 10 s in a log)
 
     def on_train_end(self, args, state, control, **kw):
         if self.bar is not None:

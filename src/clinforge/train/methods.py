@@ -8,10 +8,19 @@ Example:
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from typing import Any
 
 from clinforge.core.errors import ClinforgeError, ConfigError
 from clinforge.train.recipe import MethodSpec
+
+# peft (PeftModel.__init__) and TRL (disable_gradient_checkpointing, unwrap_model_for_generation) still use
+# transformers' renamed ``is_gradient_checkpointing`` and ``gradient_checkpointing_enable/disable``, so every
+# LoRA/DPO/RL stage printed a FutureWarning that asks the *caller* to rename, which the user cannot do and which
+# changes nothing (the aliases do the same). clinforge itself uses only the current names
+# (tests/test_train_examples.py checks the source), so ignoring exactly these messages hides nothing that concerns
+# a clinforge user; every other warning still shows.
+warnings.filterwarnings("ignore", message=r"`(is_gradient_checkpointing|gradient_checkpointing_(en|dis)able)` is deprecated", category=FutureWarning)
 
 
 def freeze_by_pattern(model, patterns: list[str]) -> list[str]:
@@ -56,6 +65,16 @@ def lora_config(method: MethodSpec, task_type: str = "CAUSAL_LM"):
                       task_type=task_type)
 
 
+def enable_checkpointing(model) -> None:
+    """Turn on activation (gradient) checkpointing, non-reentrant, under the method name the installed
+    transformers uses (``activation_checkpointing_enable`` since 5.x; the old name warns FutureWarning)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def apply_method(model, method: MethodSpec, *, gradient_checkpointing: bool = False, task_type: str = "CAUSAL_LM"):
     """Apply freezing and LoRA/QLoRA adapters to a loaded model; returns the model to train.
 
@@ -75,14 +94,14 @@ def apply_method(model, method: MethodSpec, *, gradient_checkpointing: bool = Fa
         if method.freeze:
             freeze_by_pattern(model, method.freeze)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model)
         return model
     from peft import get_peft_model
 
     if method.type == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
         model.enable_input_require_grads()
     try:
         model = get_peft_model(model, lora_config(method, task_type))

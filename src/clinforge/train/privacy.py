@@ -174,10 +174,10 @@ def train_dp(stage, model, tokenizer, train_rows, eval_rows, collator) -> tuple[
     eval_losses: list[float] = []
     gsm.train()
     losses, tokens, t0 = [], 0, time.perf_counter()
-    from tqdm.auto import tqdm
+    from clinforge.core.progress import progress_bar
 
-    bar = tqdm(total=steps, initial=start, desc=f"{stage.spec.name} (dp-sgd)", unit="step",
-               disable=not is_main_process())
+    bar = progress_bar(total=steps, initial=start, desc=f"{stage.spec.name} (dp-sgd)", unit="step",
+                       enabled=is_main_process())
     for step in range(start, steps):
         chosen = np.nonzero(sampler.random(n) < sample_rate)[0]
         opt.zero_grad(set_to_none=True)
@@ -196,7 +196,7 @@ def train_dp(stage, model, tokenizer, train_rows, eval_rows, collator) -> tuple[
         bar.update(1)
         if losses:
             bar.set_postfix(loss=f"{losses[-1]:.4f}", tok_s=f"{tokens / (time.perf_counter() - t0):.0f}",
-                            eps=f"{accountant.get_epsilon(dp.delta):.2f}")
+                            eps=f"{accountant.get_epsilon(dp.delta):.2f}", refresh=False)
         if losses and ((step + 1) % t.log_every == 0 or step == start):
             tracker.log(step + 1, {"loss": losses[-1], "learning_rate": sched.get_last_lr()[0],
                                    "epsilon": accountant.get_epsilon(dp.delta),

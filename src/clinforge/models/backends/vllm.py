@@ -36,7 +36,10 @@ class VLLMBackend(Backend):
             raise ClinforgeError("the vllm backend needs the vllm package (a CUDA machine): "
                                  "pip install 'clinforge[vllm]'; or serve the model with `vllm serve` and use "
                                  "openai:http://HOST:PORT/v1#MODEL") from exc
+        from clinforge.models.offline_models import resolve_model_ref
+
         self.model_name = target
+        target = resolve_model_ref(target)  # a registered offline model name means its fetched folder
         self.add_bos_token = add_bos_token
         self.llm = LLM(model=target, dtype=dtype, max_model_len=max_length, seed=seed,
                        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,

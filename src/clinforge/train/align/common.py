@@ -17,6 +17,7 @@ from typing import Any
 
 from clinforge.core.config import StrictModel
 from clinforge.core.errors import ConfigError, DataError
+from clinforge.data.answer_parsing import LETTERS
 from clinforge.data.records import Record
 from clinforge.data.transforms.preference import (
     DEFAULT_MCQ_INSTRUCTION,
@@ -170,6 +171,8 @@ class AlignStage(Stage):
             row = {"prompt": prompt, "id": record.id}
             if answer is not None:
                 row["answer"] = answer
+                # the options this record offers, so mcq_letter reads a completion exactly as eval would
+                row["choice_letters"] = list(LETTERS[:len(record.choices or [])])
             rows.append(row)
         for card in cards:
             card["format"] = "prompt"
@@ -193,7 +196,10 @@ class AlignStage(Stage):
         kw["use_cpu"] = not torch.cuda.is_available()
         # TRL configs default to gradient checkpointing on; clinforge.train.methods applies it (peft-aware) when
         # train.gradient_checkpointing asks for it, so the trainer must not apply it a second time.
-        kw["gradient_checkpointing"] = False
+        # (TRL's own default sits on the old field name; setting the current one keeps transformers from warning)
+        from clinforge.train.hf_trainer import checkpointing_field
+
+        kw[checkpointing_field()] = False
         if output_dir is not None:
             kw["output_dir"] = str(output_dir)
         return kw

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from clinforge.core.errors import ConfigError
+from clinforge.core.errors import ConfigError, DataError
 from clinforge.train.align.common import AlignStage, Cards, WithPairs, conversational_pairs, final_metrics
 from clinforge.train.stages import STAGES
 from clinforge.train.stages.base import StageResult
@@ -82,6 +82,41 @@ class DPOOptions(WithPairs):
         return "DPO" if self.loss_type == ["sigmoid"] else "DPO (loss " + " + ".join(self.loss_type) + ")"
 
 
+def fit_pairs_to_length(rows: list[dict[str, Any]], tokenizer: Any, max_length: int | None,
+                        margin: int = 16) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Prepare TRL conversational pairs for ``max_length``-token training, as TRL would, but visibly.
+
+    TRL tokenises each whole prompt + completion and only then keeps the first ``max_length`` tokens (its default
+    ``keep_start``), silently dropping a pair whose prompt alone fills ``max_length``. A long answer (MedQuAD's run
+    to thousands of tokens) thus made the tokenizer print a false "indexing errors" warning. Here a pair whose
+    prompt fills ``max_length`` is dropped and counted, and each completion is cut after its first
+    ``max_length + margin`` tokens (at a character offset, so TRL's own tokenisation and cut give the same training
+    tokens). Returns the rows and ``{"pairs_dropped_prompt_too_long": n, "completions_cut": n}``.
+
+    Example:
+        >>> # rows, counts = fit_pairs_to_length(rows, tokenizer, 256)
+    """
+    counts = {"pairs_dropped_prompt_too_long": 0, "completions_cut": 0}
+    if max_length is None:
+        return rows, counts
+    kept = []
+    for row in rows:
+        prompt = tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        if len(tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]) >= max_length:
+            counts["pairs_dropped_prompt_too_long"] += 1
+            continue
+        new = dict(row)
+        for side in ("chosen", "rejected"):
+            text = row[side][0]["content"]
+            offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                                verbose=False)["offset_mapping"]
+            if len(offsets) > max_length + margin:
+                new[side] = [{**row[side][0], "content": text[:offsets[max_length + margin][0]]}]
+                counts["completions_cut"] += 1
+        kept.append(new)
+    return kept, counts
+
+
 def fit_preference(stage: AlignStage, model: Any, tokenizer: Any, examples: list[dict[str, Any]],
                    options: DPOOptions, output_dir: Path | None = None,
                    eval_examples: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -92,9 +127,12 @@ def fit_preference(stage: AlignStage, model: Any, tokenizer: Any, examples: list
     """
     from datasets import Dataset
 
-    rows = conversational_pairs(examples)
-    eval_rows = conversational_pairs(eval_examples or [])
     max_length = stage.spec.train.max_length
+    rows, fitted = fit_pairs_to_length(conversational_pairs(examples), tokenizer, max_length)
+    eval_rows, _ = fit_pairs_to_length(conversational_pairs(eval_examples or []), tokenizer, max_length)
+    if not rows:
+        raise DataError(f"stage {stage.spec.name}: every preference pair's prompt fills max_length {max_length} "
+                        f"({fitted['pairs_dropped_prompt_too_long']} dropped); raise train.max_length")
     if options.is_kto:
         from trl import KTOConfig, KTOTrainer
         from trl.data_utils import unpair_preference_dataset
@@ -120,6 +158,7 @@ def fit_preference(stage: AlignStage, model: Any, tokenizer: Any, examples: list
         keys = DPO_METRICS
     metrics = stage.fit(trainer)
     metrics["pairs"] = len(rows)
+    metrics.update(fitted)
     metrics["eval_pairs"] = len(eval_rows)
     if eval_rows:
         metrics["final_eval_loss"] = trainer.evaluate()["eval_loss"]
@@ -128,11 +167,28 @@ def fit_preference(stage: AlignStage, model: Any, tokenizer: Any, examples: list
     return metrics
 
 
+def preference_configs(options: DPOOptions) -> tuple[list[str], dict[str, str]]:
+    """The TRL config a preference stage builds and the config keys its options set (for ``trainer_args``)."""
+    from clinforge.train.trainer_args import TRL
+
+    keys = {"beta": "beta", "loss_type": "loss_type"}
+    if options.is_kto:
+        return [TRL["kto"]], {**keys, "desirable_weight": "desirable_weight",
+                              "undesirable_weight": "undesirable_weight"}
+    return [TRL["dpo"]], {**keys, "loss_weights": "loss_weights", "label_smoothing": "label_smoothing",
+                          "precompute_ref_log_probs": "precompute_ref_log_probs"}
+
+
 class DPOStage(AlignStage):
     """Direct preference optimisation (and its TRL variants) starting from the previous stage's model."""
 
     type = "dpo"
     Options = DPOOptions
+
+    @classmethod
+    def trainer_configs(cls, recipe: Any, index: int, options: DPOOptions) -> tuple[list[str], dict[str, str]]:
+        """KTOConfig for a KTO loss, else DPOConfig; the keys set from ``options:``."""
+        return preference_configs(options)
     default_format = "preference"
 
     def run(self) -> StageResult:

@@ -8,9 +8,13 @@ Definitions (each is a reward, i.e. the training signal, not an evaluation metri
 
 ``mcq_letter``
     1.0 if the option letter found in the completion equals the gold letter (dataset column ``answer``), else 0.0.
-    The letter is read with the patterns of :func:`parse_answer_letter`; a completion with no readable letter earns
-    0.0 because it did not answer in the requested format, and it is counted: the share of such completions is
-    logged as ``mcq_letter/unparsable_frac`` at every step, so a policy that never answers is visible.
+    The letter is read by :func:`clinforge.data.answer_parsing.extract_choice`, the grammar ``clinforge eval`` scores
+    generated answers with (the last ``Answer: X`` / ``the answer is (X)``, else a leading ``X.`` / ``(X)`` / lone
+    ``X``; capital letters only), over the record's own options (dataset column ``choice_letters``, which the rl
+    stage fills; ``n_options`` letters otherwise). So a completion the reward pays for as C is C for the evaluator.
+    A completion with no readable letter earns 0.0 because it did not answer in the requested format, and it is
+    counted: the share of such completions is logged as ``mcq_letter/unparsable_frac`` at every step, so a policy
+    that never answers is visible.
 ``length``
     1.0 inside ``[min_words, max_words]``; outside, it decays linearly to 0.0 over ``tolerance`` words.
 ``format``
@@ -25,14 +29,11 @@ from typing import Any
 
 from clinforge.core.errors import ConfigError
 from clinforge.core.registry import Registry
+from clinforge.data.answer_parsing import LETTERS, extract_choice, parse_letter
 
 RewardFn = Callable[..., list[float | None]]
 REWARDS: Registry[Callable[..., RewardFn]] = Registry("reward function")
 
-_LETTER_PATTERNS = (
-    re.compile(r"\banswer\s*(?:is|:)?\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE),
-    re.compile(r"^\s*\(?([A-Z])\)?(?:[.):]|\s*$)"),
-)
 
 
 def completion_text(completion: Any) -> str:
@@ -52,20 +53,16 @@ def completion_text(completion: Any) -> str:
 
 
 def parse_answer_letter(text: str, n_options: int = 26) -> str | None:
-    """The option letter a response gives, or None when it gives none.
-
-    Reads "Answer: B", "the answer is (C)", or a response that starts with "B." / "(B)" / a lone "B".
+    """The option letter a response gives, or None when it gives none: evaluation's grammar
+    (:func:`clinforge.data.answer_parsing.parse_letter`), kept under this name for reward authors.
 
     Example:
         >>> parse_answer_letter("Answer: B. Metformin"), parse_answer_letter("(C) because"), parse_answer_letter("no idea")
         ('B', 'C', None)
+        >>> parse_answer_letter("The answer is a bacterial infection. Answer: C")
+        'C'
     """
-    valid = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n_options]
-    for pattern in _LETTER_PATTERNS:
-        match = pattern.search(text)
-        if match and match.group(1).upper() in valid:
-            return match.group(1).upper()
-    return None
+    return parse_letter(text, n_options)
 
 
 @REWARDS.register("mcq_letter")
@@ -77,12 +74,17 @@ def mcq_letter(n_options: int = 26) -> RewardFn:
         >>> fn(prompts=["q", "q", "q"], completions=["Answer: A", "Answer: B", "?"], answer=["A", "A", "A"])
         [1.0, 0.0, 0.0]
     """
+    if not 1 <= n_options <= len(LETTERS):
+        raise ConfigError(f"reward mcq_letter: n_options must be 1..{len(LETTERS)}, got {n_options}")
 
     def mcq_letter_reward(prompts: list, completions: list, answer: list[str] | None = None,
+                          choice_letters: list[list[str]] | None = None,
                           log_metric: Callable[[str, float], None] | None = None, **_: Any) -> list[float | None]:
         if answer is None:
             raise ConfigError("reward mcq_letter needs an 'answer' column: give the rl stage MCQ records")
-        letters = [parse_answer_letter(completion_text(c), n_options) for c in completions]
+        options = choice_letters or [list(LETTERS[:n_options])] * len(completions)
+        letters = [extract_choice(completion_text(c), list(opts)).answer
+                   for c, opts in zip(completions, options, strict=True)]
         if log_metric is not None and letters:
             log_metric("mcq_letter/unparsable_frac", sum(x is None for x in letters) / len(letters))
         return [1.0 if letter is not None and letter == gold else 0.0 for letter, gold in zip(letters, answer, strict=True)]

@@ -35,8 +35,8 @@ from clinforge.core.io import atomic_write_json, read_jsonl, write_jsonl
 from clinforge.core.seed import seed_everything
 from clinforge.data.records import Message, Record
 from clinforge.train.align.common import AlignStage, Cards, PromptOptions
-from clinforge.train.align.dpo import DPOOptions, fit_preference
-from clinforge.train.align.rl import RLOptions, check_rl_options, fit_rl
+from clinforge.train.align.dpo import DPOOptions, fit_preference, preference_configs
+from clinforge.train.align.rl import RLOptions, check_rl_options, fit_rl, rl_configs
 from clinforge.train.align.rm import RMOptions, fit_reward_model, load_reward_model
 from clinforge.train.stages import STAGES
 from clinforge.train.stages.base import StageResult
@@ -92,10 +92,10 @@ def sample_responses(model_path: str | Path, prompts: list[list[dict[str, str]]]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     seed_everything(seed)
-    from tqdm.auto import tqdm
+    from clinforge.core.progress import progress_bar
 
     out: list[list[str]] = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc="rlaif: sampling", unit="batch"):
+    for start in progress_bar(range(0, len(prompts), batch_size), desc="rlaif: sampling", unit="batch"):
         chunk = prompts[start:start + batch_size]
         texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in chunk]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
@@ -170,11 +170,11 @@ def judge_samples(options: RLAIFOptions, rows: list[dict[str, Any]], samples: li
             for s, response in enumerate(responses):
                 items.append({"prompt": rows[p]["prompt"], "response": response})
                 index.append((p, s))
-        from tqdm.auto import tqdm
+        from clinforge.core.progress import progress_bar
 
         results = []
         step = max(1, options.judge_batch_items)
-        for start in tqdm(range(0, len(items), step), desc="rlaif: judging", unit="batch"):
+        for start in progress_bar(range(0, len(items), step), desc="rlaif: judging", unit="batch"):
             results += judge.grade_many(items[start:start + step])
     finally:
         backend.close()
@@ -193,6 +193,18 @@ class RLAIFStage(AlignStage):
 
     type = "rlaif"
     Options = RLAIFOptions
+
+    @classmethod
+    def trainer_configs(cls, recipe: Any, index: int, options: RLAIFOptions) -> tuple[list[str], dict[str, str]]:
+        """The configs of what the stage trains after judging: DPO (or KTO), or a reward model then RL; a
+        ``trainer_args`` key applies to each of them, so it must fit all."""
+        from clinforge.train.trainer_args import TRL
+
+        if options.then == "dpo":
+            classes, keys = preference_configs(options.dpo)
+            return classes, {k: f"dpo.{v}" for k, v in keys.items()}
+        classes, keys = rl_configs(options.rl)
+        return [TRL["rm"], *classes], {k: f"rl.{v}" for k, v in keys.items()}
     default_format = "prompt"
 
     @classmethod
@@ -281,12 +293,9 @@ class RLAIFStage(AlignStage):
                                                precision=self.ctx.recipe.precision)
                 rm_metrics = fit_reward_model(self, rm, rm_tok, examples, opts.rm,
                                               output_dir=self.ctx.out_dir / "rm_checkpoints")
-                from clinforge.train.export import save_model_folder
-                from clinforge.train.hf_trainer import barrier
+                from clinforge.train.export import save_trained
 
-                if main:
-                    save_model_folder(rm, rm_tok, rm_dir, merge=True)
-                barrier()
+                save_trained(rm, rm_tok, rm_dir, merge=True, trainer=self.trainer)  # every rank: shards gathered
                 del rm
             model, tokenizer = self.load_model()
             metrics = fit_rl(self, model, tokenizer, rows, opts.rl, str(rm_dir))
