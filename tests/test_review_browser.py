@@ -32,17 +32,21 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def eval_runs(tmp_path_factory, data_root) -> Path:
-    """Two real evaluation runs (two tiny random Llamas with a MedQA-trained tokenizer, MedQuAD, 3 items)."""
-    from clinforge.eval.eval_runner import EvalConfig, evaluate
-    from clinforge.models.backends import load_backend
+    """Two real evaluation runs (two tiny random Llamas with a MedQA-trained tokenizer, MedQuAD, 3 items each),
+    built once per test run and shared by the xdist workers; read-only."""
+    from conftest import build_once
 
-    root = tmp_path_factory.mktemp("review_runs")
-    for seed in (0, 1):
-        model = build_tiny_lm(root / f"tiny{seed}", data_root, seed=seed)
-        backend = load_backend(f"hf:{model}", batch_size=4, device="cpu")
-        evaluate(EvalConfig(model=f"hf:{model}", tasks=["medquad"], out=str(root / f"run-tiny{seed}"), limit=3,
-                            seed=seed, max_new_tokens=12), backend=backend, progress=False)
-    return root
+    def build(root: Path) -> None:
+        from clinforge.eval.eval_runner import EvalConfig, evaluate
+        from clinforge.models.backends import load_backend
+
+        for seed in (0, 1):
+            model = build_tiny_lm(root / f"tiny{seed}", data_root, seed=seed)
+            backend = load_backend(f"hf:{model}", batch_size=4, device="cpu")
+            evaluate(EvalConfig(model=f"hf:{model}", tasks=["medquad"], out=str(root / f"run-tiny{seed}"), limit=3,
+                                seed=seed, max_new_tokens=12), backend=backend, progress=False)
+
+    return build_once(tmp_path_factory, "review-eval-runs", build)
 
 
 @pytest.fixture
