@@ -88,17 +88,26 @@ def test_study_from_real_eval_runs_rated_in_chromium(db_url, eval_runs, browser,
         create_user(s, "admin", PW, "admin")
     server = live_server(create_app(db, data_roots=[eval_runs], n_boot=200))
     d, url = browser, server.url
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
-    wait = WebDriverWait(d, 20, ignored_exceptions=[StaleElementReferenceException])
+    wait = WebDriverWait(d, 30, ignored_exceptions=[StaleElementReferenceException])
 
     def press(keys):  # keystrokes to the focused page, as a user types them
         ActionChains(d).send_keys(keys).perform()
 
+    def left_behind(element):  # the page holding ``element`` has been replaced by the next one
+        def check(_driver):
+            try:
+                element.is_enabled()
+                return False
+            except WebDriverException:  # stale, or "node does not belong to the document" mid-navigation
+                return True
+        return check
+
     def click(element_id):  # click and wait for the next page
         element = d.find_element(By.ID, element_id)
         element.click()
-        wait.until(ec.staleness_of(element))
+        wait.until(left_behind(element))
 
     def shot(name):
         d.save_screenshot(str(shots / f"{name}.png"))
@@ -172,7 +181,7 @@ def test_study_from_real_eval_runs_rated_in_chromium(db_url, eval_runs, browser,
                 d.set_window_size(1280, 900)
             form = d.find_element(By.ID, "rate-form")
             press(Keys.ENTER)
-            wait.until(ec.staleness_of(form))
+            wait.until(left_behind(form))
             assert 'role="alert"' not in d.page_source, d.find_element(By.CSS_SELECTOR, ".error").text
         wait.until(ec.url_contains("/done"))
         wait.until(lambda drv: "6 of 6" in drv.find_element(By.TAG_NAME, "main").text)
