@@ -207,6 +207,10 @@ def test_study_from_real_eval_runs_rated_in_chromium(db_url, eval_runs, browser,
     click("results-link")
     wait.until(ec.presence_of_element_located((By.ID, "agreement")))
     shot("07_results")
+    height = d.execute_script("return document.documentElement.scrollHeight")
+    d.set_window_size(1280, min(int(height) + 200, 8000))
+    shot("07_results_full")
+    d.set_window_size(1280, 900)
     imported = import_ratings([export / "ratings.csv"], export / "key" / "blinding_key.json")
     assert len(imported) == 12 and sum(r["unsure"] for r in imported) == 1
     assert {r["model"] for r in imported} == {"run-tiny0", "run-tiny1"}
