@@ -10,6 +10,14 @@ Sets
              (seed 20251125, a seed never used during development), 20% of the names from a syllable generator
              that is in no lexicon ("novel" names: recall of the context rules alone).
 
+  physionet  real ICU nursing notes of the PhysioNet deid gold standard (``$CLINFORGE_DATA/physionet-deid``, the
+             ``physionet_deid`` reader), split BY PATIENT with ``split_patients(seed=0)`` into a DEV part (its errors
+             were read while writing the ``notes`` recognizer) and a HELD-OUT part (measured only), scored with
+             ``clinforge.data.deid.phrase_score`` (the issue-7 definitions: a gold instance is removed when the
+             masked output holds fewer word-bounded occurrences of its phrase, by at least its number of gold
+             instances in the note; DateYear not scored; precision = predicted spans touching a gold PHI; Wilson
+             95% intervals). "unseen" = held-out gold phrases that occur in no dev gold phrase.
+
 Systems
   clinforge  ``Deidentifier(mode="mask")`` with its default recognizers (patterns + names), no model.
   presidio   ``AnalyzerEngine`` with every predefined recognizer over a blank spaCy English pipeline
@@ -22,11 +30,13 @@ of it lies on gold of its group. recall / precision are micro-averaged over span
 F2 = 5PR/(4P+R). Speed is UTF-8 megabytes of input per CPU second (``time.process_time``, one process, one
 thread), analysis of each document separately, as a pipeline would call it.
 
-The last line is ``RESULT recall=R precision=P mb_s=M presidio_recall=R2 presidio_mb_s=M2`` where recall and
-precision are clinforge's micro figures over the TARGET groups (name, date, id) on both sets together (presidio
-held-out + dev, and clinical), presidio_recall the same for presidio, and mb_s the speed over both sets.
+The last line is ``RESULT recall=R precision=P mb_s=M presidio_recall=R2 presidio_mb_s=M2 real_recall=R3
+real_precision=P3 real_unseen_recall=R4 real_mb_s=M3 real_presidio_recall=R5 real_presidio_precision=P5`` where
+recall and precision are clinforge's micro figures over the TARGET groups (name, date, id) on the Presidio and
+synthetic clinical sets together, presidio_recall the same for presidio, mb_s the speed over those sets, and the
+real_* figures clinforge's (and presidio's) on the HELD-OUT PhysioNet notes.
 
-Run: ``python benchmarks/deid.py [--notes 300] [--limit N]``
+Run: ``python benchmarks/deid.py [--notes 300] [--limit N]`` (``--only-real``: the PhysioNet notes alone)
 """
 
 from __future__ import annotations
@@ -50,6 +60,13 @@ from clinforge.data.deid.evaluate import (  # noqa: E402
     load_presidio_synth,
     score_document,
     split_halves,
+)
+from clinforge.data.deid.phrase_score import (  # noqa: E402
+    PHI_GROUPS,
+    score_records,
+    split_patients,
+    summarize,
+    unseen_phrases,
 )
 from clinforge.data.deid.synthetic import generate_notes  # noqa: E402
 
@@ -190,6 +207,40 @@ def aci_name_removal(systems, root: Path) -> None:
         print(f"{system.name}: name occurrences removed {found}/{total} = {found / total:.3f} [{lo:.3f}, {hi:.3f}]")
 
 
+def physionet_notes(systems, root: Path) -> dict[str, dict]:
+    """The PhysioNet deid notes: each system on the dev and held-out patients; returns the held-out summaries."""
+    from clinforge.data.readers import get_reader
+
+    records = list(get_reader("physionet_deid").read(root / "physionet-deid"))
+    dev_ids, held_ids = split_patients([r.patient_id for r in records], seed=0)
+    parts = {"dev": [r for r in records if r.patient_id in dev_ids],
+             "held-out": [r for r in records if r.patient_id in held_ids]}
+    unseen = unseen_phrases(parts["held-out"], parts["dev"])
+    held_out: dict[str, dict] = {}
+    for part, recs in parts.items():
+        print(f"\n=== PhysioNet deid real notes, {part} ({len(recs)} notes, "
+              f"{len({r.patient_id for r in recs})} patients) ===")
+        for system in systems:
+            def predict(text: str, system=system) -> list[tuple[int, int, str]]:
+                return [(a, b, group or "OTHER") for a, b, group in system.predict(text)]
+
+            scores, cpu, nbytes = score_records(recs, predict)
+            summary = summarize(scores)
+            mb_s = nbytes / cpu / 1e6 if cpu else float("nan")
+            print(f"-- {system.name} ({mb_s:.3f} MB/s)")
+            for key in ("recall_all", *(f"recall_{g}" for g in PHI_GROUPS), "precision_all"):
+                if key in summary:
+                    print(f"   {key:18s} {summary[key]}")
+            by_type = [k for k in summary if k.startswith("precision_") and k != "precision_all"]
+            print("   precision by predicted group: " + "; ".join(f"{k[10:]} {summary[k]}" for k in by_type))
+            print(f"   {'words_kept':18s} {summary['words_kept']}")
+            if part == "held-out":
+                novel = summarize(scores, keep_gold=unseen)
+                print(f"   recall on phrases unseen in dev: {novel['recall_all']}")
+                held_out[system.name] = {"summary": summary, "unseen": novel, "mb_s": mb_s}
+    return held_out
+
+
 def fmt(x: float) -> str:
     return "  -  " if x != x else f"{x:.3f}"
 
@@ -240,7 +291,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--notes", type=int, default=300, help="synthetic clinical notes (default 300)")
     parser.add_argument("--limit", type=int, default=None, help="documents per Presidio half (default all)")
+    parser.add_argument("--only-real", action="store_true", help="only the PhysioNet real notes")
     args = parser.parse_args(argv)
+    if args.only_real:
+        systems = [ClinforgeSystem(), PresidioSystem()]
+        for s in systems:
+            s.predict("Warm up: Dr. Smith saw Jane Doe on 01/02/2023 at 555-123-4567.")
+        real = physionet_notes(systems, data_root())
+        print(real_result(real))
+        return
 
     path = data_root() / "presidio-synth-pii" / "synth_dataset_v2.json"
     if not path.is_file():
@@ -276,11 +335,23 @@ def main(argv: list[str] | None = None) -> None:
           "MB/s is CPU time of this process, yet it falls when the machine is oversubscribed")
     if (data_root() / "aci-bench").is_dir():
         aci_name_removal(systems, data_root())
+    real = physionet_notes(systems, data_root()) if (data_root() / "physionet-deid").is_dir() else {}
     if systems[1].unknown:
         print(f"presidio types scored as id: {sorted(systems[1].unknown)}")
     ours, theirs = target(combined["clinforge"]["tallies"]), target(combined["presidio"]["tallies"])
     print(f"RESULT recall={ours.recall:.4f} precision={ours.precision:.4f} mb_s={combined['clinforge']['mb_s']:.3f} "
-          f"presidio_recall={theirs.recall:.4f} presidio_mb_s={combined['presidio']['mb_s']:.3f}")
+          f"presidio_recall={theirs.recall:.4f} presidio_mb_s={combined['presidio']['mb_s']:.3f}"
+          + (" " + real_result(real).removeprefix("RESULT ") if real else ""))
+
+
+def real_result(real: dict[str, dict]) -> str:
+    """The RESULT fields of the held-out PhysioNet notes."""
+    ours, theirs = real["clinforge"], real["presidio"]
+    return (f"RESULT real_recall={ours['summary']['recall_all'].value:.4f} "
+            f"real_precision={ours['summary']['precision_all'].value:.4f} "
+            f"real_unseen_recall={ours['unseen']['recall_all'].value:.4f} real_mb_s={ours['mb_s']:.3f} "
+            f"real_presidio_recall={theirs['summary']['recall_all'].value:.4f} "
+            f"real_presidio_precision={theirs['summary']['precision_all'].value:.4f}")
 
 
 if __name__ == "__main__":

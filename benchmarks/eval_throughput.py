@@ -1,18 +1,33 @@
-"""clinforge eval vs lm-evaluation-harness on the same tiny HF model over the MedQA test set, log-likelihood scoring.
+"""clinforge eval vs lm-evaluation-harness, log-likelihood scoring of MedQA, on SmolLM2-135M-Instruct and a tiny model.
 
-Both sides score the 1,273 MedQA-USMLE 4-option test questions of the local MIRAGE file with the lm-eval
-``medqa_4options`` prompt (``Question: ...\\nA. ...\\nAnswer:`` with continuations " A".." D"):
+Workloads (both sides read the same local MIRAGE MedQA-USMLE 4-option file; prompt ``Question: ...\\nA. ...\\nAnswer:``
+with continuations " A".." D", lm-eval 0.4.13 ``medqa_4options``):
 
-* lm-eval 0.4.13 runs a local-file task (``dataset_path: json`` + ``dataset_kwargs.data_files`` -> the MIRAGE jsonl)
-  through ``simple_evaluate`` with its ``HFLM`` model;
-* clinforge runs ``clinforge.eval.eval_runner.evaluate`` (task ``medqa``: cache, item log and summary included).
+* ``0-shot``: the first N test questions (lm-eval's default setting for this task);
+* ``K-shot``: the first N test questions after K fixed examples (lm-eval ``fewshot_config: sampler: first_n``, the
+  MMLU protocol). The K examples are the LAST K questions of the test file, written to a separate "dev" file and
+  left out of the evaluated file (the local data has no MedQA train split), so every question shares one prefix.
 
-Both use the same already-loaded model folder, the same batch size, float32 on the same device. Timed: the whole
-evaluation call of each (data loading, prompt building, tokenisation, scoring, aggregation). Compared: the
-predicted option of every question (argmax of the four log-likelihoods) and the largest absolute difference of the
-log-likelihoods. Prints ``RESULT speedup=X identical=Y clinforge_qps=A lmeval_qps=B`` last.
+lm-eval runs a local-file task (``dataset_path: json``) through ``simple_evaluate`` with ``HFLM``; clinforge runs
+``clinforge.eval.eval_runner.evaluate`` (the built-in ``medqa`` task for 0-shot, a YAML task for K-shot; request
+cache, item log and summary included, a fresh output folder every time so nothing comes from a cache). Both use the
+same already-loaded model folder, batch size, float32, CPU and torch thread count; model loading is not timed.
 
-Usage: python benchmarks/eval_throughput.py [--limit N] [--batch-size 32] [--hidden 512 --layers 4 --vocab 8000]
+Each workload runs ``--reps`` times per side, the order alternating (lm-eval first on even repetitions); the
+figures are medians of the per-repetition wall times. Compared on every repetition: the predicted option of every
+question (argmax of the four log-likelihoods, first on ties) and the largest absolute log-likelihood difference.
+The script exits 1 when a prediction differs or a difference exceeds 1e-4.
+
+The last line is the real model's K-shot workload (where clinforge's shared-prefix reuse applies):
+``RESULT speedup=X identical=Y max_abs_ll_diff=Z clinforge_qps=A lmeval_qps=B speedup_0shot=C`` -- speedup is the
+ratio of median times; identical is the share of identical predictions over all repetitions and workloads of the
+real model; max_abs_ll_diff likewise the maximum over them.
+
+The real model: ``--real-model DIR`` (a HF folder), else the clinforge model registry's ``smollm2-135m-instruct``
+when this checkout has it (``clinforge models fetch``); ``--no-real`` runs the tiny model only.
+
+Usage: python benchmarks/eval_throughput.py [--quick] [--real-model DIR] [--reps 3] [--limit-0shot 40]
+       [--limit-fewshot 12] [--shots 3] [--batch-size 8]
 """
 
 from __future__ import annotations
@@ -20,116 +35,239 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 MEDQA = "mirage/rawdata/medqa/data_clean/questions/US/4_options/phrases_no_exclude_test.jsonl"
-TASK_YAML = """task: medqa_local
+TOLERANCE = 1e-4
+LMEVAL_YAML = """task: {name}
 dataset_path: json
 dataset_kwargs:
   data_files:
-    test: {data_file}
+    test: {test}
+    dev: {dev}
 output_type: multiple_choice
 test_split: test
+fewshot_split: dev
+fewshot_config:
+  sampler: first_n
 doc_to_text: "Question: {{{{question}}}}\\nA. {{{{options.A}}}}\\nB. {{{{options.B}}}}\\nC. {{{{options.C}}}}\\nD. {{{{options.D}}}}\\nAnswer:"
 doc_to_target: "{{{{['A', 'B', 'C', 'D'].index(answer_idx)}}}}"
 doc_to_choice: ['A', 'B', 'C', 'D']
+target_delimiter: " "
+fewshot_delimiter: "\\n\\n"
 metric_list:
   - metric: acc
     aggregation: mean
     higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
+"""
+CLINFORGE_YAML = """task: medqa_bench_fewshot
+type: mcq
+reader: medqa
+path: {test}
+format: medqa
+description: ""
+fewshot_path: {dev}
+fewshot_sampler: first_n
 """
 
 
-def run_lmeval(model_dir: Path, data_file: Path, limit: int | None, batch_size: int, device: str, workdir: Path):
-    from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-
-    task_dir = workdir / "lmeval_tasks"
-    task_dir.mkdir(exist_ok=True)
-    (task_dir / "medqa_local.yaml").write_text(TASK_YAML.format(data_file=data_file), encoding="utf-8")
-    lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device=device, dtype="float32")
-    manager = TaskManager(include_path=str(task_dir))
-    start = time.perf_counter()
-    out = simple_evaluate(model=lm, tasks=["medqa_local"], task_manager=manager, limit=limit, log_samples=True,
-                          num_fewshot=0, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                          fewshot_random_seed=0)
-    seconds = time.perf_counter() - start
-    samples = sorted(out["samples"]["medqa_local"], key=lambda s: s["doc_id"])
-    lls = [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
-    return seconds, lls, out["results"]["medqa_local"]
+def write_data(workdir: Path, data_root: Path, shots: int) -> tuple[Path, Path]:
+    """The evaluated file (test questions minus the last ``shots``) and the few-shot file (those last ``shots``)."""
+    lines = [x for x in (data_root / MEDQA).read_text(encoding="utf-8").splitlines() if x.strip()]
+    test, dev = workdir / "medqa_test.jsonl", workdir / "medqa_dev.jsonl"
+    test.write_text("\n".join(lines[:len(lines) - shots]) + "\n", encoding="utf-8")
+    dev.write_text("\n".join(lines[len(lines) - shots:]) + "\n", encoding="utf-8")
+    return test, dev
 
 
-def run_clinforge(model_dir: Path, limit: int | None, batch_size: int, device: str, workdir: Path):
-    from clinforge.eval.eval_runner import EvalConfig, evaluate
-    from clinforge.models.backends.hf_inprocess import HFBackend
+class LmEvalSide:
+    """lm-eval's HFLM, loaded once; ``run`` evaluates one workload and returns (seconds, per-question lls)."""
 
-    backend = HFBackend(str(model_dir), batch_size=batch_size, device=device, dtype="float32")
-    config = EvalConfig(model=f"hf:{model_dir}", tasks=["medqa"], out=str(workdir / "clinforge_run"), limit=limit,
-                        batch_size=batch_size, chunk_items=256)
-    start = time.perf_counter()
-    summary = evaluate(config, backend=backend, progress=False)
-    seconds = time.perf_counter() - start
-    text = (workdir / "clinforge_run" / "items" / "medqa.jsonl").read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    rows.sort(key=lambda r: r["index"])
-    return seconds, [r["loglikelihoods"] for r in rows], summary["tasks"]["medqa"]
+    def __init__(self, model_dir: Path, batch_size: int, test: Path, dev: Path, workdir: Path):
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+
+        task_dir = workdir / "lmeval_tasks"
+        task_dir.mkdir(exist_ok=True)
+        (task_dir / "medqa_bench.yaml").write_text(LMEVAL_YAML.format(name="medqa_bench", test=test, dev=dev),
+                                                   encoding="utf-8")
+        self.lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cpu", dtype="float32")
+        self.manager = TaskManager(include_path=str(task_dir))
+
+    def run(self, limit: int, shots: int) -> tuple[float, list[list[float]]]:
+        from lm_eval import simple_evaluate
+
+        start = time.perf_counter()
+        out = simple_evaluate(model=self.lm, tasks=["medqa_bench"], task_manager=self.manager, limit=limit,
+                              log_samples=True, num_fewshot=shots, random_seed=0, numpy_random_seed=0,
+                              torch_random_seed=0, fewshot_random_seed=0)
+        seconds = time.perf_counter() - start
+        samples = sorted(out["samples"]["medqa_bench"], key=lambda s: s["doc_id"])
+        return seconds, [[float(r[0]) for r in s["filtered_resps"]] for s in samples]
+
+
+class ClinforgeSide:
+    """clinforge's HF backend, loaded once; ``run`` evaluates one workload into a fresh folder."""
+
+    def __init__(self, model_dir: Path, batch_size: int, test: Path, dev: Path, workdir: Path):
+        from clinforge.models.backends.hf_inprocess import HFBackend
+
+        self.model_dir, self.batch_size, self.workdir = model_dir, batch_size, workdir
+        self.backend = HFBackend(str(model_dir), batch_size=batch_size, device="cpu", dtype="float32")
+        self.task_yaml = workdir / "medqa_bench_fewshot.yaml"
+        self.task_yaml.write_text(CLINFORGE_YAML.format(test=test, dev=dev), encoding="utf-8")
+        self.runs = 0
+
+    def run(self, limit: int, shots: int) -> tuple[float, list[list[float]]]:
+        from clinforge.eval.eval_runner import EvalConfig, evaluate
+
+        self.runs += 1
+        out = self.workdir / f"clinforge_{self.model_dir.name}_run{self.runs}"
+        task = "medqa" if shots == 0 else str(self.task_yaml)
+        name = "medqa" if shots == 0 else "medqa_bench_fewshot"
+        config = EvalConfig(model=f"hf:{self.model_dir}", tasks=[task], out=str(out), limit=limit,
+                            num_fewshot=shots, batch_size=self.batch_size, chunk_items=4096)
+        start = time.perf_counter()
+        evaluate(config, backend=self.backend, progress=False)
+        seconds = time.perf_counter() - start
+        rows = [json.loads(x) for x in (out / "items" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+                if x.strip()]
+        rows.sort(key=lambda r: r["index"])
+        return seconds, [r["loglikelihoods"] for r in rows]
 
 
 def argmax(values: list[float]) -> int:
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=None, help="questions (default: all 1,273)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--vocab", type=int, default=32000)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model-dir", default=None, help="reuse/keep the tiny model here")
-    args = parser.parse_args()
+def compare(a: list[list[float]], b: list[list[float]]) -> tuple[int, float]:
+    """(identical predictions, max |log-likelihood difference|) of two runs over the same questions."""
+    if len(a) != len(b):
+        raise SystemExit(f"question counts differ: lm-eval {len(a)}, clinforge {len(b)}")
+    same = sum(argmax(x) == argmax(y) for x, y in zip(a, b, strict=True))
+    diff = max(abs(p - q) for x, y in zip(a, b, strict=True) for p, q in zip(x, y, strict=True))
+    return same, diff
 
+
+def bench_model(label: str, model_dir: Path, args: argparse.Namespace, test: Path, dev: Path,
+                workdir: Path) -> dict[str, dict[str, Any]]:
+    """Both sides on both workloads, ``args.reps`` alternated repetitions each; prints one line per repetition."""
     import torch
 
+    lm = LmEvalSide(model_dir, args.batch_size, test, dev, workdir)
+    cf = ClinforgeSide(model_dir, args.batch_size, test, dev, workdir)
+    n_params = sum(p.numel() for p in cf.backend.model.parameters())
+    print(f"[{label}] {model_dir}: {n_params / 1e6:.1f}M parameters, vocab {len(cf.backend.tokenizer)}, "
+          f"batch size {args.batch_size}, torch threads {torch.get_num_threads()}, float32 CPU", flush=True)
+    results = {}
+    limits = {"0-shot": (args.limit_0shot, 0), f"{args.shots}-shot": (args.limit_fewshot, args.shots)}
+    for workload, (limit, shots) in limits.items():
+        times: dict[str, list[float]] = {"lm-eval": [], "clinforge": []}
+        same_all, n_all, max_diff = 0, 0, 0.0
+        for rep in range(args.reps):
+            order = [("lm-eval", lm), ("clinforge", cf)]
+            if rep % 2:
+                order.reverse()
+            lls = {}
+            for name, side in order:
+                seconds, lls[name] = side.run(limit, shots)
+                times[name].append(seconds)
+            same, diff = compare(lls["lm-eval"], lls["clinforge"])
+            n = len(lls["clinforge"])
+            same_all, n_all, max_diff = same_all + same, n_all + n, max(max_diff, diff)
+            load = os.getloadavg()[0]
+            print(f"[{label}] {workload} rep {rep + 1} ({order[0][0]} first): {n} questions, lm-eval "
+                  f"{times['lm-eval'][-1]:.1f}s, clinforge {times['clinforge'][-1]:.1f}s, identical {same}/{n}, "
+                  f"max |d ll| {diff:.2g}, load avg {load:.1f}", flush=True)
+        lm_s, cf_s = statistics.median(times["lm-eval"]), statistics.median(times["clinforge"])
+        n = limit
+        results[workload] = {"n": n, "lmeval_s": lm_s, "clinforge_s": cf_s, "speedup": lm_s / cf_s,
+                             "identical": same_all / n_all, "max_abs_ll_diff": max_diff,
+                             "lmeval_qps": n / lm_s, "clinforge_qps": n / cf_s}
+        print(f"[{label}] {workload}: median lm-eval {lm_s:.1f}s ({n / lm_s:.2f} q/s), clinforge {cf_s:.1f}s "
+              f"({n / cf_s:.2f} q/s), speedup {lm_s / cf_s:.2f}x, identical {same_all}/{n_all}, "
+              f"max |d ll| {max_diff:.2g}", flush=True)
+    cf.backend.close()
+    del lm
+    return results
+
+
+def real_model_dir(arg: str | None) -> Path | None:
+    """``--real-model``, else the registry's SmolLM2-135M-Instruct when this clinforge has a model registry."""
+    if arg:
+        return Path(arg)
+    try:
+        from clinforge.models.offline_models import fetch_model  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return Path(fetch_model("smollm2-135m-instruct"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: 1 repetition, few questions (smoke run)")
+    parser.add_argument("--real-model", default=None, help="HF folder of SmolLM2-135M-Instruct (default: registry)")
+    parser.add_argument("--no-real", action="store_true", help="tiny model only")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--limit-0shot", type=int, default=40, help="real model, 0-shot questions")
+    parser.add_argument("--limit-fewshot", type=int, default=12, help="real model, K-shot questions")
+    parser.add_argument("--tiny-scale", type=int, default=5, help="the tiny model evaluates this many times more")
+    parser.add_argument("--shots", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    if args.quick:
+        args.reps, args.limit_0shot, args.limit_fewshot, args.tiny_scale = 1, 4, 2, 2
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from _tinylm import big_corpus, build_tiny_lm
     from clinforge.core.paths import data_root
 
     root = data_root().resolve()
-    data_file = root / MEDQA
     workdir = Path(tempfile.mkdtemp(prefix="eval_throughput_"))
-    model_dir = Path(args.model_dir) if args.model_dir else workdir / "model"
-    build_tiny_lm(model_dir, root, vocab_size=args.vocab, hidden_size=args.hidden, layers=args.layers,
-                  heads=max(1, args.hidden // 64), intermediate_size=4 * args.hidden, corpus=big_corpus(root))
-    n_params = sum(p.numel() for p in __import__("transformers").AutoModelForCausalLM.from_pretrained(
-        model_dir).parameters())
-    vocab = len(__import__("transformers").AutoTokenizer.from_pretrained(model_dir))
-    print(f"model: {n_params / 1e6:.1f}M parameters, hidden {args.hidden}, {args.layers} layers, vocab {vocab}; "
-          f"device {args.device}; torch threads {torch.get_num_threads()}; batch size {args.batch_size}")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    test, dev = write_data(workdir, root, args.shots)
+    print(f"machine: {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}; date "
+          f"{time.strftime('%Y-%m-%d %H:%M')}; data {root / MEDQA}", flush=True)
 
-    lm_s, lm_lls, lm_res = run_lmeval(model_dir, data_file, args.limit, args.batch_size, args.device, workdir)
-    cf_s, cf_lls, cf_res = run_clinforge(model_dir, args.limit, args.batch_size, args.device, workdir)
-    if len(lm_lls) != len(cf_lls):
-        raise SystemExit(f"question counts differ: lm-eval {len(lm_lls)}, clinforge {len(cf_lls)}")
-    n = len(cf_lls)
-    same = sum(argmax(a) == argmax(b) for a, b in zip(lm_lls, cf_lls, strict=True))
-    max_diff = max(abs(x - y) for a, b in zip(lm_lls, cf_lls, strict=True) for x, y in zip(a, b, strict=True))
-    print(f"lm-eval   : {n} questions in {lm_s:.2f}s ({n / lm_s:.2f} q/s), acc {lm_res.get('acc,none')}")
-    print(f"clinforge : {n} questions in {cf_s:.2f}s ({n / cf_s:.2f} q/s), acc {cf_res['acc']}")
-    print(f"identical predictions: {same}/{n}; max |loglikelihood difference| = {max_diff:.3g}")
-    print(f"RESULT speedup={lm_s / cf_s:.2f} identical={same / n:.4f} clinforge_qps={n / cf_s:.2f} "
-          f"lmeval_qps={n / lm_s:.2f}")
+    tiny_dir = workdir / "tiny"
+    build_tiny_lm(tiny_dir, root, vocab_size=8000, hidden_size=256, layers=4, heads=4, intermediate_size=1024,
+                  corpus=big_corpus(root))
+    # room for the K-shot prompts (RoPE: a random model has no learned position table to outgrow); 1024 would
+    # truncate them from the left, on both sides alike, and hide the shared prefix
+    config = json.loads((tiny_dir / "config.json").read_text(encoding="utf-8"))
+    config["max_position_embeddings"] = 4096
+    (tiny_dir / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+    tiny_args = argparse.Namespace(**{**vars(args), "limit_0shot": args.limit_0shot * args.tiny_scale,
+                                      "limit_fewshot": args.limit_fewshot * args.tiny_scale})
+    tiny = bench_model("tiny", tiny_dir, tiny_args, test, dev, workdir)
+    failures = [w for w, r in tiny.items() if r["identical"] < 1 or r["max_abs_ll_diff"] > TOLERANCE]
+
+    real_dir = None if args.no_real else real_model_dir(args.real_model)
+    final = tiny
+    if real_dir is None and not args.no_real:
+        print("no real model: pass --real-model DIR (a HF folder of SmolLM2-135M-Instruct) or --no-real")
+        raise SystemExit(2)
+    if real_dir is not None:
+        final = bench_model("smollm2-135m", real_dir, args, test, dev, workdir)
+        failures += [f"real {w}" for w, r in final.items() if r["identical"] < 1 or r["max_abs_ll_diff"] > TOLERANCE]
+    fewshot, zeroshot = final[f"{args.shots}-shot"], final["0-shot"]
+    identical = min(fewshot["identical"], zeroshot["identical"])
+    max_diff = max(fewshot["max_abs_ll_diff"], zeroshot["max_abs_ll_diff"])
+    print(json.dumps({"tiny": tiny, "real": final if real_dir else None}, indent=1))
+    if failures:
+        print(f"FAILED: predictions differ or |d ll| > {TOLERANCE} in {', '.join(failures)}")
+    print(f"RESULT speedup={fewshot['speedup']:.2f} identical={identical:.4f} max_abs_ll_diff={max_diff:.2g} "
+          f"clinforge_qps={fewshot['clinforge_qps']:.2f} lmeval_qps={fewshot['lmeval_qps']:.2f} "
+          f"speedup_0shot={zeroshot['speedup']:.2f}")
+    if failures:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

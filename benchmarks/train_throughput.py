@@ -1,19 +1,37 @@
-"""SFT throughput: clinforge's sft stage vs TRL ``SFTTrainer`` with its default settings, side by side.
+"""SFT throughput: clinforge's sft stage vs TRL ``SFTTrainer`` in its fastest configuration for the same job, and
+vs TRL's defaults; on SmolLM2-135M-Instruct (LoRA and full fine-tuning) and on a tiny random Llama.
 
-Same tiny Llama-family model (random init, ~16M parameters by default, tokenizer trained on the training
-dialogues), same real data (MTS-Dialog training dialogues -> note sections, in the same order), same optimiser
-settings, seed and number of steps. Each trainer runs in its own subprocess so that peak memory is its own.
+The job: supervised fine-tuning on real data (MTS-Dialog training dialogues -> note sections, the same examples in
+the same order for every trainer), loss on the assistant reply only, float32 on CPU, AdamW (``adamw_torch``),
+linear schedule, the same learning rate, batch size (examples per step), max_length, seed and number of steps; no
+gradient checkpointing; LoRA r=8, alpha=16, dropout 0.05 on all linear layers.
 
-Reported per trainer:
-  tokens/s      real (non-padding) tokens processed per second of ``train_runtime``
-  padding share padding positions / all positions the model computed
-  peak memory   peak RSS of the process (CPU) or peak CUDA memory allocated (GPU)
-  losses        TRL's default loss covers all tokens and ours covers assistant tokens only, so the train losses are
-                not the same quantity; both final models are therefore also scored on ONE yardstick: mean
-                assistant-token loss on held-out MTS-Dialog validation dialogues (``heldout_loss``).
-The last line: ``RESULT speedup=X clinforge_tok_s=Y trl_tok_s=Z``.
+TRL configurations (``SFTConfig``), all with ``bf16=False, gradient_checkpointing=False, optim="adamw_torch"`` and
+``completion_only_loss=True`` on prompt/completion records (the loss covers the assistant turn only, the same
+objective as clinforge's assistant-only loss; TRL's ``assistant_only_loss`` needs ``{% generation %}`` markers that
+SmolLM2's chat template lacks):
 
-Usage: python benchmarks/train_throughput.py [--steps 12] [--hidden 512] [--layers 4] [--batch 8]
+  padded          no packing: each batch right-padded to its longest example
+  group_by_length padded, ``train_sampling_strategy="group_by_length"`` (batches of similar lengths)
+  padding_free    ``padding_free=True``: the batch flattened into one row, position_ids restart per example
+  bfd             ``packing=True, packing_strategy="bfd"`` (implies padding_free), with the batch size lowered so a
+                  step holds about as many tokens as the others' (packed rows are max_length long)
+
+Each candidate runs once on the job (a candidate still running after ``--search-timeout-factor`` x clinforge's time is
+stopped and reported as such); the fastest in tokens/s is "TRL best". ``wrapped`` packing is not a candidate: it
+cuts examples mid-sequence and lets them attend to each other, a different objective. "TRL default" is
+``SFTConfig`` left at its defaults except run-size settings (steps, batch, lr, seed, logging): on conversational
+records (``messages``) with its all-token loss, gradient checkpointing on, bf16 autocast, fused AdamW.
+
+Then clinforge, TRL best and TRL default run ``--reps`` times each, the order rotating every repetition; medians.
+Each run is its own subprocess, so peak memory (peak RSS on CPU) is its own.
+
+Reported per trainer: tokens/s (real, non-padding tokens / ``train_runtime``), padding share, peak memory, the
+training loss per step (side by side), and ONE yardstick for every model: the mean assistant-token loss on held-out
+MTS-Dialog validation dialogues (``heldout``). The last line is the real model's LoRA job:
+``RESULT speedup_best=X speedup_default=Y clinforge_tok_s=A trl_best_tok_s=B trl_default_tok_s=C``.
+
+Usage: python benchmarks/train_throughput.py [--quick] [--real-model DIR | --no-real] [--reps 3]
 """
 
 from __future__ import annotations
@@ -22,15 +40,15 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-
-
 def _data_root() -> Path:
     from clinforge.core.paths import data_root
 
@@ -84,11 +102,11 @@ def run_clinforge(a) -> dict:
 
     recipe = Recipe.model_validate({
         "model": a.model, "seed": a.seed, "tracking": {"tensorboard": False}, "merge": True,
-        "stages": [{"name": "sft", "type": "sft",
+        "stages": [{"name": "sft", "type": "sft", "method": {"type": a.method},
                     "data": {"sources": [{"reader": "jsonl", "path": a.data}], "shuffle": False},
                     "train": {"max_steps": a.steps, "batch_size": a.batch, "lr": a.lr, "max_length": a.max_length,
                               "packing": True, "save_every": 10**6, "log_every": 1, "scheduler": "linear",
-                              "weight_decay": 0.0}}]})
+                              "weight_decay": 0.0, "optimizer": "adamw_torch"}}]})
     summary = run_pipeline(recipe, a.out, overwrite=True)
     m = summary["stages"][0]["metrics"]
     hist = json.loads((Path(a.out) / "stages" / "sft" / "log_history.json").read_text())
@@ -114,29 +132,63 @@ class CountingCollator:
         return batch
 
 
+TRL_CANDIDATES = {
+    "padded": {},
+    "group_by_length": {"train_sampling_strategy": "group_by_length"},
+    "padding_free": {"padding_free": True},
+    "bfd": {"packing": True, "packing_strategy": "bfd"},
+}
+
+
 def run_trl(a) -> dict:
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    ds = datasets.Dataset.from_list([{"messages": e["messages"]} for e in _shared(a)])
+    rows = _shared(a)
     tok = AutoTokenizer.from_pretrained(a.model)
-    model = AutoModelForCausalLM.from_pretrained(a.model)
-    # TRL defaults for everything that shapes the batches (packing, padding_free, max_length, loss); only the
-    # run-size settings are set to those of the clinforge run.
-    cfg = SFTConfig(output_dir=a.out, max_steps=a.steps, per_device_train_batch_size=a.batch, learning_rate=a.lr,
-                    seed=a.seed, data_seed=a.seed, logging_steps=1, report_to="none", save_strategy="no",
-                    lr_scheduler_type="linear", weight_decay=0.0, disable_tqdm=True, use_cpu=True)
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype="float32")
+    common = dict(output_dir=a.out, max_steps=a.steps, per_device_train_batch_size=a.batch, learning_rate=a.lr,
+                  seed=a.seed, data_seed=a.seed, logging_steps=1, report_to="none", save_strategy="no",
+                  lr_scheduler_type="linear", weight_decay=0.0, disable_tqdm=True, use_cpu=True)
+    if a.trl_config == "default":
+        # TRL's defaults for everything that shapes the computation; run-size settings as clinforge's
+        ds = datasets.Dataset.from_list([{"messages": r["messages"]} for r in rows])
+        cfg = SFTConfig(**common)
+    else:
+        for r in rows:  # one assistant turn, last: prompt/completion is exactly "loss on the assistant turn"
+            roles = [m["role"] for m in r["messages"]]
+            if roles[-1] != "assistant" or roles.count("assistant") != 1:
+                raise SystemExit(f"record {r['id']}: expected one final assistant turn, got roles {roles}")
+        ds = datasets.Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]}
+                                         for r in rows])
+        extra = dict(TRL_CANDIDATES[a.trl_config])
+        if extra.get("packing"):  # packed rows hold max_length tokens: keep tokens per step near the others'
+            mean_len = sum(len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+                           for r in rows) / len(rows)
+            common["per_device_train_batch_size"] = max(1, round(a.batch * mean_len / a.max_length))
+        if extra.get("padding_free") and not extra.get("packing"):
+            extra["max_length"] = None  # TRL requires it; every record is shorter than max_length already
+        cfg = SFTConfig(**{"max_length": a.max_length, **common, **extra}, bf16=False, gradient_checkpointing=False,
+                        optim="adamw_torch", completion_only_loss=True)
+    peft_config = None
+    if a.method == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok, peft_config=peft_config)
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     out = trainer.train()
-    trainer.save_model(a.out + "/model")
+    final = trainer.model.merge_and_unload() if a.method == "lora" else trainer.model
+    final.save_pretrained(a.out + "/model")
     tok.save_pretrained(a.out + "/model")
     return {"tokens": counter.tokens, "padding": counter.padding, "runtime": out.metrics["train_runtime"],
             "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h], "model": a.out + "/model",
-            "peak_mb": _peak_memory_mb(), "max_length": cfg.max_length, "packing": cfg.packing,
-            "padding_free": cfg.padding_free}
+            "peak_mb": _peak_memory_mb(), "settings": {k: getattr(cfg, k) for k in (
+                "max_length", "packing", "padding_free", "bf16", "gradient_checkpointing", "optim",
+                "per_device_train_batch_size", "completion_only_loss", "assistant_only_loss")}}
 
 
 def heldout_loss(model_dir: str, examples, max_length: int) -> float:
@@ -162,70 +214,178 @@ def heldout_loss(model_dir: str, examples, max_length: int) -> float:
     return total / count
 
 
+def run_one(which: str, a: argparse.Namespace, job: dict, work: Path, tag: str, timeout: float | None) -> dict | None:
+    """One trainer run in its own subprocess; None when it ran past ``timeout`` seconds (then it is killed)."""
+    out = work / tag
+    res_file = work / f"{tag}.json"
+    cmd = [sys.executable, __file__, "--which", which, "--model", str(job["model"]), "--out", str(out),
+           "--result", str(res_file), "--data", str(job["data"]), "--steps", str(job["steps"]),
+           "--batch", str(job["batch"]), "--lr", str(job["lr"]), "--max-length", str(job["max_length"]),
+           "--seed", str(a.seed), "--method", job["method"], "--trl-config", job.get("trl_config", "default")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    if proc.returncode != 0:  # say why, instead of a bare CalledProcessError
+        sys.exit(f"the {tag} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    res = json.loads(res_file.read_text())
+    res["wall"] = time.perf_counter() - started
+    res["tok_s"] = res["tokens"] / res["runtime"]
+    res["pad_share"] = res["padding"] / max(1, res["padding"] + res["tokens"])
+    return res
+
+
+def bench_job(name: str, a: argparse.Namespace, job: dict, work: Path, held: list) -> dict:
+    """Search TRL's fastest configuration, then rotate clinforge / TRL best / TRL default ``a.reps`` times."""
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"\n== {name}: {job['method']} fine-tuning of {job['label']}; {job['steps']} steps x batch {job['batch']}, "
+          f"max_length {job['max_length']}, lr {job['lr']}; {job['kept']} training conversations", flush=True)
+    first = run_one("clinforge", a, job, work, "search-clinforge", None)
+    assert first is not None
+    print(f"  search: clinforge {first['tok_s']:.0f} tok/s ({first['runtime']:.0f}s)", flush=True)
+    limit = a.search_timeout_factor * first["wall"] + 30
+    found = {}
+    for cand in TRL_CANDIDATES:
+        res = run_one("trl", a, {**job, "trl_config": cand}, work, f"search-trl-{cand}", limit)
+        if res is None:
+            print(f"  search: TRL {cand:16} stopped after {limit:.0f}s (>{a.search_timeout_factor}x clinforge)",
+                  flush=True)
+            continue
+        found[cand] = res
+        print(f"  search: TRL {cand:16} {res['tok_s']:.0f} tok/s ({res['runtime']:.0f}s), padding "
+              f"{res['pad_share']:.0%}, peak {res['peak_mb']:.0f} MB", flush=True)
+    if not found:
+        sys.exit(f"{name}: no TRL configuration finished within {limit:.0f}s")
+    best = max(found, key=lambda c: found[c]["tok_s"])
+    print(f"  TRL best = {best}", flush=True)
+    sides = {"clinforge": ("clinforge", None), "trl_best": ("trl", best), "trl_default": ("trl", "default")}
+    runs: dict[str, list[dict]] = {k: [] for k in sides}
+    names = list(sides)
+    for rep in range(a.reps):
+        order = names[rep % 3:] + names[:rep % 3]
+        for side in order:
+            which, cfg = sides[side]
+            res = run_one(which, a, {**job, "trl_config": cfg or "default"}, work, f"rep{rep}-{side}", None)
+            assert res is not None
+            runs[side].append(res)
+        print(f"  rep {rep + 1} (order {', '.join(order)}; load avg {os.getloadavg()[0]:.1f}): " + ", ".join(
+            f"{k} {runs[k][-1]['tok_s']:.0f} tok/s" for k in names), flush=True)
+    summary = {"best_config": best, "search": {c: r["tok_s"] for c, r in found.items()}}
+    print(f"  {'':12}{'tok/s med':>10}{'(min-max)':>14}{'tokens':>8}{'padding':>8}{'peak MB':>9}{'heldout':>9}")
+    for side in names:
+        rs = runs[side]
+        tok_s = [r["tok_s"] for r in rs]
+        last = rs[-1]
+        held_loss = heldout_loss(last["model"], held, job["max_length"])
+        summary[side] = {"tok_s": statistics.median(tok_s), "tok_s_all": tok_s, "tokens": last["tokens"],
+                         "pad_share": last["pad_share"], "peak_mb": statistics.median(r["peak_mb"] for r in rs),
+                         "heldout": held_loss, "losses": last["losses"], "settings": last.get("settings")}
+        print(f"  {side:12}{statistics.median(tok_s):>10.0f}{f'({min(tok_s):.0f}-{max(tok_s):.0f})':>14}"
+              f"{last['tokens']:>8}{last['pad_share']:>8.0%}{summary[side]['peak_mb']:>9.0f}{held_loss:>9.4f}")
+    print("  training loss per step (clinforge and TRL best: assistant tokens; TRL default: all tokens):")
+    for i in range(max(len(summary[s]["losses"]) for s in names)):
+        cells = [f"{summary[s]['losses'][i]:.4f}" if i < len(summary[s]["losses"]) else "-" for s in names]
+        print(f"    step {i + 1:3d}  " + "  ".join(f"{s} {c}" for s, c in zip(names, cells, strict=True)))
+    summary["speedup_best"] = summary["clinforge"]["tok_s"] / summary["trl_best"]["tok_s"]
+    summary["speedup_default"] = summary["clinforge"]["tok_s"] / summary["trl_default"]["tok_s"]
+    print(f"  {name}: {summary['speedup_best']:.2f}x TRL best ({best}), {summary['speedup_default']:.2f}x TRL "
+          f"default; peak memory clinforge {summary['clinforge']['peak_mb']:.0f} MB vs TRL best "
+          f"{summary['trl_best']['peak_mb']:.0f} MB", flush=True)
+    return summary
+
+
+def real_model_dir(arg: str | None) -> Path | None:
+    """``--real-model``, else the registry's SmolLM2-135M-Instruct when this clinforge has a model registry."""
+    if arg:
+        return Path(arg)
+    try:
+        from clinforge.models.offline_models import fetch_model  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return Path(fetch_model("smollm2-135m-instruct"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, one repetition")
+    ap.add_argument("--real-model", default=None, help="HF folder of SmolLM2-135M-Instruct (default: registry)")
+    ap.add_argument("--no-real", action="store_true", help="tiny model only")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--jobs", default="tiny-full,smollm2-lora,smollm2-full",
+                    help="comma-separated subset of tiny-full, smollm2-lora, smollm2-full")
+    ap.add_argument("--search-timeout-factor", type=float, default=4.0)
+    ap.add_argument("--heldout", type=int, default=32, help="held-out validation dialogues for the yardstick loss")
+    ap.add_argument("--steps", type=int, default=12, help="tiny model steps")
+    ap.add_argument("--batch", type=int, default=8, help="tiny model batch")
+    ap.add_argument("--real-steps", type=int, default=3)
+    ap.add_argument("--real-batch", type=int, default=4)
+    ap.add_argument("--real-max-length", type=int, default=384)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--limit", type=int, default=400)
     ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--max-length", type=int, default=1024, help="clinforge max_length (TRL default is 1024)")
+    ap.add_argument("--max-length", type=int, default=1024, help="tiny model max_length (TRL's default is 1024)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--which", choices=["clinforge", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--method", default="full", help=argparse.SUPPRESS)
+    ap.add_argument("--trl-config", default="default", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.which:
         res = run_clinforge(a) if a.which == "clinforge" else run_trl(a)
         Path(a.result).write_text(json.dumps(res))
         return
+    if a.quick:
+        a.reps, a.steps, a.batch, a.real_steps, a.real_batch, a.hidden, a.layers = 1, 2, 2, 1, 2, 64, 2
+        a.limit, a.max_length, a.real_max_length, a.vocab, a.heldout = 40, 256, 256, 1024, 8
 
     from clinforge.models.tiny import build_tiny
 
     work = Path(tempfile.mkdtemp(prefix="clinforge-bench-"))
+    print(f"machine: {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}; date {time.strftime('%Y-%m-%d %H:%M')}; "
+          f"data: MTS-Dialog train (first {a.limit} dialogues -> note sections), held-out: validation", flush=True)
     corpus = _data_root() / "mts-dialog" / "Main-Dataset" / "MTS-Dialog-TrainingSet.csv"
-    model = build_tiny("llama", work / "base", vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
-                       num_heads=8, seed=a.seed, corpus=corpus)
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    n_params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model)).parameters())
-    print(f"model: tiny llama, {n_params / 1e6:.1f}M parameters, hidden {a.hidden}, {a.layers} layers; "
-          f"data: MTS-Dialog train (first {a.limit} dialogues -> note sections); {a.steps} steps x batch {a.batch}; seed {a.seed}", flush=True)
-    data = work / "train.jsonl"
-    kept = write_shared_examples(data, model, a.limit, a.seed, a.max_length)
-    print(f"{kept} conversations of at most {a.max_length} tokens, same order for both trainers", flush=True)
+    tiny = build_tiny("llama", work / "tiny", vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
+                      num_heads=8 if a.hidden >= 256 else 4, seed=a.seed, corpus=corpus)
+    held = _examples(a.limit, a.seed).eval[:a.heldout]
+    jobs = [("tiny-full", {"model": tiny, "label": f"a tiny random Llama (hidden {a.hidden}, {a.layers} layers)",
+                           "method": "full", "steps": a.steps, "batch": a.batch, "lr": a.lr,
+                           "max_length": a.max_length})]
+    real = None if a.no_real else real_model_dir(a.real_model)
+    if real is None and not a.no_real:
+        sys.exit("no real model: pass --real-model DIR (a HF folder of SmolLM2-135M-Instruct) or --no-real")
+    if a.no_real:
+        a.jobs = "tiny-full"
+    if real is not None:
+        for method, lr in (("lora", 2e-4), ("full", 2e-5)):
+            jobs.append((f"smollm2-{method}", {"model": real, "label": f"SmolLM2-135M-Instruct ({real})",
+                                               "method": method, "steps": a.real_steps, "batch": a.real_batch,
+                                               "lr": lr, "max_length": a.real_max_length}))
+    wanted = a.jobs.split(",")
+    unknown = sorted(set(wanted) - {"tiny-full", "smollm2-lora", "smollm2-full"})
+    if unknown:
+        sys.exit(f"unknown job {', '.join(unknown)}; valid: tiny-full, smollm2-lora, smollm2-full")
+    jobs = [(name, job) for name, job in jobs if name in wanted]
     results = {}
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    for which in ("trl", "clinforge"):
-        res_file = work / f"{which}.json"
-        cmd = [sys.executable, __file__, "--which", which, "--model", str(model), "--out", str(work / which),
-               "--result", str(res_file), "--data", str(data), "--steps", str(a.steps), "--batch", str(a.batch), "--limit", str(a.limit),
-               "--lr", str(a.lr), "--max-length", str(a.max_length), "--seed", str(a.seed)]
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:  # say why, instead of a bare CalledProcessError
-            sys.exit(f"the {which} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-        results[which] = json.loads(res_file.read_text())
-    held = _examples(a.limit, a.seed).eval
-    print(f"{'':12}{'tokens/s':>10}{'tokens':>10}{'padding':>9}{'peak MB':>9}{'first loss':>11}{'last loss':>10}"
-          f"{'heldout':>9}")
-    for which, r in results.items():
-        r["tok_s"] = r["tokens"] / r["runtime"]
-        r["pad_share"] = r["padding"] / (r["padding"] + r["tokens"])
-        r["heldout"] = heldout_loss(r["model"], held, a.max_length)
-        print(f"{which:12}{r['tok_s']:>10.0f}{r['tokens']:>10}{r['pad_share']:>9.1%}{r['peak_mb']:>9.0f}"
-              f"{r['losses'][0]:>11.4f}{r['losses'][-1]:>10.4f}{r['heldout']:>9.4f}")
-    print("train loss per step (TRL: all tokens, TRL default; clinforge: assistant tokens only):")
-    for i, (x, y) in enumerate(zip(results["trl"]["losses"], results["clinforge"]["losses"], strict=False)):
-        print(f"  step {i + 1:3d}  trl {x:.4f}  clinforge {y:.4f}")
-    print(f"heldout = mean assistant-token loss on {len(held)} MTS-Dialog validation dialogues (same for both)")
-    speed = results["clinforge"]["tok_s"] / results["trl"]["tok_s"]
-    print(f"RESULT speedup={speed:.2f} clinforge_tok_s={results['clinforge']['tok_s']:.0f} "
-          f"trl_tok_s={results['trl']['tok_s']:.0f} clinforge_heldout={results['clinforge']['heldout']:.4f} "
-          f"trl_heldout={results['trl']['heldout']:.4f}")
+    for name, job in jobs:
+        data = work / f"{name}-train.jsonl"
+        job["kept"] = write_shared_examples(data, job["model"], a.limit, a.seed, job["max_length"])
+        job["data"] = data
+        results[name] = bench_job(name, a, job, work / name, held)
+    print(json.dumps({k: {s: v for s, v in r.items() if s not in ("clinforge", "trl_best", "trl_default")} | {
+        s: {x: y for x, y in r[s].items() if x != "losses"} for s in ("clinforge", "trl_best", "trl_default")}
+        for k, r in results.items()}, indent=1, default=str))
+    final = results.get("smollm2-lora") or next(iter(results.values()))
+    print(f"RESULT speedup_best={final['speedup_best']:.2f} speedup_default={final['speedup_default']:.2f} "
+          f"clinforge_tok_s={final['clinforge']['tok_s']:.0f} trl_best_tok_s={final['trl_best']['tok_s']:.0f} "
+          f"trl_default_tok_s={final['trl_default']['tok_s']:.0f}")
 
 
 if __name__ == "__main__":

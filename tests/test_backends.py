@@ -71,6 +71,47 @@ def test_shared_prefix_costs_one_forward_per_question(hf_backend, data_root, mon
     assert sum(shape[0] for shape in calls) == 3  # one row per question, not per option
 
 
+def test_shared_fewshot_prefix_runs_once_and_matches_lm_eval(tiny_lm, data_root, monkeypatch):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    plain = medqa_requests(data_root, n=6)  # 8 requests per question: letters, then option texts
+    shot = plain[8].context + plain[8].continuation + "\n\n"  # question 2, solved, as a one-shot example
+    reqs = [LoglikelihoodRequest(shot + r.context, r.continuation) for r in plain[:8] + plain[16:48]]
+    backend = load_backend(f"hf:{tiny_lm}", batch_size=4, device="cpu")
+    rows = []
+    original = backend.model.forward
+
+    def counting(*args, **kwargs):
+        rows.append(int((args[0] if args else kwargs["input_ids"]).numel()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(backend.model, "forward", counting)
+    ours = backend.loglikelihood(reqs)
+    shared_tokens = sum(rows)
+    backend.min_shared_prefix = 10**9  # the plain path: every input in full
+    rows.clear()
+    full = backend.loglikelihood(reqs)
+    assert sum(rows) - shared_tokens >= 4 * 200  # the ~250-token example ran once, not once for each of 5 questions
+    lm = HFLM(pretrained=str(tiny_lm), batch_size=4, device="cpu", dtype="float32")
+    ref = lm.loglikelihood([Instance("loglikelihood", {}, (r.context, r.continuation), i) for i, r in enumerate(reqs)],
+                           disable_tqdm=True)
+    for (a, ga), (b, gb), (c, gc) in zip(ours, ref, full, strict=True):
+        assert a == pytest.approx(b, abs=1e-4) and a == pytest.approx(c, abs=1e-5)
+        assert ga == gb == gc
+
+
+def test_shared_prefix_clusters_keep_scored_tokens_out_of_the_prefix():
+    from clinforge.models.backends.hf_inprocess import shared_prefix_clusters
+
+    prefix = list(range(100, 140))
+    inputs = [prefix + [1, 2], prefix + [1, 3, 4], prefix[:5] + [9], prefix + [1]]
+    clusters, alone = shared_prefix_clusters(inputs, [1, 2, 1, 1], min_shared=32)
+    assert clusters == [(40, [0, 1, 3])] and alone == [2]  # input 1 keeps its last 2 tokens out of the prefix
+    assert shared_prefix_clusters(inputs, [1, 2, 1, 1], min_shared=41) == ([(41, [0, 1])], [2, 3])
+    assert shared_prefix_clusters(inputs, [1, 2, 1, 1], min_shared=42) == ([], [0, 1, 2, 3])
+
+
 def test_batched_generation_equals_one_by_one(hf_backend):
     prompts = ["Question: fever and cough\nAnswer:", "A 45-year-old man presents with chest pain", "Dose?"]
     reqs = [GenerationRequest(prompt=p, max_new_tokens=6) for p in prompts]
@@ -244,9 +285,17 @@ def test_openai_without_prompt_logprobs_is_a_clear_error(hf_backend):
 def test_openai_bad_spec_and_unreachable_server():
     with pytest.raises(ClinforgeError, match="BASE_URL#MODEL"):
         load_backend("openai:127.0.0.1:9/v1")
-    client = load_backend("openai:http://127.0.0.1:9/v1#m", max_retries=1, backoff=0.01, timeout=2)
-    with pytest.raises(ClinforgeError, match="attempts"):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a free port nothing listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    client = load_backend(f"openai:{url}#m", max_retries=5, backoff=1.0, timeout=2)
+    start = time.perf_counter()
+    with pytest.raises(ClinforgeError, match=f"cannot connect to {url}.*Start one first"):
         client.generate([GenerationRequest(prompt="x", max_new_tokens=1)])
+    assert time.perf_counter() - start < 1.0  # no retry with backoff on a refused connection
 
 
 def test_eval_runner_through_the_openai_backend(server, hf_backend, tmp_path):

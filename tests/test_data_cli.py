@@ -32,7 +32,7 @@ def test_catalog_table_and_json():
 def test_inspect_json_counts_problems_and_sample():
     res = runner.invoke(app, ["data", "inspect", str(FIX / "medqa_mirage_bad.jsonl"), "--format", "medqa", "--json"])
     assert res.exit_code == 0, res.output
-    s = json.loads(res.output)
+    s = json.loads(res.stdout)  # stdout holds the JSON; progress goes to stderr
     assert s["count"] == 1 and s["rows_read"] == 5 and s["by_kind"] == {"mcq": 1}
     assert s["problems"]["skipped_total"] == 4 and s["problems"]["skipped"]["invalid JSON"] == 1
     assert any("line 2, field answer_idx" in e for e in s["problems"]["error_examples"])
@@ -41,9 +41,9 @@ def test_inspect_json_counts_problems_and_sample():
 
 
 def test_inspect_reader_options_limit_and_table():
-    res = runner.invoke(app, ["data", "inspect", str(FIX / "qa_mapped.csv"), "-f", "csv", "-o", "kind=qa",
-                              "-o", "fields={question: Q, answer: A}", "--limit", "2", "--json", "--no-sample"])
-    s = json.loads(res.output)
+    res = runner.invoke(app, ["data", "inspect", str(FIX / "qa_mapped.csv"), "-f", "csv", "--option", "kind=qa",
+                              "--option", "fields={question: Q, answer: A}", "--limit", "2", "--json", "--no-sample"])
+    s = json.loads(res.stdout)  # stdout holds the JSON; progress goes to stderr
     assert s["count"] == 2 and s["sample"] is None and s["meta_fields"] == {"url": 1.0}
     res = runner.invoke(app, ["data", "inspect", str(FIX / "MTS-Dialog-ValidationSet.csv"), "-f", "mts_dialog"])
     assert res.exit_code == 0

@@ -230,7 +230,7 @@ def test_yaml_task_and_unknown_names(tmp_path, backend, data_root):
         evaluate(EvalConfig(model="hf:tiny", tasks=["nosuch"], out=str(tmp_path / "z")), backend=backend)
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: b\nreader: jsonl\npath: x\nprompt: oops\n")
-    with pytest.raises(ClinforgeError, match="bad.yaml: prompt: unknown key"):
+    with pytest.raises(ClinforgeError, match="bad.yaml:4: prompt: unknown key"):
         evaluate(EvalConfig(model="hf:tiny", tasks=[str(bad)], out=str(tmp_path / "b")), backend=backend)
 
 
@@ -445,9 +445,10 @@ def test_yaml_generate_task_end_to_end_and_bad_definitions(tmp_path, backend):
     rows = _rows(tmp_path / "y" / "items" / "my_qa.jsonl")
     assert rows[0]["prompt"] == "Question: What treats angina?\nAnswer:" and rows[0]["gold"] == [
         "Nitroglycerin treats angina."]
-    # an unknown metric is refused before any model call, naming the valid ones
+    # an unknown metric is refused before any model call, naming the file, line, the closest and the valid ones
     task_file.write_text(yaml.safe_dump({**spec, "metrics": ["rouge", "rogue"]}))
-    with pytest.raises(ConfigError, match="unknown metric 'rogue'; valid: .*bleu.*rouge"):
+    with pytest.raises(ConfigError, match=r"my_qa.yaml:\d+: metrics.1: unknown metric 'rogue' \(did you mean "
+                                          r"'rouge'\?\); valid: .*bleu.*rouge"):
         evaluate(EvalConfig(model="hf:tiny", tasks=[str(task_file)], out=str(tmp_path / "m")), backend=None)
     # few-shot examples drawn from the evaluated file itself are refused
     task_file.write_text(yaml.safe_dump({**spec, "fewshot_path": str(data)}))

@@ -151,7 +151,8 @@ def test_recipe_bad_step_option_names_its_line(tmp_path):
                         "    options:\n      threshold: 0.8\n      shingles: 5\n")
     with pytest.raises(ConfigError) as err:
         load_recipe(p)
-    assert str(err.value).startswith(f"{p}:7: steps.0.options.shingles: unknown key; valid keys here:")
+    assert str(err.value).startswith(f"{p}:7: steps.0.options.shingles: unknown key (did you mean 'shingle'?); "
+                                 "valid keys here:")
     p = write(tmp_path, "sources:\n  - {reader: jsonl, path: x.jsonl}\nsteps:\n  - transform: dedup\n"
                         "    options:\n      threshold: high\n")
     with pytest.raises(ConfigError, match=r":6: steps.0.options.threshold: Input should be a valid number"):
@@ -483,7 +484,8 @@ def test_overwrite_refuses_to_delete_its_own_inputs(tmp_path):
 
 
 def test_cli_prepare_shows_read_progress_on_a_terminal(tmp_path):
-    """On a terminal, each source gets a bar of records read, even when a step holds records until the end."""
+    """On a terminal, each source gets a bar of records read and each step a line with its counts, even when a step
+    holds records until the end."""
     import shutil
     import subprocess
     import sys
@@ -496,7 +498,11 @@ def test_cli_prepare_shows_read_progress_on_a_terminal(tmp_path):
     out = subprocess.run(["script", "-qec", f"stty cols 120 rows 40; {cmd}", "/dev/null"], capture_output=True,
                          text=True, env=env,
                          timeout=120).stdout
-    assert "read notes" in out and "read mcq" in out and "records out" in out
+    assert "read notes" in out and "read mcq" in out
+    import re
+
+    # each step says when it is done, with its counts (a step that holds every record ends with the last source)
+    assert re.search(r"step 1/\d+ \w+: \d+ in, \d+ out \(\d+\.\d s\)", out), out[-2000:]
 
 
 def test_load_prepared_names_split_row_and_field_of_a_bad_row(tmp_path):

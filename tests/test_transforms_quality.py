@@ -76,7 +76,7 @@ def test_dedup_is_deterministic_and_verifies_candidates():
 
 
 def test_dedup_rejects_unknown_option():
-    with pytest.raises(ConfigError, match=r"dedup.treshold: unknown key; valid keys here: .*threshold"):
+    with pytest.raises(ConfigError, match=r"dedup.treshold: unknown key \(did you mean .threshold.\?\); valid keys here: .*threshold"):
         get_transform("dedup", treshold=0.5)
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def _parse_options(items: list[str]) -> dict:
     """``key=value`` reader options; values are YAML (``fields={text: body}``, ``answer_base=0``)."""
@@ -36,12 +38,13 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, "--limit", "-n", min=0, help="Stop after this many records."),
         on_error: str = typer.Option("skip", "--on-error",
                                      help="skip: count bad rows by reason and go on; fail: stop at the first."),
-        option: list[str] = typer.Option([], "--option", "-o",
-                                         help="Reader option key=value (YAML value), repeatable: "
-                                              "-o kind=qa -o 'fields={question: Q, answer: A}'."),
+        option: list[str] = typer.Option([], "--option",
+                                         help="Reader option key=value (YAML value), repeatable: --option kind=qa "
+                                              "--option 'fields={question: Q, answer: A}'."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         sample: bool = typer.Option(True, "--sample/--no-sample",
                                     help="Show one (truncated) record; --no-sample for data you must not print."),
+        no_progress: bool = NO_PROGRESS,
     ) -> None:
         """Read a dataset with a reader: counts, fields, a sample, and the problems found.
 
@@ -51,27 +54,26 @@ def register(app: typer.Typer) -> None:
         import json
 
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        from clinforge.core.errors import ConfigError
-        from clinforge.data.inspection import inspect_source
+        from clinforge.core.errors import ConfigError, DataError
+        from clinforge.core.progress import progress_bar
+        from clinforge.data.inspection import empty_reason, inspect_source
 
         if on_error not in ("skip", "fail"):
             raise ConfigError(f"--on-error must be skip or fail, not {on_error!r}", key="--on-error")
         options = _parse_options(option)
-        err_console = Console(stderr=True)
-        with Progress(SpinnerColumn(), TextColumn("reading {task.fields[n]} records"), TimeElapsedColumn(),
-                      console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-            task = progress.add_task("read", n=0, total=None)
+        with progress_bar(desc=f"reading {path}", unit="rec") as bar:
             summary = inspect_source(path, format, limit=limit, on_error=on_error,
-                                     on_record=lambda n: progress.update(task, n=n) if n % 500 == 0 else None,
-                                     **options)
+                                     on_record=lambda n: bar.update(n - bar.n) if n % 500 == 0 else None, **options)
         if not sample:
             summary["sample"] = None
         if json_out:
             typer.echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
-            return
-        _print(summary, Console())
+        else:
+            _print(summary, Console())
+        reason = empty_reason(summary)
+        if reason:  # the summary above shows the problems; the exit status must not say "read fine"
+            raise DataError(reason, file=path)
 
 
 def _print(summary: dict, console) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def print_card_summary(card: dict[str, Any], out_dir: Path) -> None:
     """Print the data card's headline numbers (steps in/out, PHI, duplicates, contamination, splits)."""
@@ -43,10 +45,11 @@ def register(app: typer.Typer) -> None:
     @app.command("prepare")
     def prepare_command(
         recipe: Path = typer.Argument(..., help="YAML recipe: sources, steps (transforms in order), seed."),
-        out: Path | None = typer.Option(None, "--out", help="Run directory (default: the recipe's output.dir)."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Run directory (default: the recipe's output.dir)."),
         set_: list[str] | None = typer.Option(None, "--set", help="Override a recipe key: a.b=value (repeatable)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
         json_: bool = typer.Option(False, "--json", help="Print the data card as JSON instead of a summary."),
+        no_progress: bool = NO_PROGRESS,
     ) -> None:
         """Read sources, run de-identification, de-duplication, filters, contamination check, split and chat
         formatting as the recipe says; write a HF datasets folder, a data card and a run record."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def command(
     model: str = typer.Option(..., "--model", help="hf:PATH_OR_ID, openai:BASE_URL#MODEL or vllm:PATH_OR_ID."),
     tasks: str = typer.Option(..., "--tasks", help="Comma-separated task or group names, or task YAML files "
                                                   "(e.g. medqa,pubmedqa or multimedqa)."),
-    out: str = typer.Option(..., "--out", help="Run directory (rerun on the same one to resume)."),
+    out: str = typer.Option(..., "--out", "-o", help="Run directory (rerun on the same one to resume)."),
     limit: int = typer.Option(None, "--limit", help="Evaluate only the first N items of each task."),
     num_fewshot: int = typer.Option(0, "--num-fewshot", help="Few-shot examples per item (from a train/dev split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of few-shot sampling and bootstrap CIs."),
@@ -18,13 +20,13 @@ def command(
     cot: bool = typer.Option(False, "--cot", help="Chain-of-thought prompting (generate mode)."),
     chat: bool = typer.Option(False, "--chat", help="Generate mode: send prompts through the chat template."),
     device: str = typer.Option("auto", "--device", help="hf backend device: auto, cpu, cuda:0..."),
-    backend_option: list[str] = typer.Option([], "--backend-option", "-o",
-                                             help="KEY=VALUE passed to the backend, repeatable (e.g. -o "
-                                                  "concurrency=8 -o prompts_per_call=16 -o dtype=bfloat16)."),
+    backend_option: list[str] = typer.Option([], "--backend-option",
+                                             help="KEY=VALUE passed to the backend, repeatable (e.g. --backend-option "
+                                                  "concurrency=8 --backend-option dtype=bfloat16)."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Override each task's generation budget."),
     chunk_items: int = typer.Option(64, "--chunk-items", help="Items scored between two checkpoints of the item log."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard an existing run in --out."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Evaluate a model; writes DIR/summary.json, DIR/items/TASK.jsonl, DIR/report.html and DIR/run.json.
 
@@ -55,7 +57,7 @@ def command(
                         batch_size=batch_size, mode=mode, cot=cot, chunk_items=chunk_items,
                         max_new_tokens=max_new_tokens, chat=chat,
                         backend_options=options)
-    summary = evaluate(config, overwrite=overwrite, progress=not no_progress)
+    summary = evaluate(config, overwrite=overwrite)
     if summary:
         # numbers and their 95% CIs (a score without its interval invites over-reading a tiny difference)
         brief = {name: {k: v for k, v in res.items() if (isinstance(v, (int, float)) and not isinstance(v, bool))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 app = typer.Typer(no_args_is_help=True, help="AI judges and the human-evaluation exchange.")
 
 JUDGE_OPT = typer.Option(..., "--judge", "-j", help="Judge model SPEC (hf:PATH, openai:URL#MODEL, vllm:PATH); "
@@ -72,7 +74,7 @@ def single(judge: list[str] = JUDGE_OPT, input_path: Path = INPUT_OPT, out: Path
            batch_size: int = typer.Option(8, help="Items per backend batch."),
            max_new_tokens: int = typer.Option(512, help="Judge output budget."),
            overwrite: bool = typer.Option(False, help="Replace an existing --out instead of resuming."),
-           system_prompt: bool = SYSTEM_OPT) -> None:
+           system_prompt: bool = SYSTEM_OPT, no_progress: bool = NO_PROGRESS) -> None:
     """Grade single answers on a scale (several --judge: a jury)."""
     try:
         low, high = (float(x) for x in scale.split("-", 1))
@@ -92,7 +94,7 @@ def pairwise(judge: list[str] = JUDGE_OPT, input_path: Path = INPUT_OPT, out: Pa
              batch_size: int = typer.Option(8, help="Pairs per backend batch (each judged in both orders)."),
              max_new_tokens: int = typer.Option(512, help="Judge output budget."),
              overwrite: bool = typer.Option(False, help="Replace an existing --out instead of resuming."),
-             system_prompt: bool = SYSTEM_OPT) -> None:
+             system_prompt: bool = SYSTEM_OPT, no_progress: bool = NO_PROGRESS) -> None:
     """Compare two answers per item, in both orders (inconsistent verdicts count as ties)."""
     _run("pairwise", judge, input_path, out, aggregation=aggregation, seed=seed, limit=limit, batch_size=batch_size,
          max_new_tokens=max_new_tokens, candidate_models=candidate_model, overwrite=overwrite,
@@ -110,7 +112,7 @@ def rubric(judge: list[str] = JUDGE_OPT, input_path: Path = INPUT_OPT, out: Path
            batch_size: int = typer.Option(4, help="Items per backend batch (one call per criterion)."),
            max_new_tokens: int = typer.Option(256, help="Judge output budget per criterion."),
            overwrite: bool = typer.Option(False, help="Replace an existing --out instead of resuming."),
-           system_prompt: bool = SYSTEM_OPT) -> None:
+           system_prompt: bool = SYSTEM_OPT, no_progress: bool = NO_PROGRESS) -> None:
     """Grade answers against a HealthBench-style rubric (criteria with positive and negative points)."""
     _run("rubric", judge, input_path, out, rubric=rubric_path, aggregation=aggregation, seed=seed, limit=limit,
          batch_size=batch_size, max_new_tokens=max_new_tokens, candidate_models=candidate_model, overwrite=overwrite,
@@ -125,7 +127,7 @@ def axes(judge: list[str] = JUDGE_OPT, input_path: Path = INPUT_OPT, out: Path =
          batch_size: int = typer.Option(8, help="Answers per backend batch."),
          max_new_tokens: int = typer.Option(512, help="Judge output budget."),
          overwrite: bool = typer.Option(False, help="Replace an existing --out instead of resuming."),
-         system_prompt: bool = SYSTEM_OPT) -> None:
+         system_prompt: bool = SYSTEM_OPT, no_progress: bool = NO_PROGRESS) -> None:
     """Rate answers on the Med-PaLM axes (writes labels.jsonl for `judge agreement --judge-labels`)."""
     _run("axes", judge, input_path, out, aggregation="majority", seed=seed, limit=limit, batch_size=batch_size,
          max_new_tokens=max_new_tokens, candidate_models=candidate_model, overwrite=overwrite,
@@ -136,7 +138,8 @@ def axes(judge: list[str] = JUDGE_OPT, input_path: Path = INPUT_OPT, out: Path =
 def human_export(input_path: Path = INPUT_OPT, out: Path = NEW_OUT_OPT,
                  raters: str = typer.Option(..., help="Comma-separated rater ids, e.g. r1,r2,r3."),
                  seed: int = typer.Option(0, help="Seed of the blinding codes and the packet orders."),
-                 overwrite: bool = typer.Option(False, help="Replace an existing --out.")) -> None:
+                 overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+                 no_progress: bool = NO_PROGRESS) -> None:
     """Write blinded, randomised rating packets (CSV + JSONL per rater) and a separate blinding key."""
     from clinforge.eval.human import export_packets, load_candidates
 
@@ -151,7 +154,8 @@ def human_export(input_path: Path = INPUT_OPT, out: Path = NEW_OUT_OPT,
 def human_import(ratings: list[Path] = typer.Argument(..., exists=True, help="Filled packet files (CSV or JSONL)."),
                  key: Path = typer.Option(..., exists=True, dir_okay=False, help="blinding_key.json from human-export."),
                  out: Path = NEW_OUT_OPT,
-                 overwrite: bool = typer.Option(False, help="Replace an existing --out.")) -> None:
+                 overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+                 no_progress: bool = NO_PROGRESS) -> None:
     """Validate filled packets, unblind them with the key, and write ratings.jsonl."""
     from clinforge.eval.human import import_ratings_run
 
@@ -166,7 +170,8 @@ def agreement(ratings: Path = typer.Option(..., exists=True, dir_okay=False, hel
                                                        help="JSONL of judge labels per item_id, model and axis."),
               seed: int = typer.Option(0, help="Seed of the bootstrap CIs."),
               n_boot: int = typer.Option(1000, help="Bootstrap resamples."),
-              overwrite: bool = typer.Option(False, help="Replace an existing --out.")) -> None:
+              overwrite: bool = typer.Option(False, help="Replace an existing --out."),
+              no_progress: bool = NO_PROGRESS) -> None:
     """Inter-rater agreement (Cohen, Fleiss, Krippendorff) per axis, and judge-vs-human agreement."""
     from clinforge.eval.human import agreement_run
 

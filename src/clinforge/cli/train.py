@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def command(
     recipe: Path = typer.Argument(..., exists=True, dir_okay=False, help="Recipe YAML file."),
@@ -13,6 +15,7 @@ def command(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set stages.0.train.lr=1e-4"),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the same folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Train a model from RECIPE; the final model lands in OUT/model, each stage in OUT/stages/NAME.
 
@@ -20,10 +23,12 @@ def command(
     """
     from rich.console import Console
 
-    from clinforge.train.hf_trainer import is_main_process
     from clinforge.train.pipeline import run_recipe_file
 
+    # the recipe is validated (file, line, key) before torch and transformers are imported
     summary = run_recipe_file(recipe, out=out, overrides=set_, resume=resume, overwrite=overwrite)
+    from clinforge.train.hf_trainer import is_main_process
+
     if is_main_process():
         con = Console()
         for st in summary["stages"]:

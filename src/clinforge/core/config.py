@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from clinforge.core.errors import ConfigError
+from clinforge.core.errors import ConfigError, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -91,32 +91,85 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def _describe(node: Any) -> str:
+    if isinstance(node, list):
+        return f"a list of {len(node)} item(s)" + (f" (indices 0-{len(node) - 1})" if node else "")
+    if isinstance(node, dict):
+        return "a section with keys " + (", ".join(map(str, node)) if node else "(none)")
+    return f"the value {node!r}"
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply ``--set key.path=value`` overrides to a nested dict (creating sections as needed).
+
+    A list is indexed by number (``stages.0.train.lr``); a bad index, a name used on a list, or a key under a plain
+    value is an error naming the override, the part that does not fit and what exists there.
 
     Example:
         >>> apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=x"])
         {'a': {'b': 2}, 'c': 'x'}
+        >>> apply_overrides({"steps": [{"x": 1}]}, ["steps.9.x=2"])
+        Traceback (most recent call last):
+        ...
+        clinforge.core.errors.ConfigError: --set steps.9.x=2: no item 9 in steps, which is a list of 1 item(s) (indices 0-0)
     """
     for item in overrides or []:
         path, value = parse_override(item)
-        node = data
-        for i, part in enumerate(path[:-1]):
-            if isinstance(node, list) and part.isdigit():
-                node = node[int(part)]
-                continue
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict | list):
-                raise ConfigError(f"cannot set {'.'.join(path)}: {'.'.join(path[: i + 1])} is not a section")
-            node = nxt
-        last = path[-1]
-        if isinstance(node, list) and last.isdigit():
-            node[int(last)] = value
-        else:
-            node[last] = value
+        node: Any = data
+        for i, part in enumerate(path):
+            here = ".".join(path[:i]) or "the top level"
+            last = i == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit():
+                    raise ConfigError(f"--set {item}: {here} is {_describe(node)}; give an index, e.g. "
+                                      f"{'.'.join([*path[:i], '0', *path[i:]])}")
+                index = int(part)
+                if index >= len(node):
+                    raise ConfigError(f"--set {item}: no item {index} in {here}, which is {_describe(node)}")
+                if last:
+                    node[index] = value
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                    break
+                nxt = node.get(part)
+                if nxt is None:
+                    nxt = node[part] = {}
+                node = nxt
+            else:
+                raise ConfigError(f"--set {item}: {here} is {_describe(node)}, not a section or a list")
     return data
+
+
+def keys_at(model: type[BaseModel], path: tuple | list) -> list[str] | None:
+    """The keys the section at ``path`` of a config model accepts (list indices and union branches looked
+    through), or None when the path does not lead to a section.
+
+    Example:
+        >>> class R(StrictModel):
+        ...     lr: float = 1.0
+        ...     seed: int = 0
+        >>> keys_at(R, []), keys_at(R, ["lr"])
+        (['lr', 'seed'], None)
+    """
+    import typing
+
+    current: Any = model
+    for part in path:
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        candidates = [field.annotation]
+        for c in candidates:  # grows while it is walked: list[X] | None -> X
+            candidates += [a for a in typing.get_args(c) if a not in candidates]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if current is None:
+            return None
+    return sorted(current.model_fields)
 
 
 def validate(model: type[M], data: dict[str, Any], *, file: str | None = None,
@@ -134,7 +187,10 @@ def validate(model: type[M], data: dict[str, Any], *, file: str | None = None,
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        err, hint = _typo_error(errors, data)
+        if err is None:
+            err = errors[0]
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # pydantic adds union/tagged-union branch names to loc; keep the longest prefix the YAML knows.
         line = None
@@ -146,17 +202,34 @@ def validate(model: type[M], data: dict[str, Any], *, file: str | None = None,
         key = ".".join(str(p) for p in loc) or None
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-            parent = model
-            for part in loc[:-1]:
-                fields = getattr(parent, "model_fields", {})
-                ann = fields[part].annotation if part in fields else None
-                parent = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-                if parent is None:
-                    break
-            if parent is not None:
-                msg += f"; valid keys here: {', '.join(sorted(parent.model_fields))}"
+            valid = keys_at(model, loc[:-1]) or []
+            msg = "unknown key" + (f" (did you mean {hint!r}?)" if hint else did_you_mean(str(loc[-1]), valid))
+            if valid:
+                msg += f"; valid keys here: {', '.join(valid)}"
+        elif err["type"] == "missing":
+            msg = "required key missing"
+            valid = keys_at(model, loc[:-1])
+            if valid:
+                msg += f" (keys here: {', '.join(valid)})"
         raise ConfigError(msg, file=file, line=line, key=key) from None
+
+
+def _typo_error(errors: list[dict[str, Any]], data: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """An unknown key that is a misspelling of a required key missing beside it (``modle:`` for ``model:``): that
+    error, and the key it stands for, so the message points at the typo's line instead of "model: missing"."""
+    import difflib
+
+    missing = [e for e in errors if e["type"] == "missing"]
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    for m in missing:
+        for x in extra:
+            if tuple(x["loc"][:-1]) == tuple(m["loc"][:-1]) and difflib.get_close_matches(
+                    str(x["loc"][-1]), [str(m["loc"][-1])], n=1, cutoff=0.6):
+                return x, str(m["loc"][-1])
+    first = errors[0]
+    if first["type"] == "extra_forbidden" or not extra:
+        return None, None
+    return (extra[0], None) if first["type"] == "missing" else (None, None)
 
 
 def load_config(model: type[M], path: str | os.PathLike | None = None, overrides: list[str] | None = None,

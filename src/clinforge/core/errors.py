@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 
+def did_you_mean(word: str, choices: object) -> str:
+    """``" (did you mean 'model'?)"`` when ``word`` is a likely typo of one of ``choices``, else ``""``.
+
+    Example:
+        >>> did_you_mean("modle", ["model", "stages", "seed"])
+        " (did you mean 'model'?)"
+        >>> did_you_mean("zzz", ["model"])
+        ''
+    """
+    import difflib
+
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)  # type: ignore[attr-defined]
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
 class ClinforgeError(Exception):
     """Base class of every error clinforge raises on purpose (the CLI prints these without a traceback)."""
 

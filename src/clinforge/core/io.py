@@ -15,6 +15,22 @@ from typing import Any
 from clinforge.core.errors import DataError, OutputExistsError
 
 
+def json_error_text(exc: Any) -> str:
+    """A ``json.JSONDecodeError`` as ``message at column N``; Python's messages that end in "at" ("Unterminated
+    string starting at", "Invalid control character at") are not doubled into "at at column".
+
+    Example:
+        >>> import json
+        >>> try:
+        ...     json.loads('{"a": "x')
+        ... except json.JSONDecodeError as exc:
+        ...     json_error_text(exc)
+        'Unterminated string starting at column 7'
+    """
+    msg = exc.msg.removesuffix(" at")
+    return f"{msg} at column {exc.colno}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path`` in one step.
@@ -105,7 +121,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", file=str(path), line=lineno) from exc
+                raise DataError(f"invalid JSON ({json_error_text(exc)})", file=str(path), line=lineno) from exc
             if not isinstance(obj, dict):
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", file=str(path), line=lineno)
             yield lineno, obj
@@ -140,3 +156,27 @@ def sha256_tree(path: str | os.PathLike) -> dict[str, str]:
     if p.is_file():
         return {str(p): sha256_file(p)}
     return {str(f): sha256_file(f) for f in sorted(p.rglob("*")) if f.is_file()}
+
+
+def read_lines(path: Path) -> list[str]:
+    """One example per line: ``\\n`` separates lines, a final newline ends the last one, ``\\r`` is dropped, and a
+    UTF-8 byte-order mark at the start of the file (spreadsheet and Notepad exports) is not part of the first line.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "x.txt"; _ = p.write_text("a\\n\\nb\\n")
+        >>> read_lines(p)
+        ['a', '', 'b']
+    """
+    if not path.is_file():
+        raise DataError("file not found", file=str(path))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"not UTF-8 text (byte {exc.start} of the file)", file=str(path), line=line) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]

@@ -63,10 +63,36 @@ def git_revision(path: str | os.PathLike | None = None) -> str | None:
         return None
 
 
-def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False) -> Path:
+def unfinished_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a run that failed or was interrupted before it produced a result (its ``run.json``
+    says ``failed`` or ``interrupted`` and there is no ``summary.json``).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> RunRecord(d, command="x").fail(ValueError()); unfinished_run(d)
+        True
+    """
+    import json
+
+    out = Path(path)
+    meta = out / "run.json"
+    if not meta.is_file() or (out / "summary.json").exists():
+        return False
+    try:
+        status = json.loads(meta.read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError):
+        return False
+    return status in ("failed", "interrupted")
+
+
+def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False,
+                       replace_unfinished: bool = False) -> Path:
     """Create ``path`` for a new run; refuse to touch an existing non-empty one unless asked.
 
-    ``resume=True`` keeps what is there (the caller resumes from it); ``overwrite=True`` removes it first.
+    ``resume=True`` keeps what is there (the caller resumes from it); ``overwrite=True`` removes it first;
+    ``replace_unfinished=True`` removes a run that failed or was interrupted before producing a result
+    (``unfinished_run``): such a folder holds nothing to protect, and must not block the corrected command.
 
     Example:
         >>> import tempfile, pathlib
@@ -78,7 +104,7 @@ def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False, resu
     if out.exists() and any(out.iterdir()):
         if resume:
             return out
-        if not overwrite:
+        if not overwrite and not (replace_unfinished and unfinished_run(out)):
             raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite to replace it or --resume")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,9 +165,11 @@ class RunRecord:
         return summary
 
     def fail(self, error: BaseException) -> None:
-        """Mark the run failed (the error type only: messages may quote data)."""
-        self.meta.update(status="failed", error_type=type(error).__name__)
+        """Mark the run failed, or ``interrupted`` after Ctrl-C / SIGTERM (the error type only: messages may quote
+        data)."""
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        self.meta.update(status=status, error_type=type(error).__name__)
         self._write_meta()
 
 
-__all__ = ["RunRecord", "prepare_output_dir", "package_versions", "git_revision", "OutputExistsError"]
+__all__ = ["RunRecord", "prepare_output_dir", "unfinished_run", "package_versions", "git_revision", "OutputExistsError"]

@@ -138,3 +138,34 @@ def filter_catalog(*, type: str | None = None, access: str | None = None, reader
             continue
         out.append(entry)
     return out
+
+
+CATALOG_COLUMNS = ("name", "type", "modality", "size", "ai_synthesised", "licence", "access", "reader")
+
+
+def catalog_rows(entries: list[DatasetEntry]) -> list[dict[str, str]]:
+    """One flat row of text per dataset (the catalog table's columns; a null reader is ``-``).
+
+    Example:
+        >>> catalog_rows([find_dataset("medqa")])[0]["reader"]
+        'medqa'
+    """
+    rows = []
+    for e in entries:
+        rows.append({c: ("yes" if e.ai_synthesised else "no") if c == "ai_synthesised" else
+                     str(getattr(e, c) if getattr(e, c) is not None else "-") for c in CATALOG_COLUMNS})
+    return rows
+
+
+def catalog_tsv(entries: list[DatasetEntry]) -> str:
+    """The catalog as tab-separated values with a header line (for pipes: ``cut``, ``awk``, spreadsheets); tabs and
+    newlines inside a value become spaces so every dataset stays one line.
+
+    Example:
+        >>> catalog_tsv([find_dataset("medqa")]).splitlines()[0].split(chr(9))[:3]
+        ['name', 'type', 'modality']
+    """
+    lines = ["\t".join(CATALOG_COLUMNS)]
+    for row in catalog_rows(entries):
+        lines.append("\t".join(" ".join(row[c].split()) for c in CATALOG_COLUMNS))
+    return "\n".join(lines) + "\n"

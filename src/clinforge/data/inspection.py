@@ -109,3 +109,23 @@ def inspect_source(path: str | os.PathLike, format: str, *, limit: int | None = 
             "problems": {"skipped": report["skipped"], "skipped_total": report["skipped_total"],
                          "error_examples": report["error_examples"]},
             "reader_notes": report["notes"], "files": report["files"]}
+
+
+def empty_reason(summary: dict[str, Any]) -> str | None:
+    """Why an inspection that read rows produced no record (every row skipped), or None when records came out or
+    there was nothing to read. ``clinforge data inspect`` exits non-zero with this: 0 of 1,273 rows is a wrong
+    ``--format`` or missing options, never a successful read.
+
+    Example:
+        >>> empty_reason({"count": 0, "rows_read": 3, "format": "jsonl",
+        ...               "problems": {"skipped": {"kind: missing": 3}}})
+        "0 records from 3 rows read as jsonl: every row was skipped (3 x kind: missing); check --format (a reader \
+named for the dataset, e.g. medqa) or the reader's --option settings"
+    """
+    if summary["count"] or not summary["rows_read"] or summary.get("limit") == 0:
+        return None
+    skipped = summary["problems"]["skipped"]
+    top = max(skipped.items(), key=lambda kv: kv[1]) if skipped else None
+    why = f" ({top[1]} x {top[0]})" if top else ""
+    return (f"0 records from {summary['rows_read']} rows read as {summary['format']}: every row was skipped{why}; "
+            "check --format (a reader named for the dataset, e.g. medqa) or the reader's --option settings")

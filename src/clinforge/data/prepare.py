@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -280,19 +281,40 @@ def run_pipeline(recipe: Recipe, steps: list[tuple[str, Transform]] | None = Non
             it, reader = read_records(src.path, src.reader, on_error=src.on_error, limit=src.limit, **src.options)
             reports[src.label] = {"reader": src.reader, "path": src.path}
             if progress:
-                from tqdm.auto import tqdm
+                from clinforge.core.progress import progress_bar
 
-                it = tqdm(it, desc=f"read {src.label}", unit="rec", total=src.limit, disable=None)
+                it = progress_bar(it, desc=f"read {src.label}", unit="rec", total=src.limit)
             yield from it
             reports[src.label].update(reader.report.as_dict())
 
     stream: Iterator[Record] = sources()
-    for _, transform in steps:
+    counts = [0]  # records out of the sources, then of each step
+    started = time.monotonic()
+    if progress:
+        stream = _announce(stream, f"read {len(recipe.sources)} source(s)", counts, started)
+    for k, (label, transform) in enumerate(steps, start=1):
         kinds = getattr(transform, "only_kinds", None)
         transform.kinds_processed = Counter()  # what the step actually saw, by kind, for the data card
         stream = transform.apply(_count_kinds(stream, transform.kinds_processed)) if not kinds else \
             only_kinds(stream, transform, set(kinds))
+        if progress:
+            stream = _announce(stream, f"step {k}/{len(steps)} {label.split(':', 1)[1]}", counts, started)
     return stream, steps, reports
+
+
+def _announce(stream: Iterable[Record], label: str, counts: list[int], started: float) -> Iterator[Record]:
+    """Pass records through; when the stream ends, say how many went in and out of this step (steps run as one
+    lazy chain, so a step is done when its output is exhausted)."""
+    from clinforge.core.progress import say
+
+    n = 0
+    for rec in stream:
+        n += 1
+        yield rec
+    before = counts[-1] if len(counts) > 1 else None
+    counts.append(n)
+    flow = f"{before} in, {n} out" if before is not None else f"{n} records"
+    say(f"{label}: {flow} ({time.monotonic() - started:.1f} s)")
 
 
 def _count_kinds(records: Iterable[Record], counter: Counter) -> Iterator[Record]:
@@ -474,7 +496,6 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         (1, ['data_card.json', 'data_card.md', 'dataset', 'run.json', 'summary.json'])
     """
     from datasets import Dataset, DatasetDict
-    from tqdm.auto import tqdm
 
     from clinforge.core.io import atomic_path, atomic_write_json, atomic_write_text
     from clinforge.core.run_records import RunRecord, prepare_output_dir
@@ -499,7 +520,7 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         out.mkdir(parents=True)
     else:
         try:
-            out = prepare_output_dir(out_dir, overwrite=overwrite)
+            out = prepare_output_dir(out_dir, overwrite=overwrite, replace_unfinished=True)
         except OutputExistsError:  # the core message also offers --resume, which prepare does not have
             raise OutputExistsError(f"{out_dir} exists and is not empty; pass --overwrite to replace it") from None
     config = recipe.model_dump(mode="json")
@@ -509,7 +530,7 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         stream, steps, source_reports = run_pipeline(recipe, steps, progress=progress)
         split_step = any(t.name == "split" for _, t in steps)
         by_split: dict[str, list[Record]] = {}
-        for rec in tqdm(stream, desc=f"{recipe.name}: records out", unit="rec", disable=not progress or None):
+        for rec in stream:
             by_split.setdefault(rec.split if split_step else "all", []).append(rec)
         if split_step:  # every named split exists, even when empty, in the recipe's order
             names = [n for _, t in steps if t.name == "split" for n in t.opts.fractions]
@@ -544,6 +565,13 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         run.fail(exc)
         if replacing:
             shutil.rmtree(out, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            from clinforge.core.interrupts import note_interrupted, rerun_command
+
+            note_interrupted("nothing yet: prepare writes its dataset at the end"
+                             + (f"; the previous run in {final} is untouched" if replacing else
+                                f"; {final} holds only the interrupted run record, which the same command replaces"),
+                             rerun_command())
         raise
     run.finish({k: card[k] for k in ("records_in", "records_out", "skipped_rows", "phi_by_type", "duplicates_removed",
                                      "contamination", "splits", "groups_crossing_splits")}

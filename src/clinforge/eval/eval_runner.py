@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from clinforge.core.errors import ClinforgeError, ConfigError
+from clinforge.core.interrupts import rerun_command, resume_note
 from clinforge.eval.cache import ItemLog, RequestCache, dedupe, read_rows, request_key
 from clinforge.eval.tasks.base import GROUPS, MODES, Task, all_task_names, expand_tasks, get_task
 
@@ -175,7 +176,9 @@ def _check_resume(out: Path, config: EvalConfig, overwrite: bool) -> list[str]:
 
     path = out / "eval_config.json"
     current = asdict(config)
-    if path.exists() and not overwrite:
+    # a run that never scored an item (a wrong model path, a crash while loading) binds nothing: its corrected
+    # command must start it afresh instead of being refused for "different settings"
+    if path.exists() and not overwrite and _has_results(out):
         previous = json.loads(path.read_text(encoding="utf-8"))
         differ = [k for k in RESUME_KEYS if previous.get(k) != current.get(k)]
         if differ:
@@ -184,6 +187,18 @@ def _check_resume(out: Path, config: EvalConfig, overwrite: bool) -> list[str]:
         current["tasks"] = list(dict.fromkeys(previous.get("tasks", []) + current["tasks"]))
     atomic_write_json(path, current)
     return list(current["tasks"])
+
+
+def _has_results(out: Path) -> bool:
+    """Whether a run folder holds a summary or at least one scored item."""
+    if (out / "summary.json").is_file():
+        return True
+    return any(read_rows(p) for p in (out / "items").glob("*.jsonl")) if (out / "items").is_dir() else False
+
+
+def _scored_counts(out: Path, names: list[str]) -> dict[str, int]:
+    """Items of each task that reached the item log (what a resumed run reuses)."""
+    return {n: len({row["id"] for p in _item_paths(out, n) for row in read_rows(p)}) for n in names}
 
 
 def evaluate(config: EvalConfig, *, backend: Any = None, overwrite: bool = False, progress: bool = True,
@@ -226,6 +241,10 @@ def evaluate(config: EvalConfig, *, backend: Any = None, overwrite: bool = False
             raise ClinforgeError(f"--cot prompts for generated reasoning; task {task.name} would be scored in "
                                  f"{config.mode or task.default_mode} mode (add --mode generate)")
 
+    # every task's data and few-shot file is read before the run folder is touched or the model loaded: a missing
+    # file fails in a second, not after minutes of model loading, and leaves nothing behind
+    data = {task.name: _task_data(task, config, data_root) for task in tasks}
+
     rank, world = shard_info()
     out = Path(config.out)
     run_task_names = names
@@ -235,15 +254,24 @@ def evaluate(config: EvalConfig, *, backend: Any = None, overwrite: bool = False
     _barrier(world)
     run = RunRecord(out, command="eval", config=asdict(config), seed=config.seed) if rank == 0 else None
     own_backend = backend is None
+    total = sum(len(records) for records, _ in data.values())
+
+    def saved() -> str:
+        counts = _scored_counts(out, names)
+        per_task = ", ".join(f"{n} {c}" for n, c in counts.items())
+        return (f"{sum(counts.values())} of {total} items scored ({per_task}) in {out}/items, requests in "
+                f"{out}/cache.sqlite; the same command reuses them")
+
     try:
-        if backend is None:
-            backend = _load_backend(config)
-        fingerprint = backend.fingerprint() if hasattr(backend, "fingerprint") else config.model
-        cache = RequestCache(out / "cache.sqlite", fingerprint)
-        for task in tasks:
-            if run is not None:
-                run.add_input(task.resolve(task.path, data_root))
-            _run_task(task, config, backend, cache, out, rank, world, progress, data_root)
+        with resume_note(saved, resume=rerun_command(drop=("--overwrite",))):
+            if backend is None:
+                backend = _load_backend(config)
+            fingerprint = backend.fingerprint() if hasattr(backend, "fingerprint") else config.model
+            cache = RequestCache(out / "cache.sqlite", fingerprint)
+            for task in tasks:
+                if run is not None:
+                    run.add_input(task.resolve(task.path, data_root))
+                _run_task(task, config, backend, cache, out, rank, world, progress, data[task.name])
         cache.close()
         _barrier(world)
         if rank != 0:
@@ -286,19 +314,25 @@ def _item_paths(out: Path, task: str) -> list[Path]:
     return [items / f"{task}.jsonl", *sorted(items.glob(f"{task}.rank*.jsonl"))]
 
 
-def _run_task(task: Task, config: EvalConfig, backend: Any, cache: RequestCache, out: Path, rank: int, world: int,
-              show_progress: bool, data_root: Path | None) -> None:
-    from tqdm.auto import tqdm
-
-    mode = config.mode or task.default_mode
+def _task_data(task: Task, config: EvalConfig, data_root: Path | None) -> tuple[list[Any], list[Any]]:
+    """The task's evaluated records and its few-shot pool (empty when zero-shot)."""
     records = task.records(data_root, config.limit)
-    done = {row["id"] for path in _item_paths(out, task.name) for row in read_rows(path)}
-    log_path = out / "items" / (f"{task.name}.jsonl" if world == 1 else f"{task.name}.rank{rank}.jsonl")
-    log = ItemLog(log_path)
     pool: list[Any] = []
     if config.num_fewshot > 0:
         exclude = {r.id for r in task.records(data_root, None)} if task.fewshot_exclude_eval else None
         pool = task.fewshot_pool(data_root, exclude_ids=exclude)
+    return records, pool
+
+
+def _run_task(task: Task, config: EvalConfig, backend: Any, cache: RequestCache, out: Path, rank: int, world: int,
+              show_progress: bool, data: tuple[list[Any], list[Any]]) -> None:
+    from clinforge.core.progress import progress_bar
+
+    mode = config.mode or task.default_mode
+    records, pool = data
+    done = {row["id"] for path in _item_paths(out, task.name) for row in read_rows(path)}
+    log_path = out / "items" / (f"{task.name}.jsonl" if world == 1 else f"{task.name}.rank{rank}.jsonl")
+    log = ItemLog(log_path)
     pending = []
     for index, record in enumerate(records):
         if index % world != rank or record.id in done:
@@ -314,7 +348,13 @@ def _run_task(task: Task, config: EvalConfig, backend: Any, cache: RequestCache,
         pending.append((index, record, plan))
     pending.sort(key=lambda item: -len(item[2]["prompt"]))
     total = sum(len(p["requests"]) for _, _, p in pending)
-    bar = tqdm(total=total, desc=f"{task.name} ({mode})", unit="req", disable=not show_progress or rank != 0)
+    mine = sum(1 for index in range(len(records)) if index % world == rank)
+    if done and rank == 0:  # always said, also with --no-progress: it explains why a rerun is fast
+        import sys
+
+        print(f"{task.name}: {mine - len(pending)} of {mine} items already scored in {out}/items, reusing them",
+              file=sys.stderr, flush=True)
+    bar = progress_bar(total=total, desc=f"{task.name} ({mode})", unit="req", enabled=show_progress and rank == 0)
     try:
         for start in range(0, len(pending), max(1, config.chunk_items)):
             chunk = pending[start:start + config.chunk_items]

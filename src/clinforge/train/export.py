@@ -34,7 +34,8 @@ def is_peft(model) -> bool:
 
 def save_model_folder(model, tokenizer, out: Path, *, merge: bool) -> bool:
     """Save ``model`` + ``tokenizer`` into ``out`` atomically; merge adapters when ``merge``. Returns True when
-    the folder holds an (unmerged) adapter."""
+    the folder holds an (unmerged) adapter. ``model`` must hold its full weights in this process (see
+    :func:`save_trained` for sharded models)."""
     adapter = is_peft(model) and not merge
     base_config = model.get_base_model().config if is_peft(model) else model.config
     base_config.use_cache = True  # training turned the KV cache off; inference wants it back
@@ -50,9 +51,107 @@ def save_model_folder(model, tokenizer, out: Path, *, merge: bool) -> bool:
     return adapter
 
 
+def is_sharded(model) -> bool:
+    """True when ``model``'s parameters are split across ranks by FSDP (FSDP2's DTensors or FSDP1 wrappers)."""
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        return True
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:
+        return False
+    return any(isinstance(m, FullyShardedDataParallel) for m in model.modules())
+
+
+def gather_full_state_dict(model, trainer=None) -> dict[str, Any] | None:
+    """The full (unsharded) state dict of a model trained under FSDP or DeepSpeed ZeRO, or None when ``model``
+    already holds its full weights in every process (one process, DDP, ZeRO-1/2).
+
+    A COLLECTIVE: every rank must call it (each contributes its shard); rank 0 receives the tensors, on CPU.
+    DeepSpeed goes through accelerate's ``get_state_dict`` on the engine (ZeRO-3 gathers the 16-bit weights, which
+    needs ``zero3_save_16bit_model: true`` / ``stage3_gather_16bit_weights_on_model_save``); FSDP (1 or 2) through
+    ``torch.distributed.checkpoint``'s full-state-dict API, which is also what accelerate uses for FSDP2.
+
+    Example:
+        >>> import torch
+        >>> gather_full_state_dict(torch.nn.Linear(2, 2)) is None   # not sharded: save as usual
+        True
+    """
+    from clinforge.core.errors import ClinforgeError
+
+    if trainer is not None and getattr(trainer, "is_deepspeed_enabled", False):
+        try:
+            return trainer.accelerator.get_state_dict(trainer.deepspeed)
+        except ValueError as exc:  # ZeRO-3 without 16-bit gathering: the module holds empty placeholders
+            raise ClinforgeError("DeepSpeed ZeRO-3 cannot gather the full weights for saving: set "
+                                 "zero3_save_16bit_model: true in the accelerate config (deepspeed: "
+                                 f"stage3_gather_16bit_weights_on_model_save) ({exc})") from None
+    wrapped = trainer.model if trainer is not None and getattr(trainer, "is_fsdp_enabled", False) else model
+    if not is_sharded(wrapped):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def unsharded_copy(model, state_dict: dict[str, Any]):
+    """A plain, single-process copy of ``model`` (a transformers model or a peft model around one) holding
+    ``state_dict``: the object :func:`save_model_folder` saves and merges when the trained one is sharded.
+
+    Example:
+        >>> # full = gather_full_state_dict(model, trainer); copy = unsharded_copy(model, full)  (rank 0)
+    """
+    import copy
+
+    from transformers import PreTrainedModel
+
+    from clinforge.core.errors import ClinforgeError
+
+    peft = is_peft(model)
+    base = model.get_base_model() if peft else model
+    # FSDP2 swaps the class for a generated ``FSDP<Name>`` subclass; build the original transformers class
+    cls = next(c for c in type(base).__mro__ if issubclass(c, PreTrainedModel) and not c.__name__.startswith("FSDP"))
+    dtype = next((t.dtype for t in state_dict.values() if t.is_floating_point()), None)
+    fresh = cls._from_config(copy.deepcopy(base.config), dtype=dtype)
+    if getattr(base, "generation_config", None) is not None:
+        fresh.generation_config = copy.deepcopy(base.generation_config)
+    if peft:
+        from peft import get_peft_model
+
+        fresh = get_peft_model(fresh, model.peft_config[model.active_adapter])
+    result = fresh.load_state_dict(state_dict, strict=False)
+    # a tied output layer may be stored once (as the embedding); anything else missing means a mismatch
+    tied = getattr(base.config, "tie_word_embeddings", False)
+    missing = [k for k in result.missing_keys if not (tied and k.endswith("lm_head.weight"))]
+    if missing or result.unexpected_keys:
+        raise ClinforgeError(f"the gathered state dict does not match the model: missing {missing[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]}")
+    return fresh
+
+
+def save_trained(model, tokenizer, out: Path, *, merge: bool, trainer=None) -> bool:
+    """Save a trained model from any launch: one process, DDP, FSDP or DeepSpeed. Call it on EVERY rank: the
+    full state is gathered from all ranks (FSDP / ZeRO-3 shards), and rank 0 alone writes ``out`` atomically.
+    Returns True when the folder holds an unmerged adapter.
+
+    Example:
+        >>> # adapter = save_trained(model, tok, Path("OUT/stages/sft/model"), merge=False, trainer=trainer)
+    """
+    from clinforge.train.hf_trainer import barrier, is_main_process
+
+    full = gather_full_state_dict(model, trainer)
+    adapter = is_peft(model) and not merge
+    if is_main_process():
+        save_model_folder(unsharded_copy(model, full) if full is not None else model, tokenizer, out, merge=merge)
+    barrier()
+    return adapter
+
+
 def save_stage_output(stage, model, tokenizer, *, metrics: dict[str, Any], data=None, privacy: dict | None = None,
                       hyperparameters: dict | None = None) -> StageResult:
-    """Write ``OUT/stages/NAME/model`` and ``stage.json`` (main process only) and return the StageResult."""
+    """Write ``OUT/stages/NAME/model`` and ``stage.json`` and return the StageResult. Every rank calls it (a
+    sharded model's weights are gathered from all of them); rank 0 writes."""
     from clinforge.train.hf_trainer import barrier, is_main_process
 
     ctx = stage.ctx
@@ -68,8 +167,8 @@ def save_stage_output(stage, model, tokenizer, *, metrics: dict[str, Any], data=
     result = StageResult(name=stage.spec.name, type=stage.spec.type, model_dir=out, adapter=adapter,
                          base_model=ctx.model_path, metrics=metrics, data_cards=list(data.cards) if data else [],
                          privacy=privacy, hyperparameters=hp)
+    save_trained(model, tokenizer, out, merge=merge, trainer=getattr(stage, "trainer", None))
     if is_main_process():
-        save_model_folder(model, tokenizer, out, merge=merge)
         atomic_write_json(ctx.out_dir / "stage.json", result.as_dict())
     barrier()
     return result

@@ -113,6 +113,7 @@ def training_kwargs(ctx: StageContext, **extra) -> dict[str, Any]:
     if t.eval_every is None:
         kw.pop("eval_steps")
     kw.update(extra)
+    kw.update(ctx.spec.trainer_args)  # checked before training: a valid field, not one the recipe sets elsewhere
     return kw
 
 
@@ -128,10 +129,9 @@ class ProgressCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         if state.is_world_process_zero:
-            from tqdm.auto import tqdm
+            from clinforge.core.progress import progress_bar
 
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step",
-                            dynamic_ncols=True)
+            self.bar = progress_bar(total=state.max_steps, initial=state.global_step, desc=self.desc, unit="step")
         self.t0 = time.perf_counter()
         self.tokens0 = state.num_input_tokens_seen
 
@@ -150,7 +150,7 @@ class ProgressCallback(TrainerCallback):
             post = {"tok/s": f"{self.tokens_per_second(state):.0f}"}
             if self.last_loss is not None:
                 post["loss"] = f"{self.last_loss:.4f}"
-            self.bar.set_postfix(post)
+            self.bar.set_postfix(post, refresh=False)  # the bar redraws at its own pace (a line per 10 s in a log)
 
     def on_train_end(self, args, state, control, **kw):
         if self.bar is not None:
@@ -255,7 +255,12 @@ class RankMarker(TrainerCallback):
         model = kw.get("model")
         checksum = None
         if model is not None:  # equal on every rank only if the ranks synchronised their gradients (DDP)
-            checksum = float(sum(p.detach().double().sum().item() for p in model.parameters() if p.requires_grad))
+            from torch.distributed.tensor import DTensor
+
+            # an FSDP2 parameter is a DTensor whose .sum() would be this rank's shard only: gather it (every rank
+            # runs on_train_end, so the collective is matched)
+            checksum = float(sum((p.full_tensor() if isinstance(p, DTensor) else p).detach().double().sum().item()
+                                 for p in model.parameters() if p.requires_grad))
         atomic_write_json(self.out_dir / f"rank-{rank}.json",
                           {"rank": rank, "world_size": world, "trainer_world_size": args.world_size,
                            "parallel_mode": str(args.parallel_mode.value), "global_step": state.global_step,

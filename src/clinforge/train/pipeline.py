@@ -123,18 +123,22 @@ def run_pipeline(recipe: Recipe, out_dir: str | os.PathLike, *, resume: bool = F
     ``resume``: finished stages are kept and the interrupted one continues from its newest checkpoint.
     ``after_stage``: callables run after each stage (plus hooks registered with ``register_after_stage``).
     """
+    check_recipe(recipe, recipe_file=recipe_file, lines=lines)  # before torch/transformers load: seconds, not ten
+
     from clinforge.core.run_records import RunRecord, prepare_output_dir
     from clinforge.core.seed import seed_everything
     from clinforge.train.export import finalize_model, load_stage_result
     from clinforge.train.hf_trainer import barrier, is_main_process, world_info
 
-    check_recipe(recipe, recipe_file=recipe_file, lines=lines)
     _init_distributed()
     run_dir = Path(out_dir)
     if resume:
         check_same_recipe(run_dir, recipe, recipe_file=recipe_file)
     if is_main_process():
-        prepare_output_dir(run_dir, overwrite=overwrite, resume=resume)
+        # a run that failed or was interrupted before any stage finished or saved a checkpoint holds nothing
+        # to resume: the corrected command replaces it instead of asking for --overwrite
+        kept = [*run_dir.glob("stages/*/stage.json"), *run_dir.glob("stages/*/checkpoints/checkpoint-*")]
+        prepare_output_dir(run_dir, overwrite=overwrite, resume=resume, replace_unfinished=not kept)
     barrier()
     seed_everything(recipe.seed, deterministic=recipe.deterministic)
     record = None
@@ -144,52 +148,74 @@ def run_pipeline(recipe: Recipe, out_dir: str | os.PathLike, *, resume: bool = F
             inputs += [src.path or src.prepared for src in s.data.sources + s.data.eval_sources]
         record = RunRecord(run_dir, command="train", config=recipe.model_dump(mode="json"), inputs=inputs,
                            seed=recipe.seed)
+    from clinforge.core.interrupts import rerun_command, resume_note
+
     try:
-        base = resolve_base_model(recipe, run_dir)
-        results: list[StageResult] = []
-        current = base
-        hooks_out: dict[str, Any] = {}
-        for i, spec in enumerate(recipe.stages):
-            stage_dir = run_dir / "stages" / spec.name
-            ctx = StageContext(recipe=recipe, spec=spec, index=i, model_path=current, base_model=base,
-                               out_dir=stage_dir, run_dir=run_dir, resume=resume, recipe_file=recipe_file,
-                               lines=lines or {}, previous=list(results))
-            done = load_stage_result(stage_dir) if resume else None
-            if done is None:
-                stage_dir.mkdir(parents=True, exist_ok=True)
-                stage = STAGES.get(spec.type)(ctx)
-                # every stage, built-in or a user's, starts from the same RNG state for the same recipe
-                seed_everything(ctx.seed, deterministic=recipe.deterministic)
-                result = stage.run()
-            else:
-                result = done
-            results.append(result)
-            if result.type != "rm":  # a reward model is not a policy: the next stage continues the policy
-                current = str(result.model_dir)
-            for hook in list(after_stage or []) + list(AFTER_STAGE_HOOKS):
-                got = hook(ctx, result)
-                if got:
-                    hooks_out.setdefault(spec.name, {})[getattr(hook, "__name__", "hook")] = got
-        final = None
-        if is_main_process():
-            final = finalize_model(run_dir, recipe, results, base_model=base)
-        barrier()
-        rank, world = world_info()
-        summary = {
-            "model": str(final) if final else str(run_dir / "model"),
-            "base_model": recipe.model if not recipe.model.startswith("tiny:") else f"{recipe.model} ({base})",
-            "world_size": world,
-            "stages": [r.as_dict() for r in results],
-            "epsilon": {r.name: r.privacy.get("epsilon") for r in results if r.privacy} or None,
-            "hooks": hooks_out,
-        }
-        if record is not None:
-            record.finish(summary)
-        return summary
+        with resume_note(lambda: _saved_progress(recipe, run_dir),
+                         resume=rerun_command(add=("--resume",), drop=("--overwrite",))):
+            base = resolve_base_model(recipe, run_dir)
+            results: list[StageResult] = []
+            current = base
+            hooks_out: dict[str, Any] = {}
+            for i, spec in enumerate(recipe.stages):
+                stage_dir = run_dir / "stages" / spec.name
+                ctx = StageContext(recipe=recipe, spec=spec, index=i, model_path=current, base_model=base,
+                                   out_dir=stage_dir, run_dir=run_dir, resume=resume, recipe_file=recipe_file,
+                                   lines=lines or {}, previous=list(results))
+                done = load_stage_result(stage_dir) if resume else None
+                if done is None:
+                    stage_dir.mkdir(parents=True, exist_ok=True)
+                    stage = STAGES.get(spec.type)(ctx)
+                    # every stage, built-in or a user's, starts from the same RNG state for the same recipe
+                    seed_everything(ctx.seed, deterministic=recipe.deterministic)
+                    result = stage.run()
+                else:
+                    result = done
+                results.append(result)
+                if result.type != "rm":  # a reward model is not a policy: the next stage continues the policy
+                    current = str(result.model_dir)
+                for hook in list(after_stage or []) + list(AFTER_STAGE_HOOKS):
+                    got = hook(ctx, result)
+                    if got:
+                        hooks_out.setdefault(spec.name, {})[getattr(hook, "__name__", "hook")] = got
+            final = None
+            if is_main_process():
+                final = finalize_model(run_dir, recipe, results, base_model=base)
+            barrier()
+            rank, world = world_info()
+            summary = {
+                "model": str(final) if final else str(run_dir / "model"),
+                "base_model": recipe.model if not recipe.model.startswith("tiny:") else f"{recipe.model} ({base})",
+                "world_size": world,
+                "stages": [r.as_dict() for r in results],
+                "epsilon": {r.name: r.privacy.get("epsilon") for r in results if r.privacy} or None,
+                "hooks": hooks_out,
+            }
+            if record is not None:
+                record.finish(summary)
+            return summary
     except BaseException as exc:
         if record is not None:
             record.fail(exc)
         raise
+
+
+def _saved_progress(recipe: Recipe, run_dir: Path) -> str:
+    """What an interrupted run kept: finished stages, and the newest complete checkpoint of the next one."""
+    from clinforge.train.export import load_stage_result
+    from clinforge.train.hf_trainer import complete_checkpoints
+
+    finished, parts = [], []
+    for spec in recipe.stages:
+        stage_dir = run_dir / "stages" / spec.name
+        if load_stage_result(stage_dir) is not None:
+            finished.append(spec.name)
+            continue
+        found = complete_checkpoints(stage_dir / "checkpoints") if (stage_dir / "checkpoints").is_dir() else []
+        parts.append(f"stage {spec.name}: " + (f"checkpoint {found[-1].name} in {found[-1].parent}" if found else
+                                                "no checkpoint yet (it restarts from its beginning)"))
+        break
+    return "; ".join([f"finished stages: {', '.join(finished) or 'none'}", *parts]) + f" (in {run_dir})"
 
 
 def run_recipe_file(path: str | os.PathLike, *, out: str | None = None, overrides: list[str] | None = None,

@@ -180,6 +180,7 @@ class StageSpec(StrictModel):
     train: TrainArgs = Field(default_factory=TrainArgs)
     dp: DPSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    trainer_args: dict[str, Any] = Field(default_factory=dict)  # any option of the stage's trainer config class
     seed: int | None = None
 
     @field_validator("name")
@@ -254,15 +255,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
 
     data, lines = load_yaml(path)
     data = apply_overrides(data, overrides)
-    try:
-        return validate(Recipe, data, file=str(path), lines=lines), lines
-    except ConfigError as exc:
-        if exc.message == "unknown key" and exc.key:
-            valid = valid_keys_at(exc.key.split(".")[:-1])
-            if valid:
-                raise ConfigError(f"unknown key; valid keys here: {', '.join(valid)}", file=exc.file,
-                                  line=exc.line, key=exc.key) from None
-        raise
+    return validate(Recipe, data, file=str(path), lines=lines), lines
 
 
 def valid_keys_at(path: list[str]) -> list[str]:
@@ -272,25 +265,6 @@ def valid_keys_at(path: list[str]) -> list[str]:
         >>> valid_keys_at(["stages", "0", "dp"])[:3]
         ['delta', 'enabled', 'max_grad_norm']
     """
-    import typing
+    from clinforge.core.config import keys_at
 
-    from pydantic import BaseModel
-
-    model: Any = Recipe
-    for part in path:
-        if part.isdigit():
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        ann, model = field.annotation, None
-        candidates = [ann, *typing.get_args(ann)]
-        for c in list(candidates):
-            candidates += list(typing.get_args(c))
-        for c in candidates:
-            if isinstance(c, type) and issubclass(c, BaseModel):
-                model = c
-                break
-        if model is None:
-            return []
-    return sorted(model.model_fields)
+    return keys_at(Recipe, path) or []

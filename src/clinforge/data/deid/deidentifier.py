@@ -14,6 +14,22 @@ Mode = Literal["mask", "redact", "surrogate"]
 MODES: tuple[str, ...] = ("mask", "redact", "surrogate")
 
 
+_TITLE = re.compile(r"\b(mr|mister|sir|mrs|ms|miss|madam|mx)\.?\s*$", re.IGNORECASE)
+_TITLE_GENDER = {"mr": "male", "mister": "male", "sir": "male", "mrs": "female", "ms": "female", "miss": "female",
+                 "madam": "female"}
+
+
+def title_gender(text: str, start: int) -> str | None:
+    """The gender a title right before ``start`` states (Mr. -> male, Mrs./Ms./Miss -> female), else None.
+
+    Example:
+        >>> title_gender("Seen: Mr. Jones", 10), title_gender("Dr. Jones", 4)
+        ('male', None)
+    """
+    m = _TITLE.search(text, max(0, start - 10), start)
+    return _TITLE_GENDER.get(m.group(1).lower()) if m else None
+
+
 class Deidentifier:
     """Find and remove the 18 HIPAA Safe Harbor identifiers in free text; no model download needed.
 
@@ -108,14 +124,16 @@ class Deidentifier:
                          for text, found in zip(texts, spans, strict=True)]
         return [self._apply(text, found, patient_id) for text, found in zip(texts, spans, strict=True)]
 
-    def replacement(self, span: Span, original: str, patient_id: str | None = None) -> str:
-        """What ``original`` (the text of ``span``) becomes in this mode."""
+    def replacement(self, span: Span, original: str, patient_id: str | None = None, *,
+                    gender: str | None = None) -> str:
+        """What ``original`` (the text of ``span``) becomes in this mode; ``gender``: that of a title before a
+        name (surrogate names agree with it)."""
         if self.mode == "mask":
             return self.mask_format.format(entity_type=span.entity_type)
         if self.mode == "redact":
             return self.redact_with
         assert self._surrogates is not None
-        return self._surrogates.replace(span.entity_type, original, patient_id)
+        return self._surrogates.replace(span.entity_type, original, patient_id, gender=gender)
 
     def deidentify(self, text: str, patient_id: str | None = None) -> DeidResult:
         """De-identify ``text``; ``patient_id`` keys surrogate consistency and the date offset.
@@ -136,7 +154,8 @@ class Deidentifier:
         replacements: list[str] = []
         pos = 0
         for span in spans:
-            repl = self.replacement(span, text[span.start:span.end], patient_id)
+            gender = title_gender(text, span.start) if span.entity_type == "NAME" else None
+            repl = self.replacement(span, text[span.start:span.end], patient_id, gender=gender)
             pieces.append(text[pos:span.start])
             pieces.append(repl)
             replacements.append(repl)

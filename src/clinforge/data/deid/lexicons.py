@@ -160,6 +160,31 @@ aircast nsaid nsaids panel panels factors systolic diastolic gait effusion satur
 """)
 
 
+# Nursing / ICU shorthand that is never a name or a place (general usage, lower-cased).
+NOTE_TERMS = word_set("""
+micu sicu ccu csru ctic nicu picu vicu pacu cvicu tsicu ew er ed or osh npn mae perrl perla aox3 nad wnl rrr cta
+abg abgs ngt ogt ett picc tlc cvl aline a-line swan cvp pa pap pcwp svr svo2 co ci iabp lvad vad peg jp bs bsx4
+ls rt lt rll rul lll lul bilat bilaterally hob oob dvt ppx sq sc ivf ns lr d5w d5 tpn ppn tf tfs npo cpap bipap
+psv simv ac prvc vt tv rsbi ips eps fio2 sats sat resp neuro gi gu cv id skin endo heme soc social dispo plan
+dnr dni full code prn qd qod q1 q2 q2h q4 q4h q6 q6h q8 q12 qhs bid tid qid hrs hr hrly min mins pt pts pt's
+dtr gtt gtts mcg mcg/kg mg meq kcl mgso4 k+ na+ hct hgb wbc plt inr ptt pt/inr bun cr lytes coags cx cxs ua uo
+u/o i&o i/o ivp ivpb ffp prbc prbcs plts cryo vanco levo ceftaz flagyl zosyn levoph levophed neo dopa dobutamine
+dopamine milrinone nitro ntg nipride propofol fentanyl versed ativan morphine dilaudid haldol lasix lopressor
+ativan insulin sliding scale ssi fsbs fs bg bgs accuchecks accucheck ekg cxr ct mri echo tte tee egd ercp kub
+cath ptca stent cabg avr mvr afib aflutter svt vt vf nsr st sb sr pvc pvcs pac pacs bbb rbbb lbbb chb
+peep pip map sbp dbp mab hd cvvh cvvhd crrt hd cap ngt ogt trach ett cuff leak rr sob doe pnd chf copd cad mi
+nstemi stemi htn dm niddm iddm cri arf crf esrd uti pna cap hap vap ards sirs mrsa vre cdiff c-diff
+ambu amb ambulance medflight helo ems transfer trans xfer tx rx dx hx sx fx px s/p w/ w/o c/o d/c dc'd d/c'd
+rn rrt crt md np pa ho res intern fellow attending staff team house nsg nursing sw cm pcp
+foley walker pace high low mid commode bedside hall green fair white little con't cont quinton
+carevue careview brady tachy aline pts thermodilution derm camode transplant
+am pm noc eve days nights shift today tonight yesterday tomorrow wkend weekend
+""")
+# Shorthand words that are also surnames: kept out of the allow-list (a credential or title before them still
+# makes them a name: "Walter Foley CRT").
+_NOTE_SURNAMES = frozenset({"foley", "walker", "hall", "green", "white", "little", "fair", "pace"})
+
+
 @lru_cache(maxsize=1)
 def _faker_modules(kind: str) -> list:
     try:
@@ -269,7 +294,7 @@ def allow_words() -> frozenset[str]:
         True
     """
     return (common_words() | EPONYMS | EPONYM_HEADS | CLINICAL_TERMS | CLINICAL_CAPITALISED
-            | frozenset({"parkinson", "alzheimer", "down", "graves"}))
+            | (NOTE_TERMS - _NOTE_SURNAMES) | frozenset({"parkinson", "alzheimer", "down", "graves"}))
 
 
 def trie_regex(words: list[str] | tuple[str, ...] | frozenset[str]) -> str:
@@ -306,3 +331,37 @@ def trie_regex(words: list[str] | tuple[str, ...] | frozenset[str]) -> str:
         return body
 
     return build(trie)
+
+
+_CLINICAL_CUE = re.compile(r"(?<![a-z])(?:bp|hr|rr|peep|fio2|inr|cabg|ngt|afib|prn|npo|abg|abgs|iv|po|sats?|o2|"
+                           r"neuro|resp|gi|gu|cv|mg|mcg|cc|ml|meq|u/o|i&o|s/p|c/o|d/c|pt|vent|cpap|psv|ett|sx|"
+                           r"bs|lungs?|gtt|ivf|cvp|map|sbp|foley|abx|rsbi|tv|vt|carevue|careview)(?![a-z])")
+
+
+@lru_cache(maxsize=4)  # the names and notes recognizers ask about the same text one after the other
+def looks_like_note(text: str) -> bool:
+    """True for a clinical note written in shorthand: at least 3 distinct clinical abbreviations (BP, HR, PEEP,
+    NGT, ...) and at least one per 60 words. Such notes capitalise drug names and headers freely, so a capitalised
+    unknown word there is no evidence of a name.
+
+    Example:
+        >>> looks_like_note("NEURO: A&OX3. CV: HR 80S NSR, BP 110/60. RESP: PEEP 5, FIO2 40%."), looks_like_note(
+        ...     "Anna Kovacs met her lawyer in Vienna on Monday.")
+        (True, False)
+    """
+    lower = text.lower()
+    hits = _CLINICAL_CUE.findall(lower)
+    return len(set(hits)) >= 3 and len(hits) * 60 >= len(lower.split())
+
+
+@lru_cache(maxsize=1)
+def us_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(first, last) names of faker's en_US person provider, lower-cased (~690 first, ~1000 last).
+
+    Example:
+        >>> "susan" in us_names()[0] and "murphy" in us_names()[1]
+        True
+    """
+    from faker.providers.person.en_US import Provider
+
+    return frozenset(n.lower() for n in Provider.first_names), frozenset(n.lower() for n in Provider.last_names)

@@ -46,8 +46,10 @@ from clinforge.data.deid.lexicons import (
     city_names,
     common_words,
     english_words,
+    looks_like_note,
     person_names,
     trie_regex,
+    us_names,
     word_set,
 )
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
@@ -99,6 +101,13 @@ _PLACE_VERBS = frozenset({"flew to", "moved to", "travelled to", "traveled to", 
 # Weak evidence whose tokens are not searched for elsewhere in the text.
 _NO_PROPAGATION = frozenset({"unknown capitalised word inside a sentence", "capitalised word in a list of names",
                              "capitalised words alone on a line", "common-word name beside an unknown capitalised word"})
+# Rules too weak for shorthand clinical notes (see NameRecognizer._holds_in_note).
+_NOTE_WEAK = frozenset({"unknown capitalised word inside a sentence", "unknown capitalised word before a verb",
+                        "unknown capitalised words opening a sentence", "unknown capitalised word after a place preposition",
+                        "lower-case name between commas", "capitalised words alone on a line",
+                        "lower-case first and last name in a lower-case text", "capitalised word in a list of names",
+                        "common-word name beside an unknown capitalised word", "unknown capitalised word after a first name",
+                        "unknown capitalised word before a verb of a person"})
 # Word shapes of drugs, procedures and findings (suffixes) and of units with inner capitals ("IgA", "mEq").
 _MEDICAL_SHAPE = re.compile(
     r"(?:itis|osis|emia|aemia|ectomy|otomy|ostomy|plasty|scopy|gram|graphy|pathy|algia|oma|omas|ema|ase|mab|nib|"
@@ -284,8 +293,31 @@ class NameRecognizer(Recognizer):
                 out.append(span)
         out += self._beside_names(text, runs, judged)
         out += self._lowercase(text)
+        if looks_like_note(text):
+            out = [s for s in out if self._holds_in_note(text, s)]
         out += self._propagate(text, out)
         return out
+
+    def _holds_in_note(self, text: str, span: Span) -> bool:
+        """In a shorthand clinical note, capitalised drug names, devices and headers ("Dopamine", "Aline",
+        "Resp") are no evidence of a name: keep titled / cued spans, and lexicon hits only on a US name that is
+        no ordinary word; drop the guesses from unknown capitalised words and lower-case vocatives."""
+        expl = span.explanation
+        first, last = us_names()
+        tokens = re.findall(r"[^\W\d_]{2,}", text[span.start:span.end].lower())
+        if expl in _NOTE_WEAK:  # kept only as two or more words in no list ("Xanmabel Umvel", not "Dopamine")
+            return len(tokens) >= 2 and all(len(t) > 2 and t not in self._english_all and t not in self._allow
+                                            and not _MEDICAL_SHAPE.search(t) for t in tokens)
+        if expl == "name lexicon":  # a US name that is no word, or in mixed case a name of any locale in no list
+            return bool(tokens) and all(t not in self._allow and (
+                (t in first or t in last) and t not in self._english
+                or (t in self._strong and t not in self._english_all and not text.isupper())) for t in tokens)
+        if expl == "name lexicon + neighbours":  # "HELD POST", "ORANGE S/P": needs one US name that is no word
+            return any((t in first or t in last) and t not in self._allow and t not in self._common for t in tokens)
+        if expl.startswith(("capitalised words after a title", "capitalised words after a name cue")):
+            return bool(tokens) and tokens[0] not in self._common and tokens[0] not in FUNCTION_WORDS \
+                and tokens[0] not in CLINICAL_TERMS  # "MS AND", "DR AND FAMILY", "MS CONT"
+        return expl != "city lexicon"  # real cities come from the notes recognizer's gazetteer
 
     @staticmethod
     def _titled(text: str, start: int) -> bool:

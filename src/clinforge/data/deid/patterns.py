@@ -106,7 +106,7 @@ RULES: list[Rule] = [
         r"[A-Z0-9](?:(?<=[A-Z])(?=(?:[A-Z-]*+\d){4})|(?<=\d)(?=[0-9-]*+[A-Z])(?=(?:[A-Z-]*+\d){3}))[A-Z0-9]*(?:-[A-Z0-9]+)*\b"), 0.5, _WORD_LEFT + "-"),
     ("ID", "number of 7+ digits", re.compile(r"\d\d{6,}(?![\d]|[.,]\d)"), 0.5, "0123456789.,"),
     ("ADDRESS", "number + street name + suffix", re.compile(
-        r"\d\d{0,5}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:" + _CAP + r"\s+){0,4}?(?:" + _STREET_SUFFIX + r")\b\.?" + _UNIT), 0.85,
+        r"\d\d{0,5}[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:" + _CAP + r"[ \t]+){0,4}?(?:" + _STREET_SUFFIX + r")\b\.?" + _UNIT), 0.85,
      _WORD_LEFT),
     ("ADDRESS", "street-type prefix + name + number", re.compile(
         r"(?:" + _PREFIX_STREET + r")\s+(?:[\w'’.-]+\s+){0,4}?\d{1,5}[A-Za-z]?\b" + _UNIT), 0.75, _WORD_LEFT + "-"),
@@ -152,6 +152,9 @@ _DOMAIN_TLD = re.compile(
     r"\.(?:com|org|net|edu|gov|mil|info|biz|io|co|us|uk|de|fr|it|es|nl|be|ch|at|se|no|dk|fi|pl|cz|hu|ru|jp|cn|in|br|"
     r"au|ca|nz|za|gr|pt|ie|il|tr|mx|ar|hr|si|sk|lt|lv|ee|ro|bg|ua|kr|tw|hk|sg|my|ph|vn|th|health|med|app|dev|me|tv|"
     r"cc|is|COM|ORG|NET|EDU|GOV)\b(?:/[^\s]*[^\s.,;:!?)])?")
+# Top-level domains that are also English words or note abbreviations: alone after one word they are a typo.
+_WORD_TLDS = frozenset({"is", "no", "me", "in", "at", "be", "it", "us", "co", "my", "tv", "cc", "am", "to", "do",
+                        "so", "pt", "ca", "de", "es", "hr", "ie", "il", "ar", "th", "pl", "ph", "ro", "si", "med"})
 _IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _SSN = re.compile(r"\d{3}([- ])\d\d\1\d{4}(?![\d-])")
 _DIGIT_GROUPS = re.compile(r"[+(\d](?:(?<=[+(])\d|(?<=\d))(?=[\d() .+-]{6})[\d()]*(?:[ .-]\(?\d+\)?)+")  # one class first: fast scan
@@ -164,12 +167,16 @@ _DATE_CUES = word_set("""
 on since from until till by dated date dos dob admitted discharged seen due started stopped through thru between
 effective born expires exp exp. onset
 """)
+_RANGE_UNIT_AFTER = re.compile(r"\s?(?:[a-zA-Z]|%)")
 _FIVE_DIGITS = re.compile(r"\d\d{4}(?:-\d{4})?(?![\d-])")
 _STATE_WORDS = frozenset(w.lower() for w in _STATE_NAMES)
 _STATE_COMMA = re.compile(r", ?(?:" + _STATES + r")\b(?=\s+\d{5}|\s*[,.\n]|\s*$)")
 _GLUED_STREET = re.compile(r"(?:" + _GLUED_SUFFIX + r")\s+\d{1,5}[A-Za-z]?\b" + _UNIT)
 _FACILITY = re.compile(r"(?:Hospital|Medical Cent(?:er|re)|Health Cent(?:er|re)|Clinic|Infirmary|Nursing Home|"
                        r"Rehabilitation Center|Hospice|Healthcare)\b")
+# A number with a unit or a vital-sign / ventilator label glued to it (nursing notes write "1300CC", "AC700X10").
+_MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MCG|MEQ|L|U|UNITS?|HR|HRS|NSR|ST|SB|X|"
+                          r"MMHG|CM|MM|KG|G|GM|GMS|MIN|SEC|APPROX)?")
 _ZIP_CUE = re.compile(r"(?i:zip|postal code|postcode)(?: code)?\s*:?\s*(?P<value>[A-Z0-9]{3,5}(?:[ -][A-Z0-9]{3,4})?)\b")
 
 # Labelled identifiers: LABEL [number|no.|#|id] [:] VALUE (value with a digit), one pass for every type.
@@ -181,7 +188,7 @@ LABELLED_IDS: list[tuple[str, str]] = [
             r"unit number|emr|ehr id|fin|csn"),
     ("HEALTH_PLAN", r"member(?: id)?|policy|insurance(?: id)?|subscriber(?: id)?|group(?= *(?:number|no|#))|medicaid|"
                     r"medicare|hicn|mbi|beneficiary|health plan|plan id|payer id"),
-    ("ACCOUNT", r"account|acct\.?|a/c|billing(?: account)?|invoice|credit card|debit card|card|iban|routing|"
+    ("ACCOUNT", r"account|acct\.?|billing(?: account)?|invoice|credit card|debit card|card|iban|routing|"
                 r"bank account|claim"),
     ("VEHICLE", r"vin|vehicle(?: id)?|licen[cs]e plate|plate|tag"),
     ("LICENSE", r"licen[cs]e|lic\.?|dl|driver'?s? licen[cs]e|dea|npi|certificate|cert\.?|passport|registration"),
@@ -194,7 +201,7 @@ _LABELLED = re.compile(r"(?i:(?:" + "|".join(f"(?P<{etype}>{labels})" for etype,
 # Literal first letters of every label: found with str.find, then the label regex is tried at each hit only.
 _LABEL_STARTS = ("ss", "soc", "mr", "med", "rec", "chart", "hosp", "patient", "pt", "unit", "emr", "ehr", "fin",
                  "csn", "member", "polic", "insur", "subscr", "group", "medica", "hicn", "mbi", "benef", "health",
-                 "plan", "payer", "acc", "a/c", "bill", "invoice", "credit", "debit", "card", "iban", "routing",
+                 "plan", "payer", "acc", "bill", "invoice", "credit", "debit", "card", "iban", "routing",
                  "bank", "claim", "vin", "vehicle", "lic", "plate", "tag", "dl", "driver", "dea", "npi", "cert",
                  "passport", "registration", "serial", "s/n", "sn", "device", "udi", "implant", "pacemaker", "lot",
                  "model", "specimen", "sample", "case", "encounter", "visit", "order", "requisition", "lab", "study",
@@ -370,6 +377,10 @@ class PatternRecognizer(Recognizer):
             value = text[start:end]
             if len(value) < 6 or sum(c.isdigit() for c in value) < 4 or not any(c.isalpha() for c in value):
                 return
+            if _MEASUREMENT.fullmatch(value):  # "1300CC", "100-200CC", "AC700X10", "MAP57-63": a reading, no code
+                return
+        elif expl == "numeric date with year" and (text[end:end + 1] == "%" or text[start - 1:start] in ("x", "X")):
+            return  # ventilator settings "12/10/40%", "800x12/10/40"
         elif etype == "VEHICLE" and expl.startswith("17") and (
                 sum(c.isdigit() for c in text[start:end]) < 2 or text[start:end].isdigit()):
             return
@@ -412,6 +423,11 @@ class PatternRecognizer(Recognizer):
             while start < m.start() and not text[start].isalnum():
                 start += 1
             if start < m.start() and (start == 0 or text[start - 1] not in "@/") and "." not in text[start:start + 1]:
+                tld = text[m.start() + 1:m.end()].split("/")[0].lower()
+                if tld in _WORD_TLDS and "." not in text[start:m.start()] and "/" not in text[m.start():m.end()]:
+                    continue  # "pt.is", "monday.no": two words with a missing space, not a web address
+                if text[m.start() - 1:m.start()] == ".":
+                    continue  # "afternoon...pt": an ellipsis
                 add(self.span(start, m.end(), "URL", 0.75, "domain name"))
         for m in _IPV6_HINT.finditer(text):
             start, end = m.start(), m.end()
@@ -460,6 +476,8 @@ class PatternRecognizer(Recognizer):
             if not (1 <= month <= 12 and 1 <= day <= 31):
                 continue
             words = text[max(0, start - 24):start].lower().replace(":", " ").split()
+            if "-" in m.group() and _RANGE_UNIT_AFTER.match(text, m.end()):
+                continue  # "on 2-4 L", "by 2-3 breaths", "on 1-2 pillows": a range, not a date
             if words and words[-1] in _DATE_CUES:
                 add(self.span(start, m.end(), "DATE", 0.75, "month/day after a date cue"))
         for m in _IBAN.finditer(text):
@@ -503,7 +521,9 @@ class PatternRecognizer(Recognizer):
                     add(self.span(start, m.end(), "ADDRESS", 0.8, "street name glued to a suffix + number"))
         for m in _STATE_COMMA.finditer(text):
             words = _capitalised_words_before(text, m.start(), 3)
-            if words is not None:
+            # an all-caps word of 4 letters or fewer, or with digits, is note shorthand ("NT, ND", "CABGx4, RI")
+            if words is not None and (not text[words:m.start()].isupper()
+                                      or (m.start() - words > 4 and text[words:m.start()].isalpha())):
                 add(self.span(words, m.start(), "LOCATION", 0.7, "city before a state"))
         for m in _FACILITY.finditer(text):
             start = _capitalised_words_before(text, m.start() - 1 if m.start() else 0, 4, saint=True)

@@ -45,7 +45,8 @@ RECOGNIZERS: Registry[type[Recognizer]] = Registry(
         "patterns": "clinforge.data.deid.patterns",
         "names": "clinforge.data.deid.names",
         "transformers_ner": "clinforge.data.deid.ner",
+        "notes": "clinforge.data.deid.note_rules",
     },
 )
 
-DEFAULT_RECOGNIZERS: tuple[str, ...] = ("patterns", "names")
+DEFAULT_RECOGNIZERS: tuple[str, ...] = ("patterns", "names", "notes")

@@ -202,33 +202,76 @@ class SurrogateGenerator:
         self.fake.seed_instance(stable_int(self.seed, *parts))
         return self.fake
 
-    def _name_token(self, token: str, patient: str) -> str:
+    def _given_names(self) -> dict[str, set[str]]:
+        """Lower-cased given names of the generator's locale by gender (``male``, ``female``)."""
+        if not hasattr(self, "_genders"):
+            self._genders = {"male": set(), "female": set()}
+            for provider in self.fake.providers:  # the locale's person provider holds the gendered lists
+                for gender, names in self._genders.items():
+                    names.update(str(n).lower() for n in getattr(provider, f"first_names_{gender}", ()) or ())
+        return self._genders
+
+    def name_gender(self, given: str) -> str | None:
+        """``male`` or ``female`` when ``given`` is a given name of only that gender in the locale, else None.
+
+        Example:
+            >>> SurrogateGenerator().name_gender("Jennifer"), SurrogateGenerator().name_gender("Xq")
+            ('female', None)
+        """
+        low = given.lower()
+        hits = [g for g, names in self._given_names().items() if low in names]
+        return hits[0] if len(hits) == 1 else None
+
+    def _name_token(self, token: str, patient: str, role: str = "auto", gender: str | None = None) -> str:
+        """A surrogate for one name token; ``role`` ``given`` / ``surname`` when the position says which it is,
+        ``gender`` (from a title or the original given name) picks a given name of the same gender."""
         if len(token) == 1:
             return self._rng(patient, "initial", token).choice(string.ascii_uppercase)
         low = token.lower()
-        fake = self._faker(patient, "name", low)
-        new = fake.first_name() if low in self._first and low not in self._last else fake.last_name()
+        if role == "auto":
+            role = "given" if low in self._first and low not in self._last else "surname"
+        if role == "given":
+            fake = self._faker(patient, "given", low, gender or "")
+            new = {"male": fake.first_name_male, "female": fake.first_name_female}.get(gender or "", fake.first_name)()
+        else:
+            new = self._faker(patient, "name", low).last_name()
         if token.isupper():
             return new.upper()
         return new
 
-    def replace(self, entity_type: str, original: str, patient_id: str | None = None) -> str:
-        """The surrogate for one detected span."""
+    def _name(self, original: str, patient: str, gender: str | None) -> str:
+        """A name span token by token: with two or more words, the last is the surname and the others given names
+        ("Mr. John Smith" -> "Mr. Robert Jones", never "Mr. Jennifer ..."); one word after a title is a surname."""
+        word = r"[^\W\d_]+(?:['’][^\W\d_]+)?"
+        words = [m for m in re.finditer(word, original) if len(m.group()) > 1]
+        if len(words) < 2:
+            role = "surname" if gender and words else "auto"
+            return re.sub(word, lambda m: self._name_token(m.group(), patient, role, gender), original)
+        gender = gender or self.name_gender(words[0].group())
+        last = words[-1].start()
+        return re.sub(word, lambda m: self._name_token(m.group(), patient, "surname" if m.start() == last else
+                                                       "given", gender), original)
+
+    def replace(self, entity_type: str, original: str, patient_id: str | None = None, *,
+                gender: str | None = None) -> str:
+        """The surrogate for one detected span; ``gender`` (``male``/``female``, e.g. from a title before a name)
+        keeps a surrogate name consistent with its context."""
         patient = patient_id or ""
-        key = (entity_type, original, patient)
+        key = (entity_type, original, patient, gender)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         if len(self._cache) > 200_000:  # determinism makes the cache optional: bound memory on huge corpora
             self._cache.clear()
-        out = self._make(entity_type, original, patient)
+        out = self._name(original, patient, gender) if entity_type == "NAME" else \
+            self._make(entity_type, original, patient)
         if entity_type != "DATE" or out != "[DATE]":
             self._cache[key] = out
         return out
 
     def _make(self, entity_type: str, original: str, patient: str) -> str:
         if entity_type == "NAME":
-            return re.sub(r"[^\W\d_]+(?:['’][^\W\d_]+)?", lambda m: self._name_token(m.group(), patient), original)
+            return self._name(original, patient, None)
         if entity_type == "DATE":
             shifted = shift_date_text(original, self.date_shift_days(patient or None))
             if shifted is None:

@@ -17,7 +17,7 @@ _BUILTINS = {
     "mts_dialog": "dialogue", "aci_bench": "dialogue",
     "vqa_rad": "imaging", "iu_xray": "imaging",
     "alpaca": "instruction", "sharegpt": "instruction", "hf": "hf_datasets",
-    "medqa": "mcq", "medmcqa": "mcq", "pubmedqa": "mcq", "mmlu": "mcq",
+    "medqa": "mcq", "medmcqa": "mcq", "pubmedqa": "mcq", "mmlu": "mcq", "physionet_deid": "physionet",
 }
 for _name, _module in _BUILTINS.items():
     READERS.add_builtin(_name, f"clinforge.data.readers.{_module}")

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from clinforge.core.errors import DataError
+from clinforge.core.io import json_error_text
 from clinforge.data.readers.base import Reader
 from clinforge.data.records import LETTERS, Record
 
@@ -87,7 +88,7 @@ def load_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", file=str(path), line=exc.lineno) from exc
+        raise DataError(f"invalid JSON ({json_error_text(exc)})", file=str(path), line=exc.lineno) from exc
 
 
 def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str | UnicodeDecodeError]]:
@@ -123,7 +124,7 @@ def iter_json_lines(reader: Reader, path: Path) -> Iterator[tuple[int, dict]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            reader.bad(DataError(f"invalid JSON ({exc.msg} at column {exc.colno})", file=str(path), line=lineno),
+            reader.bad(DataError(f"invalid JSON ({json_error_text(exc)})", file=str(path), line=lineno),
                        "invalid JSON")
             continue
         if not isinstance(obj, dict):

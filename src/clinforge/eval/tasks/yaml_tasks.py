@@ -36,26 +36,38 @@ from clinforge.eval.tasks.base import TASKS, Task
 TYPES = ("mcq", "generate")
 
 
-def task_from_dict(spec: dict[str, Any], *, file: str | None = None) -> Task:
-    """Build a task from a mapping (the YAML document); unknown keys are errors that list the valid ones."""
+def task_from_dict(spec: dict[str, Any], *, file: str | None = None, lines: dict[tuple, int] | None = None) -> Task:
+    """Build a task from a mapping (the YAML document); unknown keys and unknown metrics are errors naming the file,
+    the line (``lines``: key path -> line, from ``clinforge.core.config.load_yaml``) and the valid names."""
+    from clinforge.core.errors import did_you_mean
+    from clinforge.eval.metrics import METRICS
     from clinforge.eval.tasks.generative import GenTask
     from clinforge.eval.tasks.mcq import MCQTask
 
+    lines = lines or {}
     spec = dict(spec)
     name = spec.pop("task", None) or spec.pop("name", None)
     if not name:
-        raise ConfigError("a task needs a name", file=file, key="task")
+        raise ConfigError("a task needs a name", file=file, line=1 if file else None, key="task")
     kind = spec.pop("type", "generate")
     if kind not in TYPES:
-        raise ConfigError(f"unknown task type {kind!r}; valid: {', '.join(TYPES)}", file=file, key="type")
+        raise ConfigError(f"unknown task type {kind!r}; valid: {', '.join(TYPES)}", file=file,
+                          line=lines.get(("type",)), key="type")
     cls = MCQTask if kind == "mcq" else GenTask
     valid = {f.name for f in fields(cls)} - {"name"}
     for key in spec:
         if key not in valid:
-            raise ConfigError(f"unknown key; valid: {', '.join(sorted(valid))}", file=file, key=key)
+            raise ConfigError(f"unknown key{did_you_mean(key, valid)}; valid: {', '.join(sorted(valid))}", file=file,
+                              line=lines.get((key,)), key=key)
     for key in ("reader", "path"):
         if key not in spec:
-            raise ConfigError("required", file=file, key=key)
+            raise ConfigError("required key missing", file=file, key=key)
+    known = METRICS.names()
+    for group in ("metrics", "correction_metrics"):
+        for i, metric in enumerate(spec.get(group) or ()):
+            if metric not in known:
+                raise ConfigError(f"unknown metric {metric!r}{did_you_mean(metric, known)}; valid: {', '.join(known)}",
+                                  file=file, line=lines.get((group, i)) or lines.get((group,)), key=f"{group}.{i}")
     for key in ("choice_words", "metrics", "modes", "path_options"):
         if key in spec and spec[key] is not None:
             spec[key] = tuple(spec[key])
@@ -77,7 +89,9 @@ def load_task_yaml(path: str | os.PathLike, *, register: bool = False) -> Task:
                           line=mark.line + 1 if mark else None) from exc
     if not isinstance(spec, dict):
         raise ConfigError("a task file must be a mapping", file=str(path))
-    task = task_from_dict(spec, file=str(path))
+    from clinforge.core.config import load_yaml
+
+    task = task_from_dict(spec, file=str(path), lines=load_yaml(path)[1])
     if register:
         TASKS.register(task.name, task, override=True)
     return task

@@ -167,11 +167,28 @@ def fit_preference(stage: AlignStage, model: Any, tokenizer: Any, examples: list
     return metrics
 
 
+def preference_configs(options: DPOOptions) -> tuple[list[str], dict[str, str]]:
+    """The TRL config a preference stage builds and the config keys its options set (for ``trainer_args``)."""
+    from clinforge.train.trainer_args import TRL
+
+    keys = {"beta": "beta", "loss_type": "loss_type"}
+    if options.is_kto:
+        return [TRL["kto"]], {**keys, "desirable_weight": "desirable_weight",
+                              "undesirable_weight": "undesirable_weight"}
+    return [TRL["dpo"]], {**keys, "loss_weights": "loss_weights", "label_smoothing": "label_smoothing",
+                          "precompute_ref_log_probs": "precompute_ref_log_probs"}
+
+
 class DPOStage(AlignStage):
     """Direct preference optimisation (and its TRL variants) starting from the previous stage's model."""
 
     type = "dpo"
     Options = DPOOptions
+
+    @classmethod
+    def trainer_configs(cls, recipe: Any, index: int, options: DPOOptions) -> tuple[list[str], dict[str, str]]:
+        """KTOConfig for a KTO loss, else DPOConfig; the keys set from ``options:``."""
+        return preference_configs(options)
     default_format = "preference"
 
     def run(self) -> StageResult:

@@ -146,11 +146,26 @@ def fit_rl(stage: AlignStage, model: Any, tokenizer: Any, rows: list[dict[str, A
     return metrics
 
 
+def rl_configs(options: RLOptions) -> tuple[list[str], dict[str, str]]:
+    """The TRL config an RL stage builds and the config keys its options set (for ``trainer_args``)."""
+    from clinforge.train.trainer_args import TRL
+
+    keys = {k: k for k in ("num_generations", "max_completion_length", "temperature", "top_p", "reward_weights",
+                           "beta")}
+    keys["generation_kwargs"] = "(fixed: use_cache on for sampling)"
+    return [TRL[options.algorithm]], keys
+
+
 class RLStage(AlignStage):
     """Online RL (RLOO / GRPO) of the policy against a reward model and/or reward functions."""
 
     type = "rl"
     Options = RLOptions
+
+    @classmethod
+    def trainer_configs(cls, recipe: Any, index: int, options: RLOptions) -> tuple[list[str], dict[str, str]]:
+        """RLOOConfig or GRPOConfig, by ``options.algorithm``."""
+        return rl_configs(options)
     default_format = "prompt"
 
     @classmethod

@@ -35,8 +35,8 @@ from clinforge.core.io import atomic_write_json, read_jsonl, write_jsonl
 from clinforge.core.seed import seed_everything
 from clinforge.data.records import Message, Record
 from clinforge.train.align.common import AlignStage, Cards, PromptOptions
-from clinforge.train.align.dpo import DPOOptions, fit_preference
-from clinforge.train.align.rl import RLOptions, check_rl_options, fit_rl
+from clinforge.train.align.dpo import DPOOptions, fit_preference, preference_configs
+from clinforge.train.align.rl import RLOptions, check_rl_options, fit_rl, rl_configs
 from clinforge.train.align.rm import RMOptions, fit_reward_model, load_reward_model
 from clinforge.train.stages import STAGES
 from clinforge.train.stages.base import StageResult
@@ -45,7 +45,12 @@ from clinforge.train.stages.base import StageResult
 class RLAIFOptions(StrictModel):
     """Options of the ``rlaif`` stage (see the module docstring)."""
 
-    judge: str = Field(min_length=1)
+    # default: a local model from clinforge's offline registry (``clinforge models fetch smollm2-135m-instruct``),
+    # so the stage runs without any server; any backend SPEC works (hf:PATH, openai:URL#MODEL, vllm:PATH)
+    judge: str = Field("hf:smollm2-135m-instruct", min_length=1)
+    # loglik: each criterion is a yes/no question scored by the judge's log-likelihood of " yes" vs " no" (nothing
+    # to parse; clinforge.judges.likelihood_rubric); text: the judge writes a JSON verdict that is parsed
+    judge_scoring: Literal["loglik", "text"] = "loglik"
     judge_options: dict[str, Any] = Field(default_factory=dict)  # backend constructor options (batch_size, ...)
     judge_max_new_tokens: int = Field(256, ge=1)
     judge_batch_items: int = Field(16, ge=1)  # responses graded per backend batch (x criteria requests)
@@ -92,10 +97,10 @@ def sample_responses(model_path: str | Path, prompts: list[list[dict[str, str]]]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     seed_everything(seed)
-    from tqdm.auto import tqdm
+    from clinforge.core.progress import progress_bar
 
     out: list[list[str]] = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc="rlaif: sampling", unit="batch"):
+    for start in progress_bar(range(0, len(prompts), batch_size), desc="rlaif: sampling", unit="batch"):
         chunk = prompts[start:start + batch_size]
         texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in chunk]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
@@ -149,7 +154,7 @@ def build_pairs(rows: list[dict[str, Any]], judged: list[dict[str, Any]], min_ma
 
 
 def _fingerprint(options: RLAIFOptions, model_path: str | Path, rows: list[dict[str, Any]], seed: int) -> str:
-    keys = ("judge", "judge_options", "judge_max_new_tokens", "rubric", "samples_per_prompt", "max_new_tokens",
+    keys = ("judge", "judge_scoring", "judge_options", "judge_max_new_tokens", "rubric", "samples_per_prompt", "max_new_tokens",
             "temperature", "top_p", "prompts")
     blob = json.dumps({"options": options.model_dump(include=set(keys)), "model": str(model_path), "seed": seed,
                        "prompts": [r["prompt"] for r in rows]}, sort_keys=True, default=str)
@@ -158,23 +163,26 @@ def _fingerprint(options: RLAIFOptions, model_path: str | Path, rows: list[dict[
 
 def judge_samples(options: RLAIFOptions, rows: list[dict[str, Any]], samples: list[list[str]]) -> list[dict[str, Any]]:
     """Grade every sampled response with the rubric judge; one entry per sample (score None if unparsable)."""
-    from clinforge.judges import RubricJudge, load_rubric
+    from clinforge.judges import LikelihoodRubricJudge, RubricJudge, load_rubric
     from clinforge.models.backends import load_backend
 
     rubric = load_rubric(options.rubric)
     backend = load_backend(options.judge, **options.judge_options)
     try:
-        judge = RubricJudge(backend, rubric, max_new_tokens=options.judge_max_new_tokens)
+        if options.judge_scoring == "loglik":
+            judge: RubricJudge = LikelihoodRubricJudge(backend, rubric)
+        else:
+            judge = RubricJudge(backend, rubric, max_new_tokens=options.judge_max_new_tokens)
         items, index = [], []
         for p, responses in enumerate(samples):
             for s, response in enumerate(responses):
                 items.append({"prompt": rows[p]["prompt"], "response": response})
                 index.append((p, s))
-        from tqdm.auto import tqdm
+        from clinforge.core.progress import progress_bar
 
         results = []
         step = max(1, options.judge_batch_items)
-        for start in tqdm(range(0, len(items), step), desc="rlaif: judging", unit="batch"):
+        for start in progress_bar(range(0, len(items), step), desc="rlaif: judging", unit="batch"):
             results += judge.grade_many(items[start:start + step])
     finally:
         backend.close()
@@ -188,11 +196,38 @@ def judge_samples(options: RLAIFOptions, rows: list[dict[str, Any]], samples: li
     return judged
 
 
+def _check_judge(spec: str) -> None:
+    """Fail before any sampling when the judge cannot work: an unfetched registry model, a missing local folder."""
+    from clinforge.core.errors import ClinforgeError
+    from clinforge.models.backends import parse_spec
+    from clinforge.models.offline_models import resolve_model_ref
+
+    scheme, target = parse_spec(spec)
+    if scheme not in ("hf", "vllm"):
+        return
+    try:
+        resolve_model_ref(target)
+    except ClinforgeError as exc:
+        raise ConfigError(str(exc), key="options.judge") from None
+
+
 class RLAIFStage(AlignStage):
     """Sample from the policy, judge against a clinical rubric, build pairs, train with DPO or RM + RL."""
 
     type = "rlaif"
     Options = RLAIFOptions
+
+    @classmethod
+    def trainer_configs(cls, recipe: Any, index: int, options: RLAIFOptions) -> tuple[list[str], dict[str, str]]:
+        """The configs of what the stage trains after judging: DPO (or KTO), or a reward model then RL; a
+        ``trainer_args`` key applies to each of them, so it must fit all."""
+        from clinforge.train.trainer_args import TRL
+
+        if options.then == "dpo":
+            classes, keys = preference_configs(options.dpo)
+            return classes, {k: f"dpo.{v}" for k, v in keys.items()}
+        classes, keys = rl_configs(options.rl)
+        return [TRL["rm"], *classes], {k: f"rl.{v}" for k, v in keys.items()}
     default_format = "prompt"
 
     @classmethod
@@ -204,6 +239,7 @@ class RLAIFStage(AlignStage):
         from clinforge.judges import load_rubric
 
         load_rubric(options.rubric)  # a malformed rubric names its own file, line and key
+        _check_judge(options.judge)
         if options.then == "rm_rl":
             check_rl_options(options.rl, recipe.stages[index].train, has_reward_model=True, key="options.rl")
 
@@ -281,12 +317,9 @@ class RLAIFStage(AlignStage):
                                                precision=self.ctx.recipe.precision)
                 rm_metrics = fit_reward_model(self, rm, rm_tok, examples, opts.rm,
                                               output_dir=self.ctx.out_dir / "rm_checkpoints")
-                from clinforge.train.export import save_model_folder
-                from clinforge.train.hf_trainer import barrier
+                from clinforge.train.export import save_trained
 
-                if main:
-                    save_model_folder(rm, rm_tok, rm_dir, merge=True)
-                barrier()
+                save_trained(rm, rm_tok, rm_dir, merge=True, trainer=self.trainer)  # every rank: shards gathered
                 del rm
             model, tokenizer = self.load_model()
             metrics = fit_rl(self, model, tokenizer, rows, opts.rl, str(rm_dir))

@@ -91,6 +91,13 @@ class RMStage(AlignStage):
 
     type = "rm"
     Options = RMOptions
+
+    @classmethod
+    def trainer_configs(cls, recipe: Any, index: int, options: RMOptions) -> tuple[list[str], dict[str, str]]:
+        """TRL's RewardConfig."""
+        from clinforge.train.trainer_args import TRL
+
+        return [TRL["rm"]], {}
     default_format = "preference"
 
     def run(self) -> StageResult:

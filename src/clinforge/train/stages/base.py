@@ -108,6 +108,7 @@ class Stage:
     def __init__(self, ctx: StageContext):
         self.ctx = ctx
         self.spec = ctx.spec
+        self.trainer = None  # the last Trainer fitted: its accelerator gathers FSDP / DeepSpeed shards for saving
         self.options = self.check(ctx.recipe, ctx.index, file=ctx.recipe_file, lines=ctx.lines)
 
     @classmethod
@@ -150,6 +151,7 @@ class Stage:
 
         lines = lines or {}
         options = cls.validated_options(recipe, index, file=file, lines=lines)
+        cls._check_trainer_args(recipe, index, options, file=file, lines=lines)
         try:
             cls.check_spec(recipe, index, options)
         except ConfigError as exc:
@@ -165,13 +167,36 @@ class Stage:
         return options
 
     @classmethod
+    def trainer_configs(cls, recipe: Recipe, index: int, options: StrictModel) -> tuple[list[str], dict[str, str]]:
+        """The trainer config classes this stage builds (dotted names) and the config keys it sets from its
+        ``options:`` (config key -> option key); ``trainer_args:`` keys are checked against both. Stages that
+        build a TRL config override this."""
+        from clinforge.train.trainer_args import TRAINING_ARGUMENTS
+
+        return [TRAINING_ARGUMENTS], {}
+
+    @classmethod
+    def _check_trainer_args(cls, recipe: Recipe, index: int, options: StrictModel, *, file: str | None,
+                            lines: dict[tuple, int]) -> None:
+        from clinforge.core.errors import ConfigError
+        from clinforge.train.trainer_args import check_trainer_args
+
+        spec = recipe.stages[index]
+        if not spec.trainer_args:
+            return  # nothing to check: transformers / trl are imported only when a recipe uses trainer_args
+        if spec.dp is not None and spec.dp.enabled:
+            raise ConfigError("a dp stage trains with clinforge's DP-SGD loop, not a Trainer: remove trainer_args",
+                              file=file, line=lines.get(("stages", index, "trainer_args")),
+                              key=f"stages.{index}.trainer_args")
+        classes, stage_keys = cls.trainer_configs(recipe, index, options)
+        check_trainer_args(spec.trainer_args, classes, index=index, stage_keys=stage_keys, file=file, lines=lines)
+
+    @classmethod
     def check_spec(cls, recipe: Recipe, index: int, options: StrictModel) -> None:
         """Stage rules checked before training; raise ``ConfigError(message, key=KEY)`` with ``KEY`` relative to the
         stage (``train.grad_accum``, ``data.sources.0.path``), ``check`` adds the file and line. Subclasses extend
         this and call ``super().check_spec``. The base checks data sources, QLoRA's GPU, and DP's grad_accum.
         """
-        import torch
-
         from clinforge.core.errors import ConfigError
         from clinforge.train.data import check_source
 
@@ -179,7 +204,7 @@ class Stage:
         for group in ("sources", "eval_sources"):
             for j, src in enumerate(getattr(spec.data, group)):
                 check_source(src, key=f"data.{group}.{j}")
-        if spec.method.type == "qlora" and not torch.cuda.is_available():
+        if spec.method.type == "qlora" and not _cuda_available():
             raise ConfigError("method qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); none is available here. "
                               "Use method lora on CPU.", key="method.type")
         if spec.dp is not None and spec.dp.enabled and spec.train.grad_accum != 1:
@@ -224,6 +249,7 @@ class Stage:
         """Train, resuming from the newest checkpoint in ``out_dir/checkpoints`` when the run is resumed."""
         from clinforge.train.hf_trainer import train_with_resume
 
+        self.trainer = trainer
         return train_with_resume(trainer, self.ctx)
 
     def finish(self, model, tokenizer, *, metrics: dict[str, Any], data=None, privacy: dict | None = None,
@@ -237,6 +263,13 @@ class Stage:
     def run(self) -> StageResult:
         """Train and return the result. Subclasses implement this."""
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+
+def _cuda_available() -> bool:
+    # torch is imported only for a QLoRA stage: recipe checks run before heavy imports (seconds, not ten)
+    import torch
+
+    return torch.cuda.is_available()
 
 
 AfterStageHook = Callable[[StageContext, StageResult], "dict[str, Any] | None"]

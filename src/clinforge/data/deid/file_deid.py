@@ -1,0 +1,204 @@
+"""De-identify files: a text file, a folder of text files, or a JSONL/CSV text column, written atomically.
+
+``deidentify_file`` is what ``clinforge data deid`` runs. Nothing but the de-identified output (and, with
+``json_out``, span offsets/types/scores) goes to ``stdout``; the returned summary holds counts only, and errors name
+the file, line and field, never the text.
+
+Example:
+    >>> import io, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "n.txt"; _ = p.write_text("Seen by Dr. Martha Collins on 3/4/2021.")
+    >>> sink = io.StringIO(); s = deidentify_file(p, stdout=sink, progress=False)
+    >>> sink.getvalue(), s["items"]
+    ('Seen by Dr. [NAME] on [DATE].', 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from clinforge.core.errors import ConfigError, DataError, OutputExistsError
+
+TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+CSV_SUFFIXES = (".csv", ".tsv")
+
+
+def input_kind(path: Path) -> str:
+    """``folder``, ``text``, ``jsonl`` or ``csv`` for an input path; anything else is an error listing the choices.
+
+    Example:
+        >>> input_kind(Path("notes.jsonl"))
+        'jsonl'
+    """
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    valid = ", ".join(TEXT_SUFFIXES + JSONL_SUFFIXES + CSV_SUFFIXES)
+    raise DataError(f"cannot tell the input format from the suffix {suffix!r}; use one of {valid} or a folder",
+                    file=str(path))
+
+
+def _text_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    if not files:
+        raise DataError(f"no text files ({', '.join(TEXT_SUFFIXES)}) in the folder", file=str(folder))
+    return files
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from None
+
+
+def _cell(row: dict, column: str, path: Path, line: int, optional: bool = False) -> str | None:
+    if column not in row:
+        if optional:
+            return None
+        raise DataError(f"no column {column!r} (columns: {', '.join(map(str, row))})", file=str(path), line=line,
+                        field=column)
+    value = row[column]
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        if optional and isinstance(value, (int, float)):
+            return str(value)
+        raise DataError(f"expected text, got {type(value).__name__}", file=str(path), line=line, field=column)
+    return value
+
+
+def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed when the generator ends
+    reader = csv.DictReader(fh, delimiter=delimiter)
+
+    def rows() -> Iterator[tuple[int, dict]]:
+        try:
+            for row in reader:
+                yield reader.line_num, row
+        finally:
+            fh.close()
+
+    return list(reader.fieldnames or []), rows()
+
+
+def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask", json_out: bool = False,
+                    text_column: str = "text", patient_column: str | None = None, seed: int = 0,
+                    overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None) -> dict[str, Any]:
+    """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
+    ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``.
+
+    A bad row stops the run and leaves no output (the output is written atomically; without ``out`` rows are
+    buffered so nothing is half-printed).
+    """
+    from clinforge.core.io import atomic_path, read_jsonl
+    from clinforge.core.progress import progress_bar
+    from clinforge.data.deid import MODES, Deidentifier
+
+    stdout = sys.stdout if stdout is None else stdout
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}", key="--mode")
+    kind = input_kind(input)
+    if out is not None and out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    if out is not None and out.resolve() == input.resolve():
+        raise ConfigError("--out must differ from the input", key="--out")
+    if kind == "folder" and out is None:
+        raise ConfigError("a folder input needs --out FOLDER", key="--out")
+    deidentifier = Deidentifier(mode=mode, seed=seed)
+    counts: Counter[str] = Counter()
+    n_items = n_bytes = 0
+    started = time.process_time()
+    stdout_lines: list[str] = []
+
+    def process(text: str, patient_id: str | None, where: dict) -> str:
+        nonlocal n_items, n_bytes
+        result = deidentifier.deidentify(text, patient_id=patient_id)
+        counts.update(s.entity_type for s in result.spans)
+        n_items += 1
+        n_bytes += len(text.encode("utf-8"))
+        if json_out:
+            row = {**where, "spans": [s.to_dict() for s in result.spans]}
+            if out is None:
+                row["text"] = result.text
+            stdout_lines.append(json.dumps(row, ensure_ascii=False))
+        return result.text
+
+    bar = progress_bar(desc="de-identifying", unit="text", enabled=progress)
+    with bar:
+        if kind == "text":
+            cleaned = process(_read_text(input), None, {"file": str(input)})
+            if out is not None:
+                with atomic_path(out, overwrite=overwrite) as tmp:
+                    tmp.write_text(cleaned, encoding="utf-8")
+            elif not json_out:
+                stdout.write(cleaned)
+        elif kind == "folder":
+            files = _text_files(input)
+            bar.reset(total=len(files))
+            with atomic_path(out, overwrite=overwrite) as tmp:
+                tmp.mkdir(parents=True)
+                for path in files:
+                    rel = path.relative_to(input)
+                    target = tmp / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(process(_read_text(path), None, {"file": str(rel)}), encoding="utf-8")
+                    bar.update(1)
+        else:
+            # Rows stream into the atomic temporary output (removed if a bad row stops the run); without --out
+            # they are buffered so that a bad row prints nothing rather than half a file.
+            with contextlib.ExitStack() as stack:
+                if out is not None:
+                    tmp = stack.enter_context(atomic_path(out, overwrite=overwrite))
+                    sink = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+                else:
+                    sink = io.StringIO()
+                if kind == "jsonl":
+                    with open(input, encoding="utf-8") as fh:
+                        total = sum(1 for _ in fh)
+                    bar.reset(total=total)
+                    for line, row in read_jsonl(input):
+                        text = _cell(row, text_column, input, line)
+                        pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
+                        if text is not None:
+                            row[text_column] = process(text, pid, {"line": line})
+                        sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        bar.update(1)
+                else:
+                    fields, rows = _csv_rows(input)
+                    if text_column not in fields:
+                        raise DataError(f"no column {text_column!r} (columns: {', '.join(fields)})",
+                                        file=str(input), line=1, field=text_column)
+                    delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
+                    writer = csv.DictWriter(sink, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
+                    writer.writeheader()
+
+                    for line, row in rows:
+                        text = _cell(row, text_column, input, line)
+                        pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
+                        if text is not None:
+                            row[text_column] = process(text, pid, {"line": line})
+                        writer.writerow(row)
+                        bar.update(1)
+                if out is None and not json_out:
+                    stdout.write(sink.getvalue())
+    for line in stdout_lines:
+        stdout.write(line + "\n")
+    return {"items": n_items, "bytes": n_bytes, "cpu_s": time.process_time() - started, "phi": dict(counts),
+            "mode": mode, "out": str(out) if out is not None else None}

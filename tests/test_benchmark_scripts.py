@@ -1,0 +1,37 @@
+"""The throughput benchmarks run end to end at smoke sizes (their figures come from full runs, never from tests)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, data_root: Path, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), TOKENIZERS_PARALLELISM="false", CLINFORGE_DATA=str(data_root))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--no-real", *args],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_eval_throughput_runs_and_checks_identity(data_root):
+    last = _run("eval_throughput.py", data_root)
+    m = re.fullmatch(r"RESULT speedup=\S+ identical=(\S+) max_abs_ll_diff=(\S+) clinforge_qps=\S+ lmeval_qps=\S+ "
+                     r"speedup_0shot=\S+", last)
+    assert m, last
+    assert float(m.group(1)) == 1.0 and float(m.group(2)) <= 1e-4
+
+
+@pytest.mark.slow
+def test_train_throughput_runs_every_trl_candidate(data_root):
+    last = _run("train_throughput.py", data_root, "--search-timeout-factor", "100")
+    assert re.fullmatch(r"RESULT speedup_best=\S+ speedup_default=\S+ clinforge_tok_s=\d+ trl_best_tok_s=\d+ "
+                        r"trl_default_tok_s=\d+", last), last
