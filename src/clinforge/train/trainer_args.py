@@ -35,6 +35,7 @@ FROM_RECIPE = {
     "logging_steps": "train.log_every", "save_steps": "train.save_every", "save_total_limit": "train.save_total_limit",
     "eval_steps": "train.eval_every", "dataloader_num_workers": "train.dataloader_workers",
     "gradient_checkpointing": "train.gradient_checkpointing", "max_length": "train.max_length",
+    "activation_checkpointing": "train.gradient_checkpointing",  # transformers 5.x's name for it
     "train_sampling_strategy": "train.group_by_length", "group_by_length": "train.group_by_length",
     "bf16": "precision", "seed": "seed (or the stage's seed)", "data_seed": "seed (or the stage's seed)",
     "full_determinism": "deterministic",
