@@ -32,3 +32,11 @@ if command -v pg_ctlcluster >/dev/null 2>&1; then
     pg_ctlcluster "$version" main stop >/dev/null 2>&1 || true
   done
 fi
+# pgvector for the installed major version, when the distribution has it (trixie and later, or PGDG). Debian bookworm
+# has none: the kb tests then take PostgreSQL + pgvector from the `pgserver` wheel (a dev extra), so a missing
+# package is not an error.
+major="$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1 || true)"
+if [ -n "$major" ] && [ ! -f "/usr/share/postgresql/${major}/extension/vector.control" ] \
+   && apt-cache show "postgresql-${major}-pgvector" >/dev/null 2>&1; then
+  apt-get install -y -q --no-install-recommends "postgresql-${major}-pgvector"
+fi

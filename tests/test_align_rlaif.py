@@ -27,7 +27,8 @@ def tiny_model(tiny_llama) -> Path:
 
 
 def rlaif_recipe(model: Path, data_root: Path, judge: str, limit: int = 6, **options) -> dict:
-    opts = {"judge": judge, "judge_max_new_tokens": 16, "samples_per_prompt": 3, "max_new_tokens": 12, **options}
+    opts = {"judge": judge, "judge_scoring": "text", "judge_max_new_tokens": 16, "samples_per_prompt": 3,
+            "max_new_tokens": 12, **options}
     return {"model": str(model), "tracking": {"tensorboard": False},
             "stages": [{"name": "rlaif", "type": "rlaif",
                         "data": {"sources": [{"reader": "medquad", "path": str(data_root / MEDQUAD), "limit": limit}]},
@@ -118,6 +119,50 @@ def test_rlaif_with_tiny_hf_judge_counts_unparsable_verdicts(tmp_path, tiny_mode
         assert summary["stages"][0]["metrics"]["judging"]["pairs"] == judging["pairs"] >= 1
     assert judging["judge"] == f"hf:{tiny_model}"
     assert judging["samples_unparsable"] >= judging["samples"] // 2  # "mostly unparsable", as expected
+
+
+def test_rlaif_loglik_judge_scores_every_criterion_and_equals_direct_scoring(tmp_path, tiny_model, data_root):
+    """judge_scoring: loglik reads each verdict from the judge's log-likelihoods of " yes" / " no": nothing is
+    unparsable, and each verdict equals the judge model scoring the full yes/no prompt directly (the shared-context
+    split cancels the criterion tokens)."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from clinforge.judges import LikelihoodRubricJudge, load_rubric
+    from clinforge.models.backends import load_backend
+
+    recipe = rlaif_recipe(tiny_model, data_root, f"hf:{tiny_model}", limit=3, judge_scoring="loglik")
+    stage_dir = tmp_path / "run" / "stages" / "rlaif"
+    try:
+        run(recipe, tmp_path / "run")
+    except DataError as exc:  # a random judge may tie every answer; then the error names the ties
+        assert "tie" in str(exc)
+    judging, samples = check_counts(stage_dir, criteria=7)
+    assert judging["samples_unparsable"] == 0 and judging["verdicts_unparsable"] == 0
+    scores = [s["score"] for s in samples]
+    assert len(set(scores)) > 1  # expected scores are continuous: a random judge still separates answers
+    assert all(v["raw"].startswith("ll_yes=") and v["method"] == "loglik" for s in samples for v in s["verdicts"])
+    # the split into shared context + criterion continuation gives the verdict of the full prompt scored directly:
+    # ll_yes - ll_no equals log p(" yes") - log p(" no") as the next token after the whole rendered prompt
+    judge = LikelihoodRubricJudge(load_backend(f"hf:{tiny_model}"), load_rubric())
+    tok, model = AutoTokenizer.from_pretrained(tiny_model), AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    for criterion in load_rubric().criteria[:3]:
+        yes_req, no_req = judge.requests_for("Is a fever of 39 C in a newborn urgent?", samples[0]["response"],
+                                             criterion)
+        assert yes_req.context == no_req.context and criterion.criterion in yes_req.continuation
+        (ll_yes, _), (ll_no, _) = judge.backend.loglikelihood([yes_req, no_req])
+        prompt = tok(yes_req.context + yes_req.continuation[:-len(" yes")], add_special_tokens=False)["input_ids"]
+        direct = []
+        for word in (" yes", " no"):  # log p(word | whole prompt), summed over the word's tokens
+            ids = tok(yes_req.context + yes_req.continuation[:-len(" yes")] + word,
+                      add_special_tokens=False)["input_ids"]
+            assert ids[:len(prompt)] == prompt
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+            direct.append(sum(logp[i - 1, ids[i]].item() for i in range(len(prompt), len(ids))))
+        assert math.isclose(ll_yes - ll_no, direct[0] - direct[1], abs_tol=1e-3)
 
 
 def test_build_pairs_drops_and_counts_without_defaults():

@@ -285,9 +285,17 @@ def test_openai_without_prompt_logprobs_is_a_clear_error(hf_backend):
 def test_openai_bad_spec_and_unreachable_server():
     with pytest.raises(ClinforgeError, match="BASE_URL#MODEL"):
         load_backend("openai:127.0.0.1:9/v1")
-    client = load_backend("openai:http://127.0.0.1:9/v1#m", max_retries=1, backoff=0.01, timeout=2)
-    with pytest.raises(ClinforgeError, match="attempts"):
+    import socket
+    import time
+
+    with socket.socket() as s:  # a free port nothing listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    client = load_backend(f"openai:{url}#m", max_retries=5, backoff=1.0, timeout=2)
+    start = time.perf_counter()
+    with pytest.raises(ClinforgeError, match=f"cannot connect to {url}.*Start one first"):
         client.generate([GenerationRequest(prompt="x", max_new_tokens=1)])
+    assert time.perf_counter() - start < 1.0  # no retry with backoff on a refused connection
 
 
 def test_eval_runner_through_the_openai_backend(server, hf_backend, tmp_path):

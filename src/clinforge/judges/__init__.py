@@ -18,6 +18,7 @@ from clinforge.judges.axes import AXES, AxesJudge, AxesResult, Axis
 from clinforge.judges.base import JUDGES, Judge
 from clinforge.judges.bias import model_family
 from clinforge.judges.jury import Jury, JuryResult
+from clinforge.judges.likelihood_rubric import LikelihoodRubricJudge
 from clinforge.judges.pairwise import PairwiseJudge, PairwiseResult
 from clinforge.judges.parsing import ParsedVerdict, parse_criterion, parse_score, parse_winner
 from clinforge.judges.rubric import (
@@ -34,7 +35,7 @@ from clinforge.judges.rubric import (
 from clinforge.judges.single import ScoreResult, SingleAnswerJudge
 
 __all__ = [
-    "AXES", "AxesJudge", "AxesResult", "Axis", "JUDGES", "Judge", "Jury", "JuryResult", "PairwiseJudge", "PairwiseResult", "ParsedVerdict", "Criterion",
+    "AXES", "AxesJudge", "AxesResult", "Axis", "JUDGES", "Judge", "Jury", "JuryResult", "LikelihoodRubricJudge", "PairwiseJudge", "PairwiseResult", "ParsedVerdict", "Criterion",
     "CriterionResult", "Rubric", "RubricJudge", "RubricResult", "ScoreResult", "SingleAnswerJudge",
     "default_rubric", "healthbench_aggregate", "healthbench_raw_score", "load_rubric", "model_family",
     "parse_criterion", "parse_score", "parse_winner",

@@ -22,6 +22,7 @@ JUDGES: Registry[Any] = Registry("judge", builtins={
     "single": "clinforge.judges.single",
     "pairwise": "clinforge.judges.pairwise",
     "rubric": "clinforge.judges.rubric",
+    "rubric_loglik": "clinforge.judges.likelihood_rubric",
     "jury": "clinforge.judges.jury",
     "axes": "clinforge.judges.axes",
 })

@@ -181,7 +181,7 @@ carevue careview brady tachy aline pts thermodilution derm camode transplant
 am pm noc eve days nights shift today tonight yesterday tomorrow wkend weekend
 """)
 # Shorthand words that are also surnames: kept out of the allow-list (a credential or title before them still
-# makes them a name: "Bernard Foley CRT").
+# makes them a name: "Walter Foley CRT").
 _NOTE_SURNAMES = frozenset({"foley", "walker", "hall", "green", "white", "little", "fair", "pace"})
 
 

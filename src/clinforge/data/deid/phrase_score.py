@@ -250,9 +250,9 @@ def unseen_phrases(held: Iterable, dev: Iterable) -> set[str]:
 
     Example:
         >>> from types import SimpleNamespace as N
-        >>> sorted(unseen_phrases([N(meta={"phi": [{"phrase": "GH"}, {"phrase": "KERNAN"}]})],
+        >>> sorted(unseen_phrases([N(meta={"phi": [{"phrase": "GH"}, {"phrase": "WEXFORD"}]})],
         ...                       [N(meta={"phi": [{"phrase": "gh"}]})]))
-        ['kernan']
+        ['wexford']
     """
     seen = {g["phrase"].lower() for r in dev for g in r.meta["phi"] or []}
     return {g["phrase"].lower() for r in held for g in r.meta["phi"] or []} - seen

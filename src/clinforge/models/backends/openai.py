@@ -12,8 +12,9 @@ environment variable named by ``api_key_env`` (default ``OPENAI_API_KEY``) and n
   lm-eval's ``local-completions`` backend), their ``token_logprobs`` are summed, and ``is_greedy`` is whether every
   one of them is the top entry of ``top_logprobs``. A server that does not return echoed prompt log-probs (chat-only
   APIs, Ollama) raises a clear error instead of a made-up number.
-* Transient failures (connection errors, 408/409/429/5xx) are retried with exponential backoff; every call has a
-  timeout. httpx is used rather than the ``openai`` SDK so no extra dependency is needed and ``echo`` + ``logprobs``
+* Transient failures (read/write errors, timeouts, 408/409/429/5xx) are retried with exponential backoff; every
+  call has a timeout. A refused connection (nothing listens at the URL) fails at once with a message naming the URL
+  and what to start: retrying it would only hide the mistake behind minutes of backoff. httpx is used rather than the ``openai`` SDK so no extra dependency is needed and ``echo`` + ``logprobs``
   (which the SDK types drop for some servers) pass through unchanged.
 """
 
@@ -88,6 +89,13 @@ class OpenAIBackend(Backend):
         for attempt in range(self.max_retries + 1):
             try:
                 resp = self._client.post(path, json=payload)
+            except httpx.ConnectError as exc:
+                # nothing listens there (connection refused, unknown host): waiting and retrying cannot help
+                raise BackendHTTPError(
+                    f"cannot connect to {self.base_url} ({exc or type(exc).__name__}): no OpenAI-compatible server "
+                    f"is running there. Start one first (e.g. `vllm serve MODEL --port PORT`, `llama-server -m "
+                    f"FILE.gguf --port PORT`, `ollama serve`) or point the SPEC at a running server; for a local "
+                    f"model without a server use hf:PATH_OR_NAME") from exc
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 if attempt == self.max_retries:
                     raise BackendHTTPError(f"{self.base_url}{path}: {type(exc).__name__} after "

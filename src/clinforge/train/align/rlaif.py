@@ -45,7 +45,12 @@ from clinforge.train.stages.base import StageResult
 class RLAIFOptions(StrictModel):
     """Options of the ``rlaif`` stage (see the module docstring)."""
 
-    judge: str = Field(min_length=1)
+    # default: a local model from clinforge's offline registry (``clinforge models fetch smollm2-135m-instruct``),
+    # so the stage runs without any server; any backend SPEC works (hf:PATH, openai:URL#MODEL, vllm:PATH)
+    judge: str = Field("hf:smollm2-135m-instruct", min_length=1)
+    # loglik: each criterion is a yes/no question scored by the judge's log-likelihood of " yes" vs " no" (nothing
+    # to parse; clinforge.judges.likelihood_rubric); text: the judge writes a JSON verdict that is parsed
+    judge_scoring: Literal["loglik", "text"] = "loglik"
     judge_options: dict[str, Any] = Field(default_factory=dict)  # backend constructor options (batch_size, ...)
     judge_max_new_tokens: int = Field(256, ge=1)
     judge_batch_items: int = Field(16, ge=1)  # responses graded per backend batch (x criteria requests)
@@ -149,7 +154,7 @@ def build_pairs(rows: list[dict[str, Any]], judged: list[dict[str, Any]], min_ma
 
 
 def _fingerprint(options: RLAIFOptions, model_path: str | Path, rows: list[dict[str, Any]], seed: int) -> str:
-    keys = ("judge", "judge_options", "judge_max_new_tokens", "rubric", "samples_per_prompt", "max_new_tokens",
+    keys = ("judge", "judge_scoring", "judge_options", "judge_max_new_tokens", "rubric", "samples_per_prompt", "max_new_tokens",
             "temperature", "top_p", "prompts")
     blob = json.dumps({"options": options.model_dump(include=set(keys)), "model": str(model_path), "seed": seed,
                        "prompts": [r["prompt"] for r in rows]}, sort_keys=True, default=str)
@@ -158,13 +163,16 @@ def _fingerprint(options: RLAIFOptions, model_path: str | Path, rows: list[dict[
 
 def judge_samples(options: RLAIFOptions, rows: list[dict[str, Any]], samples: list[list[str]]) -> list[dict[str, Any]]:
     """Grade every sampled response with the rubric judge; one entry per sample (score None if unparsable)."""
-    from clinforge.judges import RubricJudge, load_rubric
+    from clinforge.judges import LikelihoodRubricJudge, RubricJudge, load_rubric
     from clinforge.models.backends import load_backend
 
     rubric = load_rubric(options.rubric)
     backend = load_backend(options.judge, **options.judge_options)
     try:
-        judge = RubricJudge(backend, rubric, max_new_tokens=options.judge_max_new_tokens)
+        if options.judge_scoring == "loglik":
+            judge: RubricJudge = LikelihoodRubricJudge(backend, rubric)
+        else:
+            judge = RubricJudge(backend, rubric, max_new_tokens=options.judge_max_new_tokens)
         items, index = [], []
         for p, responses in enumerate(samples):
             for s, response in enumerate(responses):
@@ -186,6 +194,21 @@ def judge_samples(options: RLAIFOptions, rows: list[dict[str, Any]], samples: li
                        "verdicts": [{"id": c.id, "met": c.met, "method": c.method, "error": c.error, "raw": c.raw}
                                     for c in result.per_criterion]})
     return judged
+
+
+def _check_judge(spec: str) -> None:
+    """Fail before any sampling when the judge cannot work: an unfetched registry model, a missing local folder."""
+    from clinforge.core.errors import ClinforgeError
+    from clinforge.models.backends import parse_spec
+    from clinforge.models.offline_models import resolve_model_ref
+
+    scheme, target = parse_spec(spec)
+    if scheme not in ("hf", "vllm"):
+        return
+    try:
+        resolve_model_ref(target)
+    except ClinforgeError as exc:
+        raise ConfigError(str(exc), key="options.judge") from None
 
 
 class RLAIFStage(AlignStage):
@@ -216,6 +239,7 @@ class RLAIFStage(AlignStage):
         from clinforge.judges import load_rubric
 
         load_rubric(options.rubric)  # a malformed rubric names its own file, line and key
+        _check_judge(options.judge)
         if options.then == "rm_rl":
             check_rl_options(options.rl, recipe.stages[index].train, has_reward_model=True, key="options.rl")
 
