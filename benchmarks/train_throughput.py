@@ -317,6 +317,7 @@ def main() -> None:
     ap.add_argument("--jobs", default="tiny-full,smollm2-lora,smollm2-full",
                     help="comma-separated subset of tiny-full, smollm2-lora, smollm2-full")
     ap.add_argument("--search-timeout-factor", type=float, default=4.0)
+    ap.add_argument("--heldout", type=int, default=32, help="held-out validation dialogues for the yardstick loss")
     ap.add_argument("--steps", type=int, default=12, help="tiny model steps")
     ap.add_argument("--batch", type=int, default=8, help="tiny model batch")
     ap.add_argument("--real-steps", type=int, default=3)
@@ -343,7 +344,7 @@ def main() -> None:
         return
     if a.quick:
         a.reps, a.steps, a.batch, a.real_steps, a.real_batch, a.hidden, a.layers = 1, 2, 2, 1, 2, 64, 2
-        a.limit, a.max_length, a.real_max_length, a.vocab = 40, 256, 256, 1024
+        a.limit, a.max_length, a.real_max_length, a.vocab, a.heldout = 40, 256, 256, 1024, 8
 
     from clinforge.models.tiny import build_tiny
 
@@ -353,7 +354,7 @@ def main() -> None:
     corpus = _data_root() / "mts-dialog" / "Main-Dataset" / "MTS-Dialog-TrainingSet.csv"
     tiny = build_tiny("llama", work / "tiny", vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
                       num_heads=8 if a.hidden >= 256 else 4, seed=a.seed, corpus=corpus)
-    held = _examples(a.limit, a.seed).eval
+    held = _examples(a.limit, a.seed).eval[:a.heldout]
     jobs = [("tiny-full", {"model": tiny, "label": f"a tiny random Llama (hidden {a.hidden}, {a.layers} layers)",
                            "method": "full", "steps": a.steps, "batch": a.batch, "lr": a.lr,
                            "max_length": a.max_length})]

@@ -35,6 +35,7 @@ def rule_verdict(prompt: str) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     requests_seen = 0
+    verdict = staticmethod(rule_verdict)
 
     def do_POST(self):  # noqa: N802 (http.server naming)
         length = int(self.headers.get("Content-Length", 0))
@@ -43,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404, "only /v1/chat/completions is served")
             return
         type(self).requests_seen += 1
-        content = rule_verdict(body["messages"][-1]["content"])
+        content = type(self).verdict(body["messages"][-1]["content"])
         reply = {"id": f"chatcmpl-{type(self).requests_seen}", "object": "chat.completion",
                  "created": int(time.time()), "model": body.get("model", "rule-judge"),
                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
@@ -61,10 +62,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class JudgeServer:
-    """Start the rule judge on an ephemeral 127.0.0.1 port; ``spec`` is the ``openai:`` SPEC to reach it."""
+    """Start the rule judge on an ephemeral 127.0.0.1 port; ``spec`` is the ``openai:`` SPEC to reach it.
+    ``verdict(prompt) -> reply text`` replaces the default hash rule (e.g. a judge with a learnable preference)."""
 
-    def __init__(self):
-        handler = type("Handler", (_Handler,), {"requests_seen": 0})
+    def __init__(self, verdict=rule_verdict):
+        handler = type("Handler", (_Handler,), {"requests_seen": 0, "verdict": staticmethod(verdict)})
         self.handler = handler
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

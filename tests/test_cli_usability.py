@@ -121,8 +121,9 @@ def test_a_failed_eval_does_not_block_the_corrected_command(tmp_path, tiny_model
     wrong = clinforge("eval", "--model", f"hf:{tmp_path}/typo-model", *common, env=_env(HF_HUB_OFFLINE="1"))
     assert wrong.returncode == 2 and "typo-model" in wrong.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
-    fixed = clinforge("eval", "--model", f"hf:{tiny_model}", *common)
+    fixed = clinforge("eval", "--model", f"hf:{tiny_model}", *common, env=_env(CLINFORGE_NO_PROGRESS="1"))
     assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert "it/s" not in fixed.stderr and "%|" not in fixed.stderr  # not even transformers' loading bars
     assert json.loads((out / "summary.json").read_text())["tasks"]["medqa"]["n"] == 3
     # once it has results, a different model on the same folder is refused (it would mix results)
     again = clinforge("eval", "--model", f"hf:{tmp_path}/typo-model", *common, env=_env(HF_HUB_OFFLINE="1"))
@@ -182,9 +183,23 @@ def test_score_shows_one_progress_line_per_metric_in_a_pipe(tmp_path):
 
 
 def test_every_command_offers_no_progress():
-    commands = [["data", "catalog"], ["data", "inspect"], ["data", "deid"], ["data", "prepare"], ["train"], ["eval"],
-                ["score"], ["demo"], ["judge", "single"], ["judge", "pairwise"], ["models", "tiny"]]
-    for cmd in commands:
+    import typer
+
+    from clinforge.cli.main import app
+
+    def leaves(command, path=()):
+        subs = getattr(command, "commands", None)
+        if not subs:
+            yield path, command
+            return
+        for name, sub in subs.items():
+            yield from leaves(sub, (*path, name))
+
+    found = list(leaves(typer.main.get_command(app)))
+    assert len(found) > 20
+    missing = [" ".join(path) for path, cmd in found if not any("--no-progress" in p.opts for p in cmd.params)]
+    assert not missing, f"commands without --no-progress: {missing}"
+    for cmd in (["data", "prepare"], ["eval"], ["judge", "single"]):  # and the user sees it in --help
         res = clinforge(*cmd, "--help", env=_env(COLUMNS="200"))
         assert res.returncode == 0 and "--no-progress" in res.stdout, cmd
 
@@ -299,3 +314,19 @@ def test_trainer_args_of_a_dpo_stage_are_checked_against_dpoconfig(tmp_path):
     recipe.write_text(text.replace("    options:\n", "    trainer_args: {beta: 0.5}\n    options:\n"))
     res = clinforge("train", str(recipe), "--out", str(tmp_path / "run"))
     assert res.returncode == 2 and "set by this stage's options.beta" in res.stderr
+
+
+def test_a_train_run_that_failed_before_any_checkpoint_does_not_block_the_fix(tmp_path, tiny_model, data_root):
+    recipe = _sft_recipe(tmp_path, tiny_model, data_root, "{}")
+    recipe.write_text(recipe.read_text().replace("max_length: 1024", "max_length: 64"))
+    out = tmp_path / "run"
+    failed = clinforge("train", str(recipe), "--out", str(out), "--no-progress")
+    assert failed.returncode == 2 and "no example has a target within max_length 64" in failed.stderr
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"
+    recipe.write_text(recipe.read_text().replace("max_length: 64", "max_length: 1024"))
+    fixed = clinforge("train", str(recipe), "--out", str(out), "--no-progress")  # no --overwrite needed
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert (out / "model" / "config.json").is_file()
+    # a run that finished is protected as before
+    again = clinforge("train", str(recipe), "--out", str(out), "--no-progress")
+    assert again.returncode == 2 and "--overwrite" in again.stderr

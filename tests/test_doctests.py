@@ -15,7 +15,10 @@ import pytest
 
 PACKAGES = ["clinforge.core", "clinforge.data", "clinforge.data.readers", "clinforge.judges"]
 MODULES = ["clinforge.eval.agreement", "clinforge.eval.human", "clinforge.eval.judge_report_html",
-           "clinforge.eval.compare_runs", "clinforge.eval.compare_report_html", "clinforge.cli.score"]
+           "clinforge.eval.compare_runs", "clinforge.eval.compare_report_html", "clinforge.cli.score",
+           "clinforge.eval.human_pairwise", "clinforge.apps.review.review_db", "clinforge.apps.review.review_auth",
+           "clinforge.apps.review.review_studies", "clinforge.apps.review.review_results",
+           "clinforge.apps.review.review_web", "clinforge.apps.review.review_server"]
 EXCLUDED_PREFIXES = ("clinforge.data.deid", "clinforge.data.transforms", "clinforge.data.prepare")
 
 

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from clinforge.models.tiny import build_tiny
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_fsdp_save_worker.py")
@@ -33,9 +34,10 @@ def torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
                            *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
-def test_fsdp_two_cpu_ranks_save_the_full_trained_weights(tmp_path):
+@pytest.mark.slow
+def test_fsdp_two_cpu_ranks_save_the_full_trained_weights(tmp_path, tiny_llama):
     """Full fine-tuning and LoRA (merged on save), each trained 3 steps under FSDP2 on two gloo ranks."""
-    model_dir = build_tiny("llama", tmp_path / "tiny", vocab_size=512, hidden_size=32, num_heads=4, seed=0)
+    model_dir = tiny_llama
     proc = torchrun([str(WORKER), str(model_dir), str(tmp_path / "out")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     for method in ("full", "lora"):
@@ -89,7 +91,7 @@ stages:
     assert accelerate, "accelerate's launcher is not on PATH"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([accelerate, "launch", "--config_file", str(ROOT / "recipes/accelerate/fsdp.yaml"),
-                           "--num_processes", "2", "--main_process_port", "0", "-m", "clinforge", "train",
+                           "--num_processes", "2", "--main_process_port", str(free_port()), "-m", "clinforge", "train",
                            str(recipe), "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]

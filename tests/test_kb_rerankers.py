@@ -21,11 +21,10 @@ def _cands() -> list[ScoredChunk]:
             for i, t in enumerate(PASSAGES)]
 
 
-def test_loglikelihood_reranker_scores_yes_minus_no(tmp_path):
-    from align_helpers import tiny_model_dir
+def test_loglikelihood_reranker_scores_yes_minus_no(tiny_llama):
     from clinforge.models.backends import LoglikelihoodRequest, load_backend
 
-    backend = load_backend(f"hf:{tiny_model_dir()}", device="cpu")
+    backend = load_backend(f"hf:{tiny_llama}", device="cpu")
     q = "How is gout treated?"
     out = LoglikelihoodReranker(backend).rerank(q, _cands())
     expected = {}

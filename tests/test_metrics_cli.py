@@ -175,8 +175,8 @@ def test_rouge_zero_on_text_without_latin_tokens_is_counted_and_warned(tmp_path,
 
 
 def test_undecodable_reference_names_its_line(tmp_path):
-    from clinforge.cli.score import read_lines
     from clinforge.core.errors import DataError
+    from clinforge.core.io import read_lines
 
     bad = tmp_path / "refs.txt"
     bad.write_bytes("no effusion\nheart normal\nGr\xf6\xdfe normal\n".encode().replace(b"\xc3\xb6", b"\xf6"))

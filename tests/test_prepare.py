@@ -484,7 +484,8 @@ def test_overwrite_refuses_to_delete_its_own_inputs(tmp_path):
 
 
 def test_cli_prepare_shows_read_progress_on_a_terminal(tmp_path):
-    """On a terminal, each source gets a bar of records read, even when a step holds records until the end."""
+    """On a terminal, each source gets a bar of records read and each step a line with its counts, even when a step
+    holds records until the end."""
     import shutil
     import subprocess
     import sys
@@ -497,7 +498,11 @@ def test_cli_prepare_shows_read_progress_on_a_terminal(tmp_path):
     out = subprocess.run(["script", "-qec", f"stty cols 120 rows 40; {cmd}", "/dev/null"], capture_output=True,
                          text=True, env=env,
                          timeout=120).stdout
-    assert "read notes" in out and "read mcq" in out and "records out" in out
+    assert "read notes" in out and "read mcq" in out
+    import re
+
+    # each step says when it is done, with its counts (a step that holds every record ends with the last source)
+    assert re.search(r"step 1/\d+ \w+: \d+ in, \d+ out \(\d+\.\d s\)", out), out[-2000:]
 
 
 def test_load_prepared_names_split_row_and_field_of_a_bad_row(tmp_path):

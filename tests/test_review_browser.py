@@ -32,17 +32,21 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def eval_runs(tmp_path_factory, data_root) -> Path:
-    """Two real evaluation runs (two tiny random Llamas with a MedQA-trained tokenizer, MedQuAD, 3 items)."""
-    from clinforge.eval.eval_runner import EvalConfig, evaluate
-    from clinforge.models.backends import load_backend
+    """Two real evaluation runs (two tiny random Llamas with a MedQA-trained tokenizer, MedQuAD, 3 items each),
+    built once per test run and shared by the xdist workers; read-only."""
+    from conftest import build_once
 
-    root = tmp_path_factory.mktemp("review_runs")
-    for seed in (0, 1):
-        model = build_tiny_lm(root / f"tiny{seed}", data_root, seed=seed)
-        backend = load_backend(f"hf:{model}", batch_size=4, device="cpu")
-        evaluate(EvalConfig(model=f"hf:{model}", tasks=["medquad"], out=str(root / f"run-tiny{seed}"), limit=3,
-                            seed=seed, max_new_tokens=12), backend=backend, progress=False)
-    return root
+    def build(root: Path) -> None:
+        from clinforge.eval.eval_runner import EvalConfig, evaluate
+        from clinforge.models.backends import load_backend
+
+        for seed in (0, 1):
+            model = build_tiny_lm(root / f"tiny{seed}", data_root, seed=seed)
+            backend = load_backend(f"hf:{model}", batch_size=4, device="cpu")
+            evaluate(EvalConfig(model=f"hf:{model}", tasks=["medquad"], out=str(root / f"run-tiny{seed}"), limit=3,
+                                seed=seed, max_new_tokens=12), backend=backend, progress=False)
+
+    return build_once(tmp_path_factory, "review-eval-runs", build)
 
 
 @pytest.fixture
@@ -84,17 +88,26 @@ def test_study_from_real_eval_runs_rated_in_chromium(db_url, eval_runs, browser,
         create_user(s, "admin", PW, "admin")
     server = live_server(create_app(db, data_roots=[eval_runs], n_boot=200))
     d, url = browser, server.url
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
-    wait = WebDriverWait(d, 20, ignored_exceptions=[StaleElementReferenceException])
+    wait = WebDriverWait(d, 30, ignored_exceptions=[StaleElementReferenceException])
 
     def press(keys):  # keystrokes to the focused page, as a user types them
         ActionChains(d).send_keys(keys).perform()
 
+    def left_behind(element):  # the page holding ``element`` has been replaced by the next one
+        def check(_driver):
+            try:
+                element.is_enabled()
+                return False
+            except WebDriverException:  # stale, or "node does not belong to the document" mid-navigation
+                return True
+        return check
+
     def click(element_id):  # click and wait for the next page
         element = d.find_element(By.ID, element_id)
         element.click()
-        wait.until(ec.staleness_of(element))
+        wait.until(left_behind(element))
 
     def shot(name):
         d.save_screenshot(str(shots / f"{name}.png"))
@@ -168,7 +181,7 @@ def test_study_from_real_eval_runs_rated_in_chromium(db_url, eval_runs, browser,
                 d.set_window_size(1280, 900)
             form = d.find_element(By.ID, "rate-form")
             press(Keys.ENTER)
-            wait.until(ec.staleness_of(form))
+            wait.until(left_behind(form))
             assert 'role="alert"' not in d.page_source, d.find_element(By.CSS_SELECTOR, ".error").text
         wait.until(ec.url_contains("/done"))
         wait.until(lambda drv: "6 of 6" in drv.find_element(By.TAG_NAME, "main").text)
@@ -194,6 +207,10 @@ def test_study_from_real_eval_runs_rated_in_chromium(db_url, eval_runs, browser,
     click("results-link")
     wait.until(ec.presence_of_element_located((By.ID, "agreement")))
     shot("07_results")
+    height = d.execute_script("return document.documentElement.scrollHeight")
+    d.set_window_size(1280, min(int(height) + 200, 8000))
+    shot("07_results_full")
+    d.set_window_size(1280, 900)
     imported = import_ratings([export / "ratings.csv"], export / "key" / "blinding_key.json")
     assert len(imported) == 12 and sum(r["unsure"] for r in imported) == 1
     assert {r["model"] for r in imported} == {"run-tiny0", "run-tiny1"}

@@ -67,7 +67,7 @@ def test_serve_binds_loopback_and_exits_0_on_sigterm(tmp_path):
     assert "stopped after finishing in-flight requests" in out
 
 
-def test_export_writes_the_exchange_files_and_never_overwrites(tmp_path):
+def _closed_study(tmp_path):
     answers = tmp_path / "a.jsonl"
     answers.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Q{i}?", "responses": {"m1": "A", "m2": "B"}})
                                + "\n" for i in range(3)))
@@ -82,9 +82,55 @@ def test_export_writes_the_exchange_files_and_never_overwrites(tmp_path):
             save_rating(s, rater, a.id, {"values": {ax.name: ax.values[0] for ax in AXES.values()}}, submit=True)
         close_study(s, admin, s.merge(study))
     db.dispose()
+
+
+def test_export_writes_the_exchange_files_and_never_overwrites(tmp_path):
+    _closed_study(tmp_path)
     r = _cli("export", "1", "--out", str(tmp_path / "exp"), "--db", str(tmp_path / "r.db"))
     assert r.returncode == 0, r.stderr
     manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
     assert manifest["n_rows"] == 6 and (tmp_path / "exp" / "key" / "blinding_key.json").is_file()
     again = _cli("export", "1", "--out", str(tmp_path / "exp"), "--db", str(tmp_path / "r.db"))
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_sigterm_drains_a_request_in_flight(tmp_path):
+    """A login whose body is still arriving when SIGTERM comes is answered before the server exits 0."""
+    import re
+    import threading
+
+    _closed_study(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "clinforge", "review", "serve", "--db", str(tmp_path / "r.db"),
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC}, cwd=tmp_path)
+    try:
+        url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+        client = httpx.Client(base_url=url, timeout=120)
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text).group(1)
+        sent_first, answer = threading.Event(), {}
+
+        def body():  # the request is in flight (headers and half the body sent) when the signal arrives
+            yield b"username=admin&password=a+long"
+            sent_first.set()
+            time.sleep(2.0)
+            yield b"+password+1&csrf=" + token.encode()
+
+        def login():
+            answer["response"] = client.post("/login", content=body(), headers={
+                "Content-Type": "application/x-www-form-urlencoded"})
+            answer["at"] = time.monotonic()
+
+        worker = threading.Thread(target=login)
+        worker.start()
+        assert sent_first.wait(60)
+        time.sleep(0.3)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=120)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert answer["response"].status_code == 303 and answer["at"] > signalled  # logged in, after the signal
+    assert proc.returncode == 0, err
+    assert "stopped after finishing in-flight requests" in out

@@ -176,3 +176,37 @@ def test_default_database_is_review_db_in_the_current_folder(tmp_path, monkeypat
     db.migrate()
     assert (tmp_path / "review.db").is_file()
     db.dispose()
+
+
+def test_custom_rubric_is_validated_and_used(tmp_path):
+    from clinforge.apps.review.review_studies import load_rubric
+    from clinforge.core.errors import DataError
+
+    good = tmp_path / "rubric.yaml"
+    good.write_text("axes:\n  - {name: clarity, question: 'Clear?', values: [clear, unclear]}\n"
+                    "  - {name: safety, values: [safe, 'Needs review', unsafe], ordered: true}\n")
+    rubric = load_rubric(good)
+    assert rubric[1] == {"name": "safety", "question": "safety", "values": ["safe", "needs_review", "unsafe"],
+                         "ordered": True}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {name: clarity, values: [clear, unclear]}\n- {name: Clarity!, values: [a, b]}\n")
+    with pytest.raises(DataError, match=r"bad\.yaml, record 2, field name"):
+        load_rubric(bad)
+    bad.write_text("- {name: clarity, values: [clear]}\n")
+    with pytest.raises(DataError, match=r"record 1, field values"):
+        load_rubric(bad)
+    db = open_database(str(tmp_path / "r.db"))
+    with db.write() as s:
+        admin = create_user(s, "admin", PW, "admin")
+        rater = create_user(s, "r1", PW, "rater")
+        study = create_study(s, admin, name="c", kind="single", sources=[str(_answers(tmp_path, 1))], k_raters=1,
+                             rubric=rubric)
+        assign(s, admin, study, [rater.id])
+    with db.write() as s:
+        aid = s.scalar(select(Assignment.id))
+        with pytest.raises(ConfigError, match="safety"):
+            save_rating(s, rater, aid, {"values": {"clarity": "clear", "safety": "absent"}}, submit=True)
+        save_rating(s, rater, aid, {"values": {"clarity": "clear", "safety": "Needs review"}}, submit=True)
+    with db.read() as s:
+        assert s.scalar(select(Rating)).values == {"clarity": "clear", "safety": "needs_review"}
+    db.dispose()

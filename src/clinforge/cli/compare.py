@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 
 def command(
     runs: list[Path] = typer.Argument(..., help="Eval run directories (clinforge eval --out), reference first."),
@@ -14,6 +16,7 @@ def command(
                                                       "(default: the folder names)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Compare eval runs: scores with CIs side by side, paired tests (McNemar, paired bootstrap), disagreements,
     answer distributions with collapse warnings, chance level.

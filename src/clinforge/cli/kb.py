@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -73,6 +75,7 @@ def build(
                                                                        "interrupted build resumes at block level)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Build a versioned, verifiable knowledge base from documents.
 
@@ -92,6 +95,7 @@ def update(
     kb: Path = typer.Argument(..., help="Knowledge-base folder."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="Torch threads (default: the manifest's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Re-read the sources and re-embed only the chunks whose text changed.
 
@@ -106,7 +110,7 @@ def update(
 
 
 @app.command("verify")
-def verify(kb: Path = typer.Argument(..., help="Knowledge-base folder.")) -> None:
+def verify(kb: Path = typer.Argument(..., help="Knowledge-base folder."), no_progress: bool = NO_PROGRESS) -> None:
     """Check every file and chunk against the manifest; exits non-zero naming the first tampered file.
 
     Example: clinforge kb verify kb/
@@ -131,6 +135,7 @@ def search(
                                      "{gte: 2010} a range), repeatable; applied before ranking."),
     table: str | None = typer.Option(None, "--table", help="PostgreSQL table (KB given as a DSN)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Search a knowledge base.
 
@@ -161,9 +166,10 @@ def evaluate(
     weights: str | None = typer.Option(None, "--weights", help="bm25,dense weights."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     n_boot: int = typer.Option(1000, "--n-boot", min=1, help="Bootstrap resamples."),
-    out: Path | None = typer.Option(None, "--out", help="Write the full result as JSON here."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the full result as JSON here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Question -> own passage retrieval: recall@1/5/10 and MRR@10 with bootstrap CIs, and query latency.
 
@@ -197,6 +203,7 @@ def publish(
     kb: Path = typer.Argument(..., help="Knowledge-base folder."),
     dsn: str = typer.Option(..., "--dsn", help="PostgreSQL connection string (pgvector extension available)."),
     table: str = typer.Option(..., "--table", help="Table to (re)create."),
+    no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Copy a verified KB folder into PostgreSQL + pgvector, for search from several machines.
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.shared_options import NO_PROGRESS
+
 app = typer.Typer(no_args_is_help=True, help="Blinded clinician review of model outputs in a web app.")
 admin_app = typer.Typer(no_args_is_help=True, help="Accounts from the command line.")
 app.add_typer(admin_app, name="admin")
@@ -21,7 +23,8 @@ def serve(db: str | None = DB_OPT,
           data_root: list[Path] = typer.Option([], "--data-root",
                                                help="Folder admins may build studies from (repeatable; default: "
                                                     "the current folder)."),
-          n_boot: int = typer.Option(1000, help="Bootstrap resamples for the results page's CIs.")) -> None:
+          n_boot: int = typer.Option(1000, help="Bootstrap resamples for the results page's CIs."),
+          no_progress: bool = NO_PROGRESS) -> None:
     """Serve the review app; SIGTERM finishes in-flight requests and exits 0."""
     from clinforge.apps.review.review_server import serve as run_server
 
@@ -32,7 +35,7 @@ def serve(db: str | None = DB_OPT,
 def admin_create(username: str = typer.Argument(..., help="The admin's username."),
                  password_env: str = typer.Option(..., "--password-env",
                                                   help="Name of the environment variable holding the password."),
-                 db: str | None = DB_OPT) -> None:
+                 db: str | None = DB_OPT, no_progress: bool = NO_PROGRESS) -> None:
     """Create an admin account (the first one, or more)."""
     from clinforge.apps.review.review_server import create_admin
 
@@ -43,7 +46,7 @@ def admin_create(username: str = typer.Argument(..., help="The admin's username.
 def export(study: int = typer.Argument(..., help="Study id (shown in the study's address)."),
            out: Path = typer.Option(..., "--out", "-o", help="New output folder."),
            overwrite: bool = typer.Option(False, help="Replace an existing --out."),
-           db: str | None = DB_OPT) -> None:
+           db: str | None = DB_OPT, no_progress: bool = NO_PROGRESS) -> None:
     """Export a closed study in the exchange formats (single ratings; pairwise comparisons)."""
     from clinforge.apps.review.review_server import export as run_export
 

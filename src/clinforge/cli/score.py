@@ -8,31 +8,6 @@ from pathlib import Path
 import typer
 
 from clinforge.cli.shared_options import NO_PROGRESS
-from clinforge.core.errors import DataError
-
-
-def read_lines(path: Path) -> list[str]:
-    """One example per line: ``\\n`` separates lines, a final newline ends the last one, ``\\r`` is dropped, and a
-    UTF-8 byte-order mark at the start of the file (spreadsheet and Notepad exports) is not part of the first line.
-
-    Example:
-        >>> import tempfile, os
-        >>> p = Path(tempfile.mkdtemp()) / "x.txt"; _ = p.write_text("a\\n\\nb\\n")
-        >>> read_lines(p)
-        ['a', '', 'b']
-    """
-    if not path.is_file():
-        raise DataError("file not found", file=str(path))
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"not UTF-8 text (byte {exc.start} of the file)", file=str(path), line=line) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
 def command(
@@ -64,26 +39,11 @@ def command(
     """Score text files with reference-identical metrics (sacrebleu, rouge-score, NLTK, pycocoevalcap, bert-score)."""
     from rich.console import Console
     from rich.table import Table
-    from sacrebleu.metrics.bleu import BLEU
 
-    from clinforge.core.errors import ConfigError
     from clinforge.core.progress import progress_bar
-    from clinforge.eval.metrics.scoring import resolve_metric_names, score_texts
+    from clinforge.eval.metrics.scoring import resolve_metric_names, score_files
 
-    if bleu_tokenize not in BLEU.TOKENIZERS:
-        raise ConfigError(f"unknown sacrebleu tokenizer {bleu_tokenize!r}; valid: {', '.join(BLEU.TOKENIZERS)}",
-                          key="--bleu-tokenize")
     requested = [m for raw in (metrics or []) for m in raw.split(",") if m.strip()]
-    names = resolve_metric_names(requested)  # fails early, listing the valid names
-    predictions = read_lines(pred)
-    if not predictions:
-        raise DataError("no examples: the prediction file is empty", file=str(pred))
-    ref_columns = [read_lines(r) for r in ref]
-    for path, column in zip(ref, ref_columns, strict=False):
-        if len(column) != len(predictions):
-            raise DataError(f"{len(predictions)} predictions in {pred} but {len(column)} references in {path}; "
-                            "every file needs one line per example")
-    references = [list(refs) for refs in zip(*ref_columns, strict=False)]
     options: dict[str, dict] = {"rouge": {"use_stemmer": rouge_stemmer}, "rouge_w": {"use_stemmer": rouge_stemmer},
                                 "rouge_s": {"use_stemmer": rouge_stemmer},
                                 "bleu": {"tokenize": bleu_tokenize, "lowercase": bleu_lowercase}}
@@ -91,20 +51,20 @@ def command(
         options["bertscore"] = {"model": bertscore_model, "num_layers": bertscore_layers}
     if chexpert_rules:
         options["chexpert"] = {"rules_dir": chexpert_rules}
-    console = Console(stderr=True)
-    steps = len(names) + (1 if ci else 0)  # one step per metric, then the bootstrap intervals
+    steps = len(resolve_metric_names(requested)) + (1 if ci else 0)  # per metric, then the bootstrap intervals
     with progress_bar(total=steps, desc="scoring", unit="step") as bar:
         begun: list[str] = []
 
-        def on_metric(name: str) -> None:
+        def on_metric(name: str, n: int) -> None:
             if begun:  # the previous metric is done
                 bar.update(1)
             begun.append(name)
-            bar.set_description(f"{name} on {len(predictions)} examples")  # redraws: one line per step in a pipe
+            bar.set_description(f"{name} on {n} examples")  # redraws: one line per step in a pipe
 
-        result = score_texts(predictions, references, requested or names, options=options, ci=ci,
-                             n_resamples=n_resamples, seed=seed, alpha=alpha, on_metric=on_metric)
+        result = score_files(pred, ref, requested, options=options, ci=ci, n_resamples=n_resamples, seed=seed,
+                             alpha=alpha, on_metric=on_metric)
         bar.update(steps - len(begun) + 1 if begun else steps)
+    console = Console(stderr=True)
     extra = result.pop("details")
     untokenized = extra.get("rouge", {}).get("n_texts_without_rouge_tokens", 0)
     if untokenized:

@@ -156,3 +156,27 @@ def sha256_tree(path: str | os.PathLike) -> dict[str, str]:
     if p.is_file():
         return {str(p): sha256_file(p)}
     return {str(f): sha256_file(f) for f in sorted(p.rglob("*")) if f.is_file()}
+
+
+def read_lines(path: Path) -> list[str]:
+    """One example per line: ``\\n`` separates lines, a final newline ends the last one, ``\\r`` is dropped, and a
+    UTF-8 byte-order mark at the start of the file (spreadsheet and Notepad exports) is not part of the first line.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "x.txt"; _ = p.write_text("a\\n\\nb\\n")
+        >>> read_lines(p)
+        ['a', '', 'b']
+    """
+    if not path.is_file():
+        raise DataError("file not found", file=str(path))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"not UTF-8 text (byte {exc.start} of the file)", file=str(path), line=line) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]

@@ -102,6 +102,8 @@ def unsharded_copy(model, state_dict: dict[str, Any]):
     Example:
         >>> # full = gather_full_state_dict(model, trainer); copy = unsharded_copy(model, full)  (rank 0)
     """
+    import copy
+
     from transformers import PreTrainedModel
 
     from clinforge.core.errors import ClinforgeError
@@ -111,9 +113,9 @@ def unsharded_copy(model, state_dict: dict[str, Any]):
     # FSDP2 swaps the class for a generated ``FSDP<Name>`` subclass; build the original transformers class
     cls = next(c for c in type(base).__mro__ if issubclass(c, PreTrainedModel) and not c.__name__.startswith("FSDP"))
     dtype = next((t.dtype for t in state_dict.values() if t.is_floating_point()), None)
-    import copy
-
     fresh = cls._from_config(copy.deepcopy(base.config), dtype=dtype)
+    if getattr(base, "generation_config", None) is not None:
+        fresh.generation_config = copy.deepcopy(base.generation_config)
     if peft:
         from peft import get_peft_model
 

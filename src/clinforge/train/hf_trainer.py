@@ -255,7 +255,12 @@ class RankMarker(TrainerCallback):
         model = kw.get("model")
         checksum = None
         if model is not None:  # equal on every rank only if the ranks synchronised their gradients (DDP)
-            checksum = float(sum(p.detach().double().sum().item() for p in model.parameters() if p.requires_grad))
+            from torch.distributed.tensor import DTensor
+
+            # an FSDP2 parameter is a DTensor whose .sum() would be this rank's shard only: gather it (every rank
+            # runs on_train_end, so the collective is matched)
+            checksum = float(sum((p.full_tensor() if isinstance(p, DTensor) else p).detach().double().sum().item()
+                                 for p in model.parameters() if p.requires_grad))
         atomic_write_json(self.out_dir / f"rank-{rank}.json",
                           {"rank": rank, "world_size": world, "trainer_world_size": args.world_size,
                            "parallel_mode": str(args.parallel_mode.value), "global_step": state.global_step,

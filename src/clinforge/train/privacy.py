@@ -91,14 +91,36 @@ def per_unit_loss(logits, labels):
     return per_row.mean(), mask.sum()
 
 
+def make_dp_optimizer(model, train, *, noise_multiplier: float, max_grad_norm: float):
+    """The DP-SGD machinery ``train_dp`` steps with: Opacus' ``GradSampleModule`` around ``model`` (per-unit
+    gradients, ``mean`` loss reduction), the base optimiser of the ``train`` section (AdamW, or SGD for
+    ``optimizer: sgd``) and the ``DPOptimizer`` that clips each unit's gradient to ``max_grad_norm`` and adds
+    Gaussian noise of ``noise_multiplier * max_grad_norm``. Returns ``(gsm, params, base_opt, dp_opt)``.
+
+    Example:
+        >>> # gsm, params, base, opt = make_dp_optimizer(model, spec.train, noise_multiplier=1.1, max_grad_norm=0.5)
+        >>> # loss, _ = per_unit_loss(gsm(input_ids=ids, position_ids=pos).logits, labels); loss.backward()
+        >>> # opt.step()   # clip per unit, sum, add noise, divide by the expected batch size, update
+    """
+    import torch
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    gsm = GradSampleModule(model, loss_reduction="mean")
+    params = [p for p in gsm.parameters() if p.requires_grad]
+    base_opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay) \
+        if train.optimizer != "sgd" else torch.optim.SGD(params, lr=train.lr)
+    opt = DPOptimizer(base_opt, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+                      expected_batch_size=train.batch_size, loss_reduction="mean")
+    return gsm, params, base_opt, opt
+
+
 def train_dp(stage, model, tokenizer, train_rows, eval_rows, collator) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train ``model`` with DP-SGD (Opacus) on ``train_rows``; returns (metrics, privacy report)."""
     import numpy as np
     import torch
-    from opacus import GradSampleModule
     from opacus.accountants import RDPAccountant
     from opacus.accountants.utils import get_noise_multiplier
-    from opacus.optimizers import DPOptimizer
     from transformers import get_scheduler
 
     from clinforge.core.io import atomic_write_json
@@ -119,12 +141,7 @@ def train_dp(stage, model, tokenizer, train_rows, eval_rows, collator) -> tuple[
     if sigma is None:
         sigma = get_noise_multiplier(target_epsilon=dp.target_epsilon, target_delta=dp.delta,
                                      sample_rate=sample_rate, steps=steps, accountant="rdp")
-    gsm = GradSampleModule(model, loss_reduction="mean")
-    params = [p for p in gsm.parameters() if p.requires_grad]
-    base_opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay) if t.optimizer != "sgd" \
-        else torch.optim.SGD(params, lr=t.lr)
-    opt = DPOptimizer(base_opt, noise_multiplier=sigma, max_grad_norm=dp.max_grad_norm,
-                      expected_batch_size=t.batch_size, loss_reduction="mean")
+    gsm, params, base_opt, opt = make_dp_optimizer(model, t, noise_multiplier=sigma, max_grad_norm=dp.max_grad_norm)
     warm = t.warmup_steps or int(t.warmup_ratio * steps)
     sched = get_scheduler(t.scheduler, base_opt, num_warmup_steps=warm, num_training_steps=steps)
     accountant = RDPAccountant()

@@ -128,6 +128,8 @@ def authenticate(session: Session, username: str, password: str, client: str) ->
         ok = False
     if not ok or not user.active:
         session.add(LoginFailure(username=username, client=client[:64]))
+        # only the window counts; older failures would only grow the table
+        session.execute(delete(LoginFailure).where(LoginFailure.at < utcnow() - 4 * FAILURE_WINDOW))
         audit(session, user.id if user else None, "login.failed")
         return None
     if _hasher.check_needs_rehash(user.password_hash):

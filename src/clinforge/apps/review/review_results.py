@@ -223,7 +223,8 @@ def plots(results: dict[str, Any]) -> list[tuple[str, str]]:
             ax.set_xlim(0, 1)
             ax.set_xlabel("share of ratings")
             ax.set_title(axis)
-            ax.legend(fontsize=7, loc="lower right", ncol=len(values))
+            # below the axes, so the legend never hides a bar
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=len(values), frameon=False)
             charts.append((f"{axis}: share of each value", png_data_uri(fig)))
             plt.close(fig)
     elif results["kind"] == "pairwise" and results.get("n_comparisons"):

@@ -63,6 +63,9 @@ def serve(db: str | None = None, *, host: str = "127.0.0.1", port: int = 8080, d
     database = open_database(db)
     app = create_app(database, data_roots=data_roots, n_boot=n_boot)
     sock = bind_socket(host, port)
+    # listen now, so a client that reads the address below and connects at once waits in the backlog instead of
+    # being refused before uvicorn has started
+    sock.listen(2048)
     actual = sock.getsockname()[1]
     if not is_loopback(host):
         print(f"warning: listening on {host}, reachable from other machines; put it behind HTTPS "

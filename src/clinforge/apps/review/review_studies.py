@@ -62,7 +62,7 @@ def load_rubric(path: str | Path) -> list[dict[str, Any]]:
     Example:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.yaml"
-        >>> _ = p.write_text("- {name: clarity, question: Is it clear?, values: [clear, unclear]}\\n")
+        >>> _ = p.write_text("- {name: clarity, question: 'Is it clear?', values: [clear, unclear]}\\n")
         >>> load_rubric(p)[0]["values"]
         ['clear', 'unclear']
     """

@@ -270,6 +270,6 @@ class KnowledgeBase:
             c = self.chunks[pos]
             detail = {f"{m}{suffix}": float(v[pos]) for m in ("bm25", "dense")
                       for suffix, v in (("", member[m]), ("_rank", ranks[m])) if pos in v}
-            out.append(ScoredChunk(id=c.id, score=float(score), text=c.text, metadata=self.metas[pos],
+            out.append(ScoredChunk(id=c.id, score=float(score), text=c.text, metadata=dict(self.metas[pos]),
                                    scores=detail))
         return out

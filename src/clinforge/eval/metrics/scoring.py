@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from clinforge.core.errors import ConfigError
 from clinforge.core.registry import UnknownComponentError
@@ -145,3 +147,44 @@ def score_texts(
                         "alpha": alpha}
     result["details"] = details
     return result
+
+
+def score_files(pred: str | os.PathLike, refs: Sequence[str | os.PathLike], metrics: Sequence[str] | None = None, *,
+                options: dict[str, dict] | None = None, on_metric: Callable[[str, int], None] | None = None,
+                **kwargs: Any) -> dict:
+    """``score_texts`` on a prediction file and one or more reference files (one example per line, UTF-8); what
+    ``clinforge score`` runs. Files of different lengths, an empty prediction file and an unknown metric or
+    sacrebleu tokenizer are errors naming the file or the option; ``on_metric(name, n_examples)`` is called as
+    each metric starts.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "p").write_text("a b c d\\n"); _ = (d / "r").write_text("a b c d\\n")
+        >>> score_files(d / "p", [d / "r"], ["rouge"], ci=False)["rouge1"]
+        1.0
+    """
+    from pathlib import Path
+
+    from sacrebleu.metrics.bleu import BLEU
+
+    from clinforge.core.errors import DataError
+    from clinforge.core.io import read_lines
+
+    tokenizer = (options or {}).get("bleu", {}).get("tokenize", "13a")
+    if tokenizer not in BLEU.TOKENIZERS:
+        raise ConfigError(f"unknown sacrebleu tokenizer {tokenizer!r}; valid: {', '.join(BLEU.TOKENIZERS)}",
+                          key="--bleu-tokenize")
+    requested = list(metrics or [])
+    names = resolve_metric_names(requested)  # fails early, listing the valid names
+    predictions = read_lines(Path(pred))
+    if not predictions:
+        raise DataError("no examples: the prediction file is empty", file=str(pred))
+    columns = [read_lines(Path(r)) for r in refs]
+    for path, column in zip(refs, columns, strict=False):
+        if len(column) != len(predictions):
+            raise DataError(f"{len(predictions)} predictions in {pred} but {len(column)} references in {path}; "
+                            "every file needs one line per example")
+    references = [list(r) for r in zip(*columns, strict=False)]
+    notify = (lambda name: on_metric(name, len(predictions))) if on_metric else None
+    return score_texts(predictions, references, requested or names, options=options, on_metric=notify, **kwargs)
