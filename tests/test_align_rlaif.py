@@ -123,8 +123,7 @@ def test_rlaif_with_tiny_hf_judge_counts_unparsable_verdicts(tmp_path, tiny_mode
 
 def test_rlaif_loglik_judge_scores_every_criterion_and_equals_direct_scoring(tmp_path, tiny_model, data_root):
     """judge_scoring: loglik reads each verdict from the judge's log-likelihoods of " yes" / " no": nothing is
-    unparsable, and each verdict equals the judge model scoring the full yes/no prompt directly (the shared-context
-    split cancels the criterion tokens)."""
+    unparsable, and each verdict equals the judge model's own next-token log-probabilities after the prompt."""
     import math
 
     import torch
@@ -144,25 +143,24 @@ def test_rlaif_loglik_judge_scores_every_criterion_and_equals_direct_scoring(tmp
     scores = [s["score"] for s in samples]
     assert len(set(scores)) > 1  # expected scores are continuous: a random judge still separates answers
     assert all(v["raw"].startswith("ll_yes=") and v["method"] == "loglik" for s in samples for v in s["verdicts"])
-    # the split into shared context + criterion continuation gives the verdict of the full prompt scored directly:
-    # ll_yes - ll_no equals log p(" yes") - log p(" no") as the next token after the whole rendered prompt
+    # each verdict is the judge's next-token log-probabilities of " yes" / " no" after the whole rendered prompt
     judge = LikelihoodRubricJudge(load_backend(f"hf:{tiny_model}"), load_rubric())
     tok, model = AutoTokenizer.from_pretrained(tiny_model), AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     for criterion in load_rubric().criteria[:3]:
         yes_req, no_req = judge.requests_for("Is a fever of 39 C in a newborn urgent?", samples[0]["response"],
                                              criterion)
-        assert yes_req.context == no_req.context and criterion.criterion in yes_req.continuation
+        assert yes_req.context == no_req.context and criterion.criterion in yes_req.context
+        assert yes_req.context.endswith("Answer (yes or no):") and tok.chat_template
         (ll_yes, _), (ll_no, _) = judge.backend.loglikelihood([yes_req, no_req])
-        prompt = tok(yes_req.context + yes_req.continuation[:-len(" yes")], add_special_tokens=False)["input_ids"]
+        prompt = tok(yes_req.context, add_special_tokens=False)["input_ids"]
         direct = []
         for word in (" yes", " no"):  # log p(word | whole prompt), summed over the word's tokens
-            ids = tok(yes_req.context + yes_req.continuation[:-len(" yes")] + word,
-                      add_special_tokens=False)["input_ids"]
+            ids = tok(yes_req.context + word, add_special_tokens=False)["input_ids"]
             assert ids[:len(prompt)] == prompt
             with torch.no_grad():
                 logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
             direct.append(sum(logp[i - 1, ids[i]].item() for i in range(len(prompt), len(ids))))
-        assert math.isclose(ll_yes - ll_no, direct[0] - direct[1], abs_tol=1e-3)
+        assert math.isclose(ll_yes, direct[0], abs_tol=1e-3) and math.isclose(ll_no, direct[1], abs_tol=1e-3)
 
 
 def test_build_pairs_drops_and_counts_without_defaults():

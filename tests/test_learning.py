@@ -249,7 +249,7 @@ def test_rlaif_improves_its_judges_preference(tmp_path, tiny_model, data_root):
     rubric.write_text(BRIEF_RUBRIC, encoding="utf-8")
     with JudgeServer(verdict=brevity_verdict) as judge:
         stage = {"name": "rlaif", "type": "rlaif", "data": {"sources": [src]},
-                 "options": {"judge": judge.spec, "rubric": str(rubric), "samples_per_prompt": 4,
+                 "options": {"judge": judge.spec, "judge_scoring": "text", "rubric": str(rubric), "samples_per_prompt": 4,
                              "max_new_tokens": 12, "judge_max_new_tokens": 16, "dpo": {"beta": 0.1}},
                  "train": {"max_steps": 20, "batch_size": 8, "max_length": 128, "lr": 1.0e-2, "save_every": 20,
                            "warmup_steps": 0, "scheduler": "constant"}}

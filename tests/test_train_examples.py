@@ -138,7 +138,7 @@ def test_tiny_rlaif(tmp_path, data_root, smollm2_cache, monkeypatch):
     check_model(summary, ["rlaif"])
     judging = summary["stages"][0]["metrics"]["judging"]
     assert judging["judge"] == "hf:smollm2-135m-instruct"
-    assert judging["samples"] == 24 and judging["samples_unparsable"] == 0 and judging["pairs"] >= 1
+    assert judging["samples"] == 16 and judging["samples_unparsable"] == 0 and judging["pairs"] >= 1
     samples = [json.loads(line) for line in (tmp_path / "run" / "stages" / "rlaif" / "samples.jsonl").open()]
     assert all(v["method"] == "loglik" and v["raw"].startswith("ll_yes=") for s in samples for v in s["verdicts"])
 

@@ -133,14 +133,16 @@ def benchmark_tasks(data: str) -> list[str]:
     return [task.name]
 
 
-def heldout_conversations(ctx: dict[str, Any]) -> list[dict[str, Any]]:
-    """The prepared validation + test conversations, formatted as the SFT stage formats its training data.
+def heldout_conversations(ctx: dict[str, Any], tokenizer: Any) -> tuple[list[dict[str, Any]], int]:
+    """The prepared validation + test conversations, formatted as the SFT stage formats its training data, and how
+    many were left out because no assistant token fits in the stage's ``max_length`` (as training drops them).
 
     With ``--data real`` a seeded sample of ``HELDOUT_LIMIT`` keeps the step to about a minute per model.
     """
     import random
 
     from clinforge.data.prepare import load_prepared
+    from clinforge.eval.heldout_loss import scorable
     from clinforge.train.data import record_to_example
 
     splits = load_prepared(ctx["prepared"])
@@ -150,11 +152,15 @@ def heldout_conversations(ctx: dict[str, Any]) -> list[dict[str, Any]]:
             ex = record_to_example(rec, "chat", ctx.get("system"))
             if ex is not None:
                 rows.append({"id": f"{split}/{rec.id}", "messages": ex["messages"]})
+    ok = scorable(tokenizer, [r["messages"] for r in rows], ctx.get("max_length", 512))
+    excluded = ok.count(False)
+    rows = [r for r, keep in zip(rows, ok, strict=True) if keep]
     if not rows:
-        raise ClinforgeError(f"{ctx['prepared']}: no chat conversation in the {' or '.join(HELDOUT_SPLITS)} split")
+        raise ClinforgeError(f"{ctx['prepared']}: no chat conversation in the {' or '.join(HELDOUT_SPLITS)} split "
+                             f"with an assistant turn within max_length ({excluded} too long)")
     if ctx["data"] == "real" and len(rows) > HELDOUT_LIMIT:
         rows = random.Random(0).sample(rows, HELDOUT_LIMIT)
-    return rows
+    return rows, excluded
 
 
 def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -167,9 +173,11 @@ def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
 
     tasks = benchmark_tasks(ctx["data"])
     limit = BENCHMARK_LIMIT if ctx["data"] == "real" else None
-    heldout = heldout_conversations(ctx)
-    conversations = [r["messages"] for r in heldout]
+    from clinforge.models.load import load_tokenizer
+
     base_spec = ctx["model_name"] if ctx["model_name"] != "tiny" else str(ctx["base_model"])
+    heldout, too_long = heldout_conversations(ctx, load_tokenizer(base_spec))
+    conversations = [r["messages"] for r in heldout]
     result: dict[str, Any] = {}
     losses: dict[str, list[dict[str, float]]] = {}
     for label, spec in (("base", base_spec), ("trained", str(ctx["model"]))):
@@ -184,6 +192,7 @@ def step_evaluate(ctx: dict[str, Any]) -> dict[str, Any]:
         result[label] = {t: {k: summary["tasks"][t][k] for k in ("acc", "acc_ci", "n") if k in summary["tasks"][t]}
                          for t in tasks}
     comparison = compare_losses(losses["base"], losses["trained"])
+    comparison["excluded_no_assistant_token_within_max_length"] = too_long
     atomic_write_json(ctx["out"] / "eval" / "heldout_loss.json", {
         **comparison, "examples": [{"id": r["id"], "base": b, "trained": t}
                                    for r, b, t in zip(heldout, losses["base"], losses["trained"], strict=True)]})

@@ -70,6 +70,19 @@ def example_losses(model: Any, tokenizer: Any, conversations: list[list[dict[str
     return out
 
 
+def scorable(tokenizer: Any, conversations: list[list[dict[str, str]]], max_length: int) -> list[bool]:
+    """Per conversation: whether any assistant token falls within ``max_length`` (the SFT stage's own rule: it drops
+    the others from training too, so they cannot measure the tuning task either).
+
+    Example:
+        >>> # scorable(tok, [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]], 512)
+        >>> # -> [True]
+    """
+    from clinforge.train.data import tokenize_chat
+
+    return [not tokenize_chat([{"messages": m}], tokenizer, max_length)[1] for m in conversations]
+
+
 def mean_with_ci(values: list[float], *, n_resamples: int = DEFAULT_N_RESAMPLES, seed: int = DEFAULT_SEED,
                  alpha: float = DEFAULT_ALPHA) -> tuple[float, list[float]]:
     """Mean and percentile bootstrap interval (resampling the values with ``default_rng(seed)``).

@@ -13,10 +13,10 @@ of the two continuations:
   equally sure about both, which matters for RLAIF pairs built from small judges;
 * ``score_mode="binary"``: HealthBench's own score over the ``met`` verdicts.
 
-Cost: every criterion of one response shares the text before the criterion, so each request is sent as
-``context`` = that shared text and ``continuation`` = criterion + answer cue + " yes" (or " no"). The criterion's own
-tokens then appear in both continuations and cancel in ``ll_yes - ll_no``; the hf backend runs the shared context
-once per response and all 2 x criteria continuations together on top of its KV cache.
+Cost: one forward pass per (response, criterion): " yes" and " no" are one token each for usual tokenizers, so the
+two requests have the same model input and the hf backend scores both from that one pass (``logits_to_keep``).
+(Sending the shared conversation once as context with each criterion as a continuation on its KV cache was
+measured slower on SmolLM2-135M on CPU: 93 s against 65 s for the same 14 verdicts, equal within 2e-5.)
 """
 
 from __future__ import annotations
@@ -78,15 +78,10 @@ class LikelihoodRubricJudge(RubricJudge):
 
     def requests_for(self, prompt: str | list[dict[str, str]], response: str, criterion: Any
                      ) -> tuple[LoglikelihoodRequest, LoglikelihoodRequest]:
-        """The (yes, no) requests of one criterion: shared context, criterion-specific continuations."""
+        """The (yes, no) requests of one criterion: the whole rendered prompt, then " yes" or " no"."""
         shared = SHARED_TEMPLATE.format(prompt=format_conversation(prompt), response=response)
-        part = CRITERION_PART.format(points=criterion.points, criterion=criterion.criterion)
-        full = self._render(shared + part)
-        cut = full.rfind(part)  # the shared text ends where this criterion's text begins
-        if cut < 0:  # a template that rewrote the text: no shared prefix, score the answer tokens alone
-            cut = len(full)
-        context, rest = full[:cut], full[cut:]
-        return LoglikelihoodRequest(context, rest + YES), LoglikelihoodRequest(context, rest + NO)
+        full = self._render(shared + CRITERION_PART.format(points=criterion.points, criterion=criterion.criterion))
+        return LoglikelihoodRequest(full, YES), LoglikelihoodRequest(full, NO)
 
     def grade_many(self, items: list[dict[str, Any]]) -> list[RubricResult]:
         """Grade ``{"prompt", "response", "rubric"?}`` items; all their yes/no requests in one backend call."""
