@@ -42,13 +42,13 @@ Run: ``python benchmarks/deid.py [--notes 300] [--limit N]`` (``--only-real``: t
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from clinforge.core.intervals import wilson  # noqa: E402
 from clinforge.core.paths import data_root  # noqa: E402
 from clinforge.data.deid import Deidentifier  # noqa: E402
 from clinforge.data.deid.evaluate import (  # noqa: E402
@@ -72,17 +72,6 @@ from clinforge.data.deid.synthetic import generate_notes  # noqa: E402
 
 TARGET_GROUPS = ("name", "date", "id")
 NOTES_SEED = 20251125
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return centre - half, centre + half
 
 
 def load_presidio(path: Path, limit: int | None) -> dict[str, list[tuple[str, list[GoldSpan]]]]:

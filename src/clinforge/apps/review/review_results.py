@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clinforge.apps.review.review_db import Adjudication, Assignment, PairwiseChoice, Rating, Study, StudyItem, User
+from clinforge.core.intervals import wilson as wilson_interval
 from clinforge.core.io import atomic_write_json, atomic_write_text, write_jsonl
 from clinforge.core.run_records import prepare_output_dir
 from clinforge.eval.agreement import bootstrap_units, krippendorff_alpha
@@ -63,19 +63,14 @@ def csv_text(columns: tuple[str, ...] | list[str], rows: list[dict[str, Any]]) -
     return buf.getvalue()
 
 
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> list[float] | None:
-    """95% Wilson score interval of a proportion k/n (None when n = 0).
+def wilson(k: int, n: int) -> list[float] | None:
+    """95% Wilson score interval of a proportion k/n as a JSON-ready list (None when n = 0).
 
     Example:
         >>> [round(x, 4) for x in wilson(8, 10)]
         [0.4902, 0.9433]
     """
-    if n == 0:
-        return None
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    return list(wilson_interval(k, n)) if n else None
 
 
 def model_labels(session: Session, study: Study) -> dict[str, str]:

@@ -19,11 +19,12 @@ Intervals are Wilson 95% score intervals (``wilson``).
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from clinforge.core.intervals import wilson  # noqa: F401  (re-exported: the scorer's intervals)
 
 GROUP_OF_PHI: dict[str, str | None] = {
     "HCPName": "name", "PTName": "name", "PTNameInitial": "name", "RelativeProxyName": "name", "Date": "date",
@@ -32,21 +33,6 @@ GROUP_OF_PHI: dict[str, str | None] = {
 PHI_GROUPS: tuple[str, ...] = ("name", "date", "location", "phone", "age", "other")
 _WORD = re.compile(r"\w*[^\W\d_]\w*")
 
-
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of the proportion k/n (nan, nan when n is 0).
-
-    Example:
-        >>> [round(x, 4) for x in wilson(8, 10)]
-        [0.4902, 0.9433]
-    """
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def count_occurrences(text: str, phrase: str) -> int:
