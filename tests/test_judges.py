@@ -157,7 +157,7 @@ def test_default_rubric_and_bad_rubric_names_file_and_line(tmp_path):
 def test_registry_lists_kinds():
     assert {"single", "pairwise", "rubric", "jury", "axes"} <= set(JUDGES.names())
     assert JUDGES.get("pairwise") is PairwiseJudge
-    with pytest.raises(Exception, match="valid: axes, jury, pairwise, rubric, single"):
+    with pytest.raises(Exception, match="valid: axes, jury, pairwise, rubric, rubric_loglik, single"):
         JUDGES.get("nope")
 
 
