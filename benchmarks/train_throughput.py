@@ -297,15 +297,11 @@ def bench_job(name: str, a: argparse.Namespace, job: dict, work: Path, held: lis
     return summary
 
 
-def real_model_dir(arg: str | None) -> Path | None:
-    """``--real-model``, else the registry's SmolLM2-135M-Instruct when this clinforge has a model registry."""
-    if arg:
-        return Path(arg)
-    try:
-        from clinforge.models.offline_models import fetch_model  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return Path(fetch_model("smollm2-135m-instruct"))
+def real_model_dir(arg: str | None) -> Path:
+    """``--real-model``, else the offline registry's SmolLM2-135M-Instruct (fetched and converted once)."""
+    from clinforge.models.offline_models import fetch_model
+
+    return Path(arg) if arg else Path(fetch_model("smollm2-135m-instruct"))
 
 
 def main() -> None:
@@ -359,8 +355,6 @@ def main() -> None:
                            "method": "full", "steps": a.steps, "batch": a.batch, "lr": a.lr,
                            "max_length": a.max_length})]
     real = None if a.no_real else real_model_dir(a.real_model)
-    if real is None and not a.no_real:
-        sys.exit("no real model: pass --real-model DIR (a HF folder of SmolLM2-135M-Instruct) or --no-real")
     if a.no_real:
         a.jobs = "tiny-full"
     if real is not None:
