@@ -38,7 +38,7 @@ import os
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,13 +184,22 @@ def normalize_value(raw: Any) -> str | None:
     return text or None
 
 
-def _read_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+def read_exchange_rows(path: Path, required: Sequence[str], what: str = "ratings"
+                       ) -> Iterable[tuple[int, dict[str, Any]]]:
+    """``(line, row)`` pairs of a filled CSV or JSONL exchange file; a CSV must have every ``required`` column.
+
+    Shared by the single-rating and the pairwise importers, so both report lines the same way.
+
+    Example:
+        >>> next(read_exchange_rows(Path("r1.csv"), ("rater_id", "code")))  # doctest: +SKIP
+        (2, {'rater_id': 'r1', 'code': 'a1b2', ...})
+    """
     if path.suffix.lower() == ".csv":
         # utf-8-sig: spreadsheet programs (Excel) save CSV with a byte-order mark
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
             header = next(reader, [])
-            missing = [c for c in ("rater_id", "code", *AXES) if c not in header]
+            missing = [c for c in required if c not in header]
             if missing:
                 raise DataError("missing column", file=str(path), line=1, field=missing[0])
             # a quoted answer may span lines: report the line where the row starts (``line_num`` counts the
@@ -204,7 +213,7 @@ def _read_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     elif path.suffix.lower() in (".jsonl", ".json"):
         yield from read_jsonl(path)
     else:
-        raise DataError("ratings must be .csv or .jsonl", file=str(path))
+        raise DataError(f"{what} must be .csv or .jsonl", file=str(path))
 
 
 def import_ratings(paths: list[str | os.PathLike], key_path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -221,7 +230,7 @@ def import_ratings(paths: list[str | os.PathLike], key_path: str | os.PathLike) 
         raise DataError("not a blinding key (no 'codes' object)", file=str(key_path))
     ratings, seen = [], set()
     for path in map(Path, paths):
-        for line, row in _read_rows(path):
+        for line, row in read_exchange_rows(path, ("rater_id", "code", *AXES)):
             rater = str(row.get("rater_id") or "").strip()
             if not rater:
                 raise DataError("missing rater id", file=str(path), line=line, field="rater_id")

@@ -38,19 +38,17 @@ Definitions (:func:`pairwise_summary`):
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clinforge.core.errors import DataError
-from clinforge.core.io import read_jsonl
 
 PAIRWISE_COLUMNS = ("rater_id", "code", "question", "answer_left", "answer_right", "left", "choice", "unsure",
                     "comment")
@@ -76,25 +74,6 @@ def parse_flag(raw: Any, *, file: str, line: int, field: str) -> bool:
     raise DataError("not a yes/no value (1/0, true/false, yes/no)", file=file, line=line, field=field)
 
 
-def _rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    if path.suffix.lower() == ".csv":
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, [])
-            for col in ("rater_id", "code", "left", "choice"):
-                if col not in header:
-                    raise DataError("missing column", file=str(path), line=1, field=col)
-            previous_end = reader.line_num
-            for fields in reader:
-                start, previous_end = previous_end + 1, reader.line_num
-                if fields:
-                    yield start, {name: fields[i] if i < len(fields) else None for i, name in enumerate(header)}
-    elif path.suffix.lower() in (".jsonl", ".json"):
-        yield from read_jsonl(path)
-    else:
-        raise DataError("comparisons must be .csv or .jsonl", file=str(path))
-
-
 def import_pairwise(paths: Sequence[str | os.PathLike], key_path: str | os.PathLike) -> list[dict[str, Any]]:
     """Validate comparison files against their key and unblind them (see the module docs for the format).
 
@@ -113,10 +92,12 @@ def import_pairwise(paths: Sequence[str | os.PathLike], key_path: str | os.PathL
         raise DataError(f"cannot read the key ({exc})", file=str(key_path)) from None
     if not isinstance(key, dict) or key.get("format") != KEY_FORMAT or not isinstance(key.get("codes"), dict):
         raise DataError(f"not a pairwise key (format {KEY_FORMAT!r} with a 'codes' object)", file=str(key_path))
+    from clinforge.eval.human import read_exchange_rows  # here, not at the top: human.py imports this module
+
     codes = key["codes"]
     out, seen = [], set()
     for path in map(Path, paths):
-        for line, row in _rows(path):
+        for line, row in read_exchange_rows(path, ("rater_id", "code", "left", "choice"), "comparisons"):
             rater = str(row.get("rater_id") or "").strip()
             if not rater:
                 raise DataError("missing rater id", file=str(path), line=line, field="rater_id")
