@@ -250,3 +250,35 @@ def test_slots_bound_concurrency(replay_server):
     for t in threads:
         t.join()
     assert sorted(results) == [200, 503]
+
+
+def test_non_streamed_request_cancelled_when_the_client_leaves(replay_server):
+    server = replay_server("z" * 3000, slots=1, backend_options={"piece": 1, "delay": 0.02})
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/v1/completions", json={"model": "replay", "prompt": "x", "max_tokens": 1000},
+                   timeout=0.5)
+    deadline = time.monotonic() + 10
+    while server.backend.closed < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.backend.closed == 1 and server.backend.pieces < 1000
+    r = httpx.post(server.url + "/v1/completions", json={"model": "replay", "prompt": "x", "max_tokens": 3},
+                   timeout=10)
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == "zzz"
+    assert any(json.loads(line)["status"] == "cancelled" for line in server.audit.read_text().splitlines())
+
+
+def test_several_models_from_one_config(live_server, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.txt").write_text(f"answer {name}")
+    settings = serve_settings([{"name": n, "spec": f"replay:{tmp_path / (n + '.txt')}"} for n in ("a", "b")])
+    app = create_app(settings, keys=KeyStore([]), load_in_background=False)
+    from clinforge.serve.serve_app import load_models
+
+    load_models(app.state.serve)
+    server = live_server(app)
+    client = _client(server.url)
+    assert sorted(m.id for m in client.models.list()) == ["a", "b"]
+    assert client.models.retrieve("b").id == "b"
+    for n in ("a", "b"):
+        out = client.completions.create(model=n, prompt="x", max_tokens=50)
+        assert out.choices[0].text == f"answer {n}"
