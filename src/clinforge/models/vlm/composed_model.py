@@ -141,18 +141,13 @@ class ClinforgeVlmForConditionalGeneration(PreTrainedModel, GenerationMixin):
                 inputs_embeds = self.get_input_embeddings()(input_ids)
         if self.placeholder == "marker":
             latents = None if pixel_values is None else self.connector.resample(self.vision(pixel_values.to(self.dtype)))
-            with self.connector.media(input_ids, latents):
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))
+            decoding = pixel_values is None and cache is not None and cache.get_seq_length() > 0
+            with self.connector.media(input_ids, latents, decoding=decoding):
                 return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
                                            position_ids=position_ids, **kwargs)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
                                    position_ids=position_ids, **kwargs)
-
-    def prepare_inputs_for_generation(self, input_ids, **kwargs):
-        # the LM decides what to slice; pixel_values are dropped after prefill by GenerationMixin itself
-        inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
-        if self.placeholder == "marker" and inputs.get("inputs_embeds") is None:
-            inputs["input_ids"] = inputs.get("input_ids", input_ids)
-        return inputs
 
 
 def register_auto_classes() -> None:

@@ -136,8 +136,8 @@ class VlmProcessor:
                 per_text.append(flat[:n])
                 flat = flat[n:]
             if flat:
-                per_text = [[]] * len(texts)
-                per_text[0] = ["<too many>"]
+                raise ClinforgeError(f"{len(images or [])} images for {len(images or []) - len(flat)} "
+                                     f"{self.image_token} markers in the text: every image needs its marker")
         for i, (t, imgs) in enumerate(zip(texts, per_text)):
             if t.count(self.image_token) != len(imgs):
                 total = sum(x.count(self.image_token) for x in texts)
@@ -145,7 +145,9 @@ class VlmProcessor:
                                      f"{len(imgs)} images (in all: {total} markers, {len(images or [])} images)")
         expanded = [self.expand(t, images=imgs) for t, imgs in zip(texts, per_text)]
         tok_kwargs.setdefault("padding", True)
-        out = dict(self.tokenizer(expanded, return_tensors=return_tensors, add_special_tokens=False, **tok_kwargs))
+        # like LlavaProcessor: the tokenizer's own special tokens (BOS) unless the caller's chat template added them
+        tok_kwargs.setdefault("add_special_tokens", True)
+        out = dict(self.tokenizer(expanded, return_tensors=return_tensors, **tok_kwargs))
         all_images = [x for imgs in per_text for x in imgs]
         if all_images and self.placeholder != "none":
             out["pixel_values"] = self._pixels(all_images)
