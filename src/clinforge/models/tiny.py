@@ -121,7 +121,6 @@ def build_tiny(arch: str = "llama", out_dir: str | os.PathLike = "tiny-model", *
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     from clinforge.core.io import atomic_path
-
     from clinforge.core.progress import say
 
     if arch not in ARCHS:
