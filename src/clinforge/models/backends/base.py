@@ -1,7 +1,8 @@
 """One interface for every way clinforge talks to a model: in-process transformers, an OpenAI-compatible server
 (vLLM, Ollama, llama.cpp), or in-process vLLM. Evaluation, judges, RLAIF and applications all use it.
 
-A model SPEC is ``hf:PATH_OR_ID``, ``openai:BASE_URL#MODEL`` or ``vllm:PATH_OR_ID``; a bare path means ``hf:``.
+A model SPEC is ``hf:PATH_OR_ID``, ``openai:BASE_URL#MODEL``, ``vllm:PATH_OR_ID`` or ``llamacpp:FILE.gguf``; a bare
+path means ``hf:``.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
         >>> parse_spec("opnai:http://127.0.0.1:8000/v1#medllm")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        clinforge.core.errors.ConfigError: model SPEC 'opnai:...': unknown scheme 'opnai'; valid: hf, openai, vllm ...
+        clinforge.core.errors.ConfigError: model SPEC 'opnai:...': unknown scheme 'opnai'; valid: hf, llamacpp, openai, vllm ...
     """
     import os
     import re
@@ -164,13 +165,13 @@ def parse_spec(spec: str) -> tuple[str, str]:
     from clinforge.core.errors import ConfigError
 
     scheme, sep, rest = spec.partition(":")
-    valid = sorted(set(BACKENDS.names()) | {"hf", "openai", "vllm"})
+    valid = sorted(set(BACKENDS.names()) | {"hf", "llamacpp", "openai", "vllm"})
     if sep and scheme in valid:
         return scheme, rest
     # "C:\\models\\x" (a drive letter) and existing local paths are paths; any other NAME: prefix is a typo
     if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_+.-]+", scheme) and not os.path.exists(spec):
         raise ConfigError(f"model SPEC {scheme + ':...'!r}: unknown scheme {scheme!r}; valid: {', '.join(valid)} "
-                          "(hf:PATH_OR_ID, openai:BASE_URL#MODEL, vllm:PATH_OR_ID; a bare local path means hf)")
+                          "(hf:PATH_OR_ID, openai:BASE_URL#MODEL, vllm:PATH_OR_ID, llamacpp:FILE.gguf; a bare local path means hf)")
     return "hf", spec
 
 
