@@ -42,7 +42,9 @@ class PhiGuardSettings(StrictModel):
     """Options of the PHI output guard (``clinforge.assist.phi_guard.PhiOutputGuard``)."""
 
     holdback_chars: int = Field(64, ge=8, le=4096)
-    mode: Literal["mask", "surrogate", "remove"] = "mask"
+    mode: Literal["mask", "redact", "surrogate"] = "mask"
+    context_chars: int = Field(160, ge=0)
+    step_chars: int = Field(32, ge=1)
 
 
 class RagSettings(StrictModel):
