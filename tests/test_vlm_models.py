@@ -50,9 +50,8 @@ def vqa_image(data_root) -> Path:
 
 def _inputs(proc, image: Path) -> dict:
     if proc.volume is not None:  # a CT-like volume from the real image: its grey slice stacked with shifted copies
-        from PIL import Image
-
         import numpy as np
+        from PIL import Image
 
         grey = torch.from_numpy(np.asarray(Image.open(image).convert("L").resize((48, 48)), dtype=np.float32))
         vol = torch.stack([grey.roll(i, 0) for i in range(6)])
@@ -266,3 +265,14 @@ def test_save_does_not_overwrite_without_permission(saved):
     r = saved["linear-vit"]
     with pytest.raises(OutputExistsError):
         save_vlm(r["model"], r["proc"], r["folder"])
+
+
+@pytest.mark.parametrize("module", ["connectors", "vision_encoders", "vlm_processor", "vlm_build", "llava_format",
+                                    "prompt_augment", "engine_support", "composed_model"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"clinforge.models.vlm.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0, module

@@ -273,7 +273,7 @@ def memory_estimate(n_params: int, n_trainable: int, bytes_per_param: int = 4) -
 
     Example:
         >>> memory_estimate(1000, 100)
-        5600
+        5200
     """
     return n_params * bytes_per_param + n_trainable * (4 + 8)
 
