@@ -104,6 +104,15 @@ class HFBackend(Backend):
 
     scheme = "hf"
 
+    def __new__(cls, target: str = "", *args: Any, **kwargs: Any) -> HFBackend:
+        # a vision-language folder gets the image-taking subclass (same SPEC, hf:PATH); its __init__ then runs
+        if cls is HFBackend and kwargs.get("model") is None and isinstance(target, str) and target:
+            from clinforge.models.backends.hf_vision import HFVisionBackend, vlm_target
+
+            if vlm_target(target) is not None:
+                return super().__new__(HFVisionBackend)
+        return super().__new__(cls)
+
     def __init__(self, target: str, *, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
                  max_length: int | None = None, add_bos_token: bool | None = None, trust_remote_code: bool = False,
                  model: Any = None, tokenizer: Any = None, min_shared_prefix: int = 32):
@@ -428,7 +437,8 @@ class HFBackend(Backend):
         import torch
 
         if any(r.images for r in requests):
-            raise ClinforgeError("the hf text backend cannot take images; use a multimodal backend")
+            raise ClinforgeError(f"{self.model_name} is a text-only model and cannot take images; point hf: at a "
+                                 "vision-language folder (LLaVA format or one clinforge saved)")
         texts = [self.render_prompt(r) for r in requests]
         chat = [r.messages is not None for r in requests]
         encoded = [self.tok_encode(t, add_special_tokens=False if c else None) for t, c in zip(texts, chat, strict=True)]
