@@ -285,3 +285,19 @@ def test_openai_backend_sends_image_url_parts(data_root, tmp_path):
     assert second["messages"][0] == {"role": "system", "content": "Be brief."}
     bmp_uri = second["messages"][1]["content"][0]["image_url"]["url"]
     assert bmp_uri.startswith("data:image/png;base64,")  # re-encoded: servers take PNG/JPEG
+
+
+def test_prepare_step_flags_train_records_sharing_benchmark_images(data_root, tmp_path):
+    from clinforge.data.load import load_records
+    from clinforge.data.transforms import get_transform
+
+    train = load_records(data_root / "vqa-rad", "vqa_rad", split="train", limit=120)
+    step = get_transform("image_contamination", benchmarks=[
+        {"name": "vqa_rad_test", "reader": "vqa_rad", "path": str(data_root / "vqa-rad"), "options": {"split": "test"}}])
+    kept = list(step.apply(train))
+    test_images = {r.images[0] for r in load_records(data_root / "vqa-rad", "vqa_rad", split="test")}
+    expected = sum(1 for r in train if r.images[0] in test_images)  # same file = same image
+    report = step.report()
+    assert len(kept) == 120 and report["benchmarks"]["vqa_rad_test"]["images"] == 240
+    assert report["contaminated"] == expected > 0
+    assert all(("image_contamination" in r.meta) == (r.images[0] in test_images) for r in kept)

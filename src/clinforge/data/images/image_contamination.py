@@ -58,6 +58,64 @@ def hamming(a: int, b: int) -> int:
     return int(bin(a ^ b).count("1"))
 
 
+class ImageHashIndex:
+    """Hashes of a set of images, each with an owner label (a record id), for near-duplicate look-ups.
+
+    Each distinct file is hashed once. ``find(path)`` returns the closest indexed image within ``max_distance`` (both
+    pHash and dHash), byte-identical files first, as ``{"owner", "image", "phash_distance", "dhash_distance",
+    "exact"}``, or ``None``.
+
+    Example:
+        >>> from PIL import Image; import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); Image.new("L", (40, 40), 200).save(d / "a.png")
+        >>> idx = ImageHashIndex([(d / "a.png", "bench-1")]); idx.find(d / "a.png")["owner"]
+        'bench-1'
+    """
+
+    def __init__(self, items: Sequence[tuple[str | os.PathLike, str]], *, max_distance: int = DEFAULT_MAX_DISTANCE):
+        self.max_distance = max_distance
+        self.paths: list[str] = []
+        self.owners: list[str] = []
+        self.by_sha: dict[str, int] = {}
+        ph, dh = [], []
+        seen: set[str] = set()
+        for path, owner in items:
+            key = str(Path(path).resolve())
+            if key in seen:
+                continue
+            seen.add(key)
+            h = image_hashes(key, record=owner)
+            self.by_sha.setdefault(h["sha256"], len(self.paths))
+            self.paths.append(key)
+            self.owners.append(owner)
+            ph.append(h["phash"])
+            dh.append(h["dhash"])
+        self._ph = np.array(ph, dtype=np.uint64)
+        self._dh = np.array(dh, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def find(self, path: str | os.PathLike, *, record: str | None = None,
+             hashes: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The closest indexed near-duplicate of ``path`` (see the class docstring)."""
+        h = hashes or image_hashes(path, record=record)
+        if h["sha256"] in self.by_sha:
+            i = self.by_sha[h["sha256"]]
+            return {"owner": self.owners[i], "image": self.paths[i], "phash_distance": 0, "dhash_distance": 0,
+                    "exact": True}
+        if not self.paths:
+            return None
+        dp = _popcount(self._ph ^ np.uint64(h["phash"]))
+        dd = _popcount(self._dh ^ np.uint64(h["dhash"]))
+        close = np.flatnonzero((dp <= self.max_distance) & (dd <= self.max_distance))
+        if not close.size:
+            return None
+        best = int(close[np.argmin(dp[close] + dd[close])])
+        return {"owner": self.owners[best], "image": self.paths[best], "phash_distance": int(dp[best]),
+                "dhash_distance": int(dd[best]), "exact": False}
+
+
 def image_contamination(train: Sequence[str | os.PathLike], test: Sequence[str | os.PathLike], *,
                         max_distance: int = DEFAULT_MAX_DISTANCE, published: bool = False) -> dict[str, Any]:
     """Which test images have a byte-identical or near-duplicate image among the train images.
@@ -74,39 +132,18 @@ def image_contamination(train: Sequence[str | os.PathLike], test: Sequence[str |
         >>> r["test_images"], r["test_images_with_train_duplicate"], r["exact"]
         (2, 1, 0)
     """
-    def distinct(paths: Sequence[str | os.PathLike]) -> list[str]:
-        return list(dict.fromkeys(str(Path(p).resolve()) for p in paths))
-
-    train_paths, test_paths = distinct(train), distinct(test)
-    train_h = {p: image_hashes(p) for p in train_paths}
-    by_sha: dict[str, str] = {}
-    for p, h in train_h.items():
-        by_sha.setdefault(h["sha256"], p)
-    train_ph = np.array([h["phash"] for h in train_h.values()], dtype=np.uint64)
-    train_dh = np.array([h["dhash"] for h in train_h.values()], dtype=np.uint64)
-    names = list(train_h)
+    index = ImageHashIndex([(p, str(Path(p).resolve())) for p in train], max_distance=max_distance)
+    test_paths = list(dict.fromkeys(str(Path(p).resolve()) for p in test))
     pairs: list[dict[str, Any]] = []
-    exact = 0
     for p in test_paths:
-        h = image_hashes(p)
-        if h["sha256"] in by_sha:
-            exact += 1
-            pairs.append({"test": p, "train": by_sha[h["sha256"]], "phash_distance": 0, "dhash_distance": 0,
-                          "exact": True})
-            continue
-        if not names:
-            continue
-        dp = _popcount(train_ph ^ np.uint64(h["phash"]))
-        dd = _popcount(train_dh ^ np.uint64(h["dhash"]))
-        close = np.flatnonzero((dp <= max_distance) & (dd <= max_distance))
-        if close.size:
-            best = int(close[np.argmin(dp[close] + dd[close])])
-            pairs.append({"test": p, "train": names[best], "phash_distance": int(dp[best]),
-                          "dhash_distance": int(dd[best]), "exact": False})
-    n_dup = len(pairs)
-    return {"train_images": len(train_paths), "test_images": len(test_paths),
-            "test_images_with_train_duplicate": n_dup, "exact": exact, "near": n_dup - exact,
-            "share": n_dup / len(test_paths) if test_paths else float("nan"), "max_distance": max_distance,
+        hit = index.find(p)
+        if hit is not None:
+            pairs.append({"test": p, "train": hit["image"], "phash_distance": hit["phash_distance"],
+                          "dhash_distance": hit["dhash_distance"], "exact": hit["exact"]})
+    exact = sum(1 for x in pairs if x["exact"])
+    return {"train_images": len(index), "test_images": len(test_paths),
+            "test_images_with_train_duplicate": len(pairs), "exact": exact, "near": len(pairs) - exact,
+            "share": len(pairs) / len(test_paths) if test_paths else float("nan"), "max_distance": max_distance,
             "hashes": "phash+dhash (imagehash), 64 bit", "action": "reported" if published else "move or drop",
             "pairs": pairs}
 
