@@ -301,3 +301,23 @@ def test_prepare_step_flags_train_records_sharing_benchmark_images(data_root, tm
     assert len(kept) == 120 and report["benchmarks"]["vqa_rad_test"]["images"] == 240
     assert report["contaminated"] == expected > 0
     assert all(("image_contamination" in r.meta) == (r.images[0] in test_images) for r in kept)
+
+
+def test_yaml_vqa_task_on_own_data(tmp_path):
+    from clinforge.eval.tasks.yaml_tasks import load_task_yaml
+
+    _jpg(tmp_path / "imgs" / "xmlab1" / "source.jpg")
+    rows = [{"qid": i, "img_name": "xmlab1/source.jpg", "question": f"Q{i}?", "answer": a, "q_lang": "en",
+             "answer_type": t} for i, (a, t) in enumerate([("yes", "CLOSED"), ("left", "CLOSED"), ("liver", "OPEN")])]
+    (tmp_path / "test.json").write_text(json.dumps(rows))
+    (tmp_path / "task.yaml").write_text(f"task: my_vqa\ntype: vqa\nreader: slake\npath: {tmp_path}\n"
+                                        "reader_options: {split: test}\n")
+    task = load_task_yaml(tmp_path / "task.yaml")
+    recs = task.records()
+    assert task.vocabulary() == {"yes", "left"}
+    scored = [task.score(r, {}, [o]) for r, o in zip(recs, ["Yes.", "on the left", "Liver"], strict=True)]
+    assert [s["score"] for s in scored] == [1.0, 0.0, 1.0]  # "on the left" is not the answer "left": unparsed
+    assert scored[1]["parse_status"] == "unparsed"
+    (tmp_path / "bad.yaml").write_text(f"task: b\ntype: vqa\nreader: slake\npath: {tmp_path}\nscoring: lenient\n")
+    with pytest.raises(Exception, match="scoring"):
+        load_task_yaml(tmp_path / "bad.yaml")
