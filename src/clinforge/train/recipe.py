@@ -27,7 +27,7 @@ from clinforge.core.config import StrictModel
 from clinforge.core.errors import ConfigError
 from clinforge.core.paths import data_root
 
-StageType = Literal["cpt", "ift", "sft", "rm", "rl", "rlaif", "dpo"]
+StageType = Literal["cpt", "ift", "sft", "rm", "rl", "rlaif", "dpo", "vlm_align", "vlm_sft"]
 STAGE_TYPES: tuple[str, ...] = StageType.__args__  # type: ignore[attr-defined]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -210,7 +210,7 @@ class Recipe(StrictModel):
     reference and transformers+peft loads it).
     """
 
-    model: str
+    model: str | dict[str, Any]  # a mapping composes a vision-language model (clinforge.models.vlm.build_vlm)
     tiny_options: dict[str, Any] = Field(default_factory=dict)
     out: str | None = None
     seed: int = 0
@@ -233,7 +233,7 @@ class Recipe(StrictModel):
             raise ValueError(f"stage names must be unique; repeated: {', '.join(dup)}")
         if self.out is not None:
             self.out = expand_env(self.out)
-        if not self.model.startswith("tiny:"):
+        if isinstance(self.model, str) and not self.model.startswith("tiny:"):
             self.model = expand_env(self.model)
         return self
 
