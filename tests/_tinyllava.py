@@ -15,9 +15,16 @@ def build_tiny_llava(out: Path, *, vision: str = "siglip", image_size: int = 32,
                      hidden: int = 32, seed: int = 0) -> Path:
     """Write a tiny LLaVA to ``out``: (image_size / patch_size)^2 visual tokens per image, vocab from the tiny BPE."""
     import torch
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, SiglipImageProcessor,
-                              SiglipVisionConfig)
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        SiglipImageProcessor,
+        SiglipVisionConfig,
+    )
 
     from clinforge.models.tiny import train_tokenizer
 
