@@ -107,7 +107,7 @@ def test_unreadable_image_names_file_and_record(siglip_llava, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     ds = VlmDataset([{"input_ids": [1], "labels": [1], "images": [str(bad)], "id": "vqa-9"}],
-                    PixelCache(proc.image_processor))
+                    PixelCache(proc))
     with pytest.raises(DataError, match=r"broken\.jpg, record vqa-9, field images: unreadable image"):
         ds[0]
 
@@ -129,7 +129,7 @@ def test_packed_batches_equal_unpacked_loss_and_gradients(llava_dir, data_root):
     image = image_tokens_of(proc)
     data = load_vlm_stage_data(_vqa(data_root, 12), image_token=image.token)
     rows, _ = tokenize_vlm_chat(data.train, proc.tokenizer, image, 512)
-    ds = VlmDataset(rows, PixelCache(proc.image_processor))
+    ds = VlmDataset(rows, PixelCache(proc))
     feats = [ds[i] for i in range(len(rows))]
     packing = VlmPackingCollator(max_row_tokens=256, pad_token_id=proc.tokenizer.pad_token_id)
     packed = packing(feats)

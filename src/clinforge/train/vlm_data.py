@@ -127,28 +127,38 @@ def load_vlm_stage_data(spec: DataSpec, *, image_token: str | None, seed: int = 
 # ---- tokenisation -------------------------------------------------------------------------------------------
 @dataclass
 class ImageTokens:
-    """How a model reads images from text: the placeholder token (string and id) and how many placeholders one
-    image expands to (``None`` token: the model takes no placeholder, e.g. prompt augmentation)."""
+    """How a model reads images from text: the marker written in the text (``token``, its ``token_id``), how many
+    placeholders one image expands to (``per_image``), and ``mode``: ``tokens`` (projection / query connectors,
+    LLaVA: ``per_image`` copies), ``marker`` (gated cross-attention: the marker stays, once) or ``none`` (prompt
+    augmentation: ``expand`` replaces each marker with the experts' text, no pixel values reach the model)."""
 
     token: str | None
     token_id: int | None
     per_image: int
+    mode: str = "tokens"
+    expand: Any = None  # mode none: callable(text, images) -> text
 
 
 def image_tokens_of(processor) -> ImageTokens:
-    """The placeholder token and per-image count of a processor: a clinforge ``VlmProcessor``
-    (``num_image_tokens``) or a transformers processor that expands markers itself (LLaVA and the like; counted
-    by expanding one marker on a blank image, so CLS / feature-strategy rules of the model are honoured).
+    """The image marker rules of a processor: a clinforge ``VlmProcessor`` (``placeholder``, ``num_image_tokens``)
+    or a transformers processor that expands markers itself (LLaVA and the like; counted by expanding one marker on
+    a blank image, so the CLS / feature-strategy rules of the model are honoured).
 
     Example:
         >>> # image_tokens_of(AutoProcessor.from_pretrained("tiny-llava")) -> ImageTokens('<image>', 512, 16)
     """
     token = getattr(processor, "image_token", None)
-    token_id = getattr(processor, "image_token_id", None)
+    mode = getattr(processor, "placeholder", "tokens")
     if token is None:
-        return ImageTokens(None, None, 0)
-    per_image = getattr(processor, "num_image_tokens", None)
-    if per_image is None:
+        raise ConfigError(f"{type(processor).__name__} has no image_token: not a vision-language processor")
+    if mode == "none":
+        return ImageTokens(token, None, 0, "none", lambda text, images: processor.expand(text, images=images))
+    token_id = getattr(processor, "image_token_id", None)
+    if mode == "marker":
+        per_image = 1
+    elif getattr(processor, "num_image_tokens", None) is not None:
+        per_image = processor.num_image_tokens
+    else:
         from PIL import Image
 
         enc = processor(text=token, images=[Image.new("RGB", (64, 64))], return_tensors="pt")
@@ -156,7 +166,7 @@ def image_tokens_of(processor) -> ImageTokens:
     if token_id is None or per_image < 1:
         raise ConfigError(f"the processor's image token {token!r} has id {token_id} and expands to {per_image} "
                           "placeholders per image; a vlm stage needs at least one")
-    return ImageTokens(token, int(token_id), int(per_image))
+    return ImageTokens(token, int(token_id), int(per_image), mode)
 
 
 def tokenize_vlm_chat(examples: list[dict[str, Any]], tokenizer, image: ImageTokens, max_length: int
@@ -176,7 +186,15 @@ def tokenize_vlm_chat(examples: list[dict[str, Any]], tokenizer, image: ImageTok
     out: list[dict[str, Any]] = []
     dropped: Counter = Counter()
     for ex in examples:
-        text, spans = assistant_char_spans(tokenizer, ex["messages"])
+        messages = ex["messages"]
+        if image.mode == "none":  # prompt augmentation: the experts' reading of each image replaces its marker
+            images = list(ex["images"])
+            messages = []
+            for m in ex["messages"]:
+                n = m["content"].count(image.token)
+                messages.append({**m, "content": image.expand(m["content"], images[:n]) if n else m["content"]})
+                images = images[n:]
+        text, spans = assistant_char_spans(tokenizer, messages)
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         ids: list[int] = []
         labels: list[int] = []
@@ -189,7 +207,7 @@ def tokenize_vlm_chat(examples: list[dict[str, Any]], tokenizer, image: ImageTok
                 continue
             ids.append(tok)
             labels.append(tok if any(s <= a and b <= e and b > a for s, e in spans) else IGNORE_INDEX)
-        expected = len(ex["images"]) if image.token_id is not None else 0
+        expected = len(ex["images"]) if image.mode != "none" else 0
         if len(blocks) != expected:
             raise DataError(f"the rendered text holds {len(blocks)} image placeholder(s) "
                             f"{image.token!r} for {len(ex['images'])} image(s)", record=ex["id"], field="images")
@@ -258,29 +276,39 @@ def write_loss_tokens(path: Path, described: list[dict[str, Any]]) -> None:
 
 # ---- images -> pixel values ---------------------------------------------------------------------------------
 class PixelCache:
-    """Loads an image file once and keeps its processed ``pixel_values`` (a corrupt or unreadable image is a
-    DataError naming the file and the record).
+    """Loads an image (or a NIfTI volume) once and keeps its ``pixel_values`` as the model's processor makes them
+    (one marker + one image through the processor, so every processor's resizing and normalisation apply). A
+    corrupt or unreadable file is a DataError naming the file and the record.
 
     Example:
-        >>> # PixelCache(processor.image_processor).get("/d/a.jpg", record="12").shape -> (3, 32, 32)
+        >>> # PixelCache(processor).get("/d/a.jpg", record="12").shape -> (3, 32, 32)
     """
 
-    def __init__(self, image_processor):
-        self.image_processor = image_processor
+    def __init__(self, processor):
+        self.processor = processor
         self.cache: dict[str, Any] = {}
 
-    def get(self, path: str, *, record: str | None = None):
-        """The processed image tensor (C x H x W) of ``path``."""
-        if path not in self.cache:
-            from PIL import Image, UnidentifiedImageError
+    def _open(self, path: str):
+        if path.endswith((".nii", ".nii.gz")):
+            import nibabel
 
+            vol = nibabel.as_closest_canonical(nibabel.load(path)).get_fdata()
+            return vol.transpose(2, 1, 0).copy()  # RAS (x, y, z) -> D x H x W, contiguous
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.convert("RGB")
+
+    def get(self, path: str, *, record: str | None = None):
+        """The processed image tensor of ``path`` (C x H x W; a volume: depth x C x H x W)."""
+        if path not in self.cache:
             try:
-                with Image.open(path) as im:
-                    rgb = im.convert("RGB")
-            except (OSError, UnidentifiedImageError) as exc:
+                item = self._open(path)
+                token = self.processor.image_token
+                self.cache[path] = self.processor(text=token, images=[item], return_tensors="pt")["pixel_values"][0]
+            except Exception as exc:  # noqa: BLE001 - PIL, nibabel and processors raise many types; name the file
                 raise DataError(f"unreadable image ({type(exc).__name__}: {exc})", file=path, record=record,
                                 field="images") from None
-            self.cache[path] = self.image_processor(images=[rgb], return_tensors="pt")["pixel_values"][0]
         return self.cache[path]
 
 
@@ -288,7 +316,7 @@ class VlmDataset:
     """Tokenised image-text rows as a map-style dataset: ``input_ids``, ``labels`` and the rows' images as a
     ``pixel_values`` tensor (n_images x C x H x W), loaded through a ``PixelCache``."""
 
-    def __init__(self, rows: list[dict[str, Any]], pixels: PixelCache):
+    def __init__(self, rows: list[dict[str, Any]], pixels: PixelCache | None):
         self.rows = rows
         self.pixels = pixels
 
@@ -299,6 +327,6 @@ class VlmDataset:
         import torch
 
         r = self.rows[i]
-        pv = [self.pixels.get(p, record=r["id"]) for p in r["images"]]
+        pv = [self.pixels.get(p, record=r["id"]) for p in r["images"]] if self.pixels is not None else []
         return {"input_ids": r["input_ids"], "labels": r["labels"],
                 "pixel_values": torch.stack(pv) if pv else None}

@@ -114,16 +114,26 @@ class VlmStage(Stage):
             collator: Any = VlmPackingCollator(max_row_tokens=t.max_length, pad_token_id=tok_pad(tok))
         else:
             collator = VlmPaddingCollator(tok_pad(tok))
-        pixels = PixelCache(processor.image_processor) if image.token is not None or any(
-            r["images"] for r in rows) else None
+        pixels = PixelCache(processor) if image.mode != "none" else None  # prompt augmentation: text only
         args = TrainingArguments(**self.training_kwargs())
         trainer = Trainer(model=model, args=args, train_dataset=VlmDataset(rows, pixels),
                           eval_dataset=VlmDataset(eval_rows, pixels) if eval_rows else None, data_collator=collator,
                           processing_class=tok, callbacks=self.callbacks())  # the tokenizer: Trainer counts non-pad tokens with it
         trainer.remove_callback(HFProgress)
         trainer.remove_callback(PrinterCallback)
-        metrics = self.train_with_resume(trainer)
-        metrics.update(train_examples=len(rows), eval_examples=len(eval_rows), images_seen=collator.images,
+        seen = {"images": 0}
+
+        def count_images(module, fargs, fkwargs):  # the forward passes of training, not the collator's prefetch
+            pv = fkwargs.get("pixel_values")
+            if module.training and pv is not None:
+                seen["images"] += int(pv.shape[0])
+
+        hook = model.register_forward_pre_hook(count_images, with_kwargs=True)
+        try:
+            metrics = self.train_with_resume(trainer)
+        finally:
+            hook.remove()
+        metrics.update(train_examples=len(rows), eval_examples=len(eval_rows), images_seen=seen["images"],
                        padding_tokens=collator.padding, real_tokens=collator.tokens,
                        visual_tokens_per_image=image.per_image, dropped=dict(dropped))
         if eval_rows:
@@ -224,10 +234,10 @@ def save_vlm_folder(model, processor, out: Path) -> Path:
         from clinforge.models.vlm import save_vlm
     except ImportError:
         save_vlm = None
-    with atomic_path(out, overwrite=True) as tmp:
-        if save_vlm is not None:
-            save_vlm(full, processor, tmp)
-        else:
+    if save_vlm is not None:
+        save_vlm(full, processor, out, overwrite=True)  # atomic, verified by reload-and-compare
+    else:
+        with atomic_path(out, overwrite=True) as tmp:
             full.save_pretrained(tmp, safe_serialization=True)
             processor.save_pretrained(tmp)
     if full is model:
