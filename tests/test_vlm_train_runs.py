@@ -16,15 +16,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from _tinyllava import build_tiny_llava
-from conftest import build_once, free_port
+from _tinyvlm import tiny_vlm
+from conftest import free_port
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 @pytest.fixture(scope="session")
 def siglip_llava(tmp_path_factory):
-    return build_once(tmp_path_factory, "tiny-llava-siglip", lambda d: build_tiny_llava(d, vision="siglip"))
+    return tiny_vlm(tmp_path_factory, "llava-siglip")
 
 
 def _recipe(tmp: Path, model: Path, data_root: Path, *, steps: int = 4, save_every: int | None = None) -> Path:

@@ -24,28 +24,19 @@ from clinforge.train.recipe import MethodSpec
 COMPONENTS = ("vision", "connector", "llm")
 
 
-def load_vlm_for_training(path: str, *, precision: str = "fp32", attn_implementation: str | None = None):
-    """Load a vision-language model folder and its processor for training (KV cache off: a cache object makes
-    transformers ignore packed ``position_ids``). Returns ``(model, processor)``.
+def load_vlm_for_training(path: str, *, precision: str = "fp32"):
+    """Load a vision-language model folder clinforge saved (own class or LLaVA format; ``load_vlm`` refuses a folder
+    with missing weights) and its ``VlmProcessor`` for training, in ``precision``, with the KV cache off (a cache
+    object makes transformers ignore packed ``position_ids``). Returns ``(model, processor)``.
 
-    Folders saved by clinforge load through ``clinforge.models.vlm.load_vlm`` (own classes and LLaVA format);
-    without it, any folder ``AutoModelForImageTextToText`` and ``AutoProcessor`` load.
+    Example:
+        >>> # model, processor = load_vlm_for_training("runs/vlm/base")
     """
     from clinforge.models.load import resolve_dtype
+    from clinforge.models.vlm import load_vlm
 
-    try:
-        from clinforge.models.vlm import load_vlm
-    except ImportError:
-        load_vlm = None
-    if load_vlm is not None:
-        model, processor = load_vlm(path)
-        model = model.to(resolve_dtype(precision))
-    else:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=resolve_dtype(precision), **kw)
-        processor = AutoProcessor.from_pretrained(path)
+    model, processor = load_vlm(path)
+    model = model.to(resolve_dtype(precision))
     for cfg in (model.config, getattr(model.config, "text_config", None)):
         if cfg is not None:
             cfg.use_cache = False
@@ -53,35 +44,15 @@ def load_vlm_for_training(path: str, *, precision: str = "fp32", attn_implementa
 
 
 def vlm_parts(model) -> dict[str, list[Any]]:
-    """The modules of each component (``vision``, ``connector``, ``llm``) of a (possibly peft-wrapped) model.
+    """The modules of each component (``vision``, ``connector``, ``llm``) of a (possibly peft-wrapped) model, from
+    ``clinforge.models.vlm.vlm_components``; a prompt-augmentation model has no vision module (empty list).
 
     Example:
-        >>> # {k: len(v) for k, v in vlm_parts(llava).items()}  -> {'vision': 1, 'connector': 1, 'llm': 2}
+        >>> # {k: len(v) for k, v in vlm_parts(llava).items()}  -> {'vision': 1, 'connector': 1, 'llm': 1}
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        from clinforge.models.vlm import vlm_components
-    except ImportError:
-        vlm_components = None
-    if vlm_components is not None:
-        try:
-            return {k: [v] for k, v in vlm_components(base).items()}
-        except Exception:  # noqa: BLE001 - not one of clinforge's classes: fall back to the LLaVA layout below
-            pass
-    inner = getattr(base, "model", None)
-    names = {"vision": ("vision_tower", "vision_model"), "connector": ("multi_modal_projector", "connector"),
-             "llm": ("language_model",)}
-    parts: dict[str, list[Any]] = {}
-    for comp, attrs in names.items():
-        found = [getattr(inner, a) for a in attrs if inner is not None and getattr(inner, a, None) is not None]
-        if not found:
-            raise ConfigError(f"cannot find the {comp} of a {type(base).__name__} (looked for "
-                              f"{', '.join(attrs)}); vlm stages train clinforge's composed models and "
-                              "LLaVA-format models")
-        parts[comp] = found[:1]
-    if getattr(base, "lm_head", None) is not None:
-        parts["llm"].append(base.lm_head)  # the output head belongs to the language model
-    return parts
+    from clinforge.models.vlm import vlm_components
+
+    return {k: [m] if m is not None else [] for k, m in vlm_components(model).items()}
 
 
 def _component_of_params(model) -> dict[int, str]:
@@ -160,7 +131,8 @@ def lora_targets(model, method: MethodSpec, *, vision: bool = False) -> list[str
 
     comps = ("llm", "vision") if vision else ("llm",)
     inside = _module_names(model, comps)
-    head = getattr(model, "lm_head", None)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
     linear = [n for n, m in model.named_modules()
               if n in inside and isinstance(m, torch.nn.Linear) and m is not head]
     if method.target_modules == "all-linear":

@@ -70,7 +70,7 @@ class VlmStage(Stage):
         from transformers.trainer_callback import ProgressCallback as HFProgress
 
         from clinforge.core.io import atomic_write_json
-        from clinforge.train.data import supports_packed_positions
+        from clinforge.models.vlm import vlm_family
         from clinforge.train.hf_trainer import barrier, is_main_process
         from clinforge.train.stages.lm import tok_pad
         from clinforge.train.vlm_data import (
@@ -83,11 +83,10 @@ class VlmStage(Stage):
             write_loss_tokens,
         )
         from clinforge.train.vlm_methods import apply_vlm_method, load_vlm_for_training, trainable_table
-        from clinforge.train.vlm_packing import VlmPackingCollator, VlmPaddingCollator
+        from clinforge.train.vlm_packing import vlm_collator
 
         t = self.spec.train
-        model, processor = load_vlm_for_training(self.ctx.model_path, precision=self.ctx.recipe.precision,
-                                                 attn_implementation=self.ctx.recipe.attn_implementation)
+        model, processor = load_vlm_for_training(self.ctx.model_path, precision=self.ctx.recipe.precision)
         image = image_tokens_of(processor)
         tok = getattr(processor, "tokenizer", processor)
         data = load_vlm_stage_data(self.spec.data, image_token=image.token, seed=self.ctx.seed)
@@ -109,11 +108,8 @@ class VlmStage(Stage):
                               key=f"stages.{self.ctx.index}.options")
         if is_main_process():
             atomic_write_json(self.ctx.out_dir / "trainable_parameters.json", table)
-        text_config = getattr(model.config, "text_config", model.config)
-        if t.packing and supports_packed_positions(text_config):
-            collator: Any = VlmPackingCollator(max_row_tokens=t.max_length, pad_token_id=tok_pad(tok))
-        else:
-            collator = VlmPaddingCollator(tok_pad(tok))
+        collator = vlm_collator(model, image.mode, packing=t.packing, max_row_tokens=t.max_length,
+                                pad_token_id=tok_pad(tok))
         pixels = PixelCache(processor) if image.mode != "none" else None  # prompt augmentation: text only
         args = TrainingArguments(**self.training_kwargs())
         trainer = Trainer(model=model, args=args, train_dataset=VlmDataset(rows, pixels),
@@ -140,7 +136,7 @@ class VlmStage(Stage):
             metrics["final_eval_loss"] = trainer.evaluate()["eval_loss"]
         result = self._save(model, processor, metrics=metrics, data=data,
                             hyperparameters={"collator": type(collator).__name__, "trainable_parameters": table,
-                                             "alignment_method": _family(model)})
+                                             "alignment_method": vlm_family(model)})
         barrier()
         return result
 
@@ -172,17 +168,6 @@ class VlmStage(Stage):
         if is_main_process():
             atomic_write_json(ctx.out_dir / "stage.json", result.as_dict())
         return result
-
-
-def _family(model) -> str:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        from clinforge.models.vlm import vlm_family
-
-        return vlm_family(base)
-    except (ImportError, Exception):  # noqa: BLE001 - a transformers LLaVA model: its projector is the MLP
-        act = getattr(base.config, "projector_hidden_act", "?")
-        return f"projection (LLaVA MLP: linear -> {act} -> linear)"
 
 
 def save_adapter_verified(model, out: Path, processor=None) -> Path:
@@ -219,27 +204,18 @@ def save_adapter_verified(model, out: Path, processor=None) -> Path:
 
 
 def save_vlm_folder(model, processor, out: Path) -> Path:
-    """Save the full model (LoRA merged into a copy) and its processor to ``out`` with the KV cache back on; through
-    ``clinforge.models.vlm.save_vlm`` (reload-and-compare) when available. Returns ``out``."""
+    """Save the full model (LoRA merged into a copy) and its processor to ``out`` with the KV cache back on, through
+    ``clinforge.models.vlm.save_vlm`` (atomic, verified by reload-and-compare). Returns ``out``."""
     import copy
 
-    from clinforge.core.io import atomic_path
+    from clinforge.models.vlm import save_vlm
     from clinforge.train.export import is_peft
 
     full = copy.deepcopy(model).merge_and_unload() if is_peft(model) else model
     for cfg in (full.config, getattr(full.config, "text_config", None)):
         if cfg is not None:
             cfg.use_cache = True  # training turned the cache off; generation wants it
-    try:
-        from clinforge.models.vlm import save_vlm
-    except ImportError:
-        save_vlm = None
-    if save_vlm is not None:
-        save_vlm(full, processor, out, overwrite=True)  # atomic, verified by reload-and-compare
-    else:
-        with atomic_path(out, overwrite=True) as tmp:
-            full.save_pretrained(tmp, safe_serialization=True)
-            processor.save_pretrained(tmp)
+    save_vlm(full, processor, out, overwrite=True)  # atomic, verified by reload-and-compare
     if full is model:
         for cfg in (model.config, getattr(model.config, "text_config", None)):
             if cfg is not None:
