@@ -348,8 +348,9 @@ class NoteRecognizer(Recognizer):
                         lower, max(0, m.start() - 12), m.start()):
                     continue
                 window = lower[max(0, m.start() - 25):m.start()]
-                if value.endswith("/10") and _PAIN_NEAR.search(window) and not _DATE_CUE_BEFORE.search(window):
-                    continue  # pain scores "c/o cp, 4/10"
+                if value.endswith("/10") and not _DATE_CUE_BEFORE.search(window) and (
+                        _PAIN_NEAR.search(window) or _PAIN_NEAR.match(lower, m.end() + 1, m.end() + 16)):
+                    continue  # pain scores "c/o cp, 4/10", "developed 4/10 cp"
                 if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
                     continue  # pressure support / PEEP settings "cpap 10/5"
                 add(self.span(m.start(), m.end(), "DATE", 0.6, expl))
