@@ -89,9 +89,11 @@ def wait_ready(url: str, proc: subprocess.Popen, path: str, timeout: float = 600
 def start_clinforge(config: dict[str, Any], work: Path, name: str) -> tuple[subprocess.Popen, str]:
     path = work / f"{name}.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")
-    # stderr to a file: a pipe nobody reads fills up (64 KB) and blocks the server mid-run
-    proc = subprocess.Popen([sys.executable, "-m", "clinforge", "serve", str(path)], stdout=subprocess.PIPE,
-                            stderr=open(work / f"{name}.stderr.log", "w"), text=True, env=env())
+    # stderr to a file: a pipe nobody reads fills up (64 KB) and blocks the server mid-run (the child keeps its
+    # own copy of the descriptor, so the file can be closed here)
+    with open(work / f"{name}.stderr.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "clinforge", "serve", str(path)], stdout=subprocess.PIPE,
+                                stderr=log, text=True, env=env())
     m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
     if not m:
         proc.kill()
@@ -109,10 +111,10 @@ def free_port() -> int:
 def start_llamacpp(gguf: Path, work: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     # llama.cpp logs the whole model load: into a file, never an unread pipe (it would block once full)
-    log = open(work / "llamacpp.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "m",
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-                            stdout=log, stderr=subprocess.STDOUT, text=True, env=env())
+    with open(work / "llamacpp.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
+                                 "m", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+                                stdout=log, stderr=subprocess.STDOUT, text=True, env=env())
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc, "/v1/models")
     return proc, url
