@@ -34,6 +34,7 @@ COMMANDS = [
     ("score", "score", "Score prediction files against references with reference-identical metrics."),
     ("compare", "compare", "Compare two or more eval runs in one report (CIs, paired tests, answer collapse)."),
     ("demo", "demo", "Run the main job end to end on embedded defaults (offline, CPU)."),
+    ("serve", "serve", "Serve models over an OpenAI-compatible API with guards, retrieval and an audit log."),
 ]
 
 
