@@ -310,3 +310,18 @@ def test_pretrained_encoder_and_llm_folders_are_copied_exactly(tmp_path, tiny_ll
             assert torch.equal(model(input_ids=ids).logits[..., : old.shape[0]], lm(input_ids=ids).logits)
         out = save_vlm(model, proc, tmp_path / f"saved-{conn['type']}")
         assert load_vlm(out)[1].num_image_tokens == proc.num_image_tokens
+
+
+def test_connector_from_a_saved_model_and_size_mismatch_explained(saved):
+    src = saved["perceiver-siglip"]
+    model, _ = build_vlm({**_spec("perceiver-siglip"), "connector": {**FAMILIES["perceiver-siglip"][1],
+                                                                     "from": str(src["folder"])}}, seed=5)
+    for k, v in vlm_components(src["model"])["connector"].state_dict().items():
+        assert torch.equal(vlm_components(model)["connector"].state_dict()[k], v), k
+    wider = _spec("perceiver-siglip")
+    wider["llm"]["hidden_size"] = 48
+    wider["connector"] = {**FAMILIES["perceiver-siglip"][1], "from": str(src["folder"])}
+    with pytest.raises(ConfigError, match=r"maps encoder width 32 -> LLM width 32, this model needs 32 -> 48"):
+        build_vlm(wider)
+    with pytest.raises(ConfigError, match=r"heads=5 does not divide the LLM's hidden size 32; heads that fit"):
+        build_vlm({**_spec("gated_xattn-clip"), "connector": {"type": "gated_xattn", "heads": 5}})
