@@ -27,7 +27,7 @@ from clinforge.core.config import StrictModel
 from clinforge.core.errors import ConfigError
 from clinforge.core.paths import data_root
 
-StageType = Literal["cpt", "ift", "sft", "rm", "rl", "rlaif", "dpo"]
+StageType = Literal["cpt", "ift", "sft", "rm", "rl", "rlaif", "dpo", "vlm_align", "vlm_sft"]
 STAGE_TYPES: tuple[str, ...] = StageType.__args__  # type: ignore[attr-defined]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -212,7 +212,7 @@ class Recipe(StrictModel):
     reference and transformers+peft loads it).
     """
 
-    model: str | dict[str, Any]
+    model: str | dict[str, Any]  # a mapping composes a vision-language model (clinforge.models.vlm.build_vlm)
     tiny_options: dict[str, Any] = Field(default_factory=dict)
     out: str | None = None
     seed: int = 0
