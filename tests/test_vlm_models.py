@@ -325,3 +325,21 @@ def test_connector_from_a_saved_model_and_size_mismatch_explained(saved):
         build_vlm(wider)
     with pytest.raises(ConfigError, match=r"heads=5 does not divide the LLM's hidden size 32; heads that fit"):
         build_vlm({**_spec("gated_xattn-clip"), "connector": {"type": "gated_xattn", "heads": 5}})
+
+
+def test_the_gemma3_trap_is_refused(saved, tmp_path):
+    # a Gemma3-style config around a Llama text model: plain transformers builds Gemma3 and re-initialises the
+    # weights it cannot place, with only a warning; clinforge refuses the folder
+    import shutil
+
+    from transformers import AutoModelForImageTextToText
+
+    folder = tmp_path / "gemma3-style"
+    shutil.copytree(saved["mlp-siglip-llava"]["folder"], folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(model_type="gemma3", architectures=["Gemma3ForConditionalGeneration"], mm_tokens_per_image=16)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    trapped, info = AutoModelForImageTextToText.from_pretrained(folder, output_loading_info=True)
+    assert type(trapped).__name__ == "Gemma3ForConditionalGeneration" and info["missing_keys"]
+    with pytest.raises(ClinforgeError, match="weights are missing and would be random"):
+        load_vlm(folder)
