@@ -14,6 +14,8 @@ environment variable named by ``api_key_env`` (default ``OPENAI_API_KEY``) and n
   lm-eval's ``local-completions`` backend), their ``token_logprobs`` are summed, and ``is_greedy`` is whether every
   one of them is the top entry of ``top_logprobs``. A server that does not return echoed prompt log-probs (chat-only
   APIs, Ollama) raises a clear error instead of a made-up number.
+* ``stream``: the same call with ``stream: true``; the server's server-sent events are read as they arrive and
+  their text deltas passed on (closing the iterator closes the HTTP response, so the server sees the client go).
 * Transient failures (read/write errors, timeouts, 408/409/429/5xx) are retried with exponential backoff; every
   call has a timeout. A refused connection (nothing listens at the URL) fails at once with a message naming the URL
   and what to start: retrying it would only hide the mistake behind minutes of backoff. httpx is used rather than the ``openai`` SDK so no extra dependency is needed and ``echo`` + ``logprobs``
@@ -24,10 +26,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from clinforge.core.errors import ClinforgeError
-from clinforge.models.backends.base import BACKENDS, Backend, GenerationRequest, LoglikelihoodRequest
+from clinforge.models.backends.base import (
+    BACKENDS,
+    Backend,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    cut_stream_at_stop,
+)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -134,7 +143,8 @@ class OpenAIBackend(Backend):
         return results
 
     # ---------------------------------------------------------------- generation
-    def _generate_one(self, r: GenerationRequest) -> str:
+    def _payload(self, r: GenerationRequest) -> tuple[str, dict[str, Any]]:
+        """The endpoint path and JSON body for a generation request."""
         if r.images:
             r = with_image_parts(r)
         payload: dict[str, Any] = {"model": self.model_name, "max_tokens": r.max_new_tokens,
@@ -145,26 +155,61 @@ class OpenAIBackend(Backend):
             payload["seed"] = r.seed
         if r.messages is not None:
             payload["messages"] = r.messages
-            data = self._post("/chat/completions", payload)
-            try:
-                text = data["choices"][0]["message"]["content"]
-            except (KeyError, IndexError, TypeError) as exc:
-                raise BackendHTTPError(f"{self.base_url}/chat/completions: no choices[0].message.content") from exc
-        else:
-            if r.prompt is None:
-                raise ClinforgeError("a generation request needs a prompt or messages")
-            payload["prompt"] = r.prompt
-            data = self._post("/completions", payload)
-            try:
-                text = data["choices"][0]["text"]
-            except (KeyError, IndexError, TypeError) as exc:
-                raise BackendHTTPError(f"{self.base_url}/completions: no choices[0].text") from exc
+            return "/chat/completions", payload
+        if r.prompt is None:
+            raise ClinforgeError("a generation request needs a prompt or messages")
+        payload["prompt"] = r.prompt
+        return "/completions", payload
+
+    def _generate_one(self, r: GenerationRequest) -> str:
+        path, payload = self._payload(r)
+        data = self._post(path, payload)
+        try:
+            text = data["choices"][0]["message"]["content"] if r.messages is not None else data["choices"][0]["text"]
+        except (KeyError, IndexError, TypeError) as exc:
+            what = "choices[0].message.content" if r.messages is not None else "choices[0].text"
+            raise BackendHTTPError(f"{self.base_url}{path}: no {what}") from exc
         text = text or ""
         # servers differ on whether the stop string is kept; cut it the same way for all
         for s in r.stop:
             if s and s in text:
                 text = text[:text.index(s)]
         return text
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """Text deltas of one request, read from the server's event stream as they arrive (no retries: a stream
+        that broke half-way cannot be replayed without repeating text).
+
+        Example:
+            >>> "".join(be.stream(GenerationRequest(prompt="ECG means", max_new_tokens=8)))  # doctest: +SKIP
+            ' electrocardiogram'
+        """
+        return cut_stream_at_stop(self._stream_events(request), request.stop)
+
+    def _stream_events(self, r: GenerationRequest) -> Iterator[str]:
+        import httpx
+
+        path, payload = self._payload(r)
+        payload["stream"] = True
+        try:
+            with self._client.stream("POST", path, json=payload) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise BackendHTTPError(f"{self.base_url}{path}: HTTP {resp.status_code}: {resp.text[:300]}")
+                for line in resp.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # comments, event names, keep-alive blank lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    text = _event_text(data, chat=r.messages is not None, where=f"{self.base_url}{path}")
+                    if text:
+                        yield text
+        except httpx.ConnectError as exc:
+            raise BackendHTTPError(f"cannot connect to {self.base_url} ({exc or type(exc).__name__}): no "
+                                   "OpenAI-compatible server is running there") from exc
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise BackendHTTPError(f"{self.base_url}{path}: the stream broke ({type(exc).__name__})") from exc
 
     def generate(self, requests: list[GenerationRequest], progress: Any = None) -> list[str]:
         """One HTTP call per request (``concurrency`` at a time); chat messages use /chat/completions."""
@@ -242,6 +287,31 @@ class OpenAIBackend(Backend):
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+
+def _event_text(data: str, *, chat: bool, where: str) -> str:
+    """The text delta of one server-sent event's JSON (``choices[0].delta.content`` or ``choices[0].text``).
+
+    Example:
+        >>> _event_text('{"choices": [{"delta": {"content": "Hi"}}]}', chat=True, where="x")
+        'Hi'
+    """
+    import json
+
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        raise BackendHTTPError(f"{where}: a stream event is not JSON") from exc
+    if isinstance(event, dict) and event.get("error"):
+        error = event["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise BackendHTTPError(f"{where}: the server reported an error mid-stream: {str(message)[:300]}")
+    choices = event.get("choices") if isinstance(event, dict) else None
+    if not choices:
+        return ""  # usage-only or keep-alive events
+    choice = choices[0]
+    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+    return text or ""
 
 
 def with_image_parts(r: GenerationRequest) -> GenerationRequest:
