@@ -139,7 +139,7 @@ def test_volumes_load_as_depth_height_width(tmp_path):
     cache = PixelCache(proc)
     vol = cache._open(str(folder / "vol-01.nii.gz"))
     assert vol.shape == (12, 24, 24) and vol.flags["C_CONTIGUOUS"]
-    assert vol[:, 9:15, 16:22].mean() > 300 > vol[:, 9:15, 2:8].mean()  # the left-side blob at high x (RAS)
+    assert vol[3:9, 9:15, 16:22].mean() > 300 > vol[3:9, 9:15, 2:8].mean()  # the left-side blob: high x (RAS)
     pixels = cache.get(str(folder / "vol-01.nii.gz"), record="vol-01")
     v = proc.volume
     assert tuple(pixels.shape) == (v["depth"], v["channels"], v["size"], v["size"])

@@ -117,19 +117,24 @@ class VlmStage(Stage):
                           processing_class=tok, callbacks=self.callbacks())  # the tokenizer: Trainer counts non-pad tokens with it
         trainer.remove_callback(HFProgress)
         trainer.remove_callback(PrinterCallback)
-        seen = {"images": 0}
+        seen = {"images": 0, "positions": 0, "loss_tokens": 0}
 
-        def count_images(module, fargs, fkwargs):  # the forward passes of training, not the collator's prefetch
-            pv = fkwargs.get("pixel_values")
-            if module.training and pv is not None:
-                seen["images"] += int(pv.shape[0])
+        def count_inputs(module, fargs, fkwargs):  # the forward passes of training, not the collator's prefetch
+            if not module.training:
+                return
+            pv, ids, labels = fkwargs.get("pixel_values"), fkwargs.get("input_ids"), fkwargs.get("labels")
+            seen["images"] += int(pv.shape[0]) if pv is not None else 0
+            seen["positions"] += int(ids.numel()) if ids is not None else 0
+            # the tokens the loss covers: labels the model's one-step shift keeps that are not -100
+            seen["loss_tokens"] += int((labels[:, 1:] != -100).sum()) if labels is not None else 0
 
-        hook = model.register_forward_pre_hook(count_images, with_kwargs=True)
+        hook = model.register_forward_pre_hook(count_inputs, with_kwargs=True)
         try:
             metrics = self.train_with_resume(trainer)
         finally:
             hook.remove()
         metrics.update(train_examples=len(rows), eval_examples=len(eval_rows), images_seen=seen["images"],
+                       positions_seen=seen["positions"], loss_tokens_seen=seen["loss_tokens"],
                        padding_tokens=collator.padding, real_tokens=collator.tokens,
                        visual_tokens_per_image=image.per_image, dropped=dict(dropped))
         if eval_rows:
