@@ -235,3 +235,23 @@ def test_gated_xattn_is_padded_not_packed(tmp_path_factory, data_root):
     ds = VlmDataset(rows, PixelCache(proc))
     batch = chosen([ds[i] for i in range(len(rows))])
     assert model(**batch).loss.isfinite()
+
+
+def test_composed_model_names_are_checked_with_the_recipe_line(tmp_path, data_root):
+    from clinforge.train.pipeline import check_recipe
+    from clinforge.train.recipe import load_recipe
+
+    p = tmp_path / "r.yaml"
+    p.write_text(f"""model:
+  vision: {{tiny: siglipp}}
+  connector: {{type: mlp}}
+  llm: {{tiny: llama}}
+stages:
+  - name: sft
+    type: vlm_sft
+    data: {{sources: [{{reader: vqa_rad, path: "{data_root / 'vqa-rad'}"}}]}}
+""")
+    recipe, lines = load_recipe(p)
+    with pytest.raises(ConfigError, match=r"r\.yaml:2: model\.vision\.tiny: unknown vision encoder 'siglipp'; "
+                                          r"valid: .*siglip"):
+        check_recipe(recipe, recipe_file=str(p), lines=lines)

@@ -70,7 +70,7 @@ class VlmStage(Stage):
         from transformers.trainer_callback import ProgressCallback as HFProgress
 
         from clinforge.core.io import atomic_write_json
-        from clinforge.models.vlm import vlm_family
+        from clinforge.models.vlm import check_device_memory, vlm_family
         from clinforge.train.hf_trainer import barrier, is_main_process
         from clinforge.train.stages.lm import tok_pad
         from clinforge.train.vlm_data import (
@@ -106,6 +106,8 @@ class VlmStage(Stage):
         if not table["all"]["trainable"]:
             raise ConfigError(f"stage {self.spec.name}: nothing to train (every component is frozen)",
                               key=f"stages.{self.ctx.index}.options")
+        # what this stage trains must fit: the estimate and the way out (LoRA, freezing) before the first step
+        check_device_memory(model, trainable=table["all"]["trainable"])
         if is_main_process():
             atomic_write_json(self.ctx.out_dir / "trainable_parameters.json", table)
         collator = vlm_collator(model, image.mode, packing=t.packing, max_row_tokens=t.max_length,
