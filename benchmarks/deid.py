@@ -106,6 +106,26 @@ class ClinforgeSystem:
                 for r in self.deid.deidentify_many(texts)]
 
 
+class ClinforgeNerSystem(ClinforgeSystem):
+    """The rules plus a local token-classification model (``clinforge data deid-train``): their union."""
+
+    name = "clinforge+ner"
+
+    def __init__(self, model: Path) -> None:
+        from clinforge.data.deid.ner import TransformersNerRecognizer
+        from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
+
+        self.model = model
+        self.deid = Deidentifier(mode="mask", recognizers=[*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model)])
+
+    def trained_on(self) -> set[str]:
+        """The patients the model saw (its ``deid_training.json``); empty when it has no card."""
+        import json
+
+        card = self.model / "deid_training.json"
+        return set(json.loads(card.read_text())["patients"]) if card.is_file() else set()
+
+
 class PresidioSystem:
     name = "presidio"
 
@@ -202,6 +222,11 @@ def physionet_notes(systems, root: Path) -> dict[str, dict]:
 
     records = list(get_reader("physionet_deid").read(root / "physionet-deid"))
     dev_ids, held_ids = split_patients([r.patient_id for r in records], seed=0)
+    for system in systems:
+        leaked = system.trained_on() & held_ids if hasattr(system, "trained_on") else set()
+        if leaked:
+            raise SystemExit(f"{system.name}: the model was trained on {len(leaked)} held-out patients; "
+                             "train it with --part dev")
     parts = {"dev": [r for r in records if r.patient_id in dev_ids],
              "held-out": [r for r in records if r.patient_id in held_ids]}
     unseen = unseen_phrases(parts["held-out"], parts["dev"])
@@ -210,6 +235,10 @@ def physionet_notes(systems, root: Path) -> dict[str, dict]:
         print(f"\n=== PhysioNet deid real notes, {part} ({len(recs)} notes, "
               f"{len({r.patient_id for r in recs})} patients) ===")
         for system in systems:
+            if hasattr(system, "trained_on") and system.trained_on() & {r.patient_id for r in recs}:
+                print(f"-- {system.name}: not scored here (its model was trained on these patients)")
+                continue
+
             def predict(text: str, system=system) -> list[tuple[int, int, str]]:
                 return [(a, b, group or "OTHER") for a, b, group in system.predict(text)]
 
@@ -281,9 +310,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notes", type=int, default=300, help="synthetic clinical notes (default 300)")
     parser.add_argument("--limit", type=int, default=None, help="documents per Presidio half (default all)")
     parser.add_argument("--only-real", action="store_true", help="only the PhysioNet real notes")
+    parser.add_argument("--ner-model", type=Path, default=None,
+                        help="also score the rules + this local model (clinforge data deid-train --part dev)")
     args = parser.parse_args(argv)
+    extra = [ClinforgeNerSystem(args.ner_model)] if args.ner_model else []
     if args.only_real:
-        systems = [ClinforgeSystem(), PresidioSystem()]
+        systems = [ClinforgeSystem(), PresidioSystem(), *extra]
         for s in systems:
             s.predict("Warm up: Dr. Smith saw Jane Doe on 01/02/2023 at 555-123-4567.")
         real = physionet_notes(systems, data_root())
@@ -295,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"Presidio synthetic set not found at {path}; set CLINFORGE_DATA")
     sets = load_presidio(path, args.limit)
     clinical, protected, _ = load_clinical(args.notes)
-    systems = [ClinforgeSystem(), PresidioSystem()]
+    systems = [ClinforgeSystem(), PresidioSystem(), *extra]
     for s in systems:  # warm-up: lexicons, regex compilation, spaCy
         s.predict("Warm up: Dr. Smith saw Jane Doe on 01/02/2023 at 555-123-4567.")
 
@@ -340,7 +372,12 @@ def real_result(real: dict[str, dict]) -> str:
             f"real_precision={ours['summary']['precision_all'].value:.4f} "
             f"real_unseen_recall={ours['unseen']['recall_all'].value:.4f} real_mb_s={ours['mb_s']:.3f} "
             f"real_presidio_recall={theirs['summary']['recall_all'].value:.4f} "
-            f"real_presidio_precision={theirs['summary']['precision_all'].value:.4f}")
+            f"real_presidio_precision={theirs['summary']['precision_all'].value:.4f}"
+            + ("" if "clinforge+ner" not in real else
+               f" real_ner_recall={real['clinforge+ner']['summary']['recall_all'].value:.4f}"
+               f" real_ner_precision={real['clinforge+ner']['summary']['precision_all'].value:.4f}"
+               f" real_ner_unseen_recall={real['clinforge+ner']['unseen']['recall_all'].value:.4f}"
+               f" real_ner_mb_s={real['clinforge+ner']['mb_s']:.4f}"))
 
 
 if __name__ == "__main__":

@@ -26,5 +26,9 @@ echo "== [1/3] pip itself"
 echo "== [2/3] torch 2.13.0 from ${torch_args[1]:-the configured index}"
 "${PIP[@]}" install ${torch_args[@]+"${torch_args[@]}"} -c constraints.txt torch
 echo "== [3/3] clinforge with every optional part (.[all])"
+# llama-cpp-python (extra "edge") has no Linux wheel on PyPI: pip builds llama.cpp from source once (~10 minutes
+# on 2 cores, a C++ compiler needed) and keeps the wheel in its cache, so later installs reuse it. The vision
+# (llava/mtmd) part is not needed by the text backend: skipping it shortens the build.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
 "${PIP[@]}" install -c constraints.txt -e ".[all]"
 echo "== installed: $(python3 -c 'import clinforge, torch; print("clinforge", clinforge.__version__, "| torch", torch.__version__, "| CUDA", torch.version.cuda or "none")')"

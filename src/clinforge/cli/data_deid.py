@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         patient_column: str | None = typer.Option(None, "--patient-column",
                                                   help="Column/key with a patient id (surrogate consistency)."),
         seed: int = typer.Option(0, "--seed", help="Seed of surrogates and per-patient date offsets."),
+        ner_model: Path | None = typer.Option(None, "--ner-model", help="Local token-classification model folder "
+                                              "(e.g. from `clinforge data deid-train`) added to the rules."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         no_progress: bool = NO_PROGRESS,
     ) -> None:
@@ -40,7 +42,8 @@ def register(app: typer.Typer) -> None:
         from clinforge.data.deid.file_deid import deidentify_file
 
         s = deidentify_file(input, out, mode=mode, json_out=json_out, text_column=text_column,
-                            patient_column=patient_column, seed=seed, overwrite=overwrite)
+                            patient_column=patient_column, seed=seed, overwrite=overwrite,
+                            ner_model=ner_model)
         found = ", ".join(f"{k} {v}" for k, v in sorted(s["phi"].items())) or "none"
         Console(stderr=True).print(f"de-identified {s['items']} text(s), {s['bytes'] / 1e6:.2f} MB in {s['cpu_s']:.1f} s "
                                    f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else ""),

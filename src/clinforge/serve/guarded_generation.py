@@ -85,8 +85,7 @@ class GuardedModel:
         """Load the backend and every configured guard (slow: run it off the event loop)."""
         phi = crisis = kb = cove = None
         if "phi" in settings.guards:
-            phi = _assist("phi_guard", "PhiOutputGuard", "guard 'phi'")(
-                None, holdback_chars=settings.phi.holdback_chars, mode=settings.phi.mode)
+            phi = _assist("phi_guard", "PhiOutputGuard", "guard 'phi'")(None, **settings.phi.model_dump())
         if "crisis" in settings.guards:
             crisis = _assist("crisis_guard", "CrisisGuard", "guard 'crisis'").from_config(settings.crisis)
         if settings.rag is not None:
@@ -151,12 +150,14 @@ class GuardedModel:
         if decision.action in ("safe_reply_escalate", "block_escalate"):
             prepared.canned = decision.reply or ""
             prepared.canned_finish = "content_filter" if decision.action == "block_escalate" else "stop"
-            try:
-                self.crisis_guard.escalate(decision, prepared.request_id)
-                prepared.decisions["crisis"]["escalated"] = True
-            except Exception as exc:  # the reply still goes out; the failed escalation is on record (no text)
-                prepared.decisions["crisis"]["escalated"] = False
-                prepared.decisions["crisis"]["escalation_error"] = type(exc).__name__
+            escalated: bool | str = False
+            if getattr(self.crisis_guard, "sink", None) is not None:
+                try:
+                    self.crisis_guard.escalate(decision, prepared.request_id)
+                    escalated = True
+                except Exception as exc:  # the reply still goes out; the failed escalation is on record (no text)
+                    escalated = f"failed: {type(exc).__name__}"
+            prepared.decisions["crisis"]["escalated"] = escalated
         elif decision.action == "add_resources" and decision.resources:
             prepared.suffix = "\n\n" + decision.resources
 

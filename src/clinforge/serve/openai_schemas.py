@@ -125,7 +125,8 @@ class CompletionRequest(_Sampling):
 class EmbeddingRequest(_Lenient):
     model: str = Field(min_length=1)
     input: str | list[str]
-    encoding_format: Literal["float"] = "float"
+    # the openai client asks for base64 (float32 little-endian) by default
+    encoding_format: Literal["float", "base64"] = "float"
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)

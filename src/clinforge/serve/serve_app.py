@@ -229,11 +229,28 @@ def create_app(settings: ServeSettings, *, keys: KeyStore | None = None,
         state.audit.write({"request_id": request.state.request_id, "key": key, "model": body.model,
                            "endpoint": "embeddings", "status": 200, "inputs": len(texts)})
         return {"object": "list", "model": body.model,
-                "data": [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
+                "data": [{"object": "embedding", "index": i, "embedding": _encode_vector(v, body.encoding_format)}
                          for i, v in enumerate(vectors)],
                 "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
 
     return app
+
+
+def _encode_vector(vector: Any, encoding: str) -> list[float] | str:
+    """A vector as a list of floats, or as base64 of its float32 little-endian bytes (what the openai client asks
+    for by default and decodes itself).
+
+    Example:
+        >>> _encode_vector([1.0, 0.5], "base64")
+        'AACAPwAAAD8='
+    """
+    import base64
+
+    import numpy as np
+
+    if encoding == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
 
 
 def _model_card(name: str, created: int) -> dict[str, Any]:

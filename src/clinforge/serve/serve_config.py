@@ -42,7 +42,9 @@ class PhiGuardSettings(StrictModel):
     """Options of the PHI output guard (``clinforge.assist.phi_guard.PhiOutputGuard``)."""
 
     holdback_chars: int = Field(64, ge=8, le=4096)
-    mode: Literal["mask", "surrogate", "remove"] = "mask"
+    mode: Literal["mask", "redact", "surrogate"] = "mask"
+    context_chars: int = Field(160, ge=0)
+    step_chars: int = Field(32, ge=1)
 
 
 class RagSettings(StrictModel):
@@ -74,7 +76,7 @@ class ModelSettings(StrictModel):
     queue_timeout_s: float = Field(30.0, gt=0)  # waiting longer for a slot -> 503
     timeout_s: float = Field(120.0, gt=0)  # no output for this long (first token or between tokens) -> 504
     max_tokens: int = Field(1024, ge=1)  # cap on a request's max_tokens
-    default_max_tokens: int = Field(256, ge=1)
+    default_max_tokens: int | None = Field(None, ge=1)  # when a request names none; default min(256, max_tokens)
     max_prompt_tokens: int | None = Field(None, ge=1)  # default: the model's context length minus max_tokens
     guards: list[Literal["phi", "crisis"]] = Field(default_factory=list)
     phi: PhiGuardSettings = Field(default_factory=PhiGuardSettings)
@@ -84,6 +86,8 @@ class ModelSettings(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSettings:
+        if self.default_max_tokens is None:
+            self.default_max_tokens = min(256, self.max_tokens)
         if self.default_max_tokens > self.max_tokens:
             raise ValueError(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens ({self.max_tokens})")
         if self.cove is not None and self.cove.use_kb and self.rag is None:

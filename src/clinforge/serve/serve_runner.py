@@ -120,13 +120,12 @@ def run_server(settings: ServeSettings, *, log_level: str = "warning") -> int:
     keys = KeyStore.from_env(settings.api_key_env)
     check_exposure(settings.host, keys, settings.api_key_env)
     if settings.no_egress:
-        try:
-            from clinforge.core.no_egress import enable_no_egress, self_test
-        except ImportError as exc:
-            raise ConfigError("no_egress needs clinforge.core.no_egress, which this installation lacks",
-                              key="no_egress") from exc
-        enable_no_egress(list(settings.egress_allow))
-        print(f"clinforge serve: no-egress on ({self_test()})", file=sys.stderr, flush=True)
+        from clinforge.core.no_egress import start_no_egress
+
+        # before any model or KB loads: a hub id or a stray download fails closed, naming the host
+        report = start_no_egress(list(settings.egress_allow))
+        print(f"clinforge serve: no-egress on, self-test {'passed' if report.get('ok') else 'FAILED'} "
+              f"({', '.join(f'{k}: {v}' for k, v in report.get('checks', {}).items())})", file=sys.stderr, flush=True)
     import uvicorn
 
     from clinforge.serve.serve_app import create_app

@@ -205,7 +205,9 @@ class Recipe(StrictModel):
     """A whole training recipe.
 
     ``model``: a local HF folder, a hub id, or ``tiny:ARCH`` (build a tiny random model with ``tiny_options`` and
-    the packaged medical corpus first; ``clinforge.models.tiny``). ``precision``: ``bf16`` or ``fp32``.
+    the packaged medical corpus first; ``clinforge.models.tiny``), or a multimodal mapping
+    ``{vision: {tiny: siglip} | PATH, connector: {type: mlp, depth: 2}, llm: NAME | PATH | {tiny: llama}}``
+    (``clinforge.models.vlm.parse_vlm_spec``). ``precision``: ``bf16`` or ``fp32``.
     ``merge``: merge LoRA adapters into the final ``OUT/model`` (else the folder holds the adapter plus base
     reference and transformers+peft loads it).
     """
@@ -222,6 +224,24 @@ class Recipe(StrictModel):
     intended_use: str = ("Research and development of medical language models. Not a medical device; "
                          "not for clinical decision making.")
     stages: list[StageSpec]
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _multimodal_model(cls, value: Any) -> Any:
+        # a mapping composes a multimodal model (vision, connector, llm); its schema lives in models/vlm
+        if isinstance(value, dict):
+            from clinforge.models.vlm.vlm_build import parse_vlm_spec
+
+            try:
+                return parse_vlm_spec(value)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.key}: {exc.message}" if exc.key else exc.message) from None
+        return value
+
+    @property
+    def is_multimodal(self) -> bool:
+        """Whether ``model`` is a ``{vision, connector, llm}`` mapping (``clinforge.models.vlm.build_vlm``)."""
+        return isinstance(self.model, dict)
 
     @model_validator(mode="after")
     def _checks(self) -> Recipe:

@@ -100,9 +100,12 @@ def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]]]:
 
 def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask", json_out: bool = False,
                     text_column: str = "text", patient_column: str | None = None, seed: int = 0,
-                    overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None) -> dict[str, Any]:
+                    overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None,
+                    ner_model: Path | None = None) -> dict[str, Any]:
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
     ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``.
+    ``ner_model``: a local token-classification model folder (e.g. from ``clinforge data deid-train``) whose spans
+    are added to the rules' (their union is removed).
 
     A bad row stops the run and leaves no output (the output is written atomically; without ``out`` rows are
     buffered so nothing is half-printed).
@@ -121,7 +124,13 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         raise ConfigError("--out must differ from the input", key="--out")
     if kind == "folder" and out is None:
         raise ConfigError("a folder input needs --out FOLDER", key="--out")
-    deidentifier = Deidentifier(mode=mode, seed=seed)
+    recognizers = None
+    if ner_model is not None:
+        from clinforge.data.deid.ner import TransformersNerRecognizer
+        from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
+
+        recognizers = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=ner_model)]
+    deidentifier = Deidentifier(mode=mode, seed=seed, recognizers=recognizers)
     counts: Counter[str] = Counter()
     n_items = n_bytes = 0
     started = time.process_time()

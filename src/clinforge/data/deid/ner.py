@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +40,21 @@ class TransformersNerRecognizer(Recognizer):
         label_map: model label (without B-/I- prefix, upper-cased) -> our entity type.
         min_score: drop entities scored below this.
         device: torch device for the pipeline (-1 = CPU).
+        stride: texts longer than the model's ``model_max_length`` are cut into windows overlapping by this many
+            tokens (needs a fast tokenizer); ``None`` leaves long texts to the pipeline (they fail or are cut).
+        whole_words: widen each entity to whole words (a name found as "Przy" + "##bylo" pieces, or only in part,
+            must not leave a visible remainder).
+        propagate: every other occurrence in the text of a found name or place word (3+ letters, no ordinary
+            English word) is masked too, as the rules do: the model sees each occurrence in a different context
+            and may miss some.
     """
 
     name = "transformers_ner"
     entities = tuple(ENTITY_TYPES)
 
     def __init__(self, model: str | Path | None = None, label_map: dict[str, str] | None = None,
-                 min_score: float = 0.5, device: int | str = -1, batch_size: int = 8, **options: Any):
+                 min_score: float = 0.5, device: int | str = -1, batch_size: int = 8, stride: int | None = 32,
+                 whole_words: bool = True, propagate: bool = True, **options: Any):
         super().__init__(**options)
         if model is None:
             raise ConfigError("the transformers_ner recognizer needs model=PATH (a local model folder)", key="model")
@@ -63,13 +73,17 @@ class TransformersNerRecognizer(Recognizer):
                               key="label_map")
         self.min_score = min_score
         self.batch_size = batch_size
+        self.stride = stride if stride and self.pipe.tokenizer.is_fast else None
+        self.whole_words = whole_words
+        self.propagate = propagate
         self.unmapped: Counter[str] = Counter()
 
     def analyze(self, text: str) -> list[Span]:
         if not text.strip():
             return []
         out = []
-        for ent in self.pipe(text, batch_size=self.batch_size):
+        kwargs = {"stride": self.stride} if self.stride else {}
+        for ent in self.pipe(text, batch_size=self.batch_size, **kwargs):
             label = str(ent.get("entity_group", ent.get("entity", ""))).upper()
             label = label[2:] if label[:2] in ("B-", "I-") else label
             etype = self.label_map.get(label)
@@ -77,10 +91,59 @@ class TransformersNerRecognizer(Recognizer):
                 self.unmapped[label] += 1
                 continue
             score = float(ent["score"])
-            if score < self.min_score or ent["end"] <= ent["start"]:
+            start, end = int(ent["start"]), int(ent["end"])
+            if score < self.min_score or end <= start:
                 continue
-            out.append(self.span(int(ent["start"]), int(ent["end"]), etype, score, f"NER label {label}"))
+            if self.whole_words:
+                start, end = _widen(text, start, end)
+            out.append(self.span(start, end, etype, score, f"NER label {label}"))
+        if self.propagate:
+            out += self._propagated(text, out)
         return out
+
+    def _propagated(self, text: str, spans: list[Span]) -> list[Span]:
+        """Other whole-word occurrences (any case) of the name and place words of ``spans``."""
+        plain = _plain_words()
+        tokens: dict[str, Span] = {}
+        for s in spans:
+            if s.entity_type in ("NAME", "LOCATION"):
+                for t in re.findall(r"[^\W\d_]{3,}", text[s.start:s.end]):
+                    if t.lower() not in plain:
+                        tokens.setdefault(t.lower(), s)
+        if not tokens:
+            return []
+        covered = [(s.start, s.end) for s in spans]
+        pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in tokens) + r")(?!\w)", re.IGNORECASE)
+        out = []
+        for m in pattern.finditer(text):
+            if not any(a <= m.start() and m.end() <= b for a, b in covered):
+                src = tokens[m.group().lower()]
+                out.append(self.span(m.start(), m.end(), src.entity_type, src.score,
+                                     "same word as an NER entity elsewhere in the text"))
+        return out
+
+
+@lru_cache(maxsize=1)
+def _plain_words() -> frozenset[str]:
+    """Ordinary words never propagated: English words that are no person name, and clinical shorthand."""
+    from clinforge.data.deid.lexicons import CLINICAL_TERMS, FUNCTION_WORDS, NOTE_TERMS, english_words, us_names
+
+    first, last = us_names()
+    return (english_words() - first - last) | CLINICAL_TERMS | FUNCTION_WORDS | NOTE_TERMS
+
+
+def _widen(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` grown to whole words (letters, digits, apostrophes and inner hyphens).
+
+    Example:
+        >>> _widen("SON HANK PRZYBYLO CALLED", 10, 14)
+        (9, 17)
+    """
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "'’"):
+        start -= 1
+    while end < len(text) and (text[end].isalnum() or text[end] in "'’"):
+        end += 1
+    return start, end
 
 
 RECOGNIZERS.register("transformers_ner", TransformersNerRecognizer)

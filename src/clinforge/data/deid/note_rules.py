@@ -96,6 +96,8 @@ _CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp
 _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
 _PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
                        + r")\b")
+_RELATIVE_IN_PARENS = re.compile(r"\((?:" + _RELATIVE_CUE + r")\)")
+_TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]+)?(?P<t2>" + _TOKEN + r")[ \t]*$")
 _TOKEN_BEFORE = re.compile(r"(?<![a-z'’-])(" + _TOKEN + r")[ \t]+$")
 _MONTH_DAY = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\w%]|/\d|\.\d|-\d)")
 _FULL_DATE = re.compile(r"(?<![\d/.])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:/(?:\d\d){1,2}|\.\d\d)(?![\d%])")
@@ -245,7 +247,10 @@ class NoteRecognizer(Recognizer):
                 ok = "-" not in t1 and (
                     self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all)
                     or (t1 in self._names_all and (mixed and text[m.start("t1")].isupper()
-                                                   or (t2 is not None and self._name_like(t2)))))
+                                                   or (t2 is not None and self._name_like(t2))))
+                    # a first name that is also a word, then a surname in no word list ("husband rich martino")
+                    or (t1 in WORD_NAMES and t2 is not None and self._name_like(t2)
+                        and t2 not in self._english_all))
             if not ok:
                 continue
             end = m.end("t1")
@@ -275,6 +280,15 @@ class NoteRecognizer(Recognizer):
             if any(len(t.group()) > 1 for t in keep):
                 add(self.span(before.start(1) + keep[-1].start(), before.start(1) + keep[0].end(), "NAME", 0.75,
                               "name before a credential"))
+        for m in (_RELATIVE_IN_PARENS.finditer(lower) if "(" in lower and not words.isdisjoint(_CUE_WORDS) else ()):
+            before = _TWO_TOKENS_BEFORE.search(lower, max(0, m.start() - 40), m.start())
+            if before is None:  # "hank przybylo (son)": the name written before its relation
+                continue
+            t1, t2 = before.group("t1"), before.group("t2")
+            if not (self._name_like(t2, generous=True) and t2 not in self._plain):
+                continue
+            start = before.start("t1") if t1 and (t1 in self._names_all or self._name_like(t1)) else before.start("t2")
+            add(self.span(start, before.end("t2"), "NAME", 0.7, "name before a relation in brackets"))
         if not words.isdisjoint(self._first | self._last):
             for m in _matches_at(_PER_NAME, lower, words & _PER_WORDS):
                 token = m.group("a")
@@ -334,8 +348,9 @@ class NoteRecognizer(Recognizer):
                         lower, max(0, m.start() - 12), m.start()):
                     continue
                 window = lower[max(0, m.start() - 25):m.start()]
-                if value.endswith("/10") and _PAIN_NEAR.search(window) and not _DATE_CUE_BEFORE.search(window):
-                    continue  # pain scores "c/o cp, 4/10"
+                if value.endswith("/10") and not _DATE_CUE_BEFORE.search(window) and (
+                        _PAIN_NEAR.search(window) or _PAIN_NEAR.match(lower, m.end() + 1, m.end() + 16)):
+                    continue  # pain scores "c/o cp, 4/10", "developed 4/10 cp"
                 if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
                     continue  # pressure support / PEEP settings "cpap 10/5"
                 add(self.span(m.start(), m.end(), "DATE", 0.6, expl))

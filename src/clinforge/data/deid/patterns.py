@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from clinforge.data.deid.lexicons import trie_regex, word_set
+from clinforge.data.deid.lexicons import looks_like_note, trie_regex, word_set
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
@@ -323,6 +323,8 @@ def _ssn_valid(s: str) -> bool:
     return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
 
 
+_PT_SUFFIX = re.compile(r"[ \t](?:Pt|PT|pt)\.?(?:[ \t]|$)")
+
 class PatternRecognizer(Recognizer):
     """Dates, ages > 89, contact details, SSN, labelled and standalone ids, cards, IBANs, addresses, ZIP codes.
 
@@ -384,6 +386,8 @@ class PatternRecognizer(Recognizer):
         elif etype == "VEHICLE" and expl.startswith("17") and (
                 sum(c.isdigit() for c in text[start:end]) < 2 or text[start:end].isdigit()):
             return
+        elif expl == "number + street name + suffix" and _PT_SUFFIX.search(text, start, end) and looks_like_note(text):
+            return  # "4 Pt", "0400 Pt developed": in a clinical note "Pt" is the patient, not a Point
         elif expl == "number of 7+ digits":
             if 13 <= end - start <= 19 and luhn_valid(text[start:end]):
                 add(self.span(start, end, "ACCOUNT", 0.9, "card number (Luhn valid)"))

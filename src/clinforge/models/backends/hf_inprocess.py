@@ -111,6 +111,15 @@ class HFBackend(Backend):
 
     scheme = "hf"
 
+    def __new__(cls, target: str = "", *args: Any, **kwargs: Any) -> HFBackend:
+        # a vision-language folder gets the image-taking subclass (same SPEC, hf:PATH); its __init__ then runs
+        if cls is HFBackend and kwargs.get("model") is None and isinstance(target, str) and target:
+            from clinforge.models.backends.hf_vision import HFVisionBackend, vlm_target
+
+            if vlm_target(target) is not None:
+                return super().__new__(HFVisionBackend)
+        return super().__new__(cls)
+
     def __init__(self, target: str, *, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
                  max_length: int | None = None, add_bos_token: bool | None = None, trust_remote_code: bool = False,
                  model: Any = None, tokenizer: Any = None, min_shared_prefix: int = 32):
@@ -452,7 +461,8 @@ class HFBackend(Backend):
         import torch
 
         if any(r.images for r in requests):
-            raise ClinforgeError("the hf text backend cannot take images; use a multimodal backend")
+            raise ClinforgeError(f"{self.model_name} is a text-only model and cannot take images; point hf: at a "
+                                 "vision-language folder (LLaVA format or one clinforge saved)")
         encoded = [self._encode_request(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i]))
         outputs: list[str] = [""] * len(requests)
@@ -501,7 +511,8 @@ class HFBackend(Backend):
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         if request.images:
-            raise ClinforgeError("the hf text backend cannot take images; use a multimodal backend")
+            raise ClinforgeError(f"{self.model_name} is a text-only model and cannot take images; point hf: at a "
+                                 "vision-language folder (LLaVA format or one clinforge saved)")
         room = max(1, self.max_length - request.max_new_tokens)
         ids = torch.tensor([self._encode_request(request)[-room:]], dtype=torch.long, device=self.device)
         cancel = threading.Event()

@@ -125,11 +125,11 @@ class LlamaCppBackend(Backend):
         self._llama_kwargs = {k: settings[k] for k in ("n_threads", "n_batch", "n_gpu_layers", "flash_attn",
                                                        "use_mmap", "verbose")}
         self._llama_kwargs["seed"] = self.seed
-        # vocab_only: read the trained context and the metadata without allocating a context or loading weights
-        probe = llama_cpp.Llama(str(self.path), vocab_only=True, verbose=bool(settings["verbose"]))
-        self.metadata = dict(probe.metadata)
-        trained = llama_cpp.llama_model_n_ctx_train(probe.model)
-        probe.close()
+        # the header alone (gguf package) gives the trained context; llama.cpp would need a context to say it
+        from clinforge.models.gguf_import import read_gguf_metadata
+
+        header = read_gguf_metadata(self.path)
+        trained = int(header.get(f"{header.get('general.architecture', '')}.context_length", 0) or 0)
         if settings["n_ctx"]:
             self.n_ctx = int(settings["n_ctx"])
         else:
@@ -138,6 +138,7 @@ class LlamaCppBackend(Backend):
             self.llm = llama_cpp.Llama(str(self.path), n_ctx=self.n_ctx, **self._llama_kwargs)
         except ValueError as exc:  # llama-cpp-python reports a file llama.cpp cannot load as ValueError
             raise ClinforgeError(f"{self.path}: llama.cpp cannot load this GGUF: {exc}") from exc
+        self.metadata = dict(self.llm.metadata)
         self._scorer: Any = None
         self._template = chat_template or self.metadata.get("tokenizer.chat_template")
         self._formatter: Any = None

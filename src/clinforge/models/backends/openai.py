@@ -4,7 +4,9 @@ SPEC: ``openai:BASE_URL#MODEL``, e.g. ``openai:http://127.0.0.1:8000/v1#medllm``
 environment variable named by ``api_key_env`` (default ``OPENAI_API_KEY``) and never logged.
 
 * ``generate``: a request with ``messages`` goes to ``/chat/completions``, one with a plain ``prompt`` to
-  ``/completions`` (so a base model sees exactly the prompt text, as with the hf backend).
+  ``/completions`` (so a base model sees exactly the prompt text, as with the hf backend). A request with
+  ``images`` always goes to ``/chat/completions`` with ``image_url`` content parts (``data:`` URIs); see
+  :func:`with_image_parts`.
 * ``loglikelihood``: ``/completions`` with ``prompt = context + continuation``, ``echo=true``, ``logprobs=1`` and
   ``max_tokens=0`` (``max_tokens=1`` for servers that reject 0); the continuation tokens are those whose
   ``text_offset`` is at or after the end of the context without its trailing whitespace (lm-eval moves that
@@ -144,7 +146,7 @@ class OpenAIBackend(Backend):
     def _payload(self, r: GenerationRequest) -> tuple[str, dict[str, Any]]:
         """The endpoint path and JSON body for a generation request."""
         if r.images:
-            raise ClinforgeError("image inputs are not sent by the openai text backend yet")
+            r = with_image_parts(r)
         payload: dict[str, Any] = {"model": self.model_name, "max_tokens": r.max_new_tokens,
                                    "temperature": r.temperature, "top_p": r.top_p}
         if r.stop:
@@ -310,6 +312,39 @@ def _event_text(data: str, *, chat: bool, where: str) -> str:
     choice = choices[0]
     text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
     return text or ""
+
+
+def with_image_parts(r: GenerationRequest) -> GenerationRequest:
+    """A chat request whose first user turn carries the images as ``image_url`` parts holding ``data:`` URIs.
+
+    OpenAI's chat format (which vLLM, llama.cpp's server and Ollama's OpenAI endpoint accept) takes images only in
+    chat messages, so a plain ``prompt`` with images becomes one user message: image parts first, then the text.
+    Local files are sent inline as base64 ``data:`` URIs (a server cannot read this machine's paths, and clinforge
+    never uploads to a third-party URL); a corrupt or missing file is an error naming it.
+
+    Example:
+        >>> r = with_image_parts(GenerationRequest(prompt="Any effusion?", images=["data:image/png;base64,AAAA"]))
+        >>> [p["type"] for p in r.messages[0]["content"]], r.prompt
+        (['image_url', 'text'], None)
+    """
+    from dataclasses import replace
+
+    from clinforge.data.images.image_files import image_data_uri
+
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image_data_uri(src)}} for src in r.images]
+    if r.messages is None:
+        if r.prompt is None:
+            raise ClinforgeError("a generation request needs a prompt or messages")
+        messages = [{"role": "user", "content": parts + [{"type": "text", "text": r.prompt}]}]
+    else:
+        messages = [dict(m) for m in r.messages]
+        first_user = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
+        if first_user is None:
+            raise ClinforgeError("a request with images needs a user message to carry them")
+        content = messages[first_user]["content"]
+        text_parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+        messages[first_user]["content"] = parts + text_parts
+    return replace(r, messages=messages, prompt=None, images=[])
 
 
 BACKENDS.register("openai", OpenAIBackend)

@@ -44,7 +44,7 @@ def _describe_classifier(model: nn.Module, pixels: torch.Tensor, top_k: int) -> 
     probs = model(pixel_values=pixels).logits.softmax(-1)[0]
     top = probs.topk(min(top_k, probs.numel()))
     labels = model.config.id2label
-    return ", ".join(f"{labels[int(i)]} {float(p):.2f}" for p, i in zip(top.values, top.indices))
+    return ", ".join(f"{labels[int(i)]} {float(p):.2f}" for p, i in zip(top.values, top.indices, strict=True))
 
 
 def _describe_segmenter(model: nn.Module, pixels: torch.Tensor, top_k: int) -> str:

