@@ -21,6 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import Field, field_validator
+
 from clinforge.core.config import StrictModel
 from clinforge.core.errors import ConfigError, DataError
 from clinforge.train.stages import STAGES
@@ -28,9 +30,20 @@ from clinforge.train.stages.base import Stage, StageResult
 
 
 class VlmAlignOptions(StrictModel):
-    """``options:`` of a vlm_align stage. ``loss_token_examples``: how many examples ``loss_tokens.jsonl`` shows."""
+    """``options:`` of a vlm_align stage. ``loss_token_examples``: how many examples ``loss_tokens.jsonl`` shows;
+    ``question_template``: the user turn of a VQA record (``{question}`` is replaced), e.g. the evaluation prompt
+    ``"{question}\nAnswer with a single word or phrase."`` so the model trains on the format it is scored on."""
 
-    loss_token_examples: int = 5
+    loss_token_examples: int = Field(default=5, ge=0)
+    question_template: str = "{question}"
+
+    @field_validator("question_template")
+    @classmethod
+    def _has_question(cls, v: str) -> str:
+        if "{question}" not in v:
+            raise ValueError("must contain {question}")
+        v.format(question="")  # other braces are a format error now, not at the first record
+        return v
 
 
 class VlmSftOptions(VlmAlignOptions):
@@ -89,7 +102,8 @@ class VlmStage(Stage):
         model, processor = load_vlm_for_training(self.ctx.model_path, precision=self.ctx.recipe.precision)
         image = image_tokens_of(processor)
         tok = getattr(processor, "tokenizer", processor)
-        data = load_vlm_stage_data(self.spec.data, image_token=image.token, seed=self.ctx.seed)
+        data = load_vlm_stage_data(self.spec.data, image_token=image.token, seed=self.ctx.seed,
+                                   question_template=self.options.question_template)
         rows, dropped = tokenize_vlm_chat(data.train, tok, image, t.max_length)
         eval_rows, eval_dropped = tokenize_vlm_chat(data.eval, tok, image, t.max_length) if data.eval else ([], {})
         for card in data.cards:
