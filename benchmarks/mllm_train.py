@@ -120,10 +120,14 @@ def worker_trl(model_dir: str, steps: int, batch: int, candidate: str) -> dict:
 
     src = _vqa_source(steps * batch)
     records = list(read_records(src["path"], "vqa_rad", limit=src["limit"], **src["options"])[0])
+    from transformers import AutoProcessor
+
+    tok = AutoProcessor.from_pretrained(model_dir).tokenizer
+    # "length": what group_by_length sorts by (Trainer cannot infer lengths from image rows itself)
     rows = [{"prompt": [{"role": "user", "content": r.question}],
              "completion": [{"role": "assistant", "content": r.answer}],
-             "images": [Image.open(r.images[0]).convert("RGB")]} for r in records]
-    from transformers import AutoProcessor
+             "images": [Image.open(r.images[0]).convert("RGB")],
+             "length": len(tok(f"{r.question} {r.answer}")["input_ids"])} for r in records]
 
     model, _ = load_vlm(model_dir)
     model.config.use_cache = False

@@ -176,13 +176,14 @@ class VlmStage(Stage):
         hp = {"method": self.spec.method.model_dump(), "train": self.spec.train.model_dump(),
               "options": self.options.model_dump(), "seed": ctx.seed, "precision": ctx.recipe.precision,
               **hyperparameters}
-        if is_main_process():
-            if is_peft(model):
-                save_adapter_verified(model, ctx.out_dir / "adapter", processor)
-            save_vlm_folder(model, processor, out)
-        barrier()
-        if is_peft(model):
+        peft = is_peft(model)
+        if peft:
             hp["adapter_dir"] = str(ctx.out_dir / "adapter")
+        if is_main_process():
+            if peft:
+                save_adapter_verified(model, ctx.out_dir / "adapter", processor)
+            save_vlm_folder(model, processor, out)  # merges the adapter in place: the stage ends here
+        barrier()
         result = StageResult(name=self.spec.name, type=self.spec.type, model_dir=out, adapter=False,
                              base_model=ctx.model_path, metrics=metrics, data_cards=list(data.cards),
                              hyperparameters=hp)
@@ -225,22 +226,23 @@ def save_adapter_verified(model, out: Path, processor=None) -> Path:
 
 
 def save_vlm_folder(model, processor, out: Path) -> Path:
-    """Save the full model (LoRA merged into a copy) and its processor to ``out`` with the KV cache back on, through
-    ``clinforge.models.vlm.save_vlm`` (atomic, verified by reload-and-compare). Returns ``out``."""
-    import copy
+    """Save the full model and its processor to ``out`` with the KV cache back on, through
+    ``clinforge.models.vlm.save_vlm`` (atomic, verified by reload-and-compare). Returns ``out``.
 
+    A peft model is merged IN PLACE (call this last: the adapter is gone afterwards). Not on a deep copy: a copy of
+    a model whose connector hooks into the LLM (gated cross-attention) would keep calling the original's hooks.
+
+    Example:
+        >>> # save_adapter_verified(model, out / "adapter"); save_vlm_folder(model, processor, out / "model")
+    """
     from clinforge.models.vlm import save_vlm
     from clinforge.train.export import is_peft
 
-    full = copy.deepcopy(model).merge_and_unload() if is_peft(model) else model
+    full = model.merge_and_unload() if is_peft(model) else model
     for cfg in (full.config, getattr(full.config, "text_config", None)):
         if cfg is not None:
             cfg.use_cache = True  # training turned the cache off; generation wants it
-    save_vlm(full, processor, out, overwrite=True)  # atomic, verified by reload-and-compare
-    if full is model:
-        for cfg in (model.config, getattr(model.config, "text_config", None)):
-            if cfg is not None:
-                cfg.use_cache = False
+    save_vlm(full, processor, out, overwrite=True)
     return out
 
 
