@@ -13,8 +13,9 @@ folder through the ``hf`` backend), or the tiny random model with ``--no-real``.
 Load per target: ``--requests`` chat requests (default 500), ``--concurrency`` at a time (default 32), half of
 them streamed (with ``stream_options.include_usage``), greedy, ``--max-tokens`` each, prompts cycling through a
 fixed list of medical questions (seed-free: the order is fixed). Figures: p50/p95 latency (send to last byte),
-completion tokens per second over the wall time (tokens from the servers' own usage figures), 5xx answers and
-lost requests (no complete answer: transport error, or a stream without ``[DONE]``).
+completion tokens per second over the wall time (tokens from the servers' own usage figures; llama-cpp-python's
+server ignores ``include_usage``, so for its streams the content chunks are counted, one token each), 5xx answers
+and lost requests (no complete answer: transport error, or a stream without ``[DONE]``). The reference runs first.
 
 Injected faults, against a ``clinforge serve`` with three more models: ``hang`` (an ``openai:`` proxy to an
 upstream that accepts and never answers; ``timeout_s`` 2 -> must be 504), ``die`` (an upstream that closes every
@@ -145,10 +146,14 @@ async def one_request(client: Any, url: str, model: str, i: int, max_tokens: int
                     data = line[5:].strip()
                     if data == "[DONE]":
                         out["complete"] = resp.status_code == 200
+                        # llama-cpp-python's server ignores include_usage: count its chunks (one token each) then
+                        out["tokens"] = out.get("usage", out.get("chunks", 0))
                         break
                     event = json.loads(data)
                     if event.get("usage"):
-                        out["tokens"] = event["usage"]["completion_tokens"]
+                        out["usage"] = event["usage"]["completion_tokens"]
+                    elif any((c.get("delta") or {}).get("content") for c in event.get("choices") or []):
+                        out["chunks"] = out.get("chunks", 0) + 1
                     if "error" in event:
                         out["status"] = 500
         else:
@@ -227,7 +232,8 @@ async def run_faults(url: str, model: str, max_tokens: int) -> dict[str, Any]:
         die = [await one_request(client, url, "die", i, 8, stream=i % 2 == 1) for i in range(4)]
         disconnects = 0
         for i in range(8):
-            body = {"model": model, "stream": True, "max_tokens": max_tokens,
+            # long answers, so that the stream is still generating when the client leaves
+            body = {"model": model, "stream": True, "max_tokens": max(max_tokens, 64),
                     "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
             async with client.stream("POST", url + "/v1/chat/completions", json=body) as resp:
                 async for line in resp.aiter_lines():
@@ -300,13 +306,6 @@ def main() -> None:
     targets = [("guarded", {"port": 0, "audit_log": str(work / "audit.jsonl"),
                             "models": [{**base, "guards": guards}]}),
                ("bare", {"port": 0, "models": [base]})]
-    for name, config in targets:
-        proc, url = start_clinforge(config, work, name)
-        try:
-            results[name] = asyncio.run(run_load(url, "m", args.requests, args.concurrency, args.max_tokens))
-        finally:
-            results[name]["exit_status"] = stop(proc)
-        print(name, json.dumps(results[name]), flush=True)
     reference = "bare"
     if gguf is not None:
         proc, url = start_llamacpp(gguf, work)
@@ -316,6 +315,13 @@ def main() -> None:
             stop(proc)
         print("llamacpp", json.dumps(results["llamacpp"]), flush=True)
         reference = "llamacpp"
+    for name, config in targets:
+        proc, url = start_clinforge(config, work, name)
+        try:
+            results[name] = asyncio.run(run_load(url, "m", args.requests, args.concurrency, args.max_tokens))
+        finally:
+            results[name]["exit_status"] = stop(proc)
+        print(name, json.dumps(results[name]), flush=True)
 
     hang, die = FaultUpstream("hang"), FaultUpstream("die")
     fault_models = [{**base, "guards": guards},
