@@ -85,7 +85,8 @@ class GuardedModel:
         """Load the backend and every configured guard (slow: run it off the event loop)."""
         phi = crisis = kb = cove = None
         if "phi" in settings.guards:
-            phi = _assist("phi_guard", "PhiOutputGuard", "guard 'phi'")(None, **settings.phi.model_dump())
+            phi = _assist("phi_guard", "PhiOutputGuard", "guard 'phi'")(
+                None, **settings.phi.model_dump(exclude_none=True))
         if "crisis" in settings.guards:
             crisis = _assist("crisis_guard", "CrisisGuard", "guard 'crisis'").from_config(settings.crisis)
         if settings.rag is not None:

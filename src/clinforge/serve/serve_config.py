@@ -41,10 +41,11 @@ COVE_VARIANTS = ("joint", "two_step", "factored", "factor_revise")
 class PhiGuardSettings(StrictModel):
     """Options of the PHI output guard (``clinforge.assist.phi_guard.PhiOutputGuard``)."""
 
-    holdback_chars: int = Field(64, ge=8, le=4096)
+    # None: the guard's own default (assist/phi_guard.py tunes them on real notes)
+    holdback_chars: int | None = Field(None, ge=8, le=4096)
     mode: Literal["mask", "redact", "surrogate"] = "mask"
-    context_chars: int = Field(160, ge=0)
-    step_chars: int = Field(32, ge=1)
+    context_chars: int | None = Field(None, ge=0)
+    step_chars: int | None = Field(None, ge=1)
 
 
 class RagSettings(StrictModel):
