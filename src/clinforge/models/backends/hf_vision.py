@@ -133,6 +133,18 @@ class HFVisionBackend(HFBackend):
                                  "marker per image, or none to have them placed before the text")
         return text
 
+    def stream(self, request: GenerationRequest) -> Any:
+        """The whole answer as one delta (``Backend.stream``'s default): the text backend's token streamer does not
+        feed ``pixel_values``, and a server must still be able to answer a streamed request with images."""
+        from clinforge.models.backends.base import Backend
+
+        return Backend.stream(self, request)
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Tokens of the rendered prompt text, one per image marker (the visual tokens a marker expands into are
+        not counted: the server's length check is then a lower bound for image requests)."""
+        return self.count_tokens(self._text(request))
+
     def generate(self, requests: list[GenerationRequest], progress: Any = None) -> list[str]:
         """Greedy or sampled generation with the requests' images (see the module docstring).
 
