@@ -321,3 +321,23 @@ def test_yaml_vqa_task_on_own_data(tmp_path):
     (tmp_path / "bad.yaml").write_text(f"task: b\ntype: vqa\nreader: slake\npath: {tmp_path}\nscoring: lenient\n")
     with pytest.raises(Exception, match="scoring"):
         load_task_yaml(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("connector", ["mlp", "qformer"])
+def test_hf_backend_on_clinforge_saved_vlm(tmp_path, data_root, connector):
+    from clinforge.models.backends import load_backend
+    from clinforge.models.backends.hf_vision import HFVisionBackend
+    from clinforge.models.vlm import build_vlm, save_vlm
+
+    model, proc = build_vlm({"vision": {"tiny": "clip"}, "connector": {"type": connector},
+                             "llm": {"tiny": "llama"}})
+    folder = save_vlm(model, proc, tmp_path / connector)
+    be = load_backend(f"hf:{folder}", batch_size=2)
+    assert isinstance(be, HFVisionBackend)
+    images = [str(p) for p in sorted((data_root / "vqa-rad" / "images").glob("*.jpg"))[:2]]
+    reqs = [GenerationRequest(prompt="Is there an effusion?", images=[img], max_new_tokens=5) for img in images]
+    out = be.generate(reqs)
+    assert len(out) == 2 and out == [be.generate([r])[0] for r in reqs]
+    assert "".join(be.stream(reqs[0])) == out[0]
+    # the placeholder tokens the processor adds are counted
+    assert be.count_prompt_tokens(reqs[0]) >= proc.num_image_tokens
