@@ -288,8 +288,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serve_load_"))
     spec, gguf, options = pick_model(args, work)
     guards = [g for g in args.guards.split(",") if g and guard_installed(g)]
-    base = {"name": "m", "spec": spec, "backend_options": options, "slots": args.slots,
-            "max_tokens": max(args.max_tokens, 64)}
+    # a load test measures throughput, not shedding: requests queue for a slot instead of getting 503 after 30 s
+    base = {"name": "m", "spec": spec, "backend_options": options, "slots": args.slots, "queue_timeout_s": 3600,
+            "timeout_s": 600, "max_tokens": max(args.max_tokens, 64)}
     results: dict[str, Any] = {}
     targets = [("guarded", {"port": 0, "audit_log": str(work / "audit.jsonl"),
                             "models": [{**base, "guards": guards}]}),

@@ -114,8 +114,8 @@ def cut_stream_at_stop(deltas: Iterator[str], stop: list[str]) -> Iterator[str]:
     iterator closes ``deltas`` (so a backend stops generating).
 
     Example:
-        >>> list(cut_stream_at_stop(iter(["Answer: B", "\nQue", "stion: next"]), ["\nQuestion:"]))
-        ['Answer: B']
+        >>> "".join(cut_stream_at_stop(iter(["Answer: B", "\\nQue", "stion: next"]), ["\\nQuestion:"]))
+        'Answer: B'
     """
     stops = [s for s in stop if s]
     if not stops:

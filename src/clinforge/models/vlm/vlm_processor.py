@@ -213,7 +213,8 @@ def _llava_processor_meta(p: Path) -> dict:
         raise ClinforgeError(f"{p}: no {PROCESSOR_FILE} nor processor_config.json: not a multimodal model folder")
     proc = json.loads(files[0].read_text())
     proc = proc.get("processor", proc)
-    pre = json.loads(files[1].read_text()) if files[1].is_file() else {}
+    # transformers 5 saves the image processor inside processor_config.json; older folders have it apart
+    pre = json.loads(files[1].read_text()) if files[1].is_file() else proc.get("image_processor", {})
     crop = pre.get("crop_size") or pre.get("size") or {}
     h = crop.get("height") or crop.get("shortest_edge")
     w = crop.get("width") or crop.get("shortest_edge")
