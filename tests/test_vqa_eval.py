@@ -341,3 +341,23 @@ def test_hf_backend_on_clinforge_saved_vlm(tmp_path, data_root, connector):
     assert "".join(be.stream(reqs[0])) == out[0]
     # the placeholder tokens the processor adds are counted
     assert be.count_prompt_tokens(reqs[0]) >= proc.num_image_tokens
+
+
+@pytest.mark.slow
+def test_scoring_gap_benchmark_runs(tiny_llava, data_root, tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root / "src"), CLINFORGE_DATA=str(data_root))
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "vqa_scoring_gap.py"), "--model",
+                           f"hf:{tiny_llava}", "--limit", "6", "--out", str(tmp_path / "gap.json")],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"RESULT closed_clinforge=\S+ closed_legacy=\S+ legacy_dropped=\d+ open_exact=\S+ "
+                        r"open_recall_legacy=\S+", last), last
+    assert "with images" in proc.stdout
+    assert len(json.loads((tmp_path / "gap.json").read_text())["items"]) == 6
