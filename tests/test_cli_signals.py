@@ -140,3 +140,46 @@ def test_ctrl_c_during_data_prepare_exits_130_and_the_same_command_runs_again(tm
     done = subprocess.run(_resume_command(err), env=_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "data_card.json").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_demo_resumes_without_redoing_finished_steps(tmp_path):
+    """An interrupted demo keeps its finished steps: the printed `--resume` command skips them (the prepared data is
+    not rebuilt) and completes the run; a plain rerun is refused with a hint instead of silently starting over."""
+    out = tmp_path / "demo"
+    proc = _start(["demo", "--model", "tiny", "--out", str(out)])
+    steps = out / "steps.json"
+    _wait_for(proc, lambda: steps.is_file() and "model" in json.loads(steps.read_text() or "{}"))
+    os.kill(proc.pid, signal.SIGINT)  # the train step has begun
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted by SIGINT; exit status 130" in err
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    finished = json.loads(steps.read_text())
+    assert "prepare" in finished and "compare" not in finished
+    card_mtime = (out / "prepare" / "data_card.json").stat().st_mtime_ns
+
+    again = subprocess.run([sys.executable, "-m", "clinforge", "demo", "--model", "tiny", "--out", str(out)],
+                           env=_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+    resume = _resume_command(err)
+    assert resume[-1] == "--resume"
+    done = subprocess.run(resume, env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 1/5: prepare (finished before, kept)" in done.stdout
+    assert (out / "prepare" / "data_card.json").stat().st_mtime_ns == card_mtime
+    assert set(json.loads(steps.read_text())) == {"prepare", "model", "train", "evaluate", "compare"}
+    assert json.loads((out / "run.json").read_text())["status"] == "ok"
+    assert (out / "compare" / "report.html").is_file()
+
+
+def test_demo_resume_refuses_a_folder_made_with_other_settings(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"command": "demo", "config": {"data": "real", "model": "tiny"}}))
+    (out / "steps.json").write_text("{}")
+    proc = subprocess.run([sys.executable, "-m", "clinforge", "demo", "--model", "tiny", "--out", str(out),
+                           "--resume"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "not a demo with --data samples --model tiny" in proc.stderr.replace("\n", " ")

@@ -182,6 +182,17 @@ def test_score_shows_one_progress_line_per_metric_in_a_pipe(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+def test_models_tiny_reports_its_steps_in_a_pipe_and_no_progress_silences_it(tmp_path):
+    res = clinforge("models", "tiny", "--out", str(tmp_path / "a"), "--hidden", "32", "--vocab", "512")
+    assert res.returncode == 0, res.stderr
+    for i, step in enumerate(("tokenizer", "model", "save"), start=1):
+        assert re.search(rf"^step {i}/3 {step}: ", res.stderr, re.M), res.stderr
+    assert "\r" not in res.stderr
+    quiet = clinforge("models", "tiny", "--out", str(tmp_path / "b"), "--hidden", "32", "--vocab", "512",
+                      "--no-progress")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
 def test_every_command_offers_no_progress():
     import typer
 

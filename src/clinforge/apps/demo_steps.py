@@ -15,6 +15,10 @@ Steps, each writing its own sub-folder of the demo run directory and adding its 
    benchmark MCQs, or MedQA + PubMedQA, 50 items each, with ``--data real``): accuracy with CIs (``OUT/eval/base``, ``OUT/eval/trained``: ordinary ``clinforge eval`` run folders);
 5. ``compare`` (``OUT/compare``): one report comparing base and trained on the benchmarks
    (``clinforge.eval.compare_runs``: CIs, paired tests, answer distributions and collapse warnings, chance level).
+
+Resume: each finished step is recorded in ``OUT/steps.json`` (its summary and what later steps need from it).
+``--resume`` skips the recorded steps and continues the one that was interrupted from what it saved: training from
+its last checkpoint, evaluation from its item log; data preparation (seconds) and the comparison are redone.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def step_prepare(ctx: dict[str, Any]) -> dict[str, Any]:
 
     recipe_file = recipe_path(ctx["data"])
     out = ctx["out"] / "prepare"
-    card = prepare(load_recipe(recipe_file), out, recipe_file=str(recipe_file))
+    # on --resume an unfinished prepare folder is rebuilt beside the old one and swapped in (prepare is seeded)
+    card = prepare(load_recipe(recipe_file), out, overwrite=ctx.get("resume", False), recipe_file=str(recipe_file))
     ctx["card"] = card  # the command line prints it
     ctx["prepared"] = out  # later steps train and evaluate on this
     return {k: card[k] for k in ("records_in", "records_out", "phi_by_type", "duplicates_removed", "contamination",
@@ -100,7 +105,8 @@ def step_train(ctx: dict[str, Any]) -> dict[str, Any]:
         overrides += [f"stages.{i}.data.eval_sources.{j}.prepared={prepared}"
                       for j in range(len(stage.data.eval_sources))]
     out = ctx["out"] / "train"
-    summary = run_recipe_file(recipe_file, out=str(out), overrides=overrides)
+    resume = ctx.get("resume", False) and out.is_dir() and any(out.iterdir())
+    summary = run_recipe_file(recipe_file, out=str(out), overrides=overrides, resume=resume)
     if ctx["model_name"] == "tiny":
         ctx["base_model"] = out / "base"
     ctx["model"] = out / "model"
@@ -212,7 +218,7 @@ def step_compare(ctx: dict[str, Any]) -> dict[str, Any]:
 
     out = ctx["out"] / "compare"
     summary = compare_runs([ctx["out"] / "eval" / "base", ctx["out"] / "eval" / "trained"], out,
-                           labels=["base", "trained"])
+                           labels=["base", "trained"], overwrite=ctx.get("resume", False))
     ctx["compare_lines"] = console_lines(summary)  # the command line prints them
     return {"report": str(out / "report.html"), "tasks": summary["tasks"], "warnings": summary["warnings"]}
 
@@ -227,12 +233,56 @@ STEPS: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
 ]
 
 
-def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrite: bool = False,
-             on_step: Callable[[str, dict[str, Any], dict[str, Any]], None] | None = None,
-             on_start: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
-    """Run every demo step into ``out``; refuses an existing non-empty ``out`` unless ``overwrite``.
+STEPS_FILE = "steps.json"
+# what a finished step leaves in the context for later steps (restored on --resume); paths are stored as text
+CTX_KEYS: dict[str, tuple[str, ...]] = {
+    "prepare": ("card", "prepared"),
+    "model": ("base_model",),
+    "train": ("base_model", "model", "system", "max_length"),
+    "evaluate": (),
+    "compare": ("compare_lines",),
+}
+PATH_KEYS = frozenset({"prepared", "base_model", "model"})
 
-    ``on_start(i, n, name)`` and ``on_step(name, summary, ctx)`` let the caller show progress and results.
+
+def _finished_steps(out: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The steps a resumed demo can skip, from ``OUT/steps.json``; refuses a folder made with other settings."""
+    import json
+
+    from clinforge.core.errors import OutputExistsError
+
+    run_file = out / "run.json"
+    if not run_file.is_file():
+        raise OutputExistsError(f"{out} holds no demo run to resume (no run.json); drop --resume to start one")
+    made_with = json.loads(run_file.read_text(encoding="utf-8"))
+    if made_with.get("command") != "demo" or (made_with.get("config") or {}).get("data") != config["data"] \
+            or (made_with.get("config") or {}).get("model") != config["model"]:
+        raise OutputExistsError(f"{out} holds a {made_with.get('command')} run with settings "
+                                f"{made_with.get('config')}, not a demo with --data {config['data']} --model "
+                                f"{config['model']}; use another --out, or --overwrite")
+    path = out / STEPS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _record_step(out: Path, done: dict[str, dict[str, Any]], name: str, summary: dict[str, Any],
+                 ctx: dict[str, Any]) -> None:
+    from clinforge.core.io import atomic_write_json
+
+    saved = {k: (str(ctx[k]) if k in PATH_KEYS else ctx[k]) for k in CTX_KEYS[name] if k in ctx}
+    done[name] = {"summary": summary, "ctx": saved}
+    atomic_write_json(out / STEPS_FILE, done)
+
+
+def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrite: bool = False,
+             resume: bool = False,
+             on_step: Callable[[str, dict[str, Any], dict[str, Any]], None] | None = None,
+             on_start: Callable[[int, int, str], None] | None = None,
+             on_skip: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Run every demo step into ``out``; refuses an existing non-empty ``out`` unless ``overwrite`` or ``resume``.
+
+    ``resume`` continues an interrupted demo in ``out``: finished steps (``OUT/steps.json``) are skipped and the
+    interrupted one continues from what it saved. ``on_start(i, n, name)``, ``on_skip(i, n, name)`` and
+    ``on_step(name, summary, ctx)`` let the caller show progress and results.
 
     Example:
         >>> import tempfile, pathlib
@@ -249,20 +299,37 @@ def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrit
         raise ConfigError(f"unknown --data {data!r}; valid: {', '.join(DATA_CHOICES)}")
     if model not in DEMO_MODELS:
         raise ConfigError(f"unknown --model {model!r}; valid: {', '.join(DEMO_MODELS)}")
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     prepare_recipe = recipe_path(data)
-    try:
-        out = prepare_output_dir(out, overwrite=overwrite, replace_unfinished=True)
-    except OutputExistsError:  # the core message also offers --resume, which the demo does not have
-        raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite to replace it") from None
-    run = RunRecord(out, command="demo", config={"data": data, "model": model, "steps": [n for n, _ in STEPS]},
-                    inputs=[prepare_recipe], seed=0)
-    ctx: dict[str, Any] = {"out": out, "data": data, "model_name": model}
+    config = {"data": data, "model": model, "steps": [n for n, _ in STEPS]}
+    done: dict[str, dict[str, Any]] = {}
+    if resume and out.is_dir() and any(out.iterdir()):
+        done = _finished_steps(out, config)
+    else:
+        resume = False  # nothing to resume: an ordinary first run
+        try:
+            # an unfinished demo that finished no step holds nothing worth keeping: it must not block a rerun
+            out = prepare_output_dir(out, overwrite=overwrite, replace_unfinished=not (out / STEPS_FILE).exists())
+        except OutputExistsError:
+            raise OutputExistsError(f"{out} exists and is not empty; pass --resume to continue the demo run there "
+                                    "or --overwrite to replace it") from None
+    run = RunRecord(out, command="demo", config=config, inputs=[prepare_recipe], seed=0)
+    ctx: dict[str, Any] = {"out": out, "data": data, "model_name": model, "resume": resume}
     summary: dict[str, Any] = {}
     try:
         for i, (name, fn) in enumerate(STEPS, start=1):
+            if name in done:
+                for key, value in done[name]["ctx"].items():
+                    ctx[key] = Path(value) if key in PATH_KEYS else value
+                summary[name] = done[name]["summary"]
+                if on_skip:
+                    on_skip(i, len(STEPS), name)
+                continue
             if on_start:
                 on_start(i, len(STEPS), name)
             summary[name] = fn(ctx)
+            _record_step(out, done, name, summary[name], ctx)
             if on_step:
                 on_step(name, summary[name], ctx)
     except BaseException as exc:
@@ -270,8 +337,9 @@ def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrit
         if isinstance(exc, KeyboardInterrupt):
             from clinforge.core.interrupts import note_interrupted, rerun_command
 
-            note_interrupted(f"the demo's steps so far in {out} (the run record says interrupted)",
-                             rerun_command(drop=("--overwrite",)))
+            finished = ", ".join(done) or "none"
+            note_interrupted(f"the demo's finished steps ({finished}) in {out}/{STEPS_FILE}, and what the "
+                             "interrupted step saved", rerun_command(add=("--resume",), drop=("--overwrite",)))
         raise
     run.finish(summary)
     return summary

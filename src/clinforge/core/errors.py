@@ -73,3 +73,18 @@ class OutputExistsError(ClinforgeError):
 
 class OfflineError(ClinforgeError):
     """A hub id was given but the hub cannot be reached (no network, or HF_HUB_OFFLINE)."""
+
+
+class ContextLengthError(ClinforgeError):
+    """A prompt (plus the tokens asked for) longer than the model's context; ``n_tokens`` and ``limit`` say by how
+    much, so a server can answer OpenAI's ``context_length_exceeded``.
+
+    Example:
+        >>> e = ContextLengthError("too long", n_tokens=5000, limit=4096)
+        >>> (e.n_tokens, e.limit)
+        (5000, 4096)
+    """
+
+    def __init__(self, message: str, *, n_tokens: int, limit: int):
+        self.n_tokens, self.limit = n_tokens, limit
+        super().__init__(message)

@@ -129,6 +129,13 @@ def load_llm(path_or_hub_id: str | os.PathLike, dtype: str | Any | None = None, 
         extra["device_map"] = device_map
     if quantization_config is not None:
         extra["quantization_config"] = quantization_config
+    if p.is_dir() and (p / "adapter_config.json").is_file():
+        from clinforge.core.no_egress import refuse_hub_id
+
+        # peft loads the adapter's base model by the name it recorded, which may be a hub id
+        base = json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        if base:
+            refuse_hub_id(base)
     try:
         if p.is_dir() and (p / "adapter_config.json").is_file():
             from peft import AutoPeftModelForCausalLM

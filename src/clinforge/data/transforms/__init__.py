@@ -9,6 +9,7 @@ for _name, _module in {
     "deid": "clinforge.data.transforms.deid",
     "dedup": "clinforge.data.transforms.dedup",
     "contamination": "clinforge.data.transforms.contamination",
+    "image_contamination": "clinforge.data.transforms.image_contamination",
     "filter": "clinforge.data.transforms.filters",
     "chat_format": "clinforge.data.transforms.chat_format",
     "split": "clinforge.data.transforms.split",

@@ -85,6 +85,9 @@ class ChatFormat(OptionsTransform):
         if self.opts.tokenizer:
             from transformers import AutoTokenizer
 
+            from clinforge.core.no_egress import refuse_hub_id
+
+            refuse_hub_id(self.opts.tokenizer)  # no-egress mode: a tokenizer that is not local is refused up front
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.opts.tokenizer)
             except (OSError, ValueError) as exc:  # not a tokenizer folder, or a hub id while offline

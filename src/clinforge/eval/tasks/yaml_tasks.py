@@ -3,7 +3,7 @@
 A task file names the reader, the data path, the prompt, the scoring and the metrics::
 
     task: my_mcq                 # registry name
-    type: mcq                    # mcq (log-likelihood / generate / circular) or generate (free text)
+    type: mcq                    # mcq (log-likelihood / generate / circular), generate (free text) or vqa (images)
     reader: jsonl                # any reader of clinforge.data.readers
     path: /data/my_mcq.jsonl     # absolute, or relative to $CLINFORGE_DATA
     reader_options: {kind: mcq, fields: {question: q, choices: opts, answer: gold}}
@@ -33,7 +33,7 @@ from typing import Any
 from clinforge.core.errors import ConfigError
 from clinforge.eval.tasks.base import TASKS, Task
 
-TYPES = ("mcq", "generate")
+TYPES = ("mcq", "generate", "vqa")
 
 
 def task_from_dict(spec: dict[str, Any], *, file: str | None = None, lines: dict[tuple, int] | None = None) -> Task:
@@ -43,6 +43,7 @@ def task_from_dict(spec: dict[str, Any], *, file: str | None = None, lines: dict
     from clinforge.eval.metrics import METRICS
     from clinforge.eval.tasks.generative import GenTask
     from clinforge.eval.tasks.mcq import MCQTask
+    from clinforge.eval.tasks.vqa import VqaTask
 
     lines = lines or {}
     spec = dict(spec)
@@ -53,7 +54,7 @@ def task_from_dict(spec: dict[str, Any], *, file: str | None = None, lines: dict
     if kind not in TYPES:
         raise ConfigError(f"unknown task type {kind!r}; valid: {', '.join(TYPES)}", file=file,
                           line=lines.get(("type",)), key="type")
-    cls = MCQTask if kind == "mcq" else GenTask
+    cls = {"mcq": MCQTask, "generate": GenTask, "vqa": VqaTask}[kind]
     valid = {f.name for f in fields(cls)} - {"name"}
     for key in spec:
         if key not in valid:
@@ -68,6 +69,9 @@ def task_from_dict(spec: dict[str, Any], *, file: str | None = None, lines: dict
             if metric not in known:
                 raise ConfigError(f"unknown metric {metric!r}{did_you_mean(metric, known)}; valid: {', '.join(known)}",
                                   file=file, line=lines.get((group, i)) or lines.get((group,)), key=f"{group}.{i}")
+    if kind == "vqa" and spec.get("scoring", "clinforge") not in ("clinforge", "llava-med-legacy"):
+        raise ConfigError("scoring must be clinforge or llava-med-legacy", file=file, line=lines.get(("scoring",)),
+                          key="scoring")
     for key in ("choice_words", "metrics", "modes", "path_options"):
         if key in spec and spec[key] is not None:
             spec[key] = tuple(spec[key])

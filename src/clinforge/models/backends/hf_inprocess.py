@@ -31,12 +31,19 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from clinforge.core.errors import ClinforgeError
-from clinforge.models.backends.base import BACKENDS, Backend, GenerationRequest, LoglikelihoodRequest
+from clinforge.models.backends.base import (
+    BACKENDS,
+    Backend,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    cut_stream_at_stop,
+)
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's DEFAULT_MAX_LENGTH when neither config nor tokenizer names one
 _TOKENIZER_INFINITY = 1_000_000_000
@@ -103,6 +110,15 @@ class HFBackend(Backend):
     """
 
     scheme = "hf"
+
+    def __new__(cls, target: str = "", *args: Any, **kwargs: Any) -> HFBackend:
+        # a vision-language folder gets the image-taking subclass (same SPEC, hf:PATH); its __init__ then runs
+        if cls is HFBackend and kwargs.get("model") is None and isinstance(target, str) and target:
+            from clinforge.models.backends.hf_vision import HFVisionBackend, vlm_target
+
+            if vlm_target(target) is not None:
+                return super().__new__(HFVisionBackend)
+        return super().__new__(cls)
 
     def __init__(self, target: str, *, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
                  max_length: int | None = None, add_bos_token: bool | None = None, trust_remote_code: bool = False,
@@ -420,6 +436,23 @@ class HFBackend(Backend):
             raise ClinforgeError("a generation request needs a prompt or messages")
         return request.prompt
 
+    def _encode_request(self, request: GenerationRequest) -> list[int]:
+        text = self.render_prompt(request)
+        return self.tok_encode(text, add_special_tokens=False if request.messages is not None else None)
+
+    @staticmethod
+    def _decoding_settings(max_new: int, temperature: float, top_p: float, seed: int | None, pad: int) -> dict:
+        import torch
+
+        settings: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": pad}
+        if temperature and temperature > 0:
+            settings.update(do_sample=True, temperature=temperature, top_p=top_p)
+            if seed is not None:
+                torch.manual_seed(seed)
+        else:
+            settings.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return settings
+
     def generate(self, requests: list[GenerationRequest], progress: Any = None) -> list[str]:
         """Greedy or sampled generation, batched with left padding; stop strings cut the output.
 
@@ -428,10 +461,9 @@ class HFBackend(Backend):
         import torch
 
         if any(r.images for r in requests):
-            raise ClinforgeError("the hf text backend cannot take images; use a multimodal backend")
-        texts = [self.render_prompt(r) for r in requests]
-        chat = [r.messages is not None for r in requests]
-        encoded = [self.tok_encode(t, add_special_tokens=False if c else None) for t, c in zip(texts, chat, strict=True)]
+            raise ClinforgeError(f"{self.model_name} is a text-only model and cannot take images; point hf: at a "
+                                 "vision-language folder (LLaVA format or one clinforge saved)")
+        encoded = [self._encode_request(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i]))
         outputs: list[str] = [""] * len(requests)
         buckets: dict[tuple, list[int]] = defaultdict(list)
@@ -450,13 +482,7 @@ class HFBackend(Backend):
                     toks = encoded[i][-room:]
                     ids[row, width - len(toks):] = torch.tensor(toks, dtype=torch.long)
                     mask[row, width - len(toks):] = 1
-                settings: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": pad}
-                if temperature and temperature > 0:
-                    settings.update(do_sample=True, temperature=temperature, top_p=top_p)
-                    if seed is not None:
-                        torch.manual_seed(seed)
-                else:
-                    settings.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                settings = self._decoding_settings(max_new, temperature, top_p, seed, pad)
                 with torch.inference_mode():
                     out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                               **settings)
@@ -467,9 +493,83 @@ class HFBackend(Backend):
                     progress(len(batch))
         return outputs
 
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """Generate one request token by token, yielding text deltas as they decode (same text as ``generate``).
+
+        ``model.generate`` runs in a worker thread feeding a ``TextIteratorStreamer``; closing this iterator sets an
+        event that a stopping criterion checks at every step, so generation stops within one token and the thread
+        ends before ``close()`` returns (the slot a server holds is then really free).
+
+        Example:
+            >>> "".join(be.stream(GenerationRequest(prompt="ECG means", max_new_tokens=8)))  # doctest: +SKIP
+            ' electrocardiogram'
+        """
+        return cut_stream_at_stop(self._stream_tokens(request), request.stop)
+
+    def _stream_tokens(self, request: GenerationRequest) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        if request.images:
+            raise ClinforgeError(f"{self.model_name} is a text-only model and cannot take images; point hf: at a "
+                                 "vision-language folder (LLaVA format or one clinforge saved)")
+        room = max(1, self.max_length - request.max_new_tokens)
+        ids = torch.tensor([self._encode_request(request)[-room:]], dtype=torch.long, device=self.device)
+        cancel = threading.Event()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        settings = self._decoding_settings(request.max_new_tokens, request.temperature, request.top_p, request.seed,
+                                           self.tokenizer.pad_token_id)
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                                        stopping_criteria=StoppingCriteriaList([_cancel_criterion(cancel)]), **settings)
+            except BaseException as exc:  # handed to the consumer below; the streamer must still end
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=work, name="clinforge-hf-stream", daemon=True)
+        worker.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+            if failure:
+                raise ClinforgeError(f"generation failed: {type(failure[0]).__name__}: {failure[0]}") from failure[0]
+        finally:
+            cancel.set()
+            worker.join()
+
+    def count_tokens(self, text: str) -> int:
+        """Exact token count of ``text`` with this model's tokenizer (no special tokens added)."""
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Tokens of the prompt exactly as ``generate`` feeds it (chat template and BOS included)."""
+        return len(self._encode_request(request))
+
+    @property
+    def context_length(self) -> int | None:
+        return self.max_length
+
     def close(self) -> None:
         """Drop the model so its memory can be freed."""
         self.model = None
+
+
+def _cancel_criterion(event: threading.Event) -> Any:
+    """A transformers stopping criterion that ends generation once ``event`` is set (the stream's consumer went
+    away); built here so that importing this module does not import transformers."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return Cancelled()
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -4,7 +4,9 @@ SPEC: ``openai:BASE_URL#MODEL``, e.g. ``openai:http://127.0.0.1:8000/v1#medllm``
 environment variable named by ``api_key_env`` (default ``OPENAI_API_KEY``) and never logged.
 
 * ``generate``: a request with ``messages`` goes to ``/chat/completions``, one with a plain ``prompt`` to
-  ``/completions`` (so a base model sees exactly the prompt text, as with the hf backend).
+  ``/completions`` (so a base model sees exactly the prompt text, as with the hf backend). A request with
+  ``images`` always goes to ``/chat/completions`` with ``image_url`` content parts (``data:`` URIs); see
+  :func:`with_image_parts`.
 * ``loglikelihood``: ``/completions`` with ``prompt = context + continuation``, ``echo=true``, ``logprobs=1`` and
   ``max_tokens=0`` (``max_tokens=1`` for servers that reject 0); the continuation tokens are those whose
   ``text_offset`` is at or after the end of the context without its trailing whitespace (lm-eval moves that
@@ -12,6 +14,8 @@ environment variable named by ``api_key_env`` (default ``OPENAI_API_KEY``) and n
   lm-eval's ``local-completions`` backend), their ``token_logprobs`` are summed, and ``is_greedy`` is whether every
   one of them is the top entry of ``top_logprobs``. A server that does not return echoed prompt log-probs (chat-only
   APIs, Ollama) raises a clear error instead of a made-up number.
+* ``stream``: the same call with ``stream: true``; the server's server-sent events are read as they arrive and
+  their text deltas passed on (closing the iterator closes the HTTP response, so the server sees the client go).
 * Transient failures (read/write errors, timeouts, 408/409/429/5xx) are retried with exponential backoff; every
   call has a timeout. A refused connection (nothing listens at the URL) fails at once with a message naming the URL
   and what to start: retrying it would only hide the mistake behind minutes of backoff. httpx is used rather than the ``openai`` SDK so no extra dependency is needed and ``echo`` + ``logprobs``
@@ -22,10 +26,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from clinforge.core.errors import ClinforgeError
-from clinforge.models.backends.base import BACKENDS, Backend, GenerationRequest, LoglikelihoodRequest
+from clinforge.models.backends.base import (
+    BACKENDS,
+    Backend,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    cut_stream_at_stop,
+)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -132,9 +143,10 @@ class OpenAIBackend(Backend):
         return results
 
     # ---------------------------------------------------------------- generation
-    def _generate_one(self, r: GenerationRequest) -> str:
+    def _payload(self, r: GenerationRequest) -> tuple[str, dict[str, Any]]:
+        """The endpoint path and JSON body for a generation request."""
         if r.images:
-            raise ClinforgeError("image inputs are not sent by the openai text backend yet")
+            r = with_image_parts(r)
         payload: dict[str, Any] = {"model": self.model_name, "max_tokens": r.max_new_tokens,
                                    "temperature": r.temperature, "top_p": r.top_p}
         if r.stop:
@@ -143,26 +155,62 @@ class OpenAIBackend(Backend):
             payload["seed"] = r.seed
         if r.messages is not None:
             payload["messages"] = r.messages
-            data = self._post("/chat/completions", payload)
-            try:
-                text = data["choices"][0]["message"]["content"]
-            except (KeyError, IndexError, TypeError) as exc:
-                raise BackendHTTPError(f"{self.base_url}/chat/completions: no choices[0].message.content") from exc
-        else:
-            if r.prompt is None:
-                raise ClinforgeError("a generation request needs a prompt or messages")
-            payload["prompt"] = r.prompt
-            data = self._post("/completions", payload)
-            try:
-                text = data["choices"][0]["text"]
-            except (KeyError, IndexError, TypeError) as exc:
-                raise BackendHTTPError(f"{self.base_url}/completions: no choices[0].text") from exc
+            return "/chat/completions", payload
+        if r.prompt is None:
+            raise ClinforgeError("a generation request needs a prompt or messages")
+        payload["prompt"] = r.prompt
+        return "/completions", payload
+
+    def _generate_one(self, r: GenerationRequest) -> str:
+        path, payload = self._payload(r)
+        data = self._post(path, payload)
+        chat = path == "/chat/completions"  # a prompt with images went as a chat message
+        try:
+            text = data["choices"][0]["message"]["content"] if chat else data["choices"][0]["text"]
+        except (KeyError, IndexError, TypeError) as exc:
+            what = "choices[0].message.content" if chat else "choices[0].text"
+            raise BackendHTTPError(f"{self.base_url}{path}: no {what}") from exc
         text = text or ""
         # servers differ on whether the stop string is kept; cut it the same way for all
         for s in r.stop:
             if s and s in text:
                 text = text[:text.index(s)]
         return text
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """Text deltas of one request, read from the server's event stream as they arrive (no retries: a stream
+        that broke half-way cannot be replayed without repeating text).
+
+        Example:
+            >>> "".join(be.stream(GenerationRequest(prompt="ECG means", max_new_tokens=8)))  # doctest: +SKIP
+            ' electrocardiogram'
+        """
+        return cut_stream_at_stop(self._stream_events(request), request.stop)
+
+    def _stream_events(self, r: GenerationRequest) -> Iterator[str]:
+        import httpx
+
+        path, payload = self._payload(r)
+        payload["stream"] = True
+        try:
+            with self._client.stream("POST", path, json=payload) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise BackendHTTPError(f"{self.base_url}{path}: HTTP {resp.status_code}: {resp.text[:300]}")
+                for line in resp.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # comments, event names, keep-alive blank lines
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    text = _event_text(data, chat=path == "/chat/completions", where=f"{self.base_url}{path}")
+                    if text:
+                        yield text
+        except httpx.ConnectError as exc:
+            raise BackendHTTPError(f"cannot connect to {self.base_url} ({exc or type(exc).__name__}): no "
+                                   "OpenAI-compatible server is running there") from exc
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise BackendHTTPError(f"{self.base_url}{path}: the stream broke ({type(exc).__name__})") from exc
 
     def generate(self, requests: list[GenerationRequest], progress: Any = None) -> list[str]:
         """One HTTP call per request (``concurrency`` at a time); chat messages use /chat/completions."""
@@ -240,6 +288,64 @@ class OpenAIBackend(Backend):
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+
+def _event_text(data: str, *, chat: bool, where: str) -> str:
+    """The text delta of one server-sent event's JSON (``choices[0].delta.content`` or ``choices[0].text``).
+
+    Example:
+        >>> _event_text('{"choices": [{"delta": {"content": "Hi"}}]}', chat=True, where="x")
+        'Hi'
+    """
+    import json
+
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        raise BackendHTTPError(f"{where}: a stream event is not JSON") from exc
+    if isinstance(event, dict) and event.get("error"):
+        error = event["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise BackendHTTPError(f"{where}: the server reported an error mid-stream: {str(message)[:300]}")
+    choices = event.get("choices") if isinstance(event, dict) else None
+    if not choices:
+        return ""  # usage-only or keep-alive events
+    choice = choices[0]
+    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+    return text or ""
+
+
+def with_image_parts(r: GenerationRequest) -> GenerationRequest:
+    """A chat request whose first user turn carries the images as ``image_url`` parts holding ``data:`` URIs.
+
+    OpenAI's chat format (which vLLM, llama.cpp's server and Ollama's OpenAI endpoint accept) takes images only in
+    chat messages, so a plain ``prompt`` with images becomes one user message: image parts first, then the text.
+    Local files are sent inline as base64 ``data:`` URIs (a server cannot read this machine's paths, and clinforge
+    never uploads to a third-party URL); a corrupt or missing file is an error naming it.
+
+    Example:
+        >>> r = with_image_parts(GenerationRequest(prompt="Any effusion?", images=["data:image/png;base64,AAAA"]))
+        >>> [p["type"] for p in r.messages[0]["content"]], r.prompt
+        (['image_url', 'text'], None)
+    """
+    from dataclasses import replace
+
+    from clinforge.data.images.image_files import image_data_uri
+
+    parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image_data_uri(src)}} for src in r.images]
+    if r.messages is None:
+        if r.prompt is None:
+            raise ClinforgeError("a generation request needs a prompt or messages")
+        messages = [{"role": "user", "content": parts + [{"type": "text", "text": r.prompt}]}]
+    else:
+        messages = [dict(m) for m in r.messages]
+        first_user = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
+        if first_user is None:
+            raise ClinforgeError("a request with images needs a user message to carry them")
+        content = messages[first_user]["content"]
+        text_parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+        messages[first_user]["content"] = parts + text_parts
+    return replace(r, messages=messages, prompt=None, images=[])
 
 
 BACKENDS.register("openai", OpenAIBackend)

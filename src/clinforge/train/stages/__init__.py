@@ -30,6 +30,8 @@ STAGES: Registry[type[Stage]] = Registry(
         "rl": "clinforge.train.align.rl",
         "rlaif": "clinforge.train.align.rlaif",
         "dpo": "clinforge.train.align.dpo",
+        "vlm_align": "clinforge.train.stages.vlm",
+        "vlm_sft": "clinforge.train.stages.vlm",
     },
 )
 

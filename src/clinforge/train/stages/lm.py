@@ -64,6 +64,7 @@ class LMStage(Stage):
     def run(self) -> StageResult:
         from transformers import Trainer, TrainingArguments
 
+        # the steps of docs/train.md "Reading one SFT run": 4a data, 4b model, 4c tokens, 4d collator, 4e train, 5 save
         data = self.load_data()
         model, tok = self.load_model()
         train_rows, dropped = self.tokenize(data.train, tok)

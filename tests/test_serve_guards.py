@@ -1,0 +1,134 @@
+"""The assist/ guards inside the server: PHI placed in a model's output (the replay backend answers with it) never
+reaches the client or the audit log, streamed or not; the crisis guard answers before the model is asked; retrieval
+grounds chat answers, citations come back as chunk ids and /v1/embeddings uses the KB's embedder; CoVe runs for
+non-streamed requests and refuses streams."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from _serve_support import serve_settings, sse_events
+from clinforge.serve.api_keys import KeyStore
+from clinforge.serve.serve_app import create_app, load_models
+
+pytest_plugins = ["_review_support"]  # fixture: live_server
+
+PHI_ANSWER = ("Summary for John Smith, MRN 4456781, phone 617-555-0199, seen on 2023-01-02: the cough improved "
+              "and the inhaler can be reduced.")
+PHI_STRINGS = ["4456781", "617-555-0199", "2023-01-02"]
+
+
+@pytest.fixture
+def start(live_server, tmp_path):
+    def run(text: str, **model):
+        path = tmp_path / f"answer{len(list(tmp_path.glob('answer*')))}.txt"
+        path.write_text(text, encoding="utf-8")
+        options = model.pop("backend_options", {"piece": 3})
+        settings = serve_settings([{"name": "m", "spec": f"replay:{path}", "backend_options": options, **model}],
+                                  audit_log=str(tmp_path / "audit.jsonl"))
+        app = create_app(settings, keys=KeyStore([]), load_in_background=False)
+        load_models(app.state.serve)
+        assert app.state.serve.models["m"].status == "ready"
+        server = live_server(app)
+        server.backend = app.state.serve.models["m"].guarded.backend
+        server.audit = tmp_path / "audit.jsonl"
+        return server
+
+    return run
+
+
+def _chat(url: str, content: str, **kw):
+    return openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": content}], max_tokens=1000, **kw)
+
+
+def test_phi_in_model_output_never_reaches_client_or_log(start):
+    server = start(PHI_ANSWER, guards=["phi"])
+    full = _chat(server.url, "Summarise the visit.").choices[0].message.content
+    with httpx.stream("POST", server.url + "/v1/chat/completions", timeout=60,
+                      json={"model": "m", "stream": True, "max_tokens": 1000,
+                            "messages": [{"role": "user", "content": "Summarise the visit."}]}) as resp:
+        events = sse_events(resp.iter_lines())
+    streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
+    completion = openai.OpenAI(base_url=server.url + "/v1", api_key="none").completions.create(
+        model="m", prompt="Summary:", max_tokens=1000).choices[0].text
+    for text in (full, streamed, completion):
+        assert "the cough improved" in text  # the answer itself still goes out
+        for phi in PHI_STRINGS:
+            assert phi not in text
+    log = server.audit.read_text()
+    for phi in [*PHI_STRINGS, "cough", "Summarise"]:
+        assert phi not in log  # hashes only, never text
+    events = [json.loads(line) for line in log.splitlines()]
+    assert all(e["guards"]["phi"]["changed"] for e in events)
+    assert all(len(e["output_sha256"]) == 64 and len(e["prompt_sha256"]) == 64 for e in events)
+
+
+def test_phi_split_across_one_character_deltas_is_still_caught(start):
+    server = start(PHI_ANSWER, guards=["phi"], backend_options={"piece": 1})
+    with httpx.stream("POST", server.url + "/v1/completions", timeout=60,
+                      json={"model": "m", "prompt": "x", "stream": True, "max_tokens": 1000}) as resp:
+        events = sse_events(resp.iter_lines())
+    streamed = "".join(e["choices"][0]["text"] for e in events[:-1])
+    assert all(phi not in streamed for phi in PHI_STRINGS) and "inhaler" in streamed
+
+
+def test_crisis_guard_answers_before_the_model(start):
+    from clinforge.assist.crisis_guard import CrisisGuard
+
+    message = "I have saved up my pills and I am going to take them all tonight to end my life."
+    decision = CrisisGuard.from_config(None).assess(message)
+    assert decision.action in ("safe_reply_escalate", "block_escalate")
+    server = start("The model's own answer.", guards=["crisis"])
+    out = _chat(server.url, message)
+    assert out.choices[0].message.content == decision.reply
+    assert server.backend.requests == []  # the model was not asked
+    event = json.loads(server.audit.read_text().splitlines()[-1])
+    assert event["guards"]["crisis"]["level"] == decision.level and "pills" not in server.audit.read_text()
+    ok = _chat(server.url, "What is the usual dose of amoxicillin for otitis media?")
+    assert ok.choices[0].message.content == "The model's own answer."
+
+
+def test_cove_runs_for_whole_answers_and_refuses_streams(start):
+    pytest.importorskip("clinforge.assist.cove", reason="Chain-of-Verification (assist/cove.py) is not merged yet")
+    server = start("Metformin is first-line for type 2 diabetes.", cove={"variant": "factored", "max_questions": 2})
+    out = _chat(server.url, "What is first-line for type 2 diabetes?")
+    assert out.choices[0].message.content
+    extra = out.model_extra["clinforge"]["cove"]
+    assert extra["variant"] == "factored" and extra["calls"] >= 2 and len(server.backend.requests) >= 2
+    with pytest.raises(openai.BadRequestError) as err:
+        _chat(server.url, "x", stream=True)
+    assert err.value.body["code"] == "cove_needs_no_stream"
+
+
+@pytest.fixture(scope="module")
+def small_kb(tmp_path_factory):
+    from clinforge.assist.kb import SourceSpec, build_kb
+
+    docs = tmp_path_factory.mktemp("docs")
+    (docs / "asthma.md").write_text("# Asthma\nAsthma is treated with inhaled corticosteroids and "
+                                    "short-acting beta agonists for relief.\n", encoding="utf-8")
+    (docs / "sepsis.md").write_text("# Sepsis\nSepsis needs early antibiotics and fluids within the first "
+                                    "hour.\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("kb") / "kb"
+    build_kb(out, [SourceSpec.parse(f"folder:{docs}")], chunk_size=500, overlap=50, threads=1)
+    return out
+
+
+def test_rag_grounds_answers_and_embeddings_use_the_kb(start, small_kb):
+    server = start("Inhaled corticosteroids [1]; see also [9].", rag={"kb": str(small_kb), "k": 2})
+    out = _chat(server.url, "How is asthma treated?")
+    seen = server.backend.requests[-1].messages
+    assert any("inhaled corticosteroids" in m["content"] for m in seen)  # the snippet reached the model
+    extra = out.model_extra["clinforge"]
+    assert extra["citations"] and extra["citations"][0] in extra["snippets"]
+    assert extra["citations_out_of_range"] == [9]
+    emb = openai.OpenAI(base_url=server.url + "/v1", api_key="none").embeddings.create(model="m",
+                                                                                      input=["asthma", "sepsis"])
+    assert len(emb.data) == 2 and len(emb.data[0].embedding) == 384
+    raw = httpx.post(server.url + "/v1/embeddings", json={"model": "m", "input": "asthma"}, timeout=60).json()
+    assert raw["data"][0]["embedding"] == pytest.approx(emb.data[0].embedding, abs=1e-6)
