@@ -20,7 +20,8 @@ and lost requests (no complete answer: transport error, or a stream without ``[D
 Injected faults, against a ``clinforge serve`` with three more models: ``hang`` (an ``openai:`` proxy to an
 upstream that accepts and never answers; ``timeout_s`` 2 -> must be 504), ``die`` (an upstream that closes every
 connection -> must be 500), and clients that disconnect after the first streamed chunk (the server must cancel and
-keep serving: a normal request afterwards must succeed and ``clinforge_cancelled_total`` must count them). These
+keep serving: normal requests afterwards must succeed; ``clinforge_cancelled_total`` says how many were still
+generating when their client left, which a fast model may not be). These
 expected errors are reported apart and not counted in ``errors_5xx``.
 
 ``overhead`` = 1 - tokens/s(guarded) / tokens/s(reference), the reference being llama.cpp's server when it runs,
@@ -338,8 +339,11 @@ def main() -> None:
         die.close()
     print("faults", json.dumps(results["faults"]), flush=True)
     f = results["faults"]
+    # a fast model can finish a disconnected stream before the server sees the client go, so cancellations are
+    # reported, not required (tests/test_serve_api.py proves cancellation on a slow stream); the server must keep
+    # serving after the faults
     faults_ok = (f["hang_504"] == f["hang_sent"] and f["die_500"] == f["die_sent"]
-                 and f["ok_after_faults"] == f["sent_after_faults"] and f["cancelled_counted"] >= f["disconnects"])
+                 and f["ok_after_faults"] == f["sent_after_faults"])
     ref_tps = results[reference]["tokens_per_s"]
     overhead = 1 - results["guarded"]["tokens_per_s"] / ref_tps if ref_tps else float("nan")
     loads = [results[k] for k in ("guarded", "bare", "llamacpp") if k in results]
