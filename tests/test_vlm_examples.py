@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_train_examples import RECIPES, train
+from test_train_examples import RECIPES, run_cli, train
 
 
 def test_every_vlm_example_recipe_has_a_run_test():
@@ -47,12 +47,25 @@ def check_vlm_run(out: Path, summary: dict, *, stages: list[str], family: str, c
     return last
 
 
+def evaluate_vqa_rad(model: Path, out: Path, n: int = 8) -> dict:
+    """``clinforge eval --tasks vqa_rad`` on the trained model (the first ``n`` published test questions)."""
+    proc = run_cli("eval", "--model", f"hf:{model}", "--tasks", "vqa_rad", "--limit", str(n), "--out", str(out),
+                   "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    task = json.loads((out / "summary.json").read_text())["tasks"]["vqa_rad"]
+    assert task["n"] == n and task["n_closed"] + task["n_open"] == n and len(task["acc_ci"]) == 2
+    return task
+
+
 def _two_stage(tmp_path, name: str, family: str, collator: str = "VlmPackingCollator") -> dict:
     out = tmp_path / "run"
     summary = train(f"tiny-vlm-{name}.yaml", out)
     last = check_vlm_run(out, summary, stages=["align", "sft"], family=family, collator=collator)
     assert last["data_cards"][0]["reader"] == "vqa_rad" and last["data_cards"][0]["examples"] == 96
     assert last["metrics"]["final_eval_loss"] is not None and last["metrics"]["images_seen"] == 6 * 8
+    shown = json.loads((out / "stages/sft/loss_tokens.jsonl").read_text().splitlines()[0])
+    assert "Answer with a single word or phrase." in shown["masked_context"]  # trained on the prompt eval asks
+    evaluate_vqa_rad(Path(summary["model"]), tmp_path / "eval")
     return last
 
 
@@ -96,6 +109,7 @@ def test_tiny_vlm_prompt_augment(tmp_path, data_root):
     shown = json.loads((out / "stages/sft/loss_tokens.jsonl").read_text().splitlines()[0])
     assert "[Expert findings:" in shown["masked_context"] and "[Expert findings:" not in shown["trained_on"]
     assert last["metrics"]["images_seen"] == 0  # no pixels reach the LLM
+    evaluate_vqa_rad(Path(summary["model"]), tmp_path / "eval")
 
 
 def write_volumes(folder: Path, n: int = 16, seed: int = 0) -> Path:
@@ -139,7 +153,7 @@ def test_volumes_load_as_depth_height_width(tmp_path):
     cache = PixelCache(proc)
     vol = cache._open(str(folder / "vol-01.nii.gz"))
     assert vol.shape == (12, 24, 24) and vol.flags["C_CONTIGUOUS"]
-    assert vol[:, 9:15, 16:22].mean() > 300 > vol[:, 9:15, 2:8].mean()  # the left-side blob at high x (RAS)
+    assert vol[3:9, 9:15, 16:22].mean() > 300 > vol[3:9, 9:15, 2:8].mean()  # the left-side blob: high x (RAS)
     pixels = cache.get(str(folder / "vol-01.nii.gz"), record="vol-01")
     v = proc.volume
     assert tuple(pixels.shape) == (v["depth"], v["channels"], v["size"], v["size"])

@@ -184,19 +184,22 @@ def test_adapter_holds_the_trained_connector_after_reload(siglip_llava, tmp_path
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.05)
+    ids = torch.tensor([[5, 6, 7]])
+    model.eval()
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    trained = model.base_model.model.model.multi_modal_projector.modules_to_save["default"].linear_1.weight.clone()
     save_adapter_verified(model, tmp_path / "adapter", proc)
-    save_vlm_folder(model, proc, tmp_path / "merged")
+    save_vlm_folder(model, proc, tmp_path / "merged")  # merges in place: the last use of `model`
     base = AutoModelForImageTextToText.from_pretrained(siglip_llava)
     before = base.model.multi_modal_projector.linear_1.weight.detach().clone()
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter")
-    trained = model.base_model.model.model.multi_modal_projector.modules_to_save["default"].linear_1.weight
     got = reloaded.base_model.model.model.multi_modal_projector.modules_to_save["default"].linear_1.weight
     assert not torch.equal(before, trained) and torch.equal(got, trained)
     merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "merged")
     assert torch.equal(merged.model.multi_modal_projector.linear_1.weight, trained)
-    ids = torch.tensor([[5, 6, 7]])
-    model.eval(), merged.eval()
-    assert torch.allclose(model(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-5)
+    merged.eval()
+    assert torch.allclose(expected, merged(input_ids=ids).logits, atol=1e-5)
 
 
 def test_recipe_checks_before_training(tmp_path, siglip_llava, data_root):
@@ -235,3 +238,23 @@ def test_gated_xattn_is_padded_not_packed(tmp_path_factory, data_root):
     ds = VlmDataset(rows, PixelCache(proc))
     batch = chosen([ds[i] for i in range(len(rows))])
     assert model(**batch).loss.isfinite()
+
+
+def test_composed_model_names_are_checked_with_the_recipe_line(tmp_path, data_root):
+    from clinforge.train.pipeline import check_recipe
+    from clinforge.train.recipe import load_recipe
+
+    p = tmp_path / "r.yaml"
+    p.write_text(f"""model:
+  vision: {{tiny: siglipp}}
+  connector: {{type: mlp}}
+  llm: {{tiny: llama}}
+stages:
+  - name: sft
+    type: vlm_sft
+    data: {{sources: [{{reader: vqa_rad, path: "{data_root / 'vqa-rad'}"}}]}}
+""")
+    recipe, lines = load_recipe(p)
+    with pytest.raises(ConfigError, match=r"r\.yaml:2: model\.vision\.tiny: unknown vision encoder 'siglipp'; "
+                                          r"valid: .*siglip"):
+        check_recipe(recipe, recipe_file=str(p), lines=lines)

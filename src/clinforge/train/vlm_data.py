@@ -46,13 +46,15 @@ DROP_NO_ANSWER = "no answer token left within max_length"
 
 # ---- records -> examples ------------------------------------------------------------------------------------
 def record_to_vlm_example(r: Record, *, image_token: str | None, system: str | None = None,
-                          prompt: str | None = None) -> dict[str, Any] | None:
+                          question_template: str = "{question}", prompt: str | None = None
+                          ) -> dict[str, Any] | None:
     """A chat example with images: ``{"messages", "images", "id", "patient_id"}``, or None when the record has no
     image-text form (no image, or no answer / target).
 
     Each image becomes one ``image_token`` marker (a line of its own before the text of the user turn); with
     ``image_token=None`` (a model that reads images another way, e.g. prompt augmentation) no marker is written.
-    VQA records give question -> answer; reports and captions with images give ``prompt`` (default: "Describe the
+    VQA records give ``question_template`` filled with the question (e.g. the short-answer instruction an
+    evaluation prompt uses) -> answer; reports and captions with images give ``prompt`` (default: "Describe the
     findings of this image.") -> their target or text.
 
     Example:
@@ -64,7 +66,7 @@ def record_to_vlm_example(r: Record, *, image_token: str | None, system: str | N
     if not images:
         return None
     if r.kind == "vqa" and r.answer:
-        question, answer = r.question, r.answer
+        question, answer = question_template.format(question=r.question), r.answer
     elif r.kind in ("report", "caption") and (r.target or r.text):
         question = prompt or "Describe the findings of this image."
         answer = r.target or r.text
@@ -86,7 +88,8 @@ class VlmStageData:
     cards: list[dict[str, Any]] = field(default_factory=list)
 
 
-def load_vlm_stage_data(spec: DataSpec, *, image_token: str | None, seed: int = 0) -> VlmStageData:
+def load_vlm_stage_data(spec: DataSpec, *, image_token: str | None, seed: int = 0,
+                        question_template: str = "{question}") -> VlmStageData:
     """Read every source of a vlm stage (any reader whose records carry ``images``: ``vqa_rad``, or a prepared
     folder), convert records to image-text chat examples, hold out eval examples and shuffle with ``seed``.
 
@@ -102,7 +105,8 @@ def load_vlm_stage_data(spec: DataSpec, *, image_token: str | None, seed: int = 
             records, rep, reader_name, path = read_source_records(src)
             got, skipped = [], Counter()
             for rec in records:
-                ex = record_to_vlm_example(rec, image_token=image_token, system=spec.system)
+                ex = record_to_vlm_example(rec, image_token=image_token, system=spec.system,
+                                           question_template=question_template)
                 if ex is None:
                     skipped["no image" if not rec.images else f"{rec.kind} record has no image-text form"] += 1
                 else:

@@ -21,6 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import Field, field_validator
+
 from clinforge.core.config import StrictModel
 from clinforge.core.errors import ConfigError, DataError
 from clinforge.train.stages import STAGES
@@ -28,9 +30,20 @@ from clinforge.train.stages.base import Stage, StageResult
 
 
 class VlmAlignOptions(StrictModel):
-    """``options:`` of a vlm_align stage. ``loss_token_examples``: how many examples ``loss_tokens.jsonl`` shows."""
+    """``options:`` of a vlm_align stage. ``loss_token_examples``: how many examples ``loss_tokens.jsonl`` shows;
+    ``question_template``: the user turn of a VQA record (``{question}`` is replaced), e.g. the evaluation prompt
+    ``"{question}\nAnswer with a single word or phrase."`` so the model trains on the format it is scored on."""
 
-    loss_token_examples: int = 5
+    loss_token_examples: int = Field(default=5, ge=0)
+    question_template: str = "{question}"
+
+    @field_validator("question_template")
+    @classmethod
+    def _has_question(cls, v: str) -> str:
+        if "{question}" not in v:
+            raise ValueError("must contain {question}")
+        v.format(question="")  # other braces are a format error now, not at the first record
+        return v
 
 
 class VlmSftOptions(VlmAlignOptions):
@@ -42,12 +55,49 @@ class VlmSftOptions(VlmAlignOptions):
     vision_lora: bool = False
 
 
+class InputCounter:
+    """Counts what a model is fed in training forward passes (a forward pre-hook, so a collator's prefetched batch
+    is not counted): images, input positions (padding included) and loss tokens (labels kept by the one-step
+    shift that are not -100).
+
+    Example:
+        >>> import torch
+        >>> class Model(torch.nn.Module):
+        ...     def forward(self, **inputs):
+        ...         return None
+        >>> m = Model()
+        >>> with InputCounter(m) as seen:
+        ...     _ = m(input_ids=torch.zeros(2, 5), labels=torch.tensor([[-100, 1, 2, -100, -100]] * 2))
+        >>> seen.positions, seen.loss_tokens, seen.images
+        (10, 4, 0)
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.images = self.positions = self.loss_tokens = 0
+        self.hook = None
+
+    def _seen(self, module, fargs, fkwargs) -> None:
+        if not module.training:
+            return
+        pv, ids, labels = fkwargs.get("pixel_values"), fkwargs.get("input_ids"), fkwargs.get("labels")
+        self.images += int(pv.shape[0]) if pv is not None else 0
+        self.positions += int(ids.numel()) if ids is not None else 0
+        self.loss_tokens += int((labels[:, 1:] != -100).sum()) if labels is not None else 0
+
+    def __enter__(self) -> InputCounter:
+        self.hook = self.model.register_forward_pre_hook(self._seen, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.hook.remove()
+
+
 class VlmStage(Stage):
     """Shared body of vlm_align and vlm_sft: image-text data, per-component method, Trainer, save."""
 
     default_format: ClassVar[str] = "chat"
     supports_dp: ClassVar[bool] = False
-    trains_llm: ClassVar[bool] = True
 
     @classmethod
     def check_spec(cls, recipe, index, options) -> None:
@@ -70,7 +120,7 @@ class VlmStage(Stage):
         from transformers.trainer_callback import ProgressCallback as HFProgress
 
         from clinforge.core.io import atomic_write_json
-        from clinforge.models.vlm import vlm_family
+        from clinforge.models.vlm import check_device_memory, vlm_family
         from clinforge.train.hf_trainer import barrier, is_main_process
         from clinforge.train.stages.lm import tok_pad
         from clinforge.train.vlm_data import (
@@ -89,7 +139,8 @@ class VlmStage(Stage):
         model, processor = load_vlm_for_training(self.ctx.model_path, precision=self.ctx.recipe.precision)
         image = image_tokens_of(processor)
         tok = getattr(processor, "tokenizer", processor)
-        data = load_vlm_stage_data(self.spec.data, image_token=image.token, seed=self.ctx.seed)
+        data = load_vlm_stage_data(self.spec.data, image_token=image.token, seed=self.ctx.seed,
+                                   question_template=self.options.question_template)
         rows, dropped = tokenize_vlm_chat(data.train, tok, image, t.max_length)
         eval_rows, eval_dropped = tokenize_vlm_chat(data.eval, tok, image, t.max_length) if data.eval else ([], {})
         for card in data.cards:
@@ -106,30 +157,24 @@ class VlmStage(Stage):
         if not table["all"]["trainable"]:
             raise ConfigError(f"stage {self.spec.name}: nothing to train (every component is frozen)",
                               key=f"stages.{self.ctx.index}.options")
+        # what this stage trains must fit: the estimate and the way out (LoRA, freezing) before the first step
+        check_device_memory(model, trainable=table["all"]["trainable"])
         if is_main_process():
             atomic_write_json(self.ctx.out_dir / "trainable_parameters.json", table)
         collator = vlm_collator(model, image.mode, packing=t.packing, max_row_tokens=t.max_length,
                                 pad_token_id=tok_pad(tok))
         pixels = PixelCache(processor) if image.mode != "none" else None  # prompt augmentation: text only
         args = TrainingArguments(**self.training_kwargs())
+        # processing_class: the tokenizer, with which Trainer counts the non-padding tokens it was fed
         trainer = Trainer(model=model, args=args, train_dataset=VlmDataset(rows, pixels),
                           eval_dataset=VlmDataset(eval_rows, pixels) if eval_rows else None, data_collator=collator,
-                          processing_class=tok, callbacks=self.callbacks())  # the tokenizer: Trainer counts non-pad tokens with it
+                          processing_class=tok, callbacks=self.callbacks())
         trainer.remove_callback(HFProgress)
         trainer.remove_callback(PrinterCallback)
-        seen = {"images": 0}
-
-        def count_images(module, fargs, fkwargs):  # the forward passes of training, not the collator's prefetch
-            pv = fkwargs.get("pixel_values")
-            if module.training and pv is not None:
-                seen["images"] += int(pv.shape[0])
-
-        hook = model.register_forward_pre_hook(count_images, with_kwargs=True)
-        try:
+        with InputCounter(model) as seen:
             metrics = self.train_with_resume(trainer)
-        finally:
-            hook.remove()
-        metrics.update(train_examples=len(rows), eval_examples=len(eval_rows), images_seen=seen["images"],
+        metrics.update(train_examples=len(rows), eval_examples=len(eval_rows), images_seen=seen.images,
+                       positions_seen=seen.positions, loss_tokens_seen=seen.loss_tokens,
                        padding_tokens=collator.padding, real_tokens=collator.tokens,
                        visual_tokens_per_image=image.per_image, dropped=dict(dropped))
         if eval_rows:
@@ -155,13 +200,14 @@ class VlmStage(Stage):
         hp = {"method": self.spec.method.model_dump(), "train": self.spec.train.model_dump(),
               "options": self.options.model_dump(), "seed": ctx.seed, "precision": ctx.recipe.precision,
               **hyperparameters}
-        if is_main_process():
-            if is_peft(model):
-                save_adapter_verified(model, ctx.out_dir / "adapter", processor)
-            save_vlm_folder(model, processor, out)
-        barrier()
-        if is_peft(model):
+        peft = is_peft(model)
+        if peft:
             hp["adapter_dir"] = str(ctx.out_dir / "adapter")
+        if is_main_process():
+            if peft:
+                save_adapter_verified(model, ctx.out_dir / "adapter", processor)
+            save_vlm_folder(model, processor, out)  # merges the adapter in place: the stage ends here
+        barrier()
         result = StageResult(name=self.spec.name, type=self.spec.type, model_dir=out, adapter=False,
                              base_model=ctx.model_path, metrics=metrics, data_cards=list(data.cards),
                              hyperparameters=hp)
@@ -204,22 +250,23 @@ def save_adapter_verified(model, out: Path, processor=None) -> Path:
 
 
 def save_vlm_folder(model, processor, out: Path) -> Path:
-    """Save the full model (LoRA merged into a copy) and its processor to ``out`` with the KV cache back on, through
-    ``clinforge.models.vlm.save_vlm`` (atomic, verified by reload-and-compare). Returns ``out``."""
-    import copy
+    """Save the full model and its processor to ``out`` with the KV cache back on, through
+    ``clinforge.models.vlm.save_vlm`` (atomic, verified by reload-and-compare). Returns ``out``.
 
+    A peft model is merged IN PLACE (call this last: the adapter is gone afterwards). Not on a deep copy: a copy of
+    a model whose connector hooks into the LLM (gated cross-attention) would keep calling the original's hooks.
+
+    Example:
+        >>> # save_adapter_verified(model, out / "adapter"); save_vlm_folder(model, processor, out / "model")
+    """
     from clinforge.models.vlm import save_vlm
     from clinforge.train.export import is_peft
 
-    full = copy.deepcopy(model).merge_and_unload() if is_peft(model) else model
+    full = model.merge_and_unload() if is_peft(model) else model
     for cfg in (full.config, getattr(full.config, "text_config", None)):
         if cfg is not None:
             cfg.use_cache = True  # training turned the cache off; generation wants it
-    save_vlm(full, processor, out, overwrite=True)  # atomic, verified by reload-and-compare
-    if full is model:
-        for cfg in (model.config, getattr(model.config, "text_config", None)):
-            if cfg is not None:
-                cfg.use_cache = False
+    save_vlm(full, processor, out, overwrite=True)
     return out
 
 
