@@ -104,8 +104,9 @@ def _tensor_type(name: str, array: Any, outtype: str):
 
     if array.ndim <= 1 or name.endswith("_norm.weight"):
         return Q.F32
-    # the output projection (the embedding too, when tied) writes the logits directly: its rounding error moves
-    # every score, so it stays float16 (llama.cpp's quantizer likewise keeps the output layer at higher precision)
+    # the output projection (the embedding too, when tied) writes the logits directly, so it stays float16, as
+    # llama.cpp's quantizer keeps the output layer at higher precision (on SmolLM2's check positions top-1 agreement
+    # was 96.9% with or without this; it costs 26 MB there)
     if outtype == "q8_0" and array.shape[-1] % 32 == 0 and name not in ("output.weight", "token_embd.weight"):
         return Q.Q8_0
     return Q.F16
