@@ -37,6 +37,7 @@ def tiny_folders(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 def test_models_tiny_and_check_as_a_user_runs_them(tmp_path):
     folder = tmp_path / "clip-mlp"
     res = _cli(*_tiny_args("clip", "mlp", folder))

@@ -96,6 +96,7 @@ def test_every_family_trains_a_step(saved):
         assert r["grad_norm"] > 0, f"{name}: no gradient reached the trained component"
 
 
+@pytest.mark.slow
 def test_every_family_reloads_in_a_fresh_process_with_identical_logits(saved, tmp_path):
     # one fresh interpreter for all folders: own-class folders need only `import clinforge.models.vlm` (which
     # registers the class) and then plain transformers Auto calls
@@ -123,6 +124,7 @@ def test_every_family_reloads_in_a_fresh_process_with_identical_logits(saved, tm
         assert cls == ("LlavaForConditionalGeneration" if name in LLAVA else "ClinforgeVlmForConditionalGeneration")
 
 
+@pytest.mark.slow
 def test_llava_folders_load_with_plain_transformers_and_auto_processor(saved, vqa_image):
     # no clinforge import at all: AutoProcessor must expand <image> to the same ids, the model give the same logits
     script = textwrap.dedent("""
