@@ -37,6 +37,7 @@ def tiny_folders(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 def test_models_tiny_and_check_as_a_user_runs_them(tmp_path):
     folder = tmp_path / "clip-mlp"
     res = _cli(*_tiny_args("clip", "mlp", folder))
@@ -84,8 +85,11 @@ def test_models_check_on_a_folder_without_config(tmp_path, capsys):
 
 def _recipe(tmp_path: Path, model_yaml: str) -> Path:
     p = tmp_path / "r.yaml"
+    data = tmp_path / "x.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                             {"role": "assistant", "content": "a"}]}) + "\n")
     p.write_text(f"model:\n{model_yaml}\nstages:\n  - name: a\n    type: sft\n"
-                 "    data: {sources: [{reader: jsonl, path: x.jsonl}]}\n")
+                 f"    data: {{sources: [{{reader: jsonl, path: '{data}'}}]}}\n")
     return p
 
 
@@ -97,15 +101,20 @@ def test_recipe_accepts_the_multimodal_mapping(tmp_path):
     assert recipe.is_multimodal
     assert recipe.model == {"vision": {"tiny": "siglip"}, "connector": {"type": "qformer", "queries": 4},
                             "llm": {"tiny": "llama"}}
+    with pytest.raises(ConfigError, match="model"):  # neither a string nor a mapping
+        load_recipe(_recipe(tmp_path, "  - a\n  - b"))
     plain, _ = load_recipe(_recipe(tmp_path, "  tiny:llama"))
     assert plain.model == "tiny:llama" and not plain.is_multimodal
 
 
 def test_recipe_errors_name_the_file_line_and_key(tmp_path):
+    # names inside the mapping are checked by check_recipe, before any stage trains, with the line of the key
+    from clinforge.train.pipeline import check_recipe
     from clinforge.train.recipe import load_recipe
 
     path = _recipe(tmp_path, "  vision: {tiny: siglip}\n  connector: {type: mpl}\n  llm: {tiny: llama}")
+    recipe, lines = load_recipe(path)
     with pytest.raises(ConfigError) as err:
-        load_recipe(path)
-    assert err.value.file == str(path) and err.value.line == 1
+        check_recipe(recipe, recipe_file=str(path), lines=lines)
+    assert err.value.file == str(path) and err.value.line == 3
     assert "model.connector.type: unknown connector 'mpl'; valid: avgpool" in str(err.value)

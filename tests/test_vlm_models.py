@@ -96,6 +96,7 @@ def test_every_family_trains_a_step(saved):
         assert r["grad_norm"] > 0, f"{name}: no gradient reached the trained component"
 
 
+@pytest.mark.slow
 def test_every_family_reloads_in_a_fresh_process_with_identical_logits(saved, tmp_path):
     # one fresh interpreter for all folders: own-class folders need only `import clinforge.models.vlm` (which
     # registers the class) and then plain transformers Auto calls
@@ -123,6 +124,7 @@ def test_every_family_reloads_in_a_fresh_process_with_identical_logits(saved, tm
         assert cls == ("LlavaForConditionalGeneration" if name in LLAVA else "ClinforgeVlmForConditionalGeneration")
 
 
+@pytest.mark.slow
 def test_llava_folders_load_with_plain_transformers_and_auto_processor(saved, vqa_image):
     # no clinforge import at all: AutoProcessor must expand <image> to the same ids, the model give the same logits
     script = textwrap.dedent("""
@@ -360,3 +362,23 @@ def test_a_llava_folder_saved_without_clinforge_loads_with_its_placeholder_rule(
     (folder / "processor_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="puts 15 <image> tokens per image but the model produces 16"):
         load_vlm(folder)
+
+
+def test_a_full_clip_checkpoint_gives_its_vision_tower(tmp_path):
+    # vision: PATH may be a whole CLIP model (text + vision); only its vision tower is used, weights exact
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    torch.manual_seed(2)
+    full = CLIPModel(CLIPConfig(
+        text_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+                     "vocab_size": 100},
+        vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+                       "image_size": 32, "patch_size": 8}, projection_dim=16))
+    full.save_pretrained(tmp_path / "clip")
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "clip")
+    model, proc = build_vlm({"vision": str(tmp_path / "clip"), "connector": {"type": "mlp"}, "llm": {"tiny": "llama"}})
+    tower = vlm_components(model)["vision"]
+    ref = full.vision_model.state_dict()
+    assert ref and all(torch.equal(tower.state_dict()[k], v) for k, v in ref.items())
+    assert proc.num_image_tokens == 16

@@ -225,19 +225,6 @@ class Recipe(StrictModel):
                          "not for clinical decision making.")
     stages: list[StageSpec]
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _multimodal_model(cls, value: Any) -> Any:
-        # a mapping composes a multimodal model (vision, connector, llm); its schema lives in models/vlm
-        if isinstance(value, dict):
-            from clinforge.models.vlm.vlm_build import parse_vlm_spec
-
-            try:
-                return parse_vlm_spec(value)
-            except ConfigError as exc:
-                raise ValueError(f"{exc.key}: {exc.message}" if exc.key else exc.message) from None
-        return value
-
     @property
     def is_multimodal(self) -> bool:
         """Whether ``model`` is a ``{vision, connector, llm}`` mapping (``clinforge.models.vlm.build_vlm``)."""

@@ -287,8 +287,11 @@ def build_vision_encoder(spec: Any, *, image_size: int | None = None) -> tuple[A
         model = AutoModel.from_pretrained(path)
     except OSError as exc:
         raise ConfigError(f"{path}: vision encoder does not load: {exc}", key="model.vision") from exc
-    model = getattr(model, "vision_model", None) if hasattr(model, "vision_model") and hasattr(model, "text_model") \
-        else model
+    if hasattr(model, "vision_model") and hasattr(model, "text_model"):
+        # a full CLIP/SigLIP checkpoint: keep its vision tower, as the vision-only class (same weight names as LLaVA)
+        tower = vision_model_from_config(cfg)
+        tower.load_state_dict(model.vision_model.state_dict())
+        model = tower
     if spec.get("slice_encoder") or meta.get("family") == "slices":
         meta["slice_family"] = family_of_config(cfg)
         return cfg, _slices_meta(meta, cfg), model

@@ -349,10 +349,9 @@ def build_tiny_vlm(vision: str | None, connector: str | dict = "mlp", out_dir: s
     """Build a random tiny ``vision`` + ``connector`` + ``llm`` model and save it (verified) to ``out_dir``.
 
     Example:
-        >>> import tempfile
+        >>> import json, tempfile
         >>> d = build_tiny_vlm("siglip", "avgpool", tempfile.mkdtemp() + "/m")
-        >>> load_vlm_type = __import__("json").loads((d / "config.json").read_text())["model_type"]
-        >>> load_vlm_type
+        >>> json.loads((d / "config.json").read_text())["model_type"]
         'clinforge_vlm'
     """
     from clinforge.core.errors import OutputExistsError
