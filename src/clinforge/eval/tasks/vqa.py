@@ -33,11 +33,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clinforge.data.records import Record
+from clinforge.eval.eval_runner import DEFINITIONS
 from clinforge.eval.metrics.vqa_scoring import closed_vocabulary, llava_med_legacy, score_closed, score_open
 from clinforge.eval.tasks.base import TASKS, Task
 from clinforge.models.backends.base import GenerationRequest
 
 VQA_PROMPT = "{question}\nAnswer with a single word or phrase."
+VQA_DEFINITIONS = {
+    "scoring": "VQA: clinforge (closed-vocabulary exact match, open exact/token F1/recall) or llava-med-legacy "
+               "(LLaVA-Med run_eval.py, labelled; not comparable)",
+    "n_closed": "VQA: closed questions (answer_type CLOSED)", "n_open": "VQA: open questions",
+    "closed_acc": "VQA: share of closed questions whose output parses to the gold answer over the closed answer "
+                  "vocabulary (normalised exact match; unparsable = wrong)",
+    "closed_unparsed": "VQA: closed outputs matching no closed-vocabulary entry (scored wrong, counted)",
+    "open_exact": "VQA: share of open questions whose normalised output equals the normalised gold answer",
+    "open_f1": "VQA: mean token F1 of open answers (normalised word tokens, multiset overlap, SQuAD's definition)",
+    "open_recall": "VQA: mean token recall of open answers (gold tokens found in the output); rewards long outputs, "
+                   "read with open_pred_len",
+    "open_pred_len": "VQA: mean normalised tokens of the open outputs", "open_gold_len": "VQA: same of the gold",
+    "by_question_type": "VQA: the figures per question_type label (a multi-label type counts under each label)",
+    "by_organ": "VQA: the figures per image_organ",
+    "legacy_closed_acc": "llava-med-legacy: hits / closed questions kept (a wrong answer containing 'yes' or 'no' "
+                         "is dropped from the denominator; 'no' inside 'normal'/'unknown' is a hit)",
+    "legacy_closed_n": "llava-med-legacy: closed questions kept in its denominator",
+    "legacy_closed_dropped": "llava-med-legacy: closed questions its script leaves out (wrong yes/no answers)",
+    "legacy_open_recall": "llava-med-legacy: LLaVA-Med's open 'recall' (its calculate_f1score recall)",
+    "legacy_open_f1": "llava-med-legacy: its calculate_f1score F1",
+    "legacy_open_exact": "llava-med-legacy: its calculate_exactmatch (gold word types present / predicted words)",
+}
+DEFINITIONS.update(VQA_DEFINITIONS)  # written into summary.json["definitions"] beside the other tasks' keys
 
 
 @dataclass
