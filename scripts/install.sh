@@ -8,6 +8,8 @@
 #                                          no CUDA packages (right for an ordinary machine without a GPU)
 #   CLINFORGE_TORCH_INDEX=cu126 (etc.)     that PyTorch CUDA index, https://download.pytorch.org/whl/cu126
 #   CLINFORGE_TORCH_INDEX=https://...      any other index URL
+# Which optional parts: CLINFORGE_EXTRAS (default "all", what the tests need; scripts/demo.sh asks for the parts
+# the main job uses, so it never compiles llama.cpp).
 # pip prints what it collects and downloads (no -q): the first install takes minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,10 +27,11 @@ echo "== [1/3] pip itself"
 "${PIP[@]}" install --upgrade pip
 echo "== [2/3] torch 2.13.0 from ${torch_args[1]:-the configured index}"
 "${PIP[@]}" install ${torch_args[@]+"${torch_args[@]}"} -c constraints.txt torch
-echo "== [3/3] clinforge with every optional part (.[all])"
+extras="${CLINFORGE_EXTRAS:-all}"
+echo "== [3/3] clinforge with the optional parts [$extras]"
 # llama-cpp-python (extra "edge") has no Linux wheel on PyPI: pip builds llama.cpp from source once (~10 minutes
 # on 2 cores, a C++ compiler needed) and keeps the wheel in its cache, so later installs reuse it. The vision
 # (llava/mtmd) part is not needed by the text backend: skipping it shortens the build.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
-"${PIP[@]}" install -c constraints.txt -e ".[all]"
+"${PIP[@]}" install -c constraints.txt -e ".[$extras]"
 echo "== installed: $(python3 -c 'import clinforge, torch; print("clinforge", clinforge.__version__, "| torch", torch.__version__, "| CUDA", torch.version.cuda or "none")')"

@@ -70,7 +70,7 @@ def _physionet_folder(folder: Path, n: int) -> Path:
     for r in _records(n):
         texts.append(f"START_OF_RECORD={r.patient_id}||||{r.meta['note']}||||\n{r.text}\n||||END_OF_RECORD\n")
         for g in r.meta["phi"]:
-            lines.append(f"{r.patient_id} {r.meta['note']} {g['start'] + 1} {g['end'] + 1} {g['type']} {g['phrase']}")
+            lines.append(f"{r.patient_id} {r.meta['note']} {g['start']} {g['end']} {g['type']} {g['phrase']}")
     (folder / "id.text").write_text("".join(texts))
     (folder / "id-phi.phrase").write_text("\n".join(lines) + "\n")
     return folder

@@ -198,25 +198,33 @@ def _unshare_works() -> bool:
 
 
 NAMESPACE_SCRIPT = r"""
-import socket, sys, errno
-sys.path.insert(0, sys.argv[1])  # tests/ (the judge server)
-from _judge_server import JudgeServer
-from clinforge.core.no_egress import enable_no_egress, self_test, egress_attempts, disable_no_egress, EgressBlocked
+import errno, re, signal, socket, subprocess, sys
+from clinforge.core.no_egress import EgressBlocked, egress_attempts, enable_no_egress, self_test
 from clinforge.models.backends import load_backend
 
+model = sys.argv[1]
 # the kernel itself has no route out of this namespace: an unguarded connect fails with ENETUNREACH
 s = socket.socket(); s.settimeout(2)
 try:
-    s.connect(("192.0.2.1", 80)); print("KERNEL reached the outside")
+    s.connect(("192.0.2.1", 80)); print("KERNEL reached-the-outside")
 except OSError as exc:
     print("KERNEL", errno.errorcode.get(exc.errno, exc.errno))
 s.close()
-enable_no_egress()
-print("SELFTEST", self_test()["checks"])
-with JudgeServer() as server:
-    backend = load_backend(server.spec("judge"))
-    prompt = "[The assistant's answer]\ngood good\n\nGive a short verdict."
-    print("ROUNDTRIP", backend.chat([{"role": "user", "content": prompt}], max_new_tokens=32))
+server = subprocess.Popen([sys.executable, "-m", "clinforge", "serve", "--model", f"hf:{model}", "--port", "0",
+                           "--no-egress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+try:
+    line = server.stdout.readline()
+    url = re.search(r"listening on (http://127\.0\.0\.1:\d+/v1)", line).group(1)
+    enable_no_egress()
+    print("SELFTEST", self_test()["checks"])
+    name = load_backend(f"openai:{url}#x")._client.get("/models").json()["data"][0]["id"]
+    backend = load_backend(f"openai:{url}#{name}")
+    answer = backend.chat([{"role": "user", "content": "chest pain?"}], max_new_tokens=8)
+    print("ROUNDTRIP", isinstance(answer, str))
+finally:
+    server.send_signal(signal.SIGTERM)
+    out, err = server.communicate(timeout=60)
+print("SERVER", "no-egress on, self-test passed" in err, server.returncode)
 try:
     socket.create_connection(("192.0.2.1", 80), timeout=1)
 except EgressBlocked as exc:
@@ -225,17 +233,21 @@ print("ATTEMPTS", egress_attempts())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _unshare_works(), reason="needs root and a working `unshare -n` (network namespaces)")
-def test_loopback_round_trip_inside_a_network_namespace(tmp_path):
+def test_server_round_trip_inside_a_network_namespace(tmp_path, tiny_llama):
+    """clinforge serve --no-egress and a client, both inside a network namespace with loopback only."""
     script = tmp_path / "inside.py"
     script.write_text(NAMESPACE_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "CLINFORGE_NO_PROGRESS": "1"}
     proc = subprocess.run(["unshare", "-n", "sh", "-c", f'ip link set lo up && exec "{sys.executable}" "{script}" '
-                           f'"{ROOT / "tests"}"'], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+                           f'"{tiny_llama}"'], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
     assert lines["KERNEL"] in ("ENETUNREACH", "EHOSTUNREACH"), proc.stdout
     assert lines["SELFTEST"] == "{'dns': 'refused', 'connect': 'refused', 'loopback': 'allowed'}"
-    assert lines["ROUNDTRIP"] == '{"explanation": "rule-based", "score": 3}'  # computed by the server, sent back
+    assert lines["ROUNDTRIP"] == "True"
+    assert lines["SERVER"] == "True 0", proc.stdout  # the server ran its self-test and drained cleanly on SIGTERM
     assert lines["GUARD"] == "192.0.2.1"
     assert lines["ATTEMPTS"] == "['192.0.2.1:80']"

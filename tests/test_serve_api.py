@@ -282,3 +282,26 @@ def test_several_models_from_one_config(live_server, tmp_path):
     for n in ("a", "b"):
         out = client.completions.create(model=n, prompt="x", max_tokens=50)
         assert out.choices[0].text == f"answer {n}"
+
+
+def test_vision_model_answers_image_requests_streamed_and_not(live_server, tmp_path_factory, data_root):
+    import base64
+
+    from _tinyllava import build_tiny_llava
+    from clinforge.serve.serve_app import load_models
+    from conftest import build_once
+
+    folder = build_once(tmp_path_factory, "tiny-llava-clip", build_tiny_llava)
+    image = sorted((data_root / "vqa-rad" / "images").glob("*.jpg"))[0]
+    uri = "data:image/jpeg;base64," + base64.b64encode(image.read_bytes()).decode()
+    app = create_app(serve_settings([{"name": "vlm", "spec": f"hf:{folder}", "backend_options": {"device": "cpu"}}]),
+                     keys=KeyStore([]), load_in_background=False)
+    load_models(app.state.serve)
+    server = live_server(app)
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Is there a mass?"},
+                                             {"type": "image_url", "image_url": {"url": uri}}]}]
+    client = _client(server.url)
+    whole = client.chat.completions.create(model="vlm", messages=messages, max_tokens=6)
+    chunks = list(client.chat.completions.create(model="vlm", messages=messages, max_tokens=6, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+    assert whole.usage.prompt_tokens > 0

@@ -136,3 +136,22 @@ def test_flags_override_the_config_file(tmp_path, flag):
     else:
         cfg = config_from_flags(path, guards="phi", port=9001)
         assert cfg.models[0].guards == ["phi"] and cfg.port == 9001
+
+
+def test_no_egress_server_makes_no_outbound_attempt_for_full_requests(tiny_llama, tmp_path):
+    proc, url = _start(["serve", "--model", f"hf:{tiny_llama}", "--served-name", "tiny", "--port", "0",
+                        "--no-egress", "--guards", "phi,crisis", "--audit-log", str(tmp_path / "audit.jsonl")])
+    try:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "Call Dr. Graves on 617-555-0134."}],
+                "max_tokens": 8}
+        assert httpx.post(url + "/v1/chat/completions", json=body, timeout=60).status_code == 200
+        with httpx.stream("POST", url + "/v1/chat/completions", json={**body, "stream": True}, timeout=60) as resp:
+            assert sse_events(resp.iter_lines())[-1] == "[DONE]"
+        metrics = {line.split()[0]: float(line.split()[1]) for line in
+                   httpx.get(url + "/metrics", timeout=30).text.splitlines() if line and not line.startswith("#")}
+        assert metrics["clinforge_no_egress"] == 1.0
+        assert metrics["clinforge_egress_blocked"] == 0.0  # nothing tried to leave the machine
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert "self-test passed" in proc.stderr.read()

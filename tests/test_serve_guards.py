@@ -94,6 +94,7 @@ def test_crisis_guard_answers_before_the_model(start):
 
 
 def test_cove_runs_for_whole_answers_and_refuses_streams(start):
+    pytest.importorskip("clinforge.assist.cove", reason="Chain-of-Verification (assist/cove.py) is not merged yet")
     server = start("Metformin is first-line for type 2 diabetes.", cove={"variant": "factored", "max_questions": 2})
     out = _chat(server.url, "What is first-line for type 2 diabetes?")
     assert out.choices[0].message.content
@@ -129,3 +130,5 @@ def test_rag_grounds_answers_and_embeddings_use_the_kb(start, small_kb):
     emb = openai.OpenAI(base_url=server.url + "/v1", api_key="none").embeddings.create(model="m",
                                                                                       input=["asthma", "sepsis"])
     assert len(emb.data) == 2 and len(emb.data[0].embedding) == 384
+    raw = httpx.post(server.url + "/v1/embeddings", json={"model": "m", "input": "asthma"}, timeout=60).json()
+    assert raw["data"][0]["embedding"] == pytest.approx(emb.data[0].embedding, abs=1e-6)

@@ -168,10 +168,13 @@ def test_placeholder_counts(saved):
     assert counts["mlp-slices"] == 16 and counts["perceiver-vit3d"] == 4
 
 
-def test_gated_xattn_equals_the_bare_llm_at_init(vqa_image):
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "qwen2"])
+def test_gated_xattn_equals_the_bare_llm_at_init(vqa_image, arch):
     from transformers import AutoModelForCausalLM
 
-    model, proc = build_vlm(_spec("gated_xattn-clip"), seed=3)
+    spec = _spec("gated_xattn-clip")
+    spec["llm"]["tiny"] = arch
+    model, proc = build_vlm(spec, seed=3)
     batch = proc(text=["Findings: <image> effusion?", "<image> a <image> b"],
                  images=[str(vqa_image), str(vqa_image), str(vqa_image)])
     bare = AutoModelForCausalLM.from_config(model.config.text_config).eval()
@@ -276,3 +279,84 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"clinforge.models.vlm.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, module
+
+
+def test_pretrained_encoder_and_llm_folders_are_copied_exactly(tmp_path, tiny_llama, vqa_image):
+    # real folders (not {tiny: ...}): the composed model must hold their weights bit for bit
+    from transformers import AutoModelForCausalLM, CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(7)
+    enc = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                           intermediate_size=64, image_size=32, patch_size=8))
+    enc.save_pretrained(tmp_path / "clip")
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "clip")
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    for conn, cls in (({"type": "mlp"}, "LlavaForConditionalGeneration"),
+                      ({"type": "perceiver", "queries": 4}, "ClinforgeVlmForConditionalGeneration")):
+        model, proc = build_vlm({"vision": str(tmp_path / "clip"), "connector": conn, "llm": str(tiny_llama)})
+        assert type(model).__name__ == cls
+        comps = vlm_components(model)
+        tower = comps["vision"] if cls.startswith("Llava") else comps["vision"].model
+        for k, v in enc.state_dict().items():
+            assert torch.equal(tower.state_dict()[k], v), k
+        emb = model.get_input_embeddings().weight
+        old = lm.get_input_embeddings().weight
+        assert emb.shape[0] == old.shape[0] + 1  # <image> added to the vocabulary
+        assert torch.equal(emb[: old.shape[0]], old)
+        # text without images: the composed model is exactly the pretrained LLM
+        ids = proc.tokenizer("Blood pressure 120/80, no chest pain.", return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            assert torch.equal(model(input_ids=ids).logits[..., : old.shape[0]], lm(input_ids=ids).logits)
+        out = save_vlm(model, proc, tmp_path / f"saved-{conn['type']}")
+        assert load_vlm(out)[1].num_image_tokens == proc.num_image_tokens
+
+
+def test_connector_from_a_saved_model_and_size_mismatch_explained(saved):
+    src = saved["perceiver-siglip"]
+    model, _ = build_vlm({**_spec("perceiver-siglip"), "connector": {**FAMILIES["perceiver-siglip"][1],
+                                                                     "from": str(src["folder"])}}, seed=5)
+    for k, v in vlm_components(src["model"])["connector"].state_dict().items():
+        assert torch.equal(vlm_components(model)["connector"].state_dict()[k], v), k
+    wider = _spec("perceiver-siglip")
+    wider["llm"]["hidden_size"] = 48
+    wider["connector"] = {**FAMILIES["perceiver-siglip"][1], "from": str(src["folder"])}
+    with pytest.raises(ConfigError, match=r"maps encoder width 32 -> LLM width 32, this model needs 32 -> 48"):
+        build_vlm(wider)
+    with pytest.raises(ConfigError, match=r"heads=5 does not divide the LLM's hidden size 32; heads that fit"):
+        build_vlm({**_spec("gated_xattn-clip"), "connector": {"type": "gated_xattn", "heads": 5}})
+
+
+def test_the_gemma3_trap_is_refused(saved, tmp_path):
+    # a Gemma3-style config around a Llama text model: plain transformers builds Gemma3 and re-initialises the
+    # weights it cannot place, with only a warning; clinforge refuses the folder
+    import shutil
+
+    from transformers import AutoModelForImageTextToText
+
+    folder = tmp_path / "gemma3-style"
+    shutil.copytree(saved["mlp-siglip-llava"]["folder"], folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(model_type="gemma3", architectures=["Gemma3ForConditionalGeneration"], mm_tokens_per_image=16)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    trapped, info = AutoModelForImageTextToText.from_pretrained(folder, output_loading_info=True)
+    assert type(trapped).__name__ == "Gemma3ForConditionalGeneration" and info["missing_keys"]
+    with pytest.raises(ClinforgeError, match="weights are missing and would be random"):
+        load_vlm(folder)
+
+
+def test_a_llava_folder_saved_without_clinforge_loads_with_its_placeholder_rule(tmp_path, vqa_image):
+    # written by plain transformers (LlavaProcessor nests the image processor in processor_config.json)
+    from _tinyllava import build_tiny_llava
+
+    folder = build_tiny_llava(tmp_path / "llava")
+    model, proc = load_vlm(folder)
+    assert proc.num_image_tokens == 16 and proc.llava["vision_feature_select_strategy"] == "default"
+    batch = proc(text="<image> q", images=[str(vqa_image)])
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).logits).all()
+    cfg = json.loads((folder / "processor_config.json").read_text())
+    cfg["num_additional_image_tokens"] = 0  # now the processor would put 15 tokens for 16 features
+    (folder / "processor_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="puts 15 <image> tokens per image but the model produces 16"):
+        load_vlm(folder)

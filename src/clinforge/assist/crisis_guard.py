@@ -213,7 +213,7 @@ class JsonlQueueSink:
     reader tailing the file sees whole lines and a crash loses at most the event being written).
 
     Example:
-        >>> import tempfile; p = Path(tempfile.mkdtemp()) / "q.jsonl"
+        >>> p = tmp_dir / "q.jsonl"   # tmp_dir: a temporary folder
         >>> JsonlQueueSink(p).send({"level": 2}); p.read_text()
         '{"level": 2}\\n'
     """
@@ -352,7 +352,7 @@ class CrisisGuard:
         """Send an escalation event for ``decision`` through the configured sink; returns the event sent.
 
         Example:
-            >>> import tempfile; q = Path(tempfile.mkdtemp()) / "q.jsonl"
+            >>> q = tmp_dir / "escalations.jsonl"   # tmp_dir: a temporary folder
             >>> g = CrisisGuard(sink=JsonlQueueSink(q)); e = g.escalate(g.assess("I tried to kill myself."), "req-1")
             >>> e["level"], e["rule"], "kill" in q.read_text()
             (6, 'attempt', False)

@@ -157,9 +157,9 @@ def _defuse(text: str) -> str:
 
 def ground_messages(messages: Sequence[dict[str, Any]], kb: Any, *, k: int = 5, token_budget: int = 1500,
                     count_tokens: Callable[[str], int] | None = None, filters: dict[str, Any] | None = None,
-                    drop_flagged: bool = False) -> GroundedPrompt:
-    """Retrieve ``k`` passages for the last user message and put them, numbered and delimited, into the system
-    message (see the module doc). The input list is not modified.
+                    drop_flagged: bool = False, query: str | None = None) -> GroundedPrompt:
+    """Retrieve ``k`` passages for the last user message (or ``query`` when given) and put them, numbered and
+    delimited, into the system message (see the module doc). The input list is not modified.
 
     Example:
         >>> class Empty:
@@ -172,7 +172,7 @@ def ground_messages(messages: Sequence[dict[str, Any]], kb: Any, *, k: int = 5, 
     if k < 1 or token_budget < 1:
         raise ConfigError("k and token_budget must be >= 1", key="rag")
     count = count_tokens or estimate_tokens
-    query = last_user_text(messages)
+    query = query if query is not None else last_user_text(messages)
     hits = list(kb.search(query, k=k, filters=filters))
     version = getattr(kb, "version", None)
     tag = hashlib.sha256("\x00".join(h.text for h in hits).encode("utf-8")).hexdigest()[:12]

@@ -98,7 +98,7 @@ class PhiOutputGuard:
     """
 
     def __init__(self, deidentifier: Deidentifier | None = None, *, holdback_chars: int = 64, mode: str = "mask",
-                 context_chars: int = 160, step_chars: int = 32):
+                 context_chars: int = 480, step_chars: int = 32):
         if holdback_chars < 1 or context_chars < 0 or step_chars < 1:
             raise ConfigError("holdback_chars and step_chars must be >= 1 and context_chars >= 0",
                               key="holdback_chars")

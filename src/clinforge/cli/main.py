@@ -26,6 +26,7 @@ GROUPS = [
     ("judge", "judge", "AI judges: single, pairwise, rubric, jury; human-evaluation exchange."),
     ("review", "review", "Clinician review web app: blinded rating studies, agreement, exports."),
     ("kb", "kb", "Knowledge bases: build, update, verify, search, eval, publish (BM25, dense, hybrid)."),
+    ("export_model", "export", "Export models for edge deployment: gguf (llama.cpp), verified by reloading."),
 ]
 COMMANDS = [
     ("train", "train", "Train a model from a recipe: cpt, ift, sft, rm, rl, rlaif, dpo stages."),

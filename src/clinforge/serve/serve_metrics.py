@@ -34,11 +34,19 @@ class ServeMetrics:
         self.guard_events = Counter("clinforge_guard_events", "Guard decisions that changed a response",
                                     ["guard", "action"], registry=r)
         self.draining = Gauge("clinforge_draining", "1 while the server drains after SIGTERM", registry=r)
+        self.no_egress = Gauge("clinforge_no_egress", "1 when no-egress mode guards this process", registry=r)
+        self.egress_blocked = Gauge("clinforge_egress_blocked", "Outbound connections or DNS look-ups refused since "
+                                    "start (no-egress mode)", registry=r)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""
         from prometheus_client import generate_latest
 
+        from clinforge.core.no_egress import egress_attempts, no_egress_enabled
+
+        # read at scrape time: the guard lives in core and counts for the whole process
+        self.no_egress.set(1 if no_egress_enabled() else 0)
+        self.egress_blocked.set(len(egress_attempts()))
         return generate_latest(self.registry)
 
 

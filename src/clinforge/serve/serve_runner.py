@@ -119,6 +119,9 @@ def run_server(settings: ServeSettings, *, log_level: str = "warning") -> int:
     """Serve until stopped; returns the exit status (0 after a clean drain, see the module docstring)."""
     keys = KeyStore.from_env(settings.api_key_env)
     check_exposure(settings.host, keys, settings.api_key_env)
+    if not is_loopback(settings.host):
+        print(f"clinforge serve: warning: listening on {settings.host}, reachable from other machines; put it behind "
+              "HTTPS (a reverse proxy): keys and answers travel in clear otherwise", file=sys.stderr, flush=True)
     if settings.no_egress:
         from clinforge.core.no_egress import start_no_egress
 

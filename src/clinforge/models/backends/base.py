@@ -114,8 +114,8 @@ def cut_stream_at_stop(deltas: Iterator[str], stop: list[str]) -> Iterator[str]:
     iterator closes ``deltas`` (so a backend stops generating).
 
     Example:
-        >>> list(cut_stream_at_stop(iter(["Answer: B", "\nQue", "stion: next"]), ["\nQuestion:"]))
-        ['Answer: B']
+        >>> "".join(cut_stream_at_stop(iter(["Answer: B", "\\nQue", "stion: next"]), ["\\nQuestion:"]))
+        'Answer: B'
     """
     stops = [s for s in stop if s]
     if not stops:
@@ -157,7 +157,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
         >>> parse_spec("opnai:http://127.0.0.1:8000/v1#medllm")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        clinforge.core.errors.ConfigError: model SPEC 'opnai:...': unknown scheme 'opnai'; valid: hf, llamacpp, openai, vllm ...
+        clinforge.core.errors.ConfigError: model SPEC 'opnai:...': unknown scheme 'opnai'; valid: hf, llamacpp, openai, ...vllm ...
     """
     import os
     import re

@@ -210,6 +210,10 @@ class LlamaCppBackend(Backend):
         the model's BOS when its tokenizer adds one (as transformers' ``encode`` does)."""
         return self._tokenize(self.render_prompt(request), add_special=request.messages is None)
 
+    def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """Exact tokens of the rendered prompt (what ``stream`` feeds llama.cpp): the server's length check."""
+        return len(self.prompt_tokens(request))
+
     # ---------------------------------------------------------------- generation
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """Yield the generated text as deltas; closing the iterator stops generation at the next token.

@@ -164,10 +164,11 @@ class OpenAIBackend(Backend):
     def _generate_one(self, r: GenerationRequest) -> str:
         path, payload = self._payload(r)
         data = self._post(path, payload)
+        chat = path == "/chat/completions"  # a prompt with images went as a chat message
         try:
-            text = data["choices"][0]["message"]["content"] if r.messages is not None else data["choices"][0]["text"]
+            text = data["choices"][0]["message"]["content"] if chat else data["choices"][0]["text"]
         except (KeyError, IndexError, TypeError) as exc:
-            what = "choices[0].message.content" if r.messages is not None else "choices[0].text"
+            what = "choices[0].message.content" if chat else "choices[0].text"
             raise BackendHTTPError(f"{self.base_url}{path}: no {what}") from exc
         text = text or ""
         # servers differ on whether the stop string is kept; cut it the same way for all
@@ -202,7 +203,7 @@ class OpenAIBackend(Backend):
                     data = line[5:].strip()
                     if data == "[DONE]":
                         return
-                    text = _event_text(data, chat=r.messages is not None, where=f"{self.base_url}{path}")
+                    text = _event_text(data, chat=path == "/chat/completions", where=f"{self.base_url}{path}")
                     if text:
                         yield text
         except httpx.ConnectError as exc:

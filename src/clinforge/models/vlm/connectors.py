@@ -65,11 +65,13 @@ def mlp(d_in: int, d_out: int, depth: int, act: str, bias: bool = True) -> nn.Se
     return nn.Sequential(*layers)
 
 
-def _heads(dim: int, wanted: int | None) -> int:
+def _heads(dim: int, wanted: int | None, what: str = "the encoder's hidden size") -> int:
     h = int(wanted or 4)
     if dim % h:
         if wanted:
-            raise ConfigError(f"heads={h} does not divide the width {dim}", key="model.connector.heads")
+            fits = [d for d in range(1, min(dim, 64) + 1) if dim % d == 0]
+            raise ConfigError(f"heads={h} does not divide {what} {dim}; heads that fit: {fits}",
+                              key="model.connector.heads")
         h = math.gcd(dim, h)
     return h
 

@@ -69,10 +69,9 @@ class GatedXattnConnector(nn.Module):
         if self.every < 1:
             raise ConfigError(f"every must be >= 1, got {self.every}", key="model.connector.every")
         self.queries = int(conf.get("queries", 8))
-        self.resampler = PerceiverResampler(vision_hidden, queries=self.queries, layers=int(conf.get("layers", 1)),
-                                            heads=conf.get("heads"))
+        self.resampler = PerceiverResampler(vision_hidden, queries=self.queries, layers=int(conf.get("layers", 1)))
         self.text_hidden, self.vision_hidden = text_hidden, vision_hidden
-        self.heads = _heads(text_hidden, conf.get("heads"))
+        self.heads = _heads(text_hidden, conf.get("heads"), "the LLM's hidden size")
         self.ff_mult = int(conf.get("ff_mult", 4))
         self.blocks = nn.ModuleList()
         self.num_output_tokens = self.queries

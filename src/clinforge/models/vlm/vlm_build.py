@@ -147,8 +147,10 @@ def build_vlm(spec: dict, *, seed: int = 0, where: str | None = None, check_devi
     from clinforge.models.vlm.llava_format import build_llava, llava_exact
 
     spec = parse_vlm_spec(spec, where)
-    conn = spec["connector"]
+    conn = dict(spec["connector"])
+    init_from = conn.pop("from", None)  # a saved model whose trained connector this one starts from
     image_token = str(spec.get("image_token", IMAGE_TOKEN))
+    torch.manual_seed(seed)  # also fixes the embedding rows that resizing adds for <image>
     tcfg, tok, lm = _load_llm(spec["llm"], image_token)
     token_id = add_image_token(tok, image_token)
     if conn["type"] == "prompt_augment":
@@ -186,11 +188,40 @@ def build_vlm(spec: dict, *, seed: int = 0, where: str | None = None, check_devi
                                                                       vpath),
                             num_image_tokens=model.config.num_image_tokens if placeholder == "tokens" else 1,
                             placeholder=placeholder, image_token=image_token, volume=volume)
+    if init_from is not None:
+        copy_connector(model, init_from)
     model.eval()
     check_placeholders(model, proc)
     if check_device:
         check_device_memory(model, trainable=0)  # the weights must fit; stages check again with what they train
     return model, proc
+
+
+def copy_connector(model: nn.Module, folder: str | os.PathLike) -> None:
+    """Load the trained connector of a saved model (``connector: {from: FOLDER}``, e.g. a projector aligned in an
+    earlier run) into ``model``; sizes that differ are explained in terms of encoder and LLM widths."""
+    from clinforge.models.vlm.llava_format import load_vlm
+
+    src_model, _ = load_vlm(os.path.expandvars(str(folder)))
+    src, dst = vlm_components(src_model)["connector"], vlm_components(model)["connector"]
+    if type(src) is not type(dst):
+        raise ConfigError(f"{folder} has a {type(src).__name__} connector, this model a {type(dst).__name__}",
+                          key="model.connector.from")
+    theirs, ours = src.state_dict(), dst.state_dict()
+    for k, v in ours.items():
+        if k not in theirs or theirs[k].shape != v.shape:
+            raise ConfigError(
+                f"{folder}: its connector maps encoder width {_width(src_model, 'vision')} -> LLM width "
+                f"{_width(src_model, 'llm')}, this model needs {_width(model, 'vision')} -> {_width(model, 'llm')} "
+                f"({k}: {tuple(theirs[k].shape) if k in theirs else 'missing'} vs {tuple(v.shape)}); a connector "
+                "only transfers between the same encoder and LLM sizes", key="model.connector.from")
+    dst.load_state_dict(theirs)
+
+
+def _width(model: nn.Module, part: str) -> int | str:
+    cfg = model.config
+    sub = cfg.text_config if part == "llm" else getattr(cfg, "vision_config", None)
+    return getattr(sub, "hidden_size", "?") if sub is not None else "?"
 
 
 def visual_token_count(model: nn.Module, processor: VlmProcessor) -> int:
