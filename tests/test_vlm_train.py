@@ -254,7 +254,34 @@ stages:
     type: vlm_sft
     data: {{sources: [{{reader: vqa_rad, path: "{data_root / 'vqa-rad'}"}}]}}
 """)
-    recipe, lines = load_recipe(p)
-    with pytest.raises(ConfigError, match=r"r\.yaml:2: model\.vision\.tiny: unknown vision encoder 'siglipp'; "
+    # the recipe validates the mapping as it loads, before torch or any model is touched
+    with pytest.raises(ConfigError, match=r"r\.yaml:\d+: .*model\.vision\.tiny: unknown vision encoder 'siglipp'; "
                                           r"valid: .*siglip"):
+        recipe, lines = load_recipe(p)
         check_recipe(recipe, recipe_file=str(p), lines=lines)
+
+
+def test_gated_xattn_lora_trains_the_hooked_blocks_and_saves(tmp_path_factory, tmp_path, data_root):
+    """The gated cross-attention blocks are hooked into the LLM's layers: with LoRA they train in place (a peft
+    modules_to_save copy would be bypassed by the hooks), get gradients, and are saved beside the adapter."""
+    from safetensors.torch import load_file
+
+    from clinforge.train.stages.vlm import OUTSIDE_PEFT_FILE, save_adapter_verified, save_vlm_folder
+
+    model, proc = load_vlm_for_training(str(tiny_vlm(tmp_path_factory, "gated-xattn")))
+    model = apply_vlm_method(model, MethodSpec(type="lora", r=4))
+    image = image_tokens_of(proc)
+    data = load_vlm_stage_data(_vqa(data_root, 2), image_token=image.token)
+    rows, _ = tokenize_vlm_chat(data.train, proc.tokenizer, image, 512)
+    ds = VlmDataset(rows, PixelCache(proc))
+    model(**VlmPaddingCollator(0)([ds[0], ds[1]])).loss.backward()
+    gates = {n: p for n, p in model.named_parameters() if n.endswith("attn_gate")}
+    assert gates and all(p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0 for p in gates.values())
+    with torch.no_grad():
+        for p in gates.values():
+            p.fill_(0.5)  # "trained": the blocks now change the LLM's output
+    save_adapter_verified(model, tmp_path / "adapter", proc)
+    assert any(k.endswith("attn_gate") for k in load_file(str(tmp_path / "adapter" / OUTSIDE_PEFT_FILE)))
+    save_vlm_folder(model, proc, tmp_path / "merged")  # save_vlm's reload-and-compare passes
+    reloaded, _ = load_vlm_for_training(str(tmp_path / "merged"))
+    assert all(float(p) == 0.5 for n, p in reloaded.named_parameters() if n.endswith("attn_gate"))

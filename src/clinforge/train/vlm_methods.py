@@ -187,7 +187,11 @@ def apply_vlm_method(model, method: MethodSpec, *, train_connector: bool = True,
     from peft import LoraConfig, get_peft_model
 
     targets = lora_targets(model, method, vision=vision_lora)
-    save = [_module_name(model, m) for comp in ("connector", "vision") if want[comp] for m in parts[comp]]
+    # a connector that hooks its blocks into the LLM's layers (gated cross-attention) must train in place: peft's
+    # modules_to_save would train a copy while the hooks keep calling the original, untrained blocks
+    hooked = [m for m in parts["connector"] if hasattr(m, "attach")] if want["connector"] else []
+    save = [_module_name(model, m) for comp in ("connector", "vision") if want[comp] for m in parts[comp]
+            if not any(m is h for h in hooked)]
     save += list(method.modules_to_save)
     if gradient_checkpointing:
         enable_checkpointing(model)
@@ -195,6 +199,9 @@ def apply_vlm_method(model, method: MethodSpec, *, train_connector: bool = True,
     cfg = LoraConfig(r=method.r, lora_alpha=method.alpha, lora_dropout=method.dropout, target_modules=targets,
                      modules_to_save=save or None)
     model = get_peft_model(model, cfg)
+    for mod in hooked:  # saved beside the adapter by clinforge.train.stages.vlm.save_adapter_verified
+        for p in mod.parameters():
+            p.requires_grad_(True)
     if method.freeze:
         freeze_by_pattern(model, method.freeze)
     return model

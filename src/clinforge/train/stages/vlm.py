@@ -216,22 +216,30 @@ class VlmStage(Stage):
         return result
 
 
+OUTSIDE_PEFT_FILE = "trained_outside_adapter.safetensors"
+
+
 def save_adapter_verified(model, out: Path, processor=None) -> Path:
-    """Save a peft model's adapter to ``out`` (atomically) and prove that the fully trained modules
-    (``modules_to_save``: the connector, an unfrozen encoder) are in it with the trained values: the saved file is
-    read back and compared tensor by tensor. Returns ``out``.
+    """Save a peft model's adapter to ``out`` (atomically) and prove that the fully trained modules are in it with
+    the trained values: ``modules_to_save`` (the connector, an unfrozen encoder) in the adapter file, and trained
+    parameters peft does not save (a gated cross-attention connector, trained in place) in
+    ``trained_outside_adapter.safetensors`` beside it. Both files are read back and compared tensor by tensor.
 
     Example:
         >>> # save_adapter_verified(peft_model, Path("OUT/stages/sft/adapter"))
     """
     import torch
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, save_file
 
     from clinforge.core.errors import ClinforgeError
     from clinforge.core.io import atomic_path
 
+    outside = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
+               if p.requires_grad and "lora_" not in n and ".modules_to_save." not in n}
     with atomic_path(out, overwrite=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
+        if outside:
+            save_file(outside, str(tmp / OUTSIDE_PEFT_FILE))
         if processor is not None:
             processor.save_pretrained(tmp)
     saved = load_file(str(out / "adapter_model.safetensors"))
@@ -242,9 +250,12 @@ def save_adapter_verified(model, out: Path, processor=None) -> Path:
         key = name.replace(".modules_to_save.default.", ".")
         if key not in saved or not torch.equal(saved[key].to(p.dtype), p.detach().cpu()):
             missing.append(key)
+    if outside:
+        back = load_file(str(out / OUTSIDE_PEFT_FILE))
+        missing += [n for n, t in outside.items() if n not in back or not torch.equal(back[n], t)]
     wanted = model.peft_config[model.active_adapter].modules_to_save or []
     if missing or (wanted and not trained):
-        raise ClinforgeError(f"the saved adapter in {out} lacks the trained weights of {wanted}: "
+        raise ClinforgeError(f"the saved adapter in {out} lacks trained weights ({wanted or 'connector'}): "
                              f"{missing[:3] or 'no modules_to_save parameters'}")
     return out
 
