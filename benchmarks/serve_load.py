@@ -76,7 +76,7 @@ def wait_ready(url: str, proc: subprocess.Popen, path: str, timeout: float = 600
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            raise RuntimeError(f"{url}: the server exited with status {proc.returncode} (see its log)")
         try:
             if httpx.get(url + path, timeout=5).status_code == 200:
                 return
@@ -89,12 +89,15 @@ def wait_ready(url: str, proc: subprocess.Popen, path: str, timeout: float = 600
 def start_clinforge(config: dict[str, Any], work: Path, name: str) -> tuple[subprocess.Popen, str]:
     path = work / f"{name}.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "clinforge", "serve", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env())
+    # stderr to a file: a pipe nobody reads fills up (64 KB) and blocks the server mid-run (the child keeps its
+    # own copy of the descriptor, so the file can be closed here)
+    with open(work / f"{name}.stderr.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "clinforge", "serve", str(path)], stdout=subprocess.PIPE,
+                                stderr=log, text=True, env=env())
     m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
     if not m:
         proc.kill()
-        raise RuntimeError(f"clinforge serve did not start: {proc.stderr.read()[-2000:]}")
+        raise RuntimeError(f"clinforge serve did not start: {(work / f'{name}.stderr.log').read_text()[-2000:]}")
     wait_ready(m.group(1), proc, "/health")
     return proc, m.group(1)
 
@@ -105,11 +108,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_llamacpp(gguf: Path) -> tuple[subprocess.Popen, str]:
+def start_llamacpp(gguf: Path, work: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "m",
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    # llama.cpp logs the whole model load: into a file, never an unread pipe (it would block once full)
+    with open(work / "llamacpp.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
+                                 "m", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+                                stdout=log, stderr=subprocess.STDOUT, text=True, env=env())
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc, "/v1/models")
     return proc, url
@@ -304,7 +309,7 @@ def main() -> None:
         print(name, json.dumps(results[name]), flush=True)
     reference = "bare"
     if gguf is not None:
-        proc, url = start_llamacpp(gguf)
+        proc, url = start_llamacpp(gguf, work)
         try:
             results["llamacpp"] = asyncio.run(run_load(url, "m", args.requests, args.concurrency, args.max_tokens))
         finally:

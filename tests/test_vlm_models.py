@@ -343,3 +343,20 @@ def test_the_gemma3_trap_is_refused(saved, tmp_path):
     assert type(trapped).__name__ == "Gemma3ForConditionalGeneration" and info["missing_keys"]
     with pytest.raises(ClinforgeError, match="weights are missing and would be random"):
         load_vlm(folder)
+
+
+def test_a_llava_folder_saved_without_clinforge_loads_with_its_placeholder_rule(tmp_path, vqa_image):
+    # written by plain transformers (LlavaProcessor nests the image processor in processor_config.json)
+    from _tinyllava import build_tiny_llava
+
+    folder = build_tiny_llava(tmp_path / "llava")
+    model, proc = load_vlm(folder)
+    assert proc.num_image_tokens == 16 and proc.llava["vision_feature_select_strategy"] == "default"
+    batch = proc(text="<image> q", images=[str(vqa_image)])
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).logits).all()
+    cfg = json.loads((folder / "processor_config.json").read_text())
+    cfg["num_additional_image_tokens"] = 0  # now the processor would put 15 tokens for 16 features
+    (folder / "processor_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="puts 15 <image> tokens per image but the model produces 16"):
+        load_vlm(folder)

@@ -321,3 +321,43 @@ def test_yaml_vqa_task_on_own_data(tmp_path):
     (tmp_path / "bad.yaml").write_text(f"task: b\ntype: vqa\nreader: slake\npath: {tmp_path}\nscoring: lenient\n")
     with pytest.raises(Exception, match="scoring"):
         load_task_yaml(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("connector", ["mlp", "qformer"])
+def test_hf_backend_on_clinforge_saved_vlm(tmp_path, data_root, connector):
+    from clinforge.models.backends import load_backend
+    from clinforge.models.backends.hf_vision import HFVisionBackend
+    from clinforge.models.vlm import build_vlm, save_vlm
+
+    model, proc = build_vlm({"vision": {"tiny": "clip"}, "connector": {"type": connector},
+                             "llm": {"tiny": "llama"}})
+    folder = save_vlm(model, proc, tmp_path / connector)
+    be = load_backend(f"hf:{folder}", batch_size=2)
+    assert isinstance(be, HFVisionBackend)
+    images = [str(p) for p in sorted((data_root / "vqa-rad" / "images").glob("*.jpg"))[:2]]
+    reqs = [GenerationRequest(prompt="Is there an effusion?", images=[img], max_new_tokens=5) for img in images]
+    out = be.generate(reqs)
+    assert len(out) == 2 and out == [be.generate([r])[0] for r in reqs]
+    assert "".join(be.stream(reqs[0])) == out[0]
+    # the placeholder tokens the processor adds are counted
+    assert be.count_prompt_tokens(reqs[0]) >= proc.num_image_tokens
+
+
+@pytest.mark.slow
+def test_scoring_gap_benchmark_runs(tiny_llava, data_root, tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root / "src"), CLINFORGE_DATA=str(data_root))
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "vqa_scoring_gap.py"), "--model",
+                           f"hf:{tiny_llava}", "--limit", "6", "--out", str(tmp_path / "gap.json")],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"RESULT closed_clinforge=\S+ closed_legacy=\S+ legacy_dropped=\d+ open_exact=\S+ "
+                        r"open_recall_legacy=\S+", last), last
+    assert "with images" in proc.stdout
+    assert len(json.loads((tmp_path / "gap.json").read_text())["items"]) == 6

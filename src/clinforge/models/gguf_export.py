@@ -16,8 +16,9 @@
 Verification (``verify_gguf``): the file is loaded back by transformers (``gguf_file=``) and, when
 llama-cpp-python is installed, by llama.cpp; both must tokenise the check texts as the source tokenizer does, and
 their logits are compared with the source model's on those texts: top-1 agreement and max |difference|. The file
-is written beside its destination and renamed into place only after verification passed (>= 99% top-1 agreement
-under transformers, ``MIN_TOP1``), so a failed export never leaves a file a server would load.
+is written beside its destination and renamed into place only after verification passed (top-1 agreement under
+transformers of at least ``MIN_TOP1``: 99% for f16, 95% for q8_0), so a failed export never leaves a file a
+server would load.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from typing import Any
 from clinforge.core.errors import ClinforgeError, OutputExistsError
 
 OUTTYPES = ("f16", "q8_0")
-# below this top-1 agreement after reload the export fails: a wrong tensor layout or tokenizer gives far less; a
-# random tiny model (near-tied logits) can lose a position or two to float16 rounding, a trained model does not
-MIN_TOP1 = {"f16": 0.99, "q8_0": 0.99}
+# below this top-1 agreement after reload the export fails. A wrong tensor layout or tokenizer gives far less
+# (near chance); float16 keeps a trained model at 100% (SmolLM2), a random tiny model with near-tied logits may lose
+# a position. 8-bit blocks flip near-ties of a small model: SmolLM2-135M q8_0 agrees at 96.9% of the 159 check
+# positions, every flip at a top-2 margin below 0.08 (docs/edge.md), so q8_0 fails only below 95%.
+MIN_TOP1 = {"f16": 0.99, "q8_0": 0.95}
 CHECK_TEXTS = (
     "A 54-year-old man presents with crushing substernal chest pain radiating to the left arm, diaphoresis and "
     "nausea. The first test is a 12-lead electrocardiogram, followed by serial troponin measurements.",

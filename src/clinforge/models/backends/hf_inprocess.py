@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -504,43 +503,9 @@ class HFBackend(Backend):
             >>> "".join(be.stream(GenerationRequest(prompt="ECG means", max_new_tokens=8)))  # doctest: +SKIP
             ' electrocardiogram'
         """
-        return cut_stream_at_stop(self._stream_tokens(request), request.stop)
+        from clinforge.models.backends.hf_streaming import stream_tokens
 
-    def _stream_tokens(self, request: GenerationRequest) -> Iterator[str]:
-        import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
-
-        if request.images:
-            raise ClinforgeError(f"{self.model_name} is a text-only model and cannot take images; point hf: at a "
-                                 "vision-language folder (LLaVA format or one clinforge saved)")
-        room = max(1, self.max_length - request.max_new_tokens)
-        ids = torch.tensor([self._encode_request(request)[-room:]], dtype=torch.long, device=self.device)
-        cancel = threading.Event()
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        settings = self._decoding_settings(request.max_new_tokens, request.temperature, request.top_p, request.seed,
-                                           self.tokenizer.pad_token_id)
-        failure: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                with torch.inference_mode():
-                    self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                                        stopping_criteria=StoppingCriteriaList([_cancel_criterion(cancel)]), **settings)
-            except BaseException as exc:  # handed to the consumer below; the streamer must still end
-                failure.append(exc)
-                streamer.end()
-
-        worker = threading.Thread(target=work, name="clinforge-hf-stream", daemon=True)
-        worker.start()
-        try:
-            for piece in streamer:
-                if piece:
-                    yield piece
-            if failure:
-                raise ClinforgeError(f"generation failed: {type(failure[0]).__name__}: {failure[0]}") from failure[0]
-        finally:
-            cancel.set()
-            worker.join()
+        return cut_stream_at_stop(stream_tokens(self, request), request.stop)
 
     def count_tokens(self, text: str) -> int:
         """Exact token count of ``text`` with this model's tokenizer (no special tokens added)."""
@@ -557,19 +522,6 @@ class HFBackend(Backend):
     def close(self) -> None:
         """Drop the model so its memory can be freed."""
         self.model = None
-
-
-def _cancel_criterion(event: threading.Event) -> Any:
-    """A transformers stopping criterion that ends generation once ``event`` is set (the stream's consumer went
-    away); built here so that importing this module does not import transformers."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class Cancelled(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return Cancelled()
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

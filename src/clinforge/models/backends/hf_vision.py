@@ -2,9 +2,10 @@
 
 ``hf:PATH`` picks this class by itself when ``PATH/config.json`` describes an image-text model (it has a
 ``vision_config``, or its architecture is an ``...ForConditionalGeneration`` / ``...ImageTextToText`` class, or
-clinforge's VLM loader recognises it). Loading: :func:`clinforge.models.vlm.load_vlm` when that package is present
-(it loads clinforge's own composed classes and LLaVA folders alike), else transformers'
-``AutoModelForImageTextToText`` + ``AutoProcessor``. Both give a model driven as
+clinforge's VLM loader recognises it). Loading: a folder clinforge saved (it holds ``clinforge_processor.json``)
+through :func:`clinforge.models.vlm.load_vlm` (its own composed classes and LLaVA alike, with clinforge's
+``VlmProcessor``); any other folder (a LLaVA checkpoint from elsewhere) through transformers'
+``AutoModelForImageTextToText`` + ``AutoProcessor``, exactly as its authors load it. Both give a model driven as
 ``model.generate(input_ids, attention_mask, pixel_values=...)`` and a processor that expands one image marker per
 image into the model's visual placeholder tokens.
 
@@ -12,7 +13,9 @@ Prompts: ``GenerationRequest.images`` holds local paths or ``data:`` URIs (decod
 :func:`clinforge.data.images.image_files.decode_image`: a corrupt image is an error naming the file). A plain prompt
 without the processor's image marker gets one marker per image in front (``<image>\\n`` x n), the layout LLaVA was
 trained with; a prompt that already holds markers must hold exactly one per image, else the request is refused
-(a silent mismatch is the commonest broken VQA number). Chat messages go through the processor's chat template with
+(a silent mismatch is the commonest broken VQA number). For 3D models (a processor with a ``volume`` setting) an
+image entry may be a NIfTI file or a DICOM series folder, read with :mod:`clinforge.data.images` (canonical
+D x H x W, HU, PHI removed from the header). Chat messages go through the processor's chat template with
 ``{"type": "image"}`` parts before the first user turn's text. Generation is greedy unless the request samples,
 batched with left padding (requests with the same settings and image count share a batch).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +56,9 @@ def is_vlm_folder(target: str) -> bool:
 
 
 def _load_vision_model(target: str, dtype: Any, trust_remote_code: bool) -> tuple[Any, Any]:
-    try:
-        from clinforge.models.vlm import load_vlm  # h-vlmmodel's loader: own classes and LLaVA folders
-    except ImportError:
-        load_vlm = None
-    if load_vlm is not None:
+    if (Path(target) / "clinforge_processor.json").is_file():  # saved by clinforge: its own loader and processor
+        from clinforge.models.vlm import load_vlm
+
         return load_vlm(target)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -133,17 +135,38 @@ class HFVisionBackend(HFBackend):
                                  "marker per image, or none to have them placed before the text")
         return text
 
-    def stream(self, request: GenerationRequest) -> Any:
-        """The whole answer as one delta (``Backend.stream``'s default): the text backend's token streamer does not
-        feed ``pixel_values``, and a server must still be able to answer a streamed request with images."""
-        from clinforge.models.backends.base import Backend
+    def _input(self, src: str, record: str) -> Any:
+        """A PIL image, or a D x H x W array for a 3D model's NIfTI file / DICOM series folder."""
+        from clinforge.data.images.image_files import decode_image
 
-        return Backend.stream(self, request)
+        if getattr(self.processor, "volume", None) and not src.startswith("data:"):
+            from clinforge.data.images.nifti_volumes import NIFTI_SUFFIXES, read_nifti
+
+            if src.endswith(NIFTI_SUFFIXES):
+                return read_nifti(src).array
+            if os.path.isdir(src):
+                from clinforge.data.images.dicom_series import read_dicom_series
+
+                return read_dicom_series(src)[0].array
+        return decode_image(src, record=record)
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """The whole answer as one delta (image models are not streamed token by token yet).
+
+        Example:
+            >>> HFVisionBackend.stream.__doc__.split()[0]
+            'The'
+        """
+        text = self.generate([request])[0]
+        if text:
+            yield text
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        """Tokens of the rendered prompt text, one per image marker (the visual tokens a marker expands into are
-        not counted: the server's length check is then a lower bound for image requests)."""
-        return self.count_tokens(self._text(request))
+        """Tokens of the prompt as the model sees it, image placeholders expanded by the processor."""
+        kwargs: dict[str, Any] = {"text": [self._text(request)], "return_tensors": "pt"}
+        if request.images:
+            kwargs["images"] = [self._input(src, "request") for src in request.images]
+        return int(self.processor(**kwargs)["input_ids"].shape[1])
 
     def generate(self, requests: list[GenerationRequest], progress: Any = None) -> list[str]:
         """Greedy or sampled generation with the requests' images (see the module docstring).
@@ -154,10 +177,8 @@ class HFVisionBackend(HFBackend):
         """
         import torch
 
-        from clinforge.data.images.image_files import decode_image
-
         texts = [self._text(r) for r in requests]
-        images = [[decode_image(src, record=f"request {i}") for src in r.images] for i, r in enumerate(requests)]
+        images = [[self._input(src, f"request {i}") for src in r.images] for i, r in enumerate(requests)]
         buckets: dict[tuple, list[int]] = defaultdict(list)
         for i, r in enumerate(requests):
             buckets[(r.max_new_tokens, r.temperature, r.top_p, r.seed, len(r.images))].append(i)

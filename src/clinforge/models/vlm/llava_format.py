@@ -117,7 +117,11 @@ def load_vlm(path: str | os.PathLike):
         raise ClinforgeError(f"{p}: {len(missing)} weights are missing and would be random (e.g. {missing[0]}); "
                              f"the folder does not hold a complete {model_type} model")
     model.eval()
-    return model, VlmProcessor.from_pretrained(p)
+    processor = VlmProcessor.from_pretrained(p)
+    from clinforge.models.vlm.vlm_build import check_placeholders
+
+    check_placeholders(model, processor)  # folders saved elsewhere may disagree with their own processor
+    return model, processor
 
 
 def save_vlm(model: nn.Module, processor: VlmProcessor, path: str | os.PathLike, *, overwrite: bool = False,

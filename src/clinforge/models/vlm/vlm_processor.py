@@ -208,18 +208,23 @@ class VlmProcessor:
 
 
 def _llava_processor_meta(p: Path) -> dict:
-    files = [p / "processor_config.json", p / "preprocessor_config.json"]
-    if not files[0].is_file():
+    """Placeholder rule of a LLaVA folder saved without clinforge, from LlavaProcessor's settings and image size."""
+    file = p / "processor_config.json"
+    if not file.is_file():
         raise ClinforgeError(f"{p}: no {PROCESSOR_FILE} nor processor_config.json: not a multimodal model folder")
-    proc = json.loads(files[0].read_text())
+    proc = json.loads(file.read_text(encoding="utf-8"))
     proc = proc.get("processor", proc)
-    # transformers 5 saves the image processor inside processor_config.json; older folders have it apart
-    pre = json.loads(files[1].read_text()) if files[1].is_file() else proc.get("image_processor", {})
-    crop = pre.get("crop_size") or pre.get("size") or {}
+    # transformers 5 nests the image processor in processor_config.json; older folders have preprocessor_config.json
+    pre = proc.get("image_processor")
+    if pre is None and (p / "preprocessor_config.json").is_file():
+        pre = json.loads((p / "preprocessor_config.json").read_text(encoding="utf-8"))
+    pre = pre or {}
+    crop = (pre.get("crop_size") if pre.get("do_center_crop", True) else None) or pre.get("size") or {}
     h = crop.get("height") or crop.get("shortest_edge")
     w = crop.get("width") or crop.get("shortest_edge")
     if not (h and w and proc.get("patch_size")):
-        raise ClinforgeError(f"{p}: cannot work out the image token count (need patch_size and the image size)")
+        raise ClinforgeError(f"{p}: cannot work out the image token count (need patch_size and the image size in "
+                             "processor_config.json)")
     n = (h // proc["patch_size"]) * (w // proc["patch_size"]) + int(proc.get("num_additional_image_tokens", 0))
     strategy = proc.get("vision_feature_select_strategy", "default")
     if strategy == "default":

@@ -55,12 +55,49 @@ class VlmSftOptions(VlmAlignOptions):
     vision_lora: bool = False
 
 
+class InputCounter:
+    """Counts what a model is fed in training forward passes (a forward pre-hook, so a collator's prefetched batch
+    is not counted): images, input positions (padding included) and loss tokens (labels kept by the one-step
+    shift that are not -100).
+
+    Example:
+        >>> import torch
+        >>> class Model(torch.nn.Module):
+        ...     def forward(self, **inputs):
+        ...         return None
+        >>> m = Model()
+        >>> with InputCounter(m) as seen:
+        ...     _ = m(input_ids=torch.zeros(2, 5), labels=torch.tensor([[-100, 1, 2, -100, -100]] * 2))
+        >>> seen.positions, seen.loss_tokens, seen.images
+        (10, 4, 0)
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.images = self.positions = self.loss_tokens = 0
+        self.hook = None
+
+    def _seen(self, module, fargs, fkwargs) -> None:
+        if not module.training:
+            return
+        pv, ids, labels = fkwargs.get("pixel_values"), fkwargs.get("input_ids"), fkwargs.get("labels")
+        self.images += int(pv.shape[0]) if pv is not None else 0
+        self.positions += int(ids.numel()) if ids is not None else 0
+        self.loss_tokens += int((labels[:, 1:] != -100).sum()) if labels is not None else 0
+
+    def __enter__(self) -> InputCounter:
+        self.hook = self.model.register_forward_pre_hook(self._seen, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.hook.remove()
+
+
 class VlmStage(Stage):
     """Shared body of vlm_align and vlm_sft: image-text data, per-component method, Trainer, save."""
 
     default_format: ClassVar[str] = "chat"
     supports_dp: ClassVar[bool] = False
-    trains_llm: ClassVar[bool] = True
 
     @classmethod
     def check_spec(cls, recipe, index, options) -> None:
@@ -128,29 +165,16 @@ class VlmStage(Stage):
                                 pad_token_id=tok_pad(tok))
         pixels = PixelCache(processor) if image.mode != "none" else None  # prompt augmentation: text only
         args = TrainingArguments(**self.training_kwargs())
+        # processing_class: the tokenizer, with which Trainer counts the non-padding tokens it was fed
         trainer = Trainer(model=model, args=args, train_dataset=VlmDataset(rows, pixels),
                           eval_dataset=VlmDataset(eval_rows, pixels) if eval_rows else None, data_collator=collator,
-                          processing_class=tok, callbacks=self.callbacks())  # the tokenizer: Trainer counts non-pad tokens with it
+                          processing_class=tok, callbacks=self.callbacks())
         trainer.remove_callback(HFProgress)
         trainer.remove_callback(PrinterCallback)
-        seen = {"images": 0, "positions": 0, "loss_tokens": 0}
-
-        def count_inputs(module, fargs, fkwargs):  # the forward passes of training, not the collator's prefetch
-            if not module.training:
-                return
-            pv, ids, labels = fkwargs.get("pixel_values"), fkwargs.get("input_ids"), fkwargs.get("labels")
-            seen["images"] += int(pv.shape[0]) if pv is not None else 0
-            seen["positions"] += int(ids.numel()) if ids is not None else 0
-            # the tokens the loss covers: labels the model's one-step shift keeps that are not -100
-            seen["loss_tokens"] += int((labels[:, 1:] != -100).sum()) if labels is not None else 0
-
-        hook = model.register_forward_pre_hook(count_inputs, with_kwargs=True)
-        try:
+        with InputCounter(model) as seen:
             metrics = self.train_with_resume(trainer)
-        finally:
-            hook.remove()
-        metrics.update(train_examples=len(rows), eval_examples=len(eval_rows), images_seen=seen["images"],
-                       positions_seen=seen["positions"], loss_tokens_seen=seen["loss_tokens"],
+        metrics.update(train_examples=len(rows), eval_examples=len(eval_rows), images_seen=seen.images,
+                       positions_seen=seen.positions, loss_tokens_seen=seen.loss_tokens,
                        padding_tokens=collator.padding, real_tokens=collator.tokens,
                        visual_tokens_per_image=image.per_image, dropped=dict(dropped))
         if eval_rows:
