@@ -36,7 +36,13 @@ recall and precision are clinforge's micro figures over the TARGET groups (name,
 synthetic clinical sets together, presidio_recall the same for presidio, mb_s the speed over those sets, and the
 real_* figures clinforge's (and presidio's) on the HELD-OUT PhysioNet notes.
 
-Run: ``python benchmarks/deid.py [--notes 300] [--limit N]`` (``--only-real``: the PhysioNet notes alone)
+With ``--ner-model DIR`` (a model from ``clinforge data deid-train --part dev``) a third system, ``clinforge+ner``
+(the rules plus that model, their union), is scored on the held-out notes only (the benchmark refuses a model whose
+``deid_training.json`` lists a held-out patient), and the RESULT line adds ``real_ner_recall``,
+``real_ner_precision``, ``real_ner_unseen_recall`` and ``real_ner_mb_s``.
+
+Run: ``python benchmarks/deid.py [--notes 300] [--limit N] [--ner-model DIR]`` (``--only-real``: the PhysioNet
+notes alone)
 """
 
 from __future__ import annotations

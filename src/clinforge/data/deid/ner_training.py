@@ -116,14 +116,14 @@ def encode_windows(tokenizer: Any, text: str, phi: Sequence[dict], *, max_length
 
 
 def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | None = None, seed: int = 0,
-                   epochs: int = 2, lr: float = 1e-4, batch_size: int = 16, max_length: int = 256,
-                   stride: int = 32, keep_empty: float = 0.1, freeze_layers: int = 2, threads: int | None = None, overwrite: bool = False,
+                   epochs: int = 2, lr: float = 3e-4, batch_size: int = 16, max_length: int = 128,
+                   stride: int = 16, keep_empty: float = 0.05, phi_weight: float = 3.0, freeze_layers: int = 2, threads: int | None = None, overwrite: bool = False,
                    progress: bool = True, source: str = "") -> dict:
     """Fine-tune ``base`` for BIO PHI tagging on ``records`` (``meta["phi"]`` gold spans) and save it to ``out``.
 
     Windows without PHI are most of a note corpus: each epoch keeps a seeded ``keep_empty`` share of them (all
     windows with PHI are kept), which cuts the time and stops the model from learning "never PHI". The optimiser is
-    AdamW with linear warm-up (10%) and decay; the embeddings and the lowest ``freeze_layers`` encoder layers are
+    AdamW with linear warm-up (10%) and decay; the loss weighs PHI labels ``phi_weight`` times an ``O``; the embeddings and the lowest ``freeze_layers`` encoder layers are
     not trained. ``out`` is written atomically and holds the model, its tokenizer
     (``model_max_length`` = ``max_length``) and ``deid_training.json`` (base, seed, patients, windows, loss per
     epoch, seconds). Returns that card.
@@ -179,6 +179,10 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 10), steps)
     rng = random.Random(seed)
+    # PHI is ~2% of the tokens even in windows that hold some: unweighted, 58 steps learned to say O everywhere
+    # (loss 0.16, no entity on its own training notes); PHI labels weigh ``phi_weight`` times an O.
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0] + [phi_weight] * (len(LABELS) - 1)),
+                                        ignore_index=-100)
     pad = tokenizer.pad_token_id or 0
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -200,7 +204,8 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
             ids = torch.tensor([w["input_ids"] + [pad] * (width - len(w["input_ids"])) for w in batch])
             mask = torch.tensor([[1] * len(w["input_ids"]) + [0] * (width - len(w["input_ids"])) for w in batch])
             labels = torch.tensor([w["labels"] + [-100] * (width - len(w["labels"])) for w in batch])
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = loss_fn(logits.reshape(-1, len(LABELS)), labels.reshape(-1))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
@@ -214,7 +219,7 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
     seconds = time.perf_counter() - t0
     card = {
         "base": base, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
-        "stride": stride, "keep_empty": keep_empty, "frozen": frozen, "labels": list(LABELS), "source": source,
+        "stride": stride, "keep_empty": keep_empty, "phi_weight": phi_weight, "frozen": frozen, "labels": list(LABELS), "source": source,
         "patients": sorted({str(r.patient_id) for r in records}, key=lambda p: (len(p), p)),
         "notes": len(records), "windows_with_phi": len(with_phi), "windows_without_phi": len(empty),
         "steps": steps, "loss_by_epoch": losses, "train_seconds": round(seconds, 1),
