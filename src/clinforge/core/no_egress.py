@@ -77,6 +77,16 @@ class _Guard:
 _GUARD = _Guard()
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (servers refuse to listen elsewhere without API keys).
+
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+        (True, True, True, False)
+    """
+    return host.strip().rstrip(".").lower() in _LOOPBACK_NAMES or _is_loopback_ip(host)
+
+
 def _is_loopback_ip(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback

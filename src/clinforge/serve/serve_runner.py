@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import socket
 import sys
@@ -19,6 +18,7 @@ import time
 from typing import Any
 
 from clinforge.core.errors import ConfigError
+from clinforge.core.no_egress import is_loopback
 from clinforge.serve.api_keys import KeyStore
 from clinforge.serve.serve_config import ServeSettings
 
@@ -26,19 +26,6 @@ EXIT_GRACE_EXCEEDED = 1
 EXIT_NO_MODEL = 3
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine.
-
-    Example:
-        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
-        (True, True, False)
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str, keys: KeyStore, api_key_env: str | None) -> None:

@@ -6,7 +6,6 @@ The access log stays off: request paths carry one-time invite tokens, and nothin
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
 import socket
@@ -16,23 +15,11 @@ from typing import Any
 
 from clinforge.apps.review.review_db import Study, User, open_database
 from clinforge.core.errors import ConfigError
+from clinforge.core.no_egress import is_loopback
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine.
-
-    Example:
-        >>> is_loopback("127.0.0.1"), is_loopback("0.0.0.0")
-        (True, False)
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

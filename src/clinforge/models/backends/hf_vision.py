@@ -193,13 +193,7 @@ class HFVisionBackend(HFBackend):
                 inputs = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in inputs.items()}
                 if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
                     inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-                settings: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": self.tokenizer.pad_token_id}
-                if temperature and temperature > 0:
-                    settings.update(do_sample=True, temperature=temperature, top_p=top_p)
-                    if seed is not None:
-                        torch.manual_seed(seed)
-                else:
-                    settings.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                settings = self._decoding_settings(max_new, temperature, top_p, seed, self.tokenizer.pad_token_id)
                 with torch.inference_mode():
                     out = self.model.generate(**inputs, **settings)
                 width = inputs["input_ids"].shape[1]
