@@ -76,8 +76,20 @@ def check_recipe(recipe: Recipe, *, recipe_file: str | None = None, lines: dict 
                               file=recipe_file, line=(lines or {}).get(("stages", i, "type")), key=f"stages.{i}.type")
     for i, s in enumerate(recipe.stages):
         STAGES.get(s.type).check(recipe, i, file=recipe_file, lines=lines or {})
-    if isinstance(recipe.model, dict):
-        return  # a composed vision-language model: Recipe validated the mapping (parse_vlm_spec) as it loaded
+    if isinstance(recipe.model, dict):  # a composed vision-language model: its names are checked now, not at build
+        from clinforge.models.vlm import parse_vlm_spec
+
+        try:
+            parse_vlm_spec(recipe.model, recipe_file)
+        except ConfigError as exc:
+            key = exc.key or "model"
+            parts = tuple(key.split("."))
+            line = None
+            while parts and line is None:  # the key itself, else its nearest parent present in the file
+                line = (lines or {}).get(parts)
+                parts = parts[:-1]
+            raise ConfigError(exc.message, file=recipe_file, line=line, key=key) from None
+        return
     if not recipe.model.startswith("tiny:") and not Path(recipe.model).exists():
         from clinforge.core.errors import ClinforgeError
         from clinforge.models.offline_models import resolve_model_ref
