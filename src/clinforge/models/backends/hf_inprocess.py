@@ -485,12 +485,17 @@ class HFBackend(Backend):
                 with torch.inference_mode():
                     out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                               **settings)
-                for row, i in enumerate(batch):
-                    text = self.tokenizer.decode(out[row, width:], skip_special_tokens=True)
-                    outputs[i] = apply_stop(text, requests[i].stop)
+                self._store_decoded(out, width, batch, requests, outputs)
                 if progress:
                     progress(len(batch))
         return outputs
+
+    def _store_decoded(self, out: Any, width: int, batch: list[int], requests: list[GenerationRequest],
+                       outputs: list[str]) -> None:
+        """Decode the generated part (after ``width`` prompt columns) of each row into ``outputs``, cut at stops."""
+        for row, i in enumerate(batch):
+            text = self.tokenizer.decode(out[row, width:], skip_special_tokens=True)
+            outputs[i] = apply_stop(text, requests[i].stop)
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         """Generate one request token by token, yielding text deltas as they decode (same text as ``generate``).

@@ -31,7 +31,7 @@ from typing import Any
 
 from clinforge.core.errors import ClinforgeError
 from clinforge.models.backends.base import GenerationRequest
-from clinforge.models.backends.hf_inprocess import HFBackend, apply_stop
+from clinforge.models.backends.hf_inprocess import HFBackend
 
 
 def is_vlm_folder(target: str) -> bool:
@@ -197,9 +197,7 @@ class HFVisionBackend(HFBackend):
                 with torch.inference_mode():
                     out = self.model.generate(**inputs, **settings)
                 width = inputs["input_ids"].shape[1]
-                for row, i in enumerate(batch):
-                    text = self.tokenizer.decode(out[row, width:], skip_special_tokens=True)
-                    outputs[i] = apply_stop(text, requests[i].stop)
+                self._store_decoded(out, width, batch, requests, outputs)
                 if progress:
                     progress(len(batch))
         return outputs
