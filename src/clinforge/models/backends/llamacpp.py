@@ -37,8 +37,8 @@ INSTALL_HINT = ("the llamacpp backend needs llama-cpp-python: pip install 'clinf
                 "source, ~12 minutes on 2 cores; CMAKE_ARGS=-DLLAVA_BUILD=OFF skips the vision part)")
 
 # options accepted in the SPEC fragment, with the type each value is parsed to
-OPTION_TYPES: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_batch": int, "seed": int, "n_gpu_layers": int,
-                                 "flash_attn": bool, "use_mmap": bool, "verbose": bool}
+OPTION_TYPES: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_threads_batch": int, "n_batch": int, "seed": int,
+                                 "n_gpu_layers": int, "flash_attn": bool, "use_mmap": bool, "verbose": bool}
 
 
 def parse_target(target: str) -> tuple[str, dict[str, Any]]:
@@ -91,7 +91,10 @@ class LlamaCppBackend(Backend):
     Args:
         target: ``FILE.gguf`` with optional ``#key=value,...`` options (see ``OPTION_TYPES``).
         n_ctx: context window in tokens (default: the model's trained context, at most 4096).
-        n_threads: CPU threads (default: llama-cpp-python's, half the cores).
+        n_threads: CPU threads of token generation (default: llama-cpp-python's, half the cores).
+        n_threads_batch: CPU threads of prompt evaluation (default: ``n_threads``, as llama.cpp's own tools do;
+            llama-cpp-python would take every core, which on a shared or busy machine makes its threads wait for
+            each other: measured 10-100x slower prompt evaluation at load ~6 on 2 cores, docs/edge.md).
         seed: default sampling seed of requests that give none.
         chat_template: override the GGUF's template (a Jinja string).
 
@@ -104,12 +107,13 @@ class LlamaCppBackend(Backend):
 
     scheme = "llamacpp"
 
-    def __init__(self, target: str, *, n_ctx: int | None = None, n_threads: int | None = None, seed: int = 0,
-                 n_batch: int = 512, n_gpu_layers: int = 0, flash_attn: bool = False, use_mmap: bool = True,
+    def __init__(self, target: str, *, n_ctx: int | None = None, n_threads: int | None = None,
+                 n_threads_batch: int | None = None, seed: int = 0, n_batch: int = 512, n_gpu_layers: int = 0, flash_attn: bool = False, use_mmap: bool = True,
                  verbose: bool = False, chat_template: str | None = None, batch_size: int | None = None):
         path, options = parse_target(target)
         # options in the SPEC fragment win over keyword defaults: the SPEC is what the user wrote last
-        settings = {"n_ctx": n_ctx, "n_threads": n_threads, "seed": seed, "n_batch": n_batch,
+        settings = {"n_ctx": n_ctx, "n_threads": n_threads, "n_threads_batch": n_threads_batch, "seed": seed,
+                    "n_batch": n_batch,
                     "n_gpu_layers": n_gpu_layers, "flash_attn": flash_attn, "use_mmap": use_mmap, "verbose": verbose}
         settings.update(options)
         self.path = Path(path)
@@ -125,6 +129,14 @@ class LlamaCppBackend(Backend):
         self._llama_kwargs = {k: settings[k] for k in ("n_threads", "n_batch", "n_gpu_layers", "flash_attn",
                                                        "use_mmap", "verbose")}
         self._llama_kwargs["seed"] = self.seed
+        if not self._llama_kwargs["n_threads"]:
+            import multiprocessing
+
+            self._llama_kwargs["n_threads"] = max(multiprocessing.cpu_count() // 2, 1)  # llama-cpp-python's default
+        self._llama_kwargs["n_threads_batch"] = settings["n_threads_batch"] or self._llama_kwargs["n_threads"]
+        for key in ("n_threads", "n_threads_batch"):
+            if int(self._llama_kwargs[key]) < 1:
+                raise ConfigError(f"llamacpp:{target}: {key} must be >= 1, got {self._llama_kwargs[key]}")
         # the header alone (gguf package) gives the trained context; llama.cpp would need a context to say it
         from clinforge.models.gguf_import import read_gguf_metadata
 
