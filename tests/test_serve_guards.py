@@ -132,3 +132,43 @@ def test_rag_grounds_answers_and_embeddings_use_the_kb(start, small_kb):
     assert len(emb.data) == 2 and len(emb.data[0].embedding) == 384
     raw = httpx.post(server.url + "/v1/embeddings", json={"model": "m", "input": "asthma"}, timeout=60).json()
     assert raw["data"][0]["embedding"] == pytest.approx(emb.data[0].embedding, abs=1e-6)
+
+
+def test_every_phi_guard_option_of_the_config_file_reaches_the_guard(tmp_path):
+    from clinforge.serve.guarded_generation import GuardedModel
+    from clinforge.serve.serve_config import config_from_flags
+
+    answer = tmp_path / "answer.txt"
+    answer.write_text(PHI_ANSWER, encoding="utf-8")
+    path = tmp_path / "serve.yaml"
+    path.write_text(f"port: 0\nmodels:\n  - name: m\n    spec: replay:{answer}\n    guards: [phi]\n"
+                    "    phi: {holdback_chars: 40, mode: redact, context_chars: 200, step_chars: 8}\n", encoding="utf-8")
+    gm = GuardedModel.build(config_from_flags(str(path)).models[0])
+    guard = gm.phi_guard
+    assert (guard.holdback_chars, guard.context_chars, guard.step_chars) == (40, 200, 8)
+    assert guard.deidentifier.mode == "redact"
+    # the step decides how often a stream is scanned: 8 characters beyond the hold-back, not the default 32
+    stream = guard.stream()
+    out = "".join(stream.push(PHI_ANSWER[i:i + 2]) for i in range(0, len(PHI_ANSWER), 2)) + stream.flush()
+    assert all(phi not in out for phi in PHI_STRINGS)
+    assert stream.scans >= (len(PHI_ANSWER) - 40) // (40 + 8)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("context_chars", "-1", "models.0.phi.context_chars: Input should be greater than or equal to 0"),
+    ("step_chars", "0", "models.0.phi.step_chars: Input should be greater than or equal to 1"),
+    ("step_chars", "2.5", "models.0.phi.step_chars: Input should be a valid integer"),
+    ("holdback_chars", "4", "models.0.phi.holdback_chars: Input should be greater than or equal to 8"),
+    ("mode", "blur", "models.0.phi.mode: Input should be 'mask', 'redact' or 'surrogate'"),
+    ("contxt_chars", "10", "models.0.phi.contxt_chars: unknown key (did you mean 'context_chars'?)"),
+])
+def test_bad_phi_guard_options_name_the_file_line_and_field(tmp_path, option, value, message):
+    from clinforge.core.errors import ConfigError
+    from clinforge.serve.serve_config import config_from_flags
+
+    path = tmp_path / "serve.yaml"
+    path.write_text(f"port: 0\nmodels:\n  - name: m\n    spec: hf:x\n    guards: [phi]\n    phi:\n"
+                    f"      {option}: {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        config_from_flags(str(path))
+    assert f"{path}:7: {message}" in str(err.value)
