@@ -29,7 +29,8 @@ that generation, not per-request work, decides tokens/s, as users see it), promp
 medical questions (seed-free: the order is fixed). The three servers run side by side and every target's load is
 repeated ``--repeats`` times (default 2) in alternating order (reference first, then last, ...), each run after a
 warm-up request, with the load average recorded. Figures: p50/p95 latency (send to last byte), completion tokens
-per second over the wall time, 5xx answers and lost requests (no complete answer: transport error, or a stream
+per second over the wall time, the server process's CPU time per token (user + system, from ``/proc``: on a
+shared machine the steadier figure of what each server spends), 5xx answers and lost requests (no complete answer: transport error, or a stream
 without ``[DONE]``). Tokens are the servers' own ``usage.completion_tokens``; llama-cpp-python's server sends no
 usage in streams (it ignores ``include_usage``), so for those the streamed text is tokenised with the GGUF's own
 tokenizer (clinforge's usage is that same count of its generated text), never counted by chunks.
@@ -198,8 +199,18 @@ async def one_request(client: Any, url: str, model: str, i: int, max_tokens: int
     return out
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a server process (Linux ``/proc``; NaN elsewhere). Less sensitive to other jobs on
+    the machine than wall time: what the server spends per token, whoever else runs."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_load(url: str, model: str, n: int, concurrency: int, max_tokens: int,
-                   count: Any = None) -> dict[str, Any]:
+                   count: Any = None, pid: int | None = None) -> dict[str, Any]:
     import httpx
 
     sem = asyncio.Semaphore(concurrency)
@@ -211,9 +222,9 @@ async def run_load(url: str, model: str, n: int, concurrency: int, max_tokens: i
                 return await one_request(client, url, model, i, max_tokens, stream=i % 2 == 1, count=count)
 
         await one_request(client, url, model, 0, max_tokens, stream=False)  # warm-up, not counted
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(pid)
         results = await asyncio.gather(*(task(i) for i in range(n)))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     lat = np.array([r["latency"] for r in results]) * 1000
     tokens = sum(r["tokens"] for r in results)
     # the non-streamed answer to each question (the same question always gets the same greedy answer)
@@ -221,6 +232,7 @@ async def run_load(url: str, model: str, n: int, concurrency: int, max_tokens: i
     return {"requests": n, "wall_s": round(wall, 2), "p50_ms": round(float(np.percentile(lat, 50)), 1),
             "p95_ms": round(float(np.percentile(lat, 95)), 1), "tokens": tokens,
             "tokens_per_s": round(tokens / wall, 1), "tokens_per_request": round(tokens / n, 1),
+            "server_cpu_s": round(cpu, 2), "server_cpu_ms_per_token": round(1000 * cpu / tokens, 2) if tokens else None,
             "streams_tokenised_here": sum(1 for r in results if r.get("counted")),
             "errors_5xx": sum(1 for r in results if r["status"] is not None and r["status"] >= 500),
             "lost": sum(1 for r in results if not r["complete"]),
@@ -230,8 +242,10 @@ async def run_load(url: str, model: str, n: int, concurrency: int, max_tokens: i
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One target over its repeats: tokens/s over all runs (tokens summed / wall summed), the worst p95."""
     tokens, wall = sum(r["tokens"] for r in runs), sum(r["wall_s"] for r in runs)
+    cpu = sum(r["server_cpu_s"] for r in runs)
     return {"runs": len(runs), "tokens": tokens, "wall_s": round(wall, 2),
             "tokens_per_s": round(tokens / wall, 1) if wall else 0.0,
+            "server_cpu_ms_per_token": round(1000 * cpu / tokens, 2) if tokens else None,
             "tokens_per_s_each": [r["tokens_per_s"] for r in runs],
             "p50_ms": round(float(np.median([r["p50_ms"] for r in runs])), 1),
             "p95_ms": max(r["p95_ms"] for r in runs),
@@ -378,7 +392,7 @@ def main() -> None:
         for rep in range(args.repeats):
             for name in order if rep % 2 == 0 else order[::-1]:
                 result = asyncio.run(run_load(servers[name][1], "m", args.requests, args.concurrency, args.max_tokens,
-                                              count))
+                                              count, servers[name][0].pid))
                 runs[name].append(result)
                 print(name, f"repeat {rep + 1}", json.dumps({k: v for k, v in result.items() if k != "answers"}),
                       flush=True)

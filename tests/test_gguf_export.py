@@ -136,3 +136,59 @@ def test_real_smollm2_q8_0_export(smollm2_cache, tmp_path):
         # measured 1.34 (transformers) and 3.11 (llama.cpp also rounds activations to 8 bits); f16 gives 0.04 / 0.09
         assert report["verification"][engine]["max_abs_logit_diff"] < 5.0, report["verification"]
     print(json.dumps(report["verification"]))
+
+
+def _sentencepiece_llama(folder: Path) -> Path:
+    """A tiny random Llama whose tokenizer is a sentencepiece BPE (byte fallback, like Llama 2's) trained here on a
+    few clinical lines: the ``tokenizer.model`` export path."""
+    import io
+
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaTokenizer
+
+    from clinforge.models.gguf_export import CHECK_TEXTS
+    from clinforge.models.tiny import tiny_config
+
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but sentencepiece is missing (pip install 'clinforge[edge]')")
+        pytest.skip("sentencepiece is not installed (pip install 'clinforge[edge]')")
+    lines = [*CHECK_TEXTS, "The patient was given aspirin and discharged home.",
+             "Chest pain, fever, cough and dyspnoea; no history of stroke."] * 4
+    model_file = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model_file, vocab_size=420,
+                                   model_type="bpe", byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1,
+                                   eos_id=2, pad_id=-1, hard_vocab_limit=False, minloglevel=2)
+    folder.mkdir()
+    (folder / "tokenizer.model").write_bytes(model_file.getvalue())
+    tok = LlamaTokenizer.from_pretrained(str(folder))  # converted from tokenizer.model by transformers
+    tok.save_pretrained(folder)
+    config = tiny_config("llama", len(tok), hidden_size=64, num_layers=2, num_heads=4, max_positions=512,
+                         pad_token_id=0, eos_token_id=2)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    return folder
+
+
+def test_sentencepiece_llama_round_trips_through_transformers_and_llama_cpp(tmp_path):
+    require_llama_cpp()
+    source = _sentencepiece_llama(tmp_path / "spm-llama")
+    out = tmp_path / "spm-f16.gguf"
+    report = export_gguf(source, out, outtype="f16")
+    assert report["tokenizer"]["model"] == "llama" and report["tokenizer"]["tokens"] == 420
+    for engine in ("transformers", "llama_cpp"):  # verification also required identical tokenisation of the checks
+        assert report["verification"][engine]["top1_agreement"] == 1.0, report["verification"]
+        assert report["verification"][engine]["max_abs_logit_diff"] < 5e-3, report["verification"]
+
+    # unseen characters go through the byte-fallback pieces in llama.cpp exactly as in the source tokenizer
+    import llama_cpp
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source)
+    llm = llama_cpp.Llama(str(out), n_ctx=64, vocab_only=True, verbose=False)
+    for text in ("Dose: 5 µg/kg — recheck in 2 h ≥ 3 times", "Ödem, Übelkeit; 体温 38.5 °C"):
+        expected = tok(text)["input_ids"]
+        assert list(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)) == expected, text
+        assert any(tok.convert_ids_to_tokens(expected)[i].startswith("<0x") for i in range(len(expected)))

@@ -364,7 +364,10 @@ async def _generate(request: Any, state: ServerState, entry: ModelEntry, gen: Ge
 
         return await stream_response(state, entry, prepared, body, endpoint, release, record)
     outcome = Outcome()
-    it = ThreadedIterator(lambda: entry.guarded.complete_steps(prepared))
+    # progress marks at most 5 a second (a quarter of the timeout when shorter): the hang timeout and the
+    # disconnect check keep working, without waking the event loop for every token of a long answer
+    it = ThreadedIterator(lambda: entry.guarded.complete_steps(prepared),
+                          progress_every=min(0.2, entry.settings.timeout_s / 4))
     watcher = asyncio.ensure_future(_wait_disconnect(request))
     try:
         while True:

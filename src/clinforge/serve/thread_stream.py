@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +26,12 @@ from typing import Any
 class ThreadedIterator:
     """Runs ``make()`` and iterates it in a daemon thread; create it inside a running event loop."""
 
-    def __init__(self, make: Callable[[], Iterator[Any]], *, name: str = "clinforge-serve-gen"):
+    def __init__(self, make: Callable[[], Iterator[Any]], *, name: str = "clinforge-serve-gen",
+                 progress_every: float = 0.0):
+        # ``None`` items are progress marks (a token was generated): with ``progress_every`` > 0 at most one per that
+        # many seconds crosses to the event loop, which then wakes a few times a second instead of once per token
+        # (each crossing costs the loop a wake-up and the GIL); cancellation is still checked at every item
+        self._progress_every = progress_every
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._cancel = threading.Event()
@@ -44,9 +50,15 @@ class ThreadedIterator:
         iterator: Any = None
         try:
             iterator = self._make()
+            last = time.monotonic()
             for item in iterator:
                 if self._cancel.is_set():
                     break
+                if item is None and self._progress_every:
+                    now = time.monotonic()
+                    if now - last < self._progress_every:
+                        continue
+                    last = now
                 self._put("item", item)
                 if self._cancel.is_set():
                     break
@@ -64,7 +76,10 @@ class ThreadedIterator:
 
     async def next(self, timeout: float) -> tuple[str, Any]:
         """``("item", x)``, ``("end", None)`` or ``("error", exc)``; raises ``TimeoutError`` after ``timeout`` s."""
-        return await asyncio.wait_for(self._queue.get(), timeout)
+        try:  # an item that is already there needs no waiter task and no timer (the common case in a stream)
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return await asyncio.wait_for(self._queue.get(), timeout)
 
     def cancel(self) -> None:
         """Ask the thread to stop; returns at once (the thread ends after the item it is producing)."""
