@@ -50,6 +50,19 @@ def test_spec_options_and_errors(tmp_path, smollm2_gguf, llamacpp):
         load_backend(f"llamacpp:{smollm2_gguf}#n_ctx=many")
 
 
+def test_prompt_threads_default_to_generation_threads(smollm2_gguf, llamacpp):
+    # llama-cpp-python alone would evaluate prompts on every core (n_threads_batch = cpu_count)
+    assert (llamacpp.llm.n_threads, llamacpp.llm.n_threads_batch) == (2, 2)
+    one = load_backend(f"llamacpp:{smollm2_gguf}#n_ctx=256,n_threads=1,n_threads_batch=3")
+    try:
+        assert (one.llm.n_threads, one.llm.n_threads_batch) == (1, 3)
+        assert one.llm.context_params.n_threads_batch == 3
+    finally:
+        one.close()
+    with pytest.raises(ConfigError, match="n_threads_batch must be >= 1"):
+        load_backend(f"llamacpp:{smollm2_gguf}#n_threads_batch=-2")
+
+
 def test_chat_template_and_tokens_match_transformers(llamacpp, hf):
     request = GenerationRequest(messages=CHAT)
     assert llamacpp.render_prompt(request) == hf.render_prompt(request)
