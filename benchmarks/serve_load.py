@@ -23,17 +23,18 @@ default projects every prompt position onto the vocabulary, work clinforge does 
 clinforge). The non-streamed answers of ``bare`` and ``llamacpp`` are compared prompt by prompt
 (``same_answers``): with the same greedy settings they must be the same text.
 
-Load per target: ``--requests`` chat requests (default 500), ``--concurrency`` at a time (default 32), half of
-them streamed (with ``stream_options.include_usage``), ``--max-tokens`` each (default 128: answers long enough
-that generation, not per-request work, decides tokens/s, as users see it), prompts cycling through a fixed list of
+Load per target: ``--requests`` chat requests (default 500), ``--concurrency`` at a time (default 32), half of them
+streamed (with ``stream_options.include_usage``), ``--max-tokens`` each (default 128: answers long enough that
+generation, not per-request work, decides tokens/s, as users see it), prompts cycling through a fixed list of
 medical questions (seed-free: the order is fixed). The three servers run side by side and every target's load is
 repeated ``--repeats`` times (default 2) in alternating order (reference first, then last, ...), each run after a
-warm-up request, with the load average recorded. Figures: p50/p95 latency (send to last byte), completion tokens
-per second over the wall time, the server process's CPU time per token (user + system, from ``/proc``: on a
-shared machine the steadier figure of what each server spends), 5xx answers and lost requests (no complete answer: transport error, or a stream
-without ``[DONE]``). Tokens are the servers' own ``usage.completion_tokens``; llama-cpp-python's server sends no
-usage in streams (it ignores ``include_usage``), so for those the streamed text is tokenised with the GGUF's own
-tokenizer (clinforge's usage is that same count of its generated text), never counted by chunks.
+warm-up request, with the load average recorded. Figures: p50/p95 latency (send to last byte), completion tokens per
+second over the wall time, the server process's CPU time per token (user + system, from ``/proc``: on a shared
+machine the steadier figure of what each server spends), 5xx answers and lost requests (no complete answer:
+transport error, or a stream without ``[DONE]``). Tokens are the servers' own ``usage.completion_tokens``;
+llama-cpp-python's server sends no usage in streams (it ignores ``include_usage``), so for those the streamed text is
+tokenised with the GGUF's own tokenizer (clinforge's usage is that same count of its generated text), never counted
+by chunks.
 
 Injected faults, against a ``clinforge serve`` with three more models: ``hang`` (an ``openai:`` proxy to an
 upstream that accepts and never answers; ``timeout_s`` 2 -> must be 504), ``die`` (an upstream that closes every

@@ -142,7 +142,8 @@ def test_every_phi_guard_option_of_the_config_file_reaches_the_guard(tmp_path):
     answer.write_text(PHI_ANSWER, encoding="utf-8")
     path = tmp_path / "serve.yaml"
     path.write_text(f"port: 0\nmodels:\n  - name: m\n    spec: replay:{answer}\n    guards: [phi]\n"
-                    "    phi: {holdback_chars: 40, mode: redact, context_chars: 200, step_chars: 8}\n", encoding="utf-8")
+                    "    phi: {holdback_chars: 40, mode: redact, context_chars: 200, step_chars: 8}\n",
+                    encoding="utf-8")
     gm = GuardedModel.build(config_from_flags(str(path)).models[0])
     guard = gm.phi_guard
     assert (guard.holdback_chars, guard.context_chars, guard.step_chars) == (40, 200, 8)

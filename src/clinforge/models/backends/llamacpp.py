@@ -108,13 +108,14 @@ class LlamaCppBackend(Backend):
     scheme = "llamacpp"
 
     def __init__(self, target: str, *, n_ctx: int | None = None, n_threads: int | None = None,
-                 n_threads_batch: int | None = None, seed: int = 0, n_batch: int = 512, n_gpu_layers: int = 0, flash_attn: bool = False, use_mmap: bool = True,
-                 verbose: bool = False, chat_template: str | None = None, batch_size: int | None = None):
+                 n_threads_batch: int | None = None, seed: int = 0, n_batch: int = 512, n_gpu_layers: int = 0,
+                 flash_attn: bool = False, use_mmap: bool = True, verbose: bool = False,
+                 chat_template: str | None = None, batch_size: int | None = None):
         path, options = parse_target(target)
         # options in the SPEC fragment win over keyword defaults: the SPEC is what the user wrote last
         settings = {"n_ctx": n_ctx, "n_threads": n_threads, "n_threads_batch": n_threads_batch, "seed": seed,
-                    "n_batch": n_batch,
-                    "n_gpu_layers": n_gpu_layers, "flash_attn": flash_attn, "use_mmap": use_mmap, "verbose": verbose}
+                    "n_batch": n_batch, "n_gpu_layers": n_gpu_layers, "flash_attn": flash_attn, "use_mmap": use_mmap,
+                    "verbose": verbose}
         settings.update(options)
         self.path = Path(path)
         self.model_name = self.path.name
