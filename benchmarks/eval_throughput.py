@@ -34,7 +34,7 @@ The real model: ``--real-model DIR`` (a HF folder), else the clinforge model reg
 when this checkout has it (``clinforge models fetch``); ``--no-real`` runs the tiny model only.
 
 Usage: python benchmarks/eval_throughput.py [--quick] [--real-model DIR] [--reps 3] [--limit-0shot 100]
-       [--limit-fewshot 30] [--shots 3] [--threads N] [--sweep-batch-sizes 1,4,8] [--batch-size B]
+       [--limit-fewshot 20] [--shots 3] [--threads N] [--sweep-batch-sizes 1,8] [--batch-size B]
        [--lmeval-batch-size B]
 """
 
@@ -257,12 +257,12 @@ def main() -> None:
     parser.add_argument("--no-real", action="store_true", help="tiny model only")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--limit-0shot", type=int, default=100, help="real model, 0-shot questions")
-    parser.add_argument("--limit-fewshot", type=int, default=30, help="real model, K-shot questions")
+    parser.add_argument("--limit-fewshot", type=int, default=20, help="real model, K-shot questions")
     parser.add_argument("--tiny-scale", type=int, default=2, help="the tiny model evaluates this many times more")
     parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
-    parser.add_argument("--sweep-batch-sizes", default="1,4,8", help="batch sizes each side is timed at")
-    parser.add_argument("--sweep-limit", type=int, default=16, help="0-shot questions per sweep run")
+    parser.add_argument("--sweep-batch-sizes", default="1,8", help="batch sizes each side is timed at")
+    parser.add_argument("--sweep-limit", type=int, default=12, help="0-shot questions per sweep run")
     parser.add_argument("--batch-size", type=int, default=None, help="clinforge's batch size (skips its sweep)")
     parser.add_argument("--lmeval-batch-size", type=int, default=None, help="lm-eval's batch size (skips its sweep)")
     args = parser.parse_args()

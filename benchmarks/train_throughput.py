@@ -17,8 +17,8 @@ SmolLM2's chat template lacks):
   bfd             ``packing=True, packing_strategy="bfd"`` (implies padding_free), with the batch size lowered so a
                   step holds about as many tokens as the others' (packed rows are max_length long)
 
-Each candidate runs once on the job (a candidate still running after ``--search-timeout-factor`` x clinforge's time is
-stopped and reported as such); the fastest in tokens/s is "TRL best". ``wrapped`` packing is not a candidate: it
+Each candidate runs once on the job (a candidate still running after ``--search-timeout-factor`` (3) x clinforge's
+time is stopped and reported as such); the fastest in tokens/s is "TRL best". ``wrapped`` packing is not a candidate: it
 cuts examples mid-sequence and lets them attend to each other, a different objective. "TRL default" is
 ``SFTConfig`` left at its defaults except run-size settings (steps, batch, lr, seed, logging): on conversational
 records (``messages``) with its all-token loss, gradient checkpointing on, bf16 autocast, fused AdamW.
@@ -30,6 +30,10 @@ Reported per trainer: tokens/s (real, non-padding tokens / ``train_runtime``), p
 training loss per step (side by side), and ONE yardstick for every model: the mean assistant-token loss on held-out
 MTS-Dialog validation dialogues (``heldout``). The last line is the real model's LoRA job:
 ``RESULT speedup_best=X speedup_default=Y clinforge_tok_s=A trl_best_tok_s=B trl_default_tok_s=C``.
+
+Sizes: the defaults (tiny: 8 steps x 4 examples, max_length 512; SmolLM2: 3 steps x 4 examples, max_length 256)
+are sized for the whole script -- 3 jobs x (1 + 4 search runs + 3 x 3 timed runs), each its own process -- to take
+about 25 minutes on a 2-core CPU without other work; how long it took on the shared machine is in docs/train.md.
 
 Usage: python benchmarks/train_throughput.py [--quick] [--real-model DIR | --no-real] [--reps 3]
 """
@@ -312,19 +316,20 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--jobs", default="tiny-full,smollm2-lora,smollm2-full",
                     help="comma-separated subset of tiny-full, smollm2-lora, smollm2-full")
-    ap.add_argument("--search-timeout-factor", type=float, default=4.0)
+    ap.add_argument("--search-timeout-factor", type=float, default=3.0)
     ap.add_argument("--heldout", type=int, default=32, help="held-out validation dialogues for the yardstick loss")
-    ap.add_argument("--steps", type=int, default=12, help="tiny model steps")
-    ap.add_argument("--batch", type=int, default=8, help="tiny model batch")
+    ap.add_argument("--steps", type=int, default=8, help="tiny model steps")
+    ap.add_argument("--batch", type=int, default=4, help="tiny model batch")
     ap.add_argument("--real-steps", type=int, default=3)
     ap.add_argument("--real-batch", type=int, default=4)
-    ap.add_argument("--real-max-length", type=int, default=384)
+    ap.add_argument("--real-max-length", type=int, default=256,
+                    help="SmolLM2 jobs: longer conversations are left out (256 keeps 280 of the first 400)")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--limit", type=int, default=400)
     ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--max-length", type=int, default=1024, help="tiny model max_length (TRL's default is 1024)")
+    ap.add_argument("--max-length", type=int, default=512, help="tiny model max_length")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--which", choices=["clinforge", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
