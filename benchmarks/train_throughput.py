@@ -331,6 +331,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--max-length", type=int, default=512, help="tiny model max_length")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of every training process, the same for all trainers (default: torch's)")
     ap.add_argument("--which", choices=["clinforge", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -347,14 +349,21 @@ def main() -> None:
         a.reps, a.steps, a.batch, a.real_steps, a.real_batch, a.hidden, a.layers = 1, 2, 2, 1, 2, 64, 2
         a.limit, a.max_length, a.real_max_length, a.vocab, a.heldout = 40, 256, 256, 1024, 8
 
+    if a.threads:  # inherited by every trainer subprocess (run_one copies os.environ): equal on all sides
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)
     from clinforge.models.tiny import build_tiny
 
     work = Path(tempfile.mkdtemp(prefix="clinforge-bench-"))
-    print(f"machine: {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}; date {time.strftime('%Y-%m-%d %H:%M')}; "
+    import torch
+
+    print(f"machine: {os.cpu_count()} CPUs, torch threads per trainer {a.threads or torch.get_num_threads()}, load avg "
+          f"{os.getloadavg()[0]:.1f}; date {time.strftime('%Y-%m-%d %H:%M')}; "
           f"data: MTS-Dialog train (first {a.limit} dialogues -> note sections), held-out: validation", flush=True)
     corpus = _data_root() / "mts-dialog" / "Main-Dataset" / "MTS-Dialog-TrainingSet.csv"
-    tiny = build_tiny("llama", work / "tiny", vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
-                      num_heads=8 if a.hidden >= 256 else 4, seed=a.seed, corpus=corpus)
+    tiny = work / "tiny"
+    if "tiny-full" in a.jobs.split(",") or a.no_real:  # training its tokenizer takes a while: only when it runs
+        tiny = build_tiny("llama", tiny, vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
+                          num_heads=8 if a.hidden >= 256 else 4, seed=a.seed, corpus=corpus)
     held = _examples(a.limit, a.seed).eval[:a.heldout]
     jobs = [("tiny-full", {"model": tiny, "label": f"a tiny random Llama (hidden {a.hidden}, {a.layers} layers)",
                            "method": "full", "steps": a.steps, "batch": a.batch, "lr": a.lr,
