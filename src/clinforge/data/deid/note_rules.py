@@ -30,6 +30,7 @@ from clinforge.data.deid.lexicons import (
     FUNCTION_WORDS,
     NOTE_TERMS,
     allow_words,
+    census_tail,
     common_words,
     english_words,
     looks_like_note,
@@ -49,6 +50,8 @@ chuck cliff dale dick earl glen hal herb jay kit lance lou max miles nick norm r
 bud buck christian major royal king prince precious mercy sunny misty brandy candy cherry tag lane mae ada al
 ed em ali lea ina ira abe doc ken lee rocky young page golden love win major penny star tom neil bay clay
 terry kelly shirley carter cole mason tyler parker porter baker cook price rich long short small hall wall
+ginger pearl hazel olive violet earnest van kay jan mack noel roman rex israel georgia geneva dallas flora
+marshall santos dixie stella
 """)
 _TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|np|rn|nurse|caseworker|case worker|case manager|social worker|"
               r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
@@ -184,7 +187,7 @@ class NoteRecognizer(Recognizer):
         # An ordinary word: in the English list and no US name (frequent names are in the English list too).
         self._english = english - self._first - self._last
         first_all, last_all = person_names()
-        self._names_all = (first_all | last_all | self._first | self._last) - self._stop
+        self._names_all = (first_all | last_all | self._first | self._last | census_tail()) - self._stop
         self._plain = english - self._names_all  # a word that is no name in any of faker's locales
         self._english_all = english
         self._common = common_words()
@@ -289,7 +292,7 @@ class NoteRecognizer(Recognizer):
                 continue
             start = before.start("t1") if t1 and (t1 in self._names_all or self._name_like(t1)) else before.start("t2")
             add(self.span(start, before.end("t2"), "NAME", 0.7, "name before a relation in brackets"))
-        if not words.isdisjoint(self._first | self._last):
+        if not (words.isdisjoint(self._first) and words.isdisjoint(self._last)):
             for m in _matches_at(_PER_NAME, lower, words & _PER_WORDS):
                 token = m.group("a")
                 if token not in self._stop and ((token in self._first and token not in WORD_NAMES)
