@@ -51,7 +51,7 @@ chuck cliff dale dick earl glen hal herb jay kit lance lou max miles nick norm r
 bud buck christian major royal king prince precious mercy sunny misty brandy candy cherry tag lane mae ada al
 ed em ali lea ina ira abe doc ken lee rocky young page golden love win major penny star tom neil bay clay
 terry kelly shirley carter cole mason tyler parker porter baker cook price rich long short small hall wall
-ginger pearl hazel olive violet earnest van kay jan mack noel roman rex israel georgia geneva dallas flora
+ginger pearl hazel olive violet earnest kay jan mack noel roman rex israel georgia geneva dallas flora
 marshall santos dixie stella
 """)
 _TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|np|rn|nurse|caseworker|case worker|case manager|social worker|"
@@ -65,9 +65,19 @@ _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
 _WORDS = re.compile(r"[a-z]+")
+# An initial after a title: "MS S. CARE", "mr I remained" (a capital in a note that is not all capitals).
+_TITLE_INITIAL = re.compile(r"(?<![a-z])(?:dr|mr|mrs|ms|miss)\.?[ \t]+(?P<i>[a-z])(?P<dot>\.)?(?=[ \t,;:]|$)")
+_TITLE_INITIAL_CUES = frozenset({"dr", "mr", "mrs", "ms", "miss"})
+# month-day with a hyphen only after an unambiguous date cue ("returned to OR on 7-8"); "from 7-8" is a range
+_DASH_DATE = re.compile(r"(?<![a-z])(?:on|since|dated|until|till|thru|through)[ \t]+(?P<d>(?:1[0-2]|0?[1-9])-"
+                        r"(?:3[01]|[12]\d|0?[1-9]))(?![\w%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|units?|x|hrs?|hours?|days?|"
+                        r"times|min|mins|minutes|weeks?|wks?|am|pm|%)\b)")
+_NEXT_WORD = re.compile(r"[ \t]+([a-z]+)")
+# The last line of a note, when it is only a name (a signature): one to three words, the first a first name.
+_LAST_LINE = re.compile(r"(?:^|\n)[ \t]*(?P<n>[a-z][a-z'’-]+(?:\.?[ \t]+[a-z][a-z'’-]*\.?){0,2})[ \t|]*\s*$")
 # After a first name: a surname, or a middle name / initial and a surname.
 _PAIR_TAIL = re.compile(r"[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
-_PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?:[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
+_PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?P<m>[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
 _DATE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:on|since|from|until|till|of|dated|date|thru|through|til|admitted|"
                               r"started|due|last|\d+[ap]m?)[ \t:]*$")
 _VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps|simv)(?![a-z])")
@@ -192,6 +202,12 @@ class NoteRecognizer(Recognizer):
         self._english_all = english
         self._common = common_words()
         self._allow = allow_words()
+        # Surnames common enough to stand alone in a note (census rank <= CENSUS_COMMON_RANK) and no word, not even
+        # inflected ("blocker", "redden"): the rarer tail is shorthand too often ("fick", "riss").
+        self._surnames_alone = frozenset(
+            t for t in self._last - self._first if len(t) >= 4 and t not in self._stop and t not in self._english_all
+            and t not in self._allow and not self._is_word(t) and not _derived_word(t, english)
+            and not _MEDICAL_SHAPE.search(t))
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
                                  and c not in common_words() and c not in WORD_NAMES and c not in allow_words())
         self._city_first: dict[str, list[str]] = {}
@@ -322,6 +338,9 @@ class NoteRecognizer(Recognizer):
                 if m is None:
                     continue
                 last = m.group("l")
+                middle = m.groupdict().get("m")
+                if middle and len(middle.rstrip(".")) > 1 and (middle in FUNCTION_WORDS or middle not in self._first):
+                    continue  # "wilson at johnson": a middle name is a first name or an initial
                 if last in self._stop or not (
                         self._name_like(last) and last not in self._english_all
                         or (last in self._last and last not in self._common and not self._is_word(last))):
@@ -332,7 +351,22 @@ class NoteRecognizer(Recognizer):
                  and t not in self._english}
         if found and looks_like_note(text):
             for start, end in _find_words(lower, found):
-                add(self.span(start, end, "NAME", 0.55, "US first name in a note"))
+                if not _EPONYM_AFTER.match(text[end:end + 60]):  # "Wilson disease"
+                    add(self.span(start, end, "NAME", 0.55, "US first name in a note"))
+        for m in _matches_at(_TITLE_INITIAL, lower, words & _TITLE_INITIAL_CUES):
+            if m.group("dot") or (text[m.start("i")].isupper() and not text.isupper()):
+                add(self.span(m.start("i"), m.end(), "NAME", 0.7, "initial after a title"))
+        tail = _LAST_LINE.search(lower, max(0, len(lower) - 60))
+        if tail is not None:
+            tokens = re.findall(r"[a-z][a-z'’-]*", tail.group("n"))
+            if tokens[0] in self._first and tokens[0] not in self._stop and all(
+                    t in _CREDENTIALS or len(t) == 1 or self._name_like(t, generous=True) for t in tokens):
+                add(self.span(tail.start("n"), tail.end("n"), "NAME", 0.6, "name alone on the last line"))
+        alone = words & self._surnames_alone
+        if alone and looks_like_note(text):  # "KOCHEVAR FOLLOWING", "d/w healey": a common surname, no word
+            for start, end in _find_words(lower, alone):
+                if not _EPONYM_AFTER.match(text[end:end + 60]):
+                    add(self.span(start, end, "NAME", 0.55, "US surname in a note"))
 
     def _dates(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
@@ -357,6 +391,12 @@ class NoteRecognizer(Recognizer):
                 if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
                     continue  # pressure support / PEEP settings "cpap 10/5"
                 add(self.span(m.start(), m.end(), "DATE", 0.6, expl))
+        if "-" in lower and not words.isdisjoint(("on", "since", "dated", "until", "till", "thru", "through")):
+            for m in _DASH_DATE.finditer(lower):
+                after = _NEXT_WORD.match(lower, m.end())
+                if after is not None and after.group(1) not in FUNCTION_WORDS:
+                    continue  # "on 1-2 pillows", "on 2-3 L": a range before what it counts
+                add(self.span(m.start("d"), m.end("d"), "DATE", 0.6, "month-day after a date cue"))
         if "1st" in lower or "2nd" in lower or "3rd" in lower or "th" in lower and _DIGIT_TH.search(lower):
             for m in _ORDINAL.finditer(lower):
                 add(self.span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
@@ -459,6 +499,21 @@ class NoteRecognizer(Recognizer):
             if (start, end) not in covered and not _EPONYM_AFTER.match(text[end:end + 60]):
                 out.append(self.span(start, end, tokens[lower[start:end]], 0.6, "same word found elsewhere in the note"))
         return out
+
+
+def _derived_word(token: str, english: frozenset[str]) -> bool:
+    """An English word + -er / -en / -ers / -ier, also with a doubled last consonant ("blocker", "redden").
+
+    Example:
+        >>> _derived_word("redden", frozenset({"red"})), _derived_word("kochevar", frozenset({"red"}))
+        (True, False)
+    """
+    for suffix in ("er", "en", "ers", "ier"):
+        if token.endswith(suffix):
+            stem = token[:-len(suffix)]
+            if stem in english or (len(stem) > 2 and stem[-1] == stem[-2] and stem[:-1] in english):
+                return True
+    return False
 
 
 def _matches_at(pattern: re.Pattern[str], lower: str, cues) -> list[re.Match[str]]:
