@@ -134,7 +134,7 @@ _LOCAL_PHONE = re.compile(r"\d(?<![\d.\-/]\d)\d\d-\d{4}(?![\d\-/.]|[ \t]*(?:cc|m
 _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
                              r"reached|reach|contact|ph|ext)")
 _PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
-                    r"(?P<n>\d{4,5})(?![\d/:-]|\.\d)")
+                    r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{10})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
                             r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
                             r"health center|healthcare|manor|infirmary)(?![a-z])")
