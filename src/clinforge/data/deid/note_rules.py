@@ -73,8 +73,8 @@ _DASH_DATE = re.compile(r"(?<![a-z])(?:on|since|dated|until|till|thru|through)[ 
                         r"(?:3[01]|[12]\d|0?[1-9]))(?![\w%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|units?|x|hrs?|hours?|days?|"
                         r"times|min|mins|minutes|weeks?|wks?|am|pm|%)\b)")
 _NEXT_WORD = re.compile(r"[ \t]+([a-z]+)")
-# The last line of a note, when it is only a name (a signature): one to three words, the first a first name.
-_LAST_LINE = re.compile(r"(?:^|\n)[ \t]*(?P<n>[a-z][a-z'’-]+(?:\.?[ \t]+[a-z][a-z'’-]*\.?){0,2})[ \t|]*\s*$")
+# The end of a note (its last line or sentence), when it is only a name (a signature): one to three words, the first a first name.
+_LAST_LINE = re.compile(r"(?:^|\n|[.!?][ \t]+)[ \t]*(?P<n>[a-z][a-z'’-]+(?:\.?[ \t]+[a-z][a-z'’-]*\.?){0,2})[ \t|]*\s*$")
 # After a first name: a surname, or a middle name / initial and a surname.
 _PAIR_TAIL = re.compile(r"[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
 _PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?P<m>[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
