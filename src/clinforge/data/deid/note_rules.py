@@ -22,7 +22,6 @@ word list, a hand-written list of nursing abbreviations); none comes from an ann
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from clinforge.data.deid.lexicons import (
     CLINICAL_CAPITALISED,
