@@ -134,3 +134,10 @@ def test_shipped_places_file_is_what_the_builder_writes(tmp_path: Path) -> None:
     out = tmp_path / "places.txt"
     assert build_us_places(out) == len(us_places())
     assert set(out.read_text().splitlines()[1:]) == set(us_places())
+
+
+def test_readings_and_clock_times_are_no_codes(deid: Deidentifier) -> None:
+    text = ("BP DOWN TO 78-80S. FENTANYL 25-50MCGS GTT. RECHECK LYTES @ 1800PM. 0.1L NEG @ 2300-REMAINS POS."
+            + VITALS)
+    assert not [f for f in found(deid, text) if f[1] == "ID"]
+    assert [f for f in found(deid, "Specimen X7Q-48213 sent." + VITALS) if f[1] == "ID"]  # a code stays one

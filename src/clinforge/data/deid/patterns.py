@@ -176,8 +176,10 @@ _GLUED_STREET = re.compile(r"(?:" + _GLUED_SUFFIX + r")\s+\d{1,5}[A-Za-z]?\b" + 
 _FACILITY = re.compile(r"(?:Hospital|Medical Cent(?:er|re)|Health Cent(?:er|re)|Clinic|Infirmary|Nursing Home|"
                        r"Rehabilitation Center|Hospice|Healthcare)\b")
 # A number with a unit or a vital-sign / ventilator label glued to it (nursing notes write "1300CC", "AC700X10").
-_MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MCG|MEQ|L|U|UNITS?|HR|HRS|NSR|ST|SB|X|"
-                          r"MMHG|CM|MM|KG|G|GM|GMS|MIN|SEC|APPROX)?")
+_MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MGS|MCG|MCGS|MEQ|L|U|UNITS?|HR|HRS|NSR|ST|SB|X|"
+                          r"MMHG|CM|MM|KG|G|GM|GMS|MIN|SEC|APPROX|S|AM|PM)?"
+                          # a clock time or a reading glued to the next word by a hyphen: "2300-REMAINS", "TMAX-99"
+                          r"|\d{1,4}-[A-Z]{4,}|[A-Z]{3,5}-\d{1,3}")
 _ZIP_CUE = re.compile(r"(?i:zip|postal code|postcode)(?: code)?\s*:?\s*(?P<value>[A-Z0-9]{3,5}(?:[ -][A-Z0-9]{3,4})?)\b")
 
 # Labelled identifiers: LABEL [number|no.|#|id] [:] VALUE (value with a digit), one pass for every type.
