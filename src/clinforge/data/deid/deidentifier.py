@@ -173,14 +173,14 @@ _INITIAL_BEFORE = re.compile(r"(?<![^\W\d_])[A-Z]\.[ \t]?$")
 
 
 def _with_initials(text: str, spans: list[Span]) -> list[Span]:
-    """NAME spans grown over an initial right before them ("S. DOMINICO", "J. Morrow"): the initial is part of
+    """NAME spans grown over an initial right before them ("T. BRANNIGAN", "J. Morrow"): the initial is part of
     the name, and left alone it narrows who was meant.
 
     Example:
         >>> from clinforge.data.deid.spans import make_span
-        >>> t = "TO MEET S. DOMINICO TODAY"
-        >>> [(t[s.start:s.end]) for s in _with_initials(t, [make_span(11, 19, "NAME", 0.8, "x", "names")])]
-        ['S. DOMINICO']
+        >>> t = "TO MEET T. BRANNIGAN TODAY"
+        >>> [(t[s.start:s.end]) for s in _with_initials(t, [make_span(11, 20, "NAME", 0.8, "x", "names")])]
+        ['T. BRANNIGAN']
     """
     out = []
     for s in spans:

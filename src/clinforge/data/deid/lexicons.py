@@ -438,7 +438,7 @@ def us_names() -> tuple[frozenset[str], frozenset[str]]:
 
     Example:
         >>> first, last = us_names()
-        >>> "susan" in first and "murphy" in last and "thelma" in first and "donahue" in last
+        >>> "susan" in first and "murphy" in last and "gwendolyn" in first and "lindgren" in last
         True
         >>> "record" in last, "fick" in last      # a census surname that is a word; one from the rare tail
         (False, False)
@@ -465,7 +465,7 @@ def census_tail() -> frozenset[str]:
     rules where a cue (a title, a relative, a credential) already says a name follows.
 
     Example:
-        >>> "kochevar" in census_tail() and "record" not in census_tail()
+        >>> "przybylski" in census_tail() and "record" not in census_tail()
         True
     """
     english = english_words()

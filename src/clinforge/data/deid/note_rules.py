@@ -12,7 +12,8 @@ What this recognizer (``notes``) adds to ``patterns`` and ``names`` for such tex
 * places: words before a facility word (``MILLBROOK HOSPITAL``, ``oakridge valley hosp``, ``BRIARWOOD HOUSE``),
   hospital abbreviations after a place cue (``TO GH``, ``at gh``, ``UMMC``), unknown words after a transfer cue
   (``TRANSFERRED TO WEXFORD``), US places of the GeoNames gazetteer (``lexicons.us_places``: 1,000+ people;
-  one that is a word only after ``in/from/at`` or a verb of going), ``St. Mary's``-style saint names, and common US hospital names (``Sacred Heart``, ``Holy Cross``);
+  one that is a word only after ``in/from/at`` or a verb of going), ``St. Mary's``-style saint names, and common
+  US hospital names (``Sacred Heart``, ``Holy Cross``);
 * every other occurrence in the note, in any case, of a name or place word found above.
 
 Also: a common US surname alone in a note (census rank <= 5,000, no word), an initial after a title (``MS S.``),
@@ -76,7 +77,8 @@ _DASH_DATE = re.compile(r"(?<![a-z])(?:on|since|dated|until|till|thru|through)[ 
                         r"(?:3[01]|[12]\d|0?[1-9]))(?![\w%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|units?|x|hrs?|hours?|days?|"
                         r"times|min|mins|minutes|weeks?|wks?|am|pm|%)\b)")
 _NEXT_WORD = re.compile(r"[ \t]+([a-z]+)")
-# The end of a note (its last line or sentence), when it is only a name (a signature): one to three words, the first a first name.
+# The end of a note (its last line or sentence) when it is only a name, a signature: one to three words, the
+# first a first name.
 _LAST_LINE = re.compile(r"(?:^|\n|[.!?][ \t]+)[ \t]*(?P<n>[a-z][a-z'’-]+(?:\.?[ \t]+[a-z][a-z'’-]*\.?){0,2})[ \t|]*\s*$")
 # After a first name: a surname, or a middle name / initial and a surname.
 _PAIR_TAIL = re.compile(r"[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
@@ -368,7 +370,7 @@ class NoteRecognizer(Recognizer):
                     t in _CREDENTIALS or len(t) == 1 or self._name_like(t, generous=True) for t in tokens):
                 add(self.span(tail.start("n"), tail.end("n"), "NAME", 0.6, "name alone on the last line"))
         alone = words & self._surnames_alone
-        if alone and looks_like_note(text):  # "KOCHEVAR FOLLOWING", "d/w healey": a common surname, no word
+        if alone and looks_like_note(text):  # "LINDGREN FOLLOWING", "d/w castellano": a common surname, no word
             for start, end in _find_words(lower, alone):
                 if not _EPONYM_AFTER.match(text[end:end + 60]):
                     add(self.span(start, end, "NAME", 0.55, "US surname in a note"))
@@ -511,7 +513,7 @@ def _derived_word(token: str, english: frozenset[str]) -> bool:
     """An English word + -er / -en / -ers / -ier, also with a doubled last consonant ("blocker", "redden").
 
     Example:
-        >>> _derived_word("redden", frozenset({"red"})), _derived_word("kochevar", frozenset({"red"}))
+        >>> _derived_word("redden", frozenset({"red"})), _derived_word("lindgren", frozenset({"red"}))
         (True, False)
     """
     for suffix in ("er", "en", "ers", "ier"):
