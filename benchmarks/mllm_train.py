@@ -29,6 +29,7 @@ and images/s. The last line is always ``RESULT speedup=X clinforge_img_s=A trl_i
 it (a failed run, different loss tokens) exits non-zero without it, and a failed connector row exits non-zero after it.
 
 Usage: python benchmarks/mllm_train.py [--quick] [--records N] [--batch 8] [--reps 3] [--threads 1]
+[--connectors linear,mlp,... | none] [--connector-records 256]
 """
 
 from __future__ import annotations
@@ -236,7 +237,9 @@ def head_to_head(base: Path, a: argparse.Namespace) -> tuple[float, float]:
 
 def connector_table(tmp: Path, a: argparse.Namespace, connectors: list[str]) -> list[str]:
     """clinforge per connector; returns the connectors whose run failed (reported, not hidden)."""
-    failed = []
+    failed: list[str] = []
+    if not connectors:
+        return failed
     print(f"\nper connector (clinforge vlm_sft, one run each, first {a.connector_records} questions):")
     print(f"{'connector':12s} {'visual tokens/image':>20s} {'img/s':>8s} {'collator':>20s}")
     for name in connectors:
@@ -259,6 +262,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads of each run (both trainers)")
     ap.add_argument("--connector-records", type=int, default=256)
+    ap.add_argument("--connectors", default=",".join(CONNECTORS),
+                    help=f"comma-separated connectors of the per-connector table (of {', '.join(CONNECTORS)}), "
+                         "or 'none'")
     ap.add_argument("--quick", action="store_true", help="16 questions, 1 repetition, connectors mlp and avgpool")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
@@ -274,7 +280,10 @@ def main() -> None:
         return
     if a.quick:
         a.records, a.reps, a.connector_records = 16, 1, 16
-    connectors = ["mlp", "avgpool"] if a.quick else list(CONNECTORS)
+    connectors = ["mlp", "avgpool"] if a.quick else [c for c in a.connectors.split(",") if c and c != "none"]
+    unknown = [c for c in connectors if c not in CONNECTORS]
+    if unknown:
+        ap.error(f"unknown connectors {unknown}; valid: {', '.join(CONNECTORS)}")
     n = n_records(a.records)
     with tempfile.TemporaryDirectory() as tmp:
         base = build_model(Path(tmp) / "llava", SPEC["connector"])
