@@ -184,6 +184,29 @@ def normalize_value(raw: Any) -> str | None:
     return text or None
 
 
+def checked_rater_code(row: dict[str, Any], codes: dict[str, Any], seen: set[tuple[str, str]], path: Path,
+                       line: int, twice: str) -> tuple[str, str]:
+    """``(rater, code)`` of one imported row, checked against the blinding key and the rows seen before.
+
+    Shared by the single-rating and the pairwise importers so both refuse the same mistakes with the same error
+    (file, line, field): no rater id, a code the key does not hold, the same rater on the same code twice.
+
+    Example:
+        >>> checked_rater_code({"rater_id": "r1", "code": "a1"}, {"a1": {}}, set(), Path("r1.csv"), 2, "rated")
+        ('r1', 'a1')
+    """
+    rater = str(row.get("rater_id") or "").strip()
+    if not rater:
+        raise DataError("missing rater id", file=str(path), line=line, field="rater_id")
+    code = str(row.get("code") or "").strip()
+    if code not in codes:
+        raise DataError("code not in the blinding key", file=str(path), line=line, field="code")
+    if (rater, code) in seen:
+        raise DataError(f"this rater {twice} twice", file=str(path), line=line, field="code")
+    seen.add((rater, code))
+    return rater, code
+
+
 def read_exchange_rows(path: Path, required: Sequence[str], what: str = "ratings"
                        ) -> Iterable[tuple[int, dict[str, Any]]]:
     """``(line, row)`` pairs of a filled CSV or JSONL exchange file; a CSV must have every ``required`` column.
@@ -231,15 +254,7 @@ def import_ratings(paths: list[str | os.PathLike], key_path: str | os.PathLike) 
     ratings, seen = [], set()
     for path in map(Path, paths):
         for line, row in read_exchange_rows(path, ("rater_id", "code", *AXES)):
-            rater = str(row.get("rater_id") or "").strip()
-            if not rater:
-                raise DataError("missing rater id", file=str(path), line=line, field="rater_id")
-            code = str(row.get("code") or "").strip()
-            if code not in codes:
-                raise DataError("code not in the blinding key", file=str(path), line=line, field="code")
-            if (rater, code) in seen:
-                raise DataError("this rater rated this code twice", file=str(path), line=line, field="code")
-            seen.add((rater, code))
+            rater, code = checked_rater_code(row, codes, seen, path, line, "rated this code")
             rating: dict[str, Any] = {"rater": rater, "code": code, **codes[code]}
             for axis in AXES.values():
                 if axis.name not in row:

@@ -92,21 +92,16 @@ def import_pairwise(paths: Sequence[str | os.PathLike], key_path: str | os.PathL
         raise DataError(f"cannot read the key ({exc})", file=str(key_path)) from None
     if not isinstance(key, dict) or key.get("format") != KEY_FORMAT or not isinstance(key.get("codes"), dict):
         raise DataError(f"not a pairwise key (format {KEY_FORMAT!r} with a 'codes' object)", file=str(key_path))
-    from clinforge.eval.human import read_exchange_rows  # here, not at the top: human.py imports this module
+    from clinforge.eval.human import (  # here, not at the top: human.py imports this module
+        checked_rater_code,
+        read_exchange_rows,
+    )
 
     codes = key["codes"]
     out, seen = [], set()
     for path in map(Path, paths):
         for line, row in read_exchange_rows(path, ("rater_id", "code", "left", "choice"), "comparisons"):
-            rater = str(row.get("rater_id") or "").strip()
-            if not rater:
-                raise DataError("missing rater id", file=str(path), line=line, field="rater_id")
-            code = str(row.get("code") or "").strip()
-            if code not in codes:
-                raise DataError("code not in the key", file=str(path), line=line, field="code")
-            if (rater, code) in seen:
-                raise DataError("this rater compared this pair twice", file=str(path), line=line, field="code")
-            seen.add((rater, code))
+            rater, code = checked_rater_code(row, codes, seen, path, line, "compared this pair")
             pair = codes[code]
             left = str(row.get("left") or "").strip().lower()
             if left not in ("a", "b"):
