@@ -265,7 +265,8 @@ def main() -> None:
     ap.add_argument("--connectors", default=",".join(CONNECTORS),
                     help=f"comma-separated connectors of the per-connector table (of {', '.join(CONNECTORS)}), "
                          "or 'none'")
-    ap.add_argument("--quick", action="store_true", help="16 questions, 1 repetition, connectors mlp and avgpool")
+    ap.add_argument("--quick", action="store_true", help="smoke test (its ratio means nothing): 16 questions, "
+                    "1 repetition, connectors mlp and avgpool")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--candidate", default="", help=argparse.SUPPRESS)
@@ -280,10 +281,12 @@ def main() -> None:
         return
     if a.quick:
         a.records, a.reps, a.connector_records = 16, 1, 16
-    connectors = ["mlp", "avgpool"] if a.quick else [c for c in a.connectors.split(",") if c and c != "none"]
+    connectors = [c for c in a.connectors.split(",") if c and c != "none"]
     unknown = [c for c in connectors if c not in CONNECTORS]
     if unknown:
         ap.error(f"unknown connectors {unknown}; valid: {', '.join(CONNECTORS)}")
+    if a.quick:
+        connectors = ["mlp", "avgpool"]
     n = n_records(a.records)
     with tempfile.TemporaryDirectory() as tmp:
         base = build_model(Path(tmp) / "llava", SPEC["connector"])
