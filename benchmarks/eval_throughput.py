@@ -11,14 +11,21 @@ with continuations " A".." D", lm-eval 0.4.13 ``medqa_4options``):
 lm-eval runs a local-file task (``dataset_path: json``) through ``simple_evaluate`` with ``HFLM``; clinforge runs
 ``clinforge.eval.eval_runner.evaluate`` (the built-in ``medqa`` task for 0-shot, a YAML task for K-shot; request
 cache, item log and summary included, a fresh output folder every time so nothing comes from a cache). Both use the
-same already-loaded model folder, batch size, float32, CPU and torch thread count; model loading is not timed.
+same model folder, float32, CPU and torch thread count (``--threads``, set once for the process, so equal on both
+sides); model loading is not timed.
+
+Batch size: each side runs at ITS OWN best batch size, measured, not assumed. Before the timed runs, each side
+evaluates the first ``--sweep-limit`` 0-shot questions once per size in ``--sweep-batch-sizes`` (order alternated
+per size) and keeps its fastest; ``--batch-size`` / ``--lmeval-batch-size`` fix them instead (lm-eval's default is
+1; on CPU a larger batch pays for padding, a smaller one for less efficient matrix products).
 
 Each workload runs ``--reps`` times per side, the order alternating (lm-eval first on even repetitions); the
 figures are medians of the per-repetition wall times. Compared on every repetition: the predicted option of every
 question (argmax of the four log-likelihoods, first on ties) and the largest absolute log-likelihood difference.
 The script exits 1 when a prediction differs or a difference exceeds 1e-4.
 
-The last line is the real model's K-shot workload (where clinforge's shared-prefix reuse applies):
+The load average is printed with every repetition (the machine may be shared). The last line is the real model's
+K-shot workload (where clinforge's shared-prefix reuse applies):
 ``RESULT speedup=X identical=Y max_abs_ll_diff=Z clinforge_qps=A lmeval_qps=B speedup_0shot=C`` -- speedup is the
 ratio of median times; identical is the share of identical predictions over all repetitions and workloads of the
 real model; max_abs_ll_diff likewise the maximum over them.
@@ -26,8 +33,9 @@ real model; max_abs_ll_diff likewise the maximum over them.
 The real model: ``--real-model DIR`` (a HF folder), else the clinforge model registry's ``smollm2-135m-instruct``
 when this checkout has it (``clinforge models fetch``); ``--no-real`` runs the tiny model only.
 
-Usage: python benchmarks/eval_throughput.py [--quick] [--real-model DIR] [--reps 3] [--limit-0shot 40]
-       [--limit-fewshot 12] [--shots 3] [--batch-size 8]
+Usage: python benchmarks/eval_throughput.py [--quick] [--real-model DIR] [--reps 3] [--limit-0shot 100]
+       [--limit-fewshot 20] [--shots 3] [--threads N] [--sweep-batch-sizes 1,8] [--batch-size B]
+       [--lmeval-batch-size B]
 """
 
 from __future__ import annotations
@@ -102,6 +110,9 @@ class LmEvalSide:
         self.lm = HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cpu", dtype="float32")
         self.manager = TaskManager(include_path=str(task_dir))
 
+    def set_batch_size(self, batch_size: int) -> None:
+        self.lm.batch_size_per_gpu = batch_size  # what HFLM's batching reads (``batch_size`` is its property)
+
     def run(self, limit: int, shots: int) -> tuple[float, list[list[float]]]:
         from lm_eval import simple_evaluate
 
@@ -125,6 +136,9 @@ class ClinforgeSide:
         self.task_yaml = workdir / "medqa_bench_fewshot.yaml"
         self.task_yaml.write_text(CLINFORGE_YAML.format(test=test, dev=dev), encoding="utf-8")
         self.runs = 0
+
+    def set_batch_size(self, batch_size: int) -> None:
+        self.batch_size = self.backend.batch_size = batch_size
 
     def run(self, limit: int, shots: int) -> tuple[float, list[list[float]]]:
         from clinforge.eval.eval_runner import EvalConfig, evaluate
@@ -157,16 +171,43 @@ def compare(a: list[list[float]], b: list[list[float]]) -> tuple[int, float]:
     return same, diff
 
 
+def sweep_batch_sizes(label: str, sides: dict[str, Any], args: argparse.Namespace) -> dict[str, int]:
+    """Each side's fastest batch size on the first ``args.sweep_limit`` 0-shot questions (one run per size and side,
+    order alternated per size); fixed sizes (``--batch-size`` / ``--lmeval-batch-size``) skip the sweep."""
+    fixed = {"clinforge": args.batch_size, "lm-eval": args.lmeval_batch_size}
+    sizes = [int(x) for x in args.sweep_batch_sizes.split(",") if x.strip()]
+    if not sizes:
+        fixed = {"clinforge": args.batch_size or 8, "lm-eval": args.lmeval_batch_size or 1}
+    for side in sides.values():  # warm-up, untimed: first-call imports and allocations would penalise one size
+        side.run(min(2, args.sweep_limit), 0)
+    times: dict[str, dict[int, float]] = {name: {} for name in sides}
+    for k, size in enumerate(sizes):
+        order = list(sides) if k % 2 == 0 else list(sides)[::-1]
+        for name in order:
+            if fixed[name] is None:
+                sides[name].set_batch_size(size)
+                times[name][size] = sides[name].run(args.sweep_limit, 0)[0]
+    best = {}
+    for name in sides:
+        best[name] = fixed[name] if fixed[name] is not None else min(times[name], key=lambda b: times[name][b])
+        sides[name].set_batch_size(best[name])
+        swept = ", ".join(f"bs {b}: {t:.1f}s" for b, t in times[name].items()) or "fixed"
+        print(f"[{label}] batch size sweep ({args.sweep_limit} 0-shot questions), {name}: {swept} -> "
+              f"{best[name]}; load avg {os.getloadavg()[0]:.1f}", flush=True)
+    return best
+
+
 def bench_model(label: str, model_dir: Path, args: argparse.Namespace, test: Path, dev: Path,
                 workdir: Path) -> dict[str, dict[str, Any]]:
     """Both sides on both workloads, ``args.reps`` alternated repetitions each; prints one line per repetition."""
     import torch
 
-    lm = LmEvalSide(model_dir, args.batch_size, test, dev, workdir)
-    cf = ClinforgeSide(model_dir, args.batch_size, test, dev, workdir)
+    lm = LmEvalSide(model_dir, args.lmeval_batch_size or 1, test, dev, workdir)
+    cf = ClinforgeSide(model_dir, args.batch_size or 8, test, dev, workdir)
     n_params = sum(p.numel() for p in cf.backend.model.parameters())
     print(f"[{label}] {model_dir}: {n_params / 1e6:.1f}M parameters, vocab {len(cf.backend.tokenizer)}, "
-          f"batch size {args.batch_size}, torch threads {torch.get_num_threads()}, float32 CPU", flush=True)
+          f"torch threads {torch.get_num_threads()} (both sides), float32 CPU", flush=True)
+    best = sweep_batch_sizes(label, {"lm-eval": lm, "clinforge": cf}, args)
     results = {}
     limits = {"0-shot": (args.limit_0shot, 0), f"{args.shots}-shot": (args.limit_fewshot, args.shots)}
     for workload, (limit, shots) in limits.items():
@@ -189,7 +230,9 @@ def bench_model(label: str, model_dir: Path, args: argparse.Namespace, test: Pat
                   f"max |d ll| {diff:.2g}, load avg {load:.1f}", flush=True)
         lm_s, cf_s = statistics.median(times["lm-eval"]), statistics.median(times["clinforge"])
         n = limit
-        results[workload] = {"n": n, "lmeval_s": lm_s, "clinforge_s": cf_s, "speedup": lm_s / cf_s,
+        results[workload] = {"n": n, "batch_size": best["clinforge"], "lmeval_batch_size": best["lm-eval"],
+                             "times": times, "load_avg": os.getloadavg()[0], "lmeval_s": lm_s, "clinforge_s": cf_s,
+                             "speedup": lm_s / cf_s,
                              "identical": same_all / n_all, "max_abs_ll_diff": max_diff,
                              "lmeval_qps": n / lm_s, "clinforge_qps": n / cf_s}
         print(f"[{label}] {workload}: median lm-eval {lm_s:.1f}s ({n / lm_s:.2f} q/s), clinforge {cf_s:.1f}s "
@@ -213,14 +256,23 @@ def main() -> None:
     parser.add_argument("--real-model", default=None, help="HF folder of SmolLM2-135M-Instruct (default: registry)")
     parser.add_argument("--no-real", action="store_true", help="tiny model only")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--limit-0shot", type=int, default=40, help="real model, 0-shot questions")
-    parser.add_argument("--limit-fewshot", type=int, default=12, help="real model, K-shot questions")
-    parser.add_argument("--tiny-scale", type=int, default=5, help="the tiny model evaluates this many times more")
+    parser.add_argument("--limit-0shot", type=int, default=100, help="real model, 0-shot questions")
+    parser.add_argument("--limit-fewshot", type=int, default=20, help="real model, K-shot questions")
+    parser.add_argument("--tiny-scale", type=int, default=2, help="the tiny model evaluates this many times more")
     parser.add_argument("--shots", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
+    parser.add_argument("--sweep-batch-sizes", default="1,8", help="batch sizes each side is timed at")
+    parser.add_argument("--sweep-limit", type=int, default=12, help="0-shot questions per sweep run")
+    parser.add_argument("--batch-size", type=int, default=None, help="clinforge's batch size (skips its sweep)")
+    parser.add_argument("--lmeval-batch-size", type=int, default=None, help="lm-eval's batch size (skips its sweep)")
     args = parser.parse_args()
     if args.quick:
         args.reps, args.limit_0shot, args.limit_fewshot, args.tiny_scale = 1, 4, 2, 2
+        args.sweep_batch_sizes, args.sweep_limit = "1,2", 2
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from _tinylm import big_corpus, build_tiny_lm
@@ -229,7 +281,8 @@ def main() -> None:
     root = data_root().resolve()
     workdir = Path(tempfile.mkdtemp(prefix="eval_throughput_"))
     test, dev = write_data(workdir, root, args.shots)
-    print(f"machine: {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}; date "
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+          f"load avg {os.getloadavg()[0]:.1f}; date "
           f"{time.strftime('%Y-%m-%d %H:%M')}; data {root / MEDQA}", flush=True)
 
     tiny_dir = workdir / "tiny"

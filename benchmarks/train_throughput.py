@@ -17,8 +17,8 @@ SmolLM2's chat template lacks):
   bfd             ``packing=True, packing_strategy="bfd"`` (implies padding_free), with the batch size lowered so a
                   step holds about as many tokens as the others' (packed rows are max_length long)
 
-Each candidate runs once on the job (a candidate still running after ``--search-timeout-factor`` x clinforge's time is
-stopped and reported as such); the fastest in tokens/s is "TRL best". ``wrapped`` packing is not a candidate: it
+Each candidate runs once on the job (a candidate still running after ``--search-timeout-factor`` (3) x clinforge's
+time is stopped and reported as such); the fastest in tokens/s is "TRL best". ``wrapped`` packing is not a candidate: it
 cuts examples mid-sequence and lets them attend to each other, a different objective. "TRL default" is
 ``SFTConfig`` left at its defaults except run-size settings (steps, batch, lr, seed, logging): on conversational
 records (``messages``) with its all-token loss, gradient checkpointing on, bf16 autocast, fused AdamW.
@@ -30,6 +30,10 @@ Reported per trainer: tokens/s (real, non-padding tokens / ``train_runtime``), p
 training loss per step (side by side), and ONE yardstick for every model: the mean assistant-token loss on held-out
 MTS-Dialog validation dialogues (``heldout``). The last line is the real model's LoRA job:
 ``RESULT speedup_best=X speedup_default=Y clinforge_tok_s=A trl_best_tok_s=B trl_default_tok_s=C``.
+
+Sizes: the defaults (tiny: 8 steps x 4 examples, max_length 512; SmolLM2: 3 steps x 4 examples, max_length 256)
+are sized for the whole script -- 3 jobs x (1 + 4 search runs + 3 x 3 timed runs), each its own process -- to take
+about 25 minutes on a 2-core CPU without other work; how long it took on the shared machine is in docs/train.md.
 
 Usage: python benchmarks/train_throughput.py [--quick] [--real-model DIR | --no-real] [--reps 3]
 """
@@ -312,20 +316,23 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--jobs", default="tiny-full,smollm2-lora,smollm2-full",
                     help="comma-separated subset of tiny-full, smollm2-lora, smollm2-full")
-    ap.add_argument("--search-timeout-factor", type=float, default=4.0)
+    ap.add_argument("--search-timeout-factor", type=float, default=3.0)
     ap.add_argument("--heldout", type=int, default=32, help="held-out validation dialogues for the yardstick loss")
-    ap.add_argument("--steps", type=int, default=12, help="tiny model steps")
-    ap.add_argument("--batch", type=int, default=8, help="tiny model batch")
+    ap.add_argument("--steps", type=int, default=8, help="tiny model steps")
+    ap.add_argument("--batch", type=int, default=4, help="tiny model batch")
     ap.add_argument("--real-steps", type=int, default=3)
     ap.add_argument("--real-batch", type=int, default=4)
-    ap.add_argument("--real-max-length", type=int, default=384)
+    ap.add_argument("--real-max-length", type=int, default=256,
+                    help="SmolLM2 jobs: longer conversations are left out (256 keeps 280 of the first 400)")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--limit", type=int, default=400)
     ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--max-length", type=int, default=1024, help="tiny model max_length (TRL's default is 1024)")
+    ap.add_argument("--max-length", type=int, default=512, help="tiny model max_length")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of every training process, the same for all trainers (default: torch's)")
     ap.add_argument("--which", choices=["clinforge", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -342,14 +349,21 @@ def main() -> None:
         a.reps, a.steps, a.batch, a.real_steps, a.real_batch, a.hidden, a.layers = 1, 2, 2, 1, 2, 64, 2
         a.limit, a.max_length, a.real_max_length, a.vocab, a.heldout = 40, 256, 256, 1024, 8
 
+    if a.threads:  # inherited by every trainer subprocess (run_one copies os.environ): equal on all sides
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)
     from clinforge.models.tiny import build_tiny
 
     work = Path(tempfile.mkdtemp(prefix="clinforge-bench-"))
-    print(f"machine: {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}; date {time.strftime('%Y-%m-%d %H:%M')}; "
+    import torch
+
+    print(f"machine: {os.cpu_count()} CPUs, torch threads per trainer {a.threads or torch.get_num_threads()}, load avg "
+          f"{os.getloadavg()[0]:.1f}; date {time.strftime('%Y-%m-%d %H:%M')}; "
           f"data: MTS-Dialog train (first {a.limit} dialogues -> note sections), held-out: validation", flush=True)
     corpus = _data_root() / "mts-dialog" / "Main-Dataset" / "MTS-Dialog-TrainingSet.csv"
-    tiny = build_tiny("llama", work / "tiny", vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
-                      num_heads=8 if a.hidden >= 256 else 4, seed=a.seed, corpus=corpus)
+    tiny = work / "tiny"
+    if "tiny-full" in a.jobs.split(",") or a.no_real:  # training its tokenizer takes a while: only when it runs
+        tiny = build_tiny("llama", tiny, vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
+                          num_heads=8 if a.hidden >= 256 else 4, seed=a.seed, corpus=corpus)
     held = _examples(a.limit, a.seed).eval[:a.heldout]
     jobs = [("tiny-full", {"model": tiny, "label": f"a tiny random Llama (hidden {a.hidden}, {a.layers} layers)",
                            "method": "full", "steps": a.steps, "batch": a.batch, "lr": a.lr,

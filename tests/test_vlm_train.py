@@ -223,21 +223,46 @@ stages:
         check_recipe(recipe, recipe_file=str(p), lines=lines)
 
 
-def test_gated_xattn_is_padded_not_packed(tmp_path_factory, data_root):
-    """Gated cross-attention picks each token's image by counting markers along the row: packed, the tokens of an
-    example before its own marker would see the previous example's image (the gradients differ), so the stage pads."""
+def test_gated_xattn_packs_with_cross_attention_reset_per_example(tmp_path_factory, data_root):
+    """Gated cross-attention finds each token's image by counting markers along the row; packed, it restarts at
+    every example (position_ids == 0). With open gates (so the blocks change the loss), packed and padded batches
+    give the same loss and gradients; without the reset, the tokens of an example before its own marker see the
+    previous example's image and the loss differs."""
     from clinforge.train.vlm_packing import vlm_collator
 
     model, proc = load_vlm_for_training(str(tiny_vlm(tmp_path_factory, "gated-xattn")))
+    model.train(False)
     image = image_tokens_of(proc)
     assert (image.mode, image.per_image) == ("marker", 1)
+    with torch.no_grad():
+        for block in model.connector.blocks:
+            block.attn_gate.fill_(0.5)
+            block.ff_gate.fill_(0.5)
+    for p in model.parameters():
+        p.requires_grad_(True)
     chosen = vlm_collator(model, image.mode, packing=True, max_row_tokens=256, pad_token_id=0)
-    assert isinstance(chosen, VlmPaddingCollator)
-    data = load_vlm_stage_data(_vqa(data_root, 4), image_token=image.token)
+    assert isinstance(chosen, VlmPackingCollator)
+    data = load_vlm_stage_data(_vqa(data_root, 12), image_token=image.token)
     rows, _ = tokenize_vlm_chat(data.train, proc.tokenizer, image, 512)
     ds = VlmDataset(rows, PixelCache(proc))
-    batch = chosen([ds[i] for i in range(len(rows))])
-    assert model(**batch).loss.isfinite()
+    feats = [ds[i] for i in range(len(rows))]
+    packed = chosen(feats)
+    padded = VlmPaddingCollator(proc.tokenizer.pad_token_id)(feats)
+    assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
+    lp, gp = _loss_and_grads(model, packed)
+    lu, gu = _loss_and_grads(model, padded)
+    assert torch.allclose(lp, lu, rtol=1e-6, atol=1e-6)
+    assert gp.keys() == gu.keys() and any("connector.blocks" in k for k in gp)
+    scale = max(g.abs().max().item() for g in gu.values())
+    worst = max((gp[k] - gu[k]).abs().max().item() for k in gu)
+    assert worst <= 1e-5 * scale, (worst, scale)
+    media = model.connector.media  # the same packed rows without the per-example reset: another loss
+    model.connector.media = lambda ids, latents, decoding=False, position_ids=None: media(ids, latents,
+                                                                                          decoding=decoding)
+    try:
+        assert not torch.allclose(model(**packed).loss, lu, atol=1e-4)
+    finally:
+        del model.connector.media
 
 
 def test_composed_model_names_are_checked_with_the_recipe_line(tmp_path, data_root):

@@ -84,6 +84,10 @@ def test_align_then_sft_run_records_and_frozen_parts(tmp_path, siglip_llava, dat
                                    for s in shown)
     stage = json.loads((out / "stages/sft/stage.json").read_text())
     assert stage["metrics"]["images_seen"] == 16 and stage["metrics"]["visual_tokens_per_image"] == 16
+    # frozen SigLIP: every image the model saw came from the feature cache or was encoded once into it
+    cache = run["vision_cache"]["sft"]
+    assert cache == stage["metrics"]["vision_cache"] and cache["bypassed"] == 0
+    assert cache["hits"] + cache["misses"] == 16 and cache["misses"] > 0 and cache["peak_bytes"] > 0
     assert stage["data_cards"][0]["dropped"] == {} and stage["data_cards"][0]["examples"] == 64
     assert (out / "stages/sft/adapter/adapter_model.safetensors").is_file()
     card = (out / "model/README.md").read_text()

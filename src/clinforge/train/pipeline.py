@@ -227,6 +227,9 @@ def run_pipeline(recipe: Recipe, out_dir: str | os.PathLike, *, resume: bool = F
                           if "trainable_parameters" in r.hyperparameters}
                 if tables:  # vision-language stages: trainable parameters per component, in the run record
                     record.meta["trainable_parameters"] = tables
+                caches = {r.name: r.metrics["vision_cache"] for r in results if "vision_cache" in r.metrics}
+                if caches:  # vision-language stages: images served from the frozen encoder's feature cache
+                    record.meta["vision_cache"] = caches
                 record.finish(summary)
             return summary
     except BaseException as exc:

@@ -87,19 +87,21 @@ class VlmPaddingCollator(PaddingCollator):
 def vlm_collator(model, image_mode: str, *, packing: bool, max_row_tokens: int, pad_token_id: int):
     """The collator a vlm stage trains with: packing when asked and safe, else padding.
 
-    Packing is refused (padding instead) for recurrent LLMs (their state runs along the row) and for gated
-    cross-attention (``image_mode`` ``marker``): its blocks find each token's image by counting markers along the
-    row, so the first tokens of a packed example (before its own marker) would see the previous example's image.
+    Packing is refused (padding instead) for recurrent LLMs (their state runs along the row). Gated
+    cross-attention (``image_mode`` ``marker``) packs too: its blocks reset each token's image at every example
+    start (``position_ids`` == 0), so no token sees another example's image.
 
     Example:
         >>> import torch
         >>> m = torch.nn.Linear(1, 1); m.config = type("C", (), {"model_type": "llava"})()
         >>> type(vlm_collator(m, "marker", packing=True, max_row_tokens=64, pad_token_id=0)).__name__
+        'VlmPackingCollator'
+        >>> type(vlm_collator(m, "tokens", packing=False, max_row_tokens=64, pad_token_id=0)).__name__
         'VlmPaddingCollator'
     """
     from clinforge.train.data import supports_packed_positions
 
     text_config = getattr(model.config, "text_config", None) or model.config
-    if packing and image_mode != "marker" and supports_packed_positions(text_config):
+    if packing and supports_packed_positions(text_config):
         return VlmPackingCollator(max_row_tokens=max_row_tokens, pad_token_id=pad_token_id)
     return VlmPaddingCollator(pad_token_id)

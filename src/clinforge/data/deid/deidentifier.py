@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from clinforge.core.errors import ConfigError
 from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS, RECOGNIZERS, Recognizer
-from clinforge.data.deid.spans import ENTITY_TYPES, DeidResult, Span, merge_spans
+from clinforge.data.deid.spans import ENTITY_TYPES, DeidResult, Span, make_span, merge_spans
 
 Mode = Literal["mask", "redact", "surrogate"]
 MODES: tuple[str, ...] = ("mask", "redact", "surrogate")
@@ -88,7 +88,7 @@ class Deidentifier:
         min_score, entities = self.min_score, self.entities
         for recognizer in self.recognizers:
             found += [s for s in recognizer.analyze(text) if s.score >= min_score and s.entity_type in entities]
-        merged = merge_spans(found)
+        merged = _with_initials(text, merge_spans(found))
         if self.allow:
             merged = [s for s in merged if text[s.start:s.end].lower() not in self.allow]
         return merged
@@ -167,3 +167,26 @@ class Deidentifier:
     def unparsed_dates(self) -> int:
         """Dates that surrogate mode could not parse and masked instead (0 in other modes)."""
         return self._surrogates.unparsed_dates if self._surrogates is not None else 0
+
+
+_INITIAL_BEFORE = re.compile(r"(?<![^\W\d_])[A-Z]\.[ \t]?$")
+
+
+def _with_initials(text: str, spans: list[Span]) -> list[Span]:
+    """NAME spans grown over an initial right before them ("T. BRANNIGAN", "J. Morrow"): the initial is part of
+    the name, and left alone it narrows who was meant.
+
+    Example:
+        >>> from clinforge.data.deid.spans import make_span
+        >>> t = "TO MEET T. BRANNIGAN TODAY"
+        >>> [(t[s.start:s.end]) for s in _with_initials(t, [make_span(11, 20, "NAME", 0.8, "x", "names")])]
+        ['T. BRANNIGAN']
+    """
+    out = []
+    for s in spans:
+        if s.entity_type == "NAME" and s.start >= 2:
+            m = _INITIAL_BEFORE.search(text, max(0, s.start - 3), s.start)
+            if m is not None and not (out and out[-1].end > m.start()):
+                s = make_span(m.start(), s.end, s.entity_type, s.score, s.explanation, s.recognizer)
+        out.append(s)
+    return out

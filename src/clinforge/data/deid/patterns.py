@@ -160,6 +160,7 @@ _SSN = re.compile(r"\d{3}([- ])\d\d\1\d{4}(?![\d-])")
 _DIGIT_GROUPS = re.compile(r"[+(\d](?:(?<=[+(])\d|(?<=\d))(?=[\d() .+-]{6})[\d()]*(?:[ .-]\(?\d+\)?)+")  # one class first: fast scan
 _PHONE_US = re.compile(r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}")
 _EXTENSION = re.compile(r"\s*(?:x|ext\.?|extension)\s*\d{1,5}")
+_DECIMAL_IN = re.compile(r"(?<!\d)\d{1,2}\.\d|\d\.\d{1,2}(?!\d)")
 _PHONE_CUES = re.compile(r"(?i:phone|tel\b|telephone|fax|facsimile|cell|mobile|call|contact|number|no\.|#|reach|"
                          r"dial|text|sms|whatsapp|answering|registered|ring|pager|beeper|landline|hotline|\bat\b)")
 _MONTH_DAY = re.compile(r"\d\d?[/-]\d\d?" + _END_NUM)
@@ -175,8 +176,10 @@ _GLUED_STREET = re.compile(r"(?:" + _GLUED_SUFFIX + r")\s+\d{1,5}[A-Za-z]?\b" + 
 _FACILITY = re.compile(r"(?:Hospital|Medical Cent(?:er|re)|Health Cent(?:er|re)|Clinic|Infirmary|Nursing Home|"
                        r"Rehabilitation Center|Hospice|Healthcare)\b")
 # A number with a unit or a vital-sign / ventilator label glued to it (nursing notes write "1300CC", "AC700X10").
-_MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MCG|MEQ|L|U|UNITS?|HR|HRS|NSR|ST|SB|X|"
-                          r"MMHG|CM|MM|KG|G|GM|GMS|MIN|SEC|APPROX)?")
+_MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MGS|MCG|MCGS|MEQ|L|U|UNITS?|HR|HRS|NSR|ST|SB|X|"
+                          r"MMHG|CM|MM|KG|G|GM|GMS|MIN|SEC|APPROX|S|AM|PM)?"
+                          # a clock time or a reading glued to the next word by a hyphen: "2300-REMAINS", "TMAX-99"
+                          r"|\d{1,4}-[A-Z]{4,}|[A-Z]{3,5}-\d{1,3}")
 _ZIP_CUE = re.compile(r"(?i:zip|postal code|postcode)(?: code)?\s*:?\s*(?P<value>[A-Z0-9]{3,5}(?:[ -][A-Z0-9]{3,4})?)\b")
 
 # Labelled identifiers: LABEL [number|no.|#|id] [:] VALUE (value with a digit), one pass for every type.
@@ -467,7 +470,11 @@ class PatternRecognizer(Recognizer):
                 add(self.span(start, end, "PHONE", 0.8, "phone number"))
                 continue
             cue = _PHONE_CUES.search(text, max(0, start - 40), start) is not None
-            groups = len(re.findall(r"\d+", value))
+            numbers = re.findall(r"\d+", value)
+            groups = len(numbers)
+            if (_DECIMAL_IN.search(value) or (groups == 2 and numbers[0][-1] == numbers[1][-1] == "0")) \
+                    and looks_like_note(text):
+                continue  # in a note, a lab value ("7.38-33-169", "102-102.4") or a round range ("900-1000")
             if cue:
                 add(self.span(start, end, "PHONE", 0.7, "digit groups after a phone/fax cue"))
             elif groups >= 3 and "." not in value:

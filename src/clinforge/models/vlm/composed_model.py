@@ -143,7 +143,7 @@ class ClinforgeVlmForConditionalGeneration(PreTrainedModel, GenerationMixin):
             latents = None if pixel_values is None else self.connector.resample(self.vision(pixel_values.to(self.dtype)))
             cache = kwargs.get("cache", kwargs.get("past_key_values"))
             decoding = pixel_values is None and cache is not None and cache.get_seq_length() > 0
-            with self.connector.media(input_ids, latents, decoding=decoding):
+            with self.connector.media(input_ids, latents, decoding=decoding, position_ids=position_ids):
                 return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
                                            position_ids=position_ids, **kwargs)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,

@@ -7,7 +7,9 @@ forward pre-hooks, so the LM's own modules and weight names stay untouched (LoRA
 at initialisation the model's logits equal the bare LLM's exactly.
 
 As in Flamingo, a text token attends only to the latents of the most recent image before it (one marker token per
-image in ``input_ids``); tokens before the first image get no visual input.
+image in ``input_ids``); tokens before the first image get no visual input. Packed rows (several examples in one
+row, ``position_ids`` restarting at 0 for each) reset this at every example: a token sees only an image of its own
+example, so the tokens of an example before its own marker never see the previous example's image.
 """
 
 from __future__ import annotations
@@ -102,11 +104,13 @@ class GatedXattnConnector(nn.Module):
         return self.resampler(feats)
 
     @contextlib.contextmanager
-    def media(self, input_ids: torch.Tensor | None, latents: torch.Tensor | None, *, decoding: bool = False
-              ) -> Iterator[None]:
+    def media(self, input_ids: torch.Tensor | None, latents: torch.Tensor | None, *, decoding: bool = False,
+              position_ids: torch.Tensor | None = None) -> Iterator[None]:
         """Make the blocks attend to ``latents`` (images in marker order) while the LM runs on ``input_ids``.
 
-        ``decoding`` (a cached generation step without pixel values) reuses the latents of the prefill."""
+        ``decoding`` (a cached generation step without pixel values) reuses the latents of the prefill.
+        ``position_ids``: where they restart at 0 a new example begins (packed rows); a token's most recent image
+        must then lie in its own example, or it gets no visual input."""
         if input_ids is None:
             raise ClinforgeError("gated_xattn needs input_ids to find the image markers")
         markers = (input_ids == self.marker_id).long()
@@ -131,7 +135,14 @@ class GatedXattnConnector(nn.Module):
             self._ctx, self._last = None, None  # text only: the blocks are skipped
             yield
             return
-        current = (cum - 1).unsqueeze(-1)  # (B, T, 1): index of the most recent image, -1 before the first
+        seen = cum > 0
+        if latents is not None and position_ids is not None and position_ids.shape == input_ids.shape:
+            # markers before the start of each token's example: carried forward from each start (cum never falls)
+            starts = torch.where(position_ids == 0, cum - markers, torch.zeros_like(cum))
+            seen = cum > starts.cummax(1).values
+        # (B, T, 1): index of the most recent image of the token's example; -2 (no slot has it) before the first,
+        # so a token without an image never matches the empty media slots (-1) of a row holding fewer images
+        current = torch.where(seen, cum - 1, torch.full_like(cum, -2)).unsqueeze(-1)
         allowed = img_of.unsqueeze(1) == current
         has = allowed.any(-1, keepdim=True)
         blocked = ~(allowed | ~has)  # rows without an image may attend anywhere; their output is zeroed by `has`

@@ -32,10 +32,15 @@ from clinforge.train.stages.base import Stage, StageResult
 class VlmAlignOptions(StrictModel):
     """``options:`` of a vlm_align stage. ``loss_token_examples``: how many examples ``loss_tokens.jsonl`` shows;
     ``question_template``: the user turn of a VQA record (``{question}`` is replaced), e.g. the evaluation prompt
-    ``"{question}\nAnswer with a single word or phrase."`` so the model trains on the format it is scored on."""
+    ``"{question}\nAnswer with a single word or phrase."`` so the model trains on the format it is scored on;
+    ``vision_cache``: encode each distinct image once while the vision encoder is frozen and deterministic
+    (``clinforge.models.vlm.vision_cache``; exact, off by itself when the encoder trains), bounded by
+    ``vision_cache_mb`` megabytes."""
 
     loss_token_examples: int = Field(default=5, ge=0)
     question_template: str = "{question}"
+    vision_cache: bool = True
+    vision_cache_mb: int = Field(default=1024, ge=1)
 
     @field_validator("question_template")
     @classmethod
@@ -171,8 +176,10 @@ class VlmStage(Stage):
                           processing_class=tok, callbacks=self.callbacks())
         trainer.remove_callback(HFProgress)
         trainer.remove_callback(PrinterCallback)
-        with InputCounter(model) as seen:
+        with InputCounter(model) as seen, self._vision_cache(model, image.mode) as cache:
             metrics = self.train_with_resume(trainer)
+        if cache is not None:  # derived state, rebuilt by a resumed run: counted here, never saved
+            metrics["vision_cache"] = cache.stats()
         metrics.update(train_examples=len(rows), eval_examples=len(eval_rows), images_seen=seen.images,
                        positions_seen=seen.positions, loss_tokens_seen=seen.loss_tokens,
                        padding_tokens=collator.padding, real_tokens=collator.tokens,
@@ -184,6 +191,19 @@ class VlmStage(Stage):
                                              "alignment_method": vlm_family(model)})
         barrier()
         return result
+
+    def _vision_cache(self, model, image_mode: str):
+        """The vision feature cache for this stage's training (``options.vision_cache``), or a null context."""
+        import contextlib
+
+        from clinforge.models.vlm import vlm_components
+        from clinforge.models.vlm.vision_cache import vision_feature_cache
+
+        if not self.options.vision_cache or image_mode == "none":
+            return contextlib.nullcontext()
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return vision_feature_cache(vlm_components(model)["vision"], model=base,
+                                    max_bytes=self.options.vision_cache_mb << 20)
 
     def _save(self, model, processor, *, metrics: dict[str, Any], data, hyperparameters: dict[str, Any]
               ) -> StageResult:
