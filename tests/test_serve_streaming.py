@@ -71,3 +71,46 @@ def test_openai_backend_streams_through_a_real_server(live_server, tiny_llama, h
     assert len(pieces) > 1 and "".join(pieces) == hf.generate([request])[0]
     plain = GenerationRequest(prompt="Sepsis is", max_new_tokens=7)
     assert "".join(proxy.stream(plain)) == hf.generate([plain])[0]
+
+
+def test_progress_marks_are_thinned_but_results_and_cancellation_are_not():
+    import asyncio
+
+    from clinforge.serve.thread_stream import ThreadedIterator
+
+    generated = []
+
+    def steps():
+        for i in range(200):  # 200 "tokens" in ~0.4 s, then the answer
+            time.sleep(0.002)
+            generated.append(i)
+            yield None
+        yield "answer"
+
+    async def drain(progress_every: float) -> list:
+        it = ThreadedIterator(steps, progress_every=progress_every)
+        out = []
+        while True:
+            kind, value = await it.next(5.0)
+            out.append(value)
+            if kind != "item":
+                return out
+
+    every = asyncio.run(drain(0.0))
+    assert every[:-2].count(None) == 200 and every[-2:] == ["answer", None]  # marks, the answer, the end
+    generated.clear()
+    started = time.monotonic()
+    thinned = asyncio.run(drain(0.1))
+    at_most = (time.monotonic() - started) / 0.1 + 1  # one mark per 0.1 s, however slow the machine is
+    assert 1 <= thinned[:-2].count(None) <= at_most < 200
+    assert thinned[-2:] == ["answer", None]  # the answer is never dropped
+
+    async def cancel_early() -> None:
+        generated.clear()
+        it = ThreadedIterator(steps, progress_every=10.0)  # no mark would reach the loop before the end
+        await asyncio.sleep(0.05)
+        it.cancel()
+        assert await asyncio.to_thread(it.finished.wait, 5.0)
+
+    asyncio.run(cancel_early())
+    assert len(generated) < 200  # cancellation is checked at every step, not only at forwarded ones
