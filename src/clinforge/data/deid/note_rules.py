@@ -453,17 +453,23 @@ class NoteRecognizer(Recognizer):
         # then look at what stands before and after each, instead of scanning the note once per cue.
         rare = words - self._english_all - self._stop
         for w in rare:
-            if 1 < len(w) < 5 and (w[-1] == "h" or w.endswith("mc")) and w not in _ABBREV_NOT_PLACE:
-                for start, end in _find_words(lower, (w,)):
+            n = len(w)
+            abbrev = 1 < n < 5 and (w[-1] == "h" or w.endswith("mc")) and w not in _ABBREV_NOT_PLACE
+            initials = 2 < n < 6 and w.endswith("mc") and w.isalpha()
+            if not abbrev and not initials and (n < 4 or not w.isalpha() or w in self._first or w in self._last):
+                continue  # most rare words: no rule below applies, so their occurrences are never looked up
+            found = _find_word(lower, w)  # once per word, shared by the rules below
+            if abbrev:
+                for start, end in found:
                     if _ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
                         add(self.span(start, end, "LOCATION", 0.6, "hospital abbreviation after a place cue"))
-            if 2 < len(w) < 6 and w.endswith("mc") and w.isalpha():  # "UMMC", "BWMC": a medical center's initials
-                for start, end in _find_words(lower, (w,)):
+            if initials:  # "UMMC", "BWMC": a medical center's initials
+                for start, end in found:
                     add(self.span(start, end, "LOCATION", 0.6, "medical-center initials"))
                 continue
-            if len(w) < 4 or not w.isalpha() or w in self._first or w in self._last:
+            if n < 4 or not w.isalpha() or w in self._first or w in self._last:
                 continue
-            for start, end in _find_words(lower, (w,)):
+            for start, end in found:
                 if _cue_word_before(lower, start) in _PLACE_CUE_LAST and _PLACE_CUE_BEFORE.search(
                         lower, max(0, start - 40), start):
                     add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))
@@ -559,6 +565,27 @@ def _matches_at(pattern: re.Pattern[str], lower: str, cues) -> list[re.Match[str
         m = pattern.match(lower, start)
         if m is not None:
             out.append(m)
+    return out
+
+
+def _find_word(lower: str, word: str) -> list[tuple[int, int]]:
+    """(start, end) of every whole-word occurrence of one ``word`` in ``lower``, in order (``_find_words`` for a
+    single word, without its sort).
+
+    Example:
+        >>> _find_word("gh to ghi; (gh)", "gh")
+        [(0, 2), (12, 14)]
+    """
+    out = []
+    n, size = len(word), len(lower)
+    find = lower.find
+    pos = find(word)
+    while pos >= 0:
+        end = pos + n
+        if (pos == 0 or not (lower[pos - 1].isalpha() or lower[pos - 1] in "'’")) and (
+                end == size or not (lower[end].isalpha() or lower[end] in "'’")):
+            out.append((pos, end))
+        pos = find(word, pos + 1)
     return out
 
 
