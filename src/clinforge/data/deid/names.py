@@ -222,6 +222,8 @@ class NameRecognizer(Recognizer):
         self._eponym_names = self._names & EPONYMS  # "Hartmann", "Becker": a name beside a first name
         self._common = common
         self._first = first
+        # What _first_lower needs of any token (english_ok or not): one set test rejects most "with X" / "to X"
+        self._first_strong = (first & self._strong) - common
         self._english = english_words() - self._names
         self._english_all = english_words()
         self._allow = allow
@@ -521,6 +523,8 @@ class NameRecognizer(Recognizer):
             if m.group("cue") in ("call me", "calls me", "name is"):
                 if not (self._first_lower(name) or self._unknown_lower(name)):
                     continue
+            elif name not in self._first_strong:  # no first name: neither test below can hold
+                continue
             elif not self._first_lower(name):
                 second = (m.group("name2") or "").lower()
                 # "with kristina olsen": an English-looking first name needs a lexicon surname after it
