@@ -102,8 +102,10 @@ RULES: list[Rule] = [
      _WORD_LEFT),
     ("IP", "IPv4 address", re.compile(r"\d\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\d]|\.\d)"), 0.9, "0123456789."),
     ("VEHICLE", "17-character VIN", re.compile(r"[A-HJ-NPR-Z0-9][A-HJ-NPR-Z0-9]{16}\b"), 0.75, _WORD_LEFT),
+    # (?<![\w-].) is the rule's left test done in the scan: every character the rule matches is one the left test
+    # forbids, so a refused match never hides an accepted one, and the look-aheads no longer run inside each word.
     ("ID", "code of letters and 4+ digits", re.compile(
-        r"[A-Z0-9](?:(?<=[A-Z])(?=(?:[A-Z-]*+\d){4})|(?<=\d)(?=[0-9-]*+[A-Z])(?=(?:[A-Z-]*+\d){3}))[A-Z0-9]*(?:-[A-Z0-9]+)*\b"), 0.5, _WORD_LEFT + "-"),
+        r"[A-Z0-9](?<![\w-].)(?:(?<=[A-Z])(?=(?:[A-Z-]*+\d){4})|(?<=\d)(?=[0-9-]*+[A-Z])(?=(?:[A-Z-]*+\d){3}))[A-Z0-9]*(?:-[A-Z0-9]+)*\b"), 0.5, _WORD_LEFT + "-"),
     ("ID", "number of 7+ digits", re.compile(r"\d\d{6,}(?![\d]|[.,]\d)"), 0.5, "0123456789.,"),
     ("ADDRESS", "number + street name + suffix", re.compile(
         r"\d\d{0,5}[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:" + _CAP + r"[ \t]+){0,4}?(?:" + _STREET_SUFFIX + r")\b\.?" + _UNIT), 0.85,
