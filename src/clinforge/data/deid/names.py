@@ -301,7 +301,8 @@ class NameRecognizer(Recognizer):
             if span is not None:
                 out.append(span)
         out += self._beside_names(text, runs, judged)
-        out += self._lowercase(text)
+        if not (text.isascii() and text.isupper()):  # every lower-case rule needs a lower-case letter (a-z, ß-ɏ)
+            out += self._lowercase(text)
         if looks_like_note(text):
             out = [s for s in out if self._holds_in_note(text, s)]
         out += self._propagate(text, out)
