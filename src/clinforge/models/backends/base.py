@@ -7,7 +7,7 @@ path means ``hf:``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +141,35 @@ def cut_stream_at_stop(deltas: Iterator[str], stop: list[str]) -> Iterator[str]:
         close = getattr(deltas, "close", None)
         if close is not None:
             close()
+
+
+def lmeval_encode_pair(context: str, continuation: str, encode: Callable[[str], list[int]],
+                       encode_plain: Callable[[str], list[int]], prefix_token_id: int) -> tuple[list[int], list[int]]:
+    """Context and continuation tokens as lm-eval's ``LM.loglikelihood`` + ``_encode_pair`` make them.
+
+    One copy of lm-eval's rule for every backend that scores log-likelihoods (hf, vllm, llamacpp), so their token
+    boundaries cannot drift apart: an empty context becomes the prefix token (BOS, else EOS); trailing spaces of the
+    context move to the continuation; the continuation is what encoding the whole adds after the context.
+    ``encode`` is the backend's usual encoding (BOS as lm-eval adds it), ``encode_plain`` encodes without special
+    tokens.
+
+    Example:
+        >>> words = {"Answer:": [7, 8], "Answer: A": [7, 8, 9], " A": [9]}
+        >>> lmeval_encode_pair("Answer: ", "A", lambda t: [1] + words[t], lambda t: words[t], 1)
+        ([1, 7, 8], [9])
+    """
+    if context == "":
+        cont = encode_plain(continuation)
+        if not cont or prefix_token_id != cont[0]:
+            return [prefix_token_id], cont
+        return cont[:1], cont[1:]
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = encode(context + continuation)
+    ctx = encode(context)
+    return ctx, whole[len(ctx):]
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

@@ -42,6 +42,7 @@ from clinforge.models.backends.base import (
     GenerationRequest,
     LoglikelihoodRequest,
     cut_stream_at_stop,
+    lmeval_encode_pair,
 )
 
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's DEFAULT_MAX_LENGTH when neither config nor tokenizer names one
@@ -220,18 +221,8 @@ class HFBackend(Backend):
             >>> be.encode_pair("Answer:", " A")  # doctest: +SKIP
             ([1, 733, 28747], [330])
         """
-        if context == "":
-            cont = self.tok_encode(continuation, add_special_tokens=False)
-            if self.prefix_token_id != cont[0]:
-                return [self.prefix_token_id], cont
-            return cont[:1], cont[1:]
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self.tok_encode(context + continuation)
-        ctx = self.tok_encode(context)
-        return ctx, whole[len(ctx):]
+        return lmeval_encode_pair(context, continuation, self.tok_encode,
+                                  lambda text: self.tok_encode(text, add_special_tokens=False), self.prefix_token_id)
 
     # ---------------------------------------------------------------- scoring
     def loglikelihood(self, requests: list[LoglikelihoodRequest], progress: Any = None) -> list[tuple[float, bool]]:

@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from clinforge.core.errors import ClinforgeError, ConfigError, ContextLengthError
-from clinforge.models.backends.base import BACKENDS, Backend, GenerationRequest, LoglikelihoodRequest
+from clinforge.models.backends.base import (
+    BACKENDS,
+    Backend,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    lmeval_encode_pair,
+)
 
 DEFAULT_N_CTX = 4096  # capped by the model's trained context; a bigger window costs KV-cache memory on small devices
 INSTALL_HINT = ("the llamacpp backend needs llama-cpp-python: pip install 'clinforge[edge]' (it builds llama.cpp from "
@@ -184,18 +190,8 @@ class LlamaCppBackend(Backend):
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Context and continuation tokens as lm-eval's ``_encode_pair`` makes them (see the hf backend)."""
-        if context == "":
-            cont = self._tokenize(continuation, add_special=False)
-            if not cont or self.prefix_token_id != cont[0]:
-                return [self.prefix_token_id], cont
-            return cont[:1], cont[1:]
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self._tokenize(context + continuation, add_special=True)
-        ctx = self._tokenize(context, add_special=True)
-        return ctx, whole[len(ctx):]
+        return lmeval_encode_pair(context, continuation, lambda text: self._tokenize(text, add_special=True),
+                                  lambda text: self._tokenize(text, add_special=False), self.prefix_token_id)
 
     # ---------------------------------------------------------------- prompts
     def render_prompt(self, request: GenerationRequest) -> str:
