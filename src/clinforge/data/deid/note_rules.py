@@ -44,6 +44,14 @@ from clinforge.data.deid.lexicons import (
     word_set,
 )
 from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE
+from clinforge.data.deid.note_text_search import (
+    cue_word_before,
+    derived_word,
+    find_prefixed,
+    find_word,
+    find_words,
+    matches_at,
+)
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
@@ -213,7 +221,7 @@ class NoteRecognizer(Recognizer):
         # inflected ("blocker", "redden"): the rarer tail is shorthand too often ("fick", "riss").
         self._surnames_alone = frozenset(
             t for t in self._last - self._first if len(t) >= 4 and t not in self._stop and t not in self._english_all
-            and t not in self._allow and not self._is_word(t) and not _derived_word(t, english)
+            and t not in self._allow and not self._is_word(t) and not derived_word(t, english)
             and not _MEDICAL_SHAPE.search(t))
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
                                  and c not in common_words() and c not in WORD_NAMES and c not in allow_words())
@@ -263,7 +271,7 @@ class NoteRecognizer(Recognizer):
     def _names(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
         mixed = not text.isupper() and not text.islower()
-        for m in _matches_at(_CUED_NAME, lower, words & _CUE_WORDS):
+        for m in matches_at(_CUED_NAME, lower, words & _CUE_WORDS):
             cue = m.group("cue")
             titled = cue in _TITLE_WORDS
             t1 = m.group("t1")
@@ -294,7 +302,7 @@ class NoteRecognizer(Recognizer):
             t3 = m.group("t3")
             if titled and t3 and self._name_like(t3):
                 add(self.span(m.start("t3"), m.end("t3"), "NAME", 0.7, "second name after a title"))
-        for m in _matches_at(_CREDENTIAL, lower, words & _CREDENTIALS):
+        for m in matches_at(_CREDENTIAL, lower, words & _CREDENTIALS):
             line_start = lower.rfind("\n", 0, m.start()) + 1
             before = _BEFORE_CREDENTIAL.search(lower, max(line_start, m.start() - 40), m.start())
             if before is None:
@@ -322,12 +330,12 @@ class NoteRecognizer(Recognizer):
             start = before.start("t1") if t1 and (t1 in self._names_all or self._name_like(t1)) else before.start("t2")
             add(self.span(start, before.end("t2"), "NAME", 0.7, "name before a relation in brackets"))
         if not (words.isdisjoint(self._first) and words.isdisjoint(self._last)):
-            for m in _matches_at(_PER_NAME, lower, words & _PER_WORDS):
+            for m in matches_at(_PER_NAME, lower, words & _PER_WORDS):
                 token = m.group("a")
                 if token not in self._stop and ((token in self._first and token not in WORD_NAMES)
                                                 or (token in self._last and token not in self._english_all)):
                     add(self.span(m.start("a"), m.end("a"), "NAME", 0.6, "name after 'per' / 'with'"))
-        for aware, _ in _find_words(lower, words & _AWARE_WORDS):
+        for aware, _ in find_words(lower, words & _AWARE_WORDS):
             before = _TOKEN_BEFORE.search(lower, max(0, aware - 40), aware)
             if before is None:
                 continue
@@ -345,7 +353,7 @@ class NoteRecognizer(Recognizer):
                     and prev.group(1) not in self._plain:
                 start = prev.start(1)
             add(self.span(start, end, "NAME", 0.6, "name before 'aware'"))
-        for start, end in _find_words(lower, (words & self._first) - self._stop):
+        for start, end in find_words(lower, (words & self._first) - self._stop):
             for tail in (_PAIR_TAIL, _PAIR_TAIL_MIDDLE):  # "karen dzierba", "karen ann dzierba", "tom r. bell"
                 m = tail.match(lower, end)
                 if m is None:
@@ -363,10 +371,10 @@ class NoteRecognizer(Recognizer):
         found = {t for t in words & self._first if len(t) >= 4 and t not in self._stop
                  and t not in self._english}
         if found and looks_like_note(text):
-            for start, end in _find_words(lower, found):
+            for start, end in find_words(lower, found):
                 if not _EPONYM_AFTER.match(text[end:end + 60]):  # "Wilson disease"
                     add(self.span(start, end, "NAME", 0.55, "US first name in a note"))
-        for m in _matches_at(_TITLE_INITIAL, lower, words & _TITLE_INITIAL_CUES):
+        for m in matches_at(_TITLE_INITIAL, lower, words & _TITLE_INITIAL_CUES):
             if m.group("dot") or (text[m.start("i")].isupper() and not text.isupper()):
                 add(self.span(m.start("i"), m.end(), "NAME", 0.7, "initial after a title"))
         tail = _LAST_LINE.search(lower, max(0, len(lower) - 60))
@@ -377,7 +385,7 @@ class NoteRecognizer(Recognizer):
                 add(self.span(tail.start("n"), tail.end("n"), "NAME", 0.6, "name alone on the last line"))
         alone = words & self._surnames_alone
         if alone and looks_like_note(text):  # "LINDGREN FOLLOWING", "d/w castellano": a common surname, no word
-            for start, end in _find_words(lower, alone):
+            for start, end in find_words(lower, alone):
                 if not _EPONYM_AFTER.match(text[end:end + 60]):
                     add(self.span(start, end, "NAME", 0.55, "US surname in a note"))
 
@@ -432,7 +440,7 @@ class NoteRecognizer(Recognizer):
 
     def _places(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
-        for m in _matches_at(_FACILITY_HEAD, lower, words & _FACILITY_WORDS):
+        for m in matches_at(_FACILITY_HEAD, lower, words & _FACILITY_WORDS):
             before = list(re.finditer(r"[a-z][a-z'’.-]*", lower[max(0, m.start() - 40):m.start()]))
             start = None
             base = max(0, m.start() - 40)
@@ -464,7 +472,7 @@ class NoteRecognizer(Recognizer):
             initials = 2 < n < 6 and w.endswith("mc") and w.isalpha()
             if not abbrev and not initials and (n < 4 or not w.isalpha() or w in self._first or w in self._last):
                 continue  # most rare words: no rule below applies, so their occurrences are never looked up
-            found = _find_word(lower, w)  # once per word, shared by the rules below
+            found = find_word(lower, w)  # once per word, shared by the rules below
             if abbrev:
                 for start, end in found:
                     if _ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
@@ -476,7 +484,7 @@ class NoteRecognizer(Recognizer):
             if n < 4 or not w.isalpha() or w in self._first or w in self._last:
                 continue
             for start, end in found:
-                if _cue_word_before(lower, start) in _PLACE_CUE_LAST and _PLACE_CUE_BEFORE.search(
+                if cue_word_before(lower, start) in _PLACE_CUE_LAST and _PLACE_CUE_BEFORE.search(
                         lower, max(0, start - 40), start):
                     add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))
                 elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
@@ -493,7 +501,7 @@ class NoteRecognizer(Recognizer):
         firsts = words & self._city_first.keys()
         if firsts:  # a regex of only the cities whose first word occurs here (one set intersection per text)
             mixed = not text.isupper() and not text.islower()
-            for start, end in _find_prefixed(lower, [(f, self._city_by_len[f]) for f in firsts]):
+            for start, end in find_prefixed(lower, [(f, self._city_by_len[f]) for f in firsts]):
                 if mixed and not text[start].isupper():
                     continue
                 if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(lower, max(0, start - 24),
@@ -515,129 +523,10 @@ class NoteRecognizer(Recognizer):
             return []
         covered = {(s.start, s.end) for s in spans}
         out = []
-        for start, end in _find_words(lower, tokens):
+        for start, end in find_words(lower, tokens):
             if (start, end) not in covered and not _EPONYM_AFTER.match(text[end:end + 60]):
                 out.append(self.span(start, end, tokens[lower[start:end]], 0.6, "same word found elsewhere in the note"))
         return out
-
-
-def _derived_word(token: str, english: frozenset[str]) -> bool:
-    """An English word + -er / -en / -ers / -ier, also with a doubled last consonant ("blocker", "redden").
-
-    Example:
-        >>> _derived_word("redden", frozenset({"red"})), _derived_word("lindgren", frozenset({"red"}))
-        (True, False)
-    """
-    for suffix in ("er", "en", "ers", "ier"):
-        if token.endswith(suffix):
-            stem = token[:-len(suffix)]
-            if stem in english or (len(stem) > 2 and stem[-1] == stem[-2] and stem[:-1] in english):
-                return True
-    return False
-
-
-def _cue_word_before(lower: str, start: int) -> str:
-    """The word right before ``start`` across spaces or tabs only, skipping one "the" ("" when none).
-
-    Example:
-        >>> _cue_word_before("transferred to the wexford", 19), _cue_word_before("seen.wexford", 5)
-        ('to', '')
-    """
-    for _ in range(2):
-        end = start
-        while end > 0 and lower[end - 1] in " \t":
-            end -= 1
-        if end == start:
-            return ""
-        begin = end
-        while begin > 0 and lower[begin - 1].isalpha():
-            begin -= 1
-        word = lower[begin:end]
-        if word != "the":
-            return word
-        start = begin
-    return ""
-
-
-def _matches_at(pattern: re.Pattern[str], lower: str, cues) -> list[re.Match[str]]:
-    """Matches of ``pattern`` tried only where a cue word occurs: a few ``str.find`` calls instead of a scan.
-
-    Example:
-        >>> [m.group() for m in _matches_at(re.compile(r"dr [a-z]+"), "seen by dr okafor", {"dr"})]
-        ['dr okafor']
-    """
-    out = []
-    for start, _ in _find_words(lower, cues):
-        m = pattern.match(lower, start)
-        if m is not None:
-            out.append(m)
-    return out
-
-
-def _find_word(lower: str, word: str) -> list[tuple[int, int]]:
-    """(start, end) of every whole-word occurrence of one ``word`` in ``lower``, in order (``_find_words`` for a
-    single word, without its sort).
-
-    Example:
-        >>> _find_word("gh to ghi; (gh)", "gh")
-        [(0, 2), (12, 14)]
-    """
-    out = []
-    n, size = len(word), len(lower)
-    find = lower.find
-    pos = find(word)
-    while pos >= 0:
-        end = pos + n
-        if (pos == 0 or not (lower[pos - 1].isalpha() or lower[pos - 1] in "'’")) and (
-                end == size or not (lower[end].isalpha() or lower[end] in "'’")):
-            out.append((pos, end))
-        pos = find(word, pos + 1)
-    return out
-
-
-def _find_prefixed(lower: str, groups) -> list[tuple[int, int]]:
-    """``_find_words(lower, phrases)`` for phrases grouped as ``(first, ((length, phrases of that length), ...))``,
-    every phrase starting with ``first``: a phrase occurs only where its first word does, so each occurrence of
-    ``first`` (left-bounded) is compared with the phrases of each length.
-
-    Example:
-        >>> _find_prefixed("new york and newark; new haven", [("new", ((8, frozenset({"new york"})),
-        ...                                                              (9, frozenset({"new haven"}))))])
-        [(0, 8), (21, 30)]
-    """
-    out = []
-    size = len(lower)
-    for first, by_len in groups:
-        pos = lower.find(first)
-        while pos >= 0:
-            if pos == 0 or not (lower[pos - 1].isalpha() or lower[pos - 1] in "'’"):
-                for n, phrases in by_len:
-                    end = pos + n
-                    if end <= size and lower[pos:end] in phrases and (
-                            end == size or not (lower[end].isalpha() or lower[end] in "'’")):
-                        out.append((pos, end))
-            pos = lower.find(first, pos + 1)
-    return sorted(out)
-
-
-def _find_words(lower: str, words) -> list[tuple[int, int]]:
-    """(start, end) of every whole-word occurrence of ``words`` in ``lower``: ``str.find`` per word (a note holds
-    a handful), cheaper than compiling a regex of them for every note.
-
-    Example:
-        >>> _find_words("gh to ghi; (gh)", ["gh"])
-        [(0, 2), (12, 14)]
-    """
-    out = []
-    for word in words:
-        pos = lower.find(word)
-        while pos >= 0:
-            end = pos + len(word)
-            if (pos == 0 or not (lower[pos - 1].isalpha() or lower[pos - 1] in "'’")) and (
-                    end == len(lower) or not (lower[end].isalpha() or lower[end] in "'’")):
-                out.append((pos, end))
-            pos = lower.find(word, pos + 1)
-    return sorted(out)
 
 
 RECOGNIZERS.register("notes", NoteRecognizer)
