@@ -141,7 +141,10 @@ def main() -> None:
             raise SystemExit("--gguf compares with the source model; it cannot be combined with --noise")
         for engine, got in _read_back(Path(path), rows).items():
             _print_agreement(f"{Path(path).name} in {engine}", reference, got)
-    source = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # a tied output matrix is the embedding under a second name: left out, or the q8 copy would land in the
+    # embedding that the export keeps at f16
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    source = {k: v.detach().clone() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
     top1: dict[tuple[str, str], float] = {}
     rel_rmse: dict[str, float] = {}
     for scale in scales:
