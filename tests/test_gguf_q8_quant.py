@@ -80,7 +80,12 @@ def test_search_is_never_worse_than_rtn_on_any_block():
     assert np.array_equal(dequantize_q8_0(packed, (len(blocks), 32)), values * scales[:, None])
 
 
-def test_bad_input_is_refused_with_the_tensor_named():
+def test_bad_input_is_refused_with_the_tensor_named(tiny_llama, tmp_path):
+    from clinforge.models.gguf_export import export_gguf
+
+    with pytest.raises(ClinforgeError, match="--q8-scale 'mse': valid: rtn, search"):
+        export_gguf(tiny_llama, tmp_path / "x.gguf", outtype="q8_0", q8_scale="mse")
+    assert not list(tmp_path.iterdir())
     with pytest.raises(ClinforgeError, match="blk.0.attn_q.weight: shape"):
         quantize_q8_0(np.zeros((2, 40), np.float32), name="blk.0.attn_q.weight")
     with pytest.raises(ClinforgeError, match="w1: has non-finite"):
