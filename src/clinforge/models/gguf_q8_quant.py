@@ -8,8 +8,8 @@ either exactly as llama.cpp's quantizer writes them or with the scale chosen to 
   scales the same way (an rmse-minimising search). The candidates are llama.cpp's RTN scale itself (so no block
   ever ends up worse than ``rtn``), a grid of ``max|w| / t`` for t a little under 127, the block's smallest gap
   between distinct values divided by an integer (a block whose weights already lie on a coarser grid, e.g. a model
-  de-quantised from a 4-bit GGUF, is then stored on a fraction d/k of that grid step d), and a least-squares refinement
-  of the best scale for its int8 values. The output is the same Q8_0 format, so every reader (llama.cpp,
+  de-quantised from a 4-bit GGUF, is then stored on a fraction d/k of that grid step d), and a least-squares
+  refinement of the best scale for its int8 values. The output is the same Q8_0 format, so every reader (llama.cpp,
   transformers ``gguf_file=``) loads it unchanged.
 
 What the search gains depends on the weights: on SmolLM2-135M, whose weights are themselves de-quantised from a
