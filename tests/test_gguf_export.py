@@ -121,21 +121,25 @@ def test_refusals_and_nothing_left_behind(tiny_llama, tmp_path):
 @pytest.mark.real_model
 @pytest.mark.slow
 def test_real_smollm2_q8_0_export(smollm2_cache, tmp_path):
-    """SmolLM2-135M-Instruct (de-quantised from its Q4_1 GGUF into an HF folder by `models fetch`) -> q8_0 GGUF ->
-    reloaded by transformers and llama.cpp and compared with the source model on the check texts and a chat prompt
-    (159 positions). Measured 2026-12-02: 96.9% top-1 under both engines, the flips all at near-ties (docs/edge.md);
-    the issue's 99% target is not met on these positions, so the bound here is the export's own floor, 95%."""
+    """SmolLM2-135M-Instruct (de-quantised from its Q4_1 GGUF into an HF folder by `models fetch`) -> q8_0 GGUF with
+    the default error-minimising scales -> reloaded by transformers and llama.cpp and compared with the source model
+    on the check texts and a chat prompt (159 positions). Measured 2026-12-03: transformers 98.7% (157/159; llama.cpp's
+    round-to-nearest scales gave 96.9%), llama.cpp 96.2% (llama.cpp also rounds activations to 8 bits; the source
+    Q4_1 GGUF itself agrees at 97.2% there on real text). On 3,918 held-out positions of real text transformers
+    agrees at 99.5% (docs/edge.md); here the bound is set below the 159-position figure, above RTN's."""
     require_llama_cpp()
     proc = _cli("export", "gguf", str(smollm2_cache / "models" / SMOLLM2), "--out", str(tmp_path / "smol.gguf"),
                 "--outtype", "q8_0")
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
-    assert report["tensors"]["Q8_0"] >= 200
+    assert report["tensors"]["Q8_0"] >= 200 and report["q8_scale"] == "search"
+    verification = report["verification"]
+    assert verification["transformers"]["top1_agreement"] >= 0.98, verification  # rtn: 0.969 (154/159)
+    assert verification["llama_cpp"]["top1_agreement"] >= 0.95, verification
+    # measured 0.85 (transformers; rtn 1.34) and 2.47 (llama.cpp; rtn 3.11); f16 gives 0.04 / 0.09
     for engine in ("transformers", "llama_cpp"):
-        assert report["verification"][engine]["top1_agreement"] >= 0.95, report["verification"]
-        # measured 1.34 (transformers) and 3.11 (llama.cpp also rounds activations to 8 bits); f16 gives 0.04 / 0.09
-        assert report["verification"][engine]["max_abs_logit_diff"] < 5.0, report["verification"]
-    print(json.dumps(report["verification"]))
+        assert verification[engine]["max_abs_logit_diff"] < 5.0, verification
+    print(json.dumps(verification))
 
 
 def _sentencepiece_llama(folder: Path) -> Path:

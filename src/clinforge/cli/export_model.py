@@ -17,6 +17,9 @@ def gguf(
     model_dir: Path = typer.Argument(..., help="A Hugging Face model folder, or a LoRA adapter folder (merged first)."),
     out: Path = typer.Option(..., "--out", "-o", help="The GGUF file to write (FILE.gguf)."),
     outtype: str = typer.Option("f16", "--outtype", help="f16 (matrices in float16) or q8_0 (8-bit blocks)."),
+    q8_scale: str = typer.Option("search", "--q8-scale",
+                                 help="q8_0 block scales: search (least squared error per block, default) or rtn "
+                                      "(llama.cpp's round-to-nearest, byte-identical to llama-quantize)."),
     verify: bool = typer.Option(True, "--verify/--no-verify",
                                 help="Reload with transformers (and llama.cpp when installed) and compare logits "
                                      "before the file is put in place."),
@@ -31,5 +34,6 @@ def gguf(
 
     from clinforge.models.gguf_export import export_gguf
 
-    report = export_gguf(model_dir, out, outtype=outtype, overwrite=overwrite, verify=verify)
+    report = export_gguf(model_dir, out, outtype=outtype, overwrite=overwrite, verify=verify,
+                         q8_scale=q8_scale)
     typer.echo(json.dumps(report, indent=1))

@@ -8,7 +8,8 @@
   expects them interleaved per head); a tied output matrix is not written (llama.cpp then reuses the embedding);
 * ``f16``: matrices in float16, norms in float32. ``q8_0``: matrices in 8-bit blocks of 32 (llama.cpp's Q8_0),
   except the output projection / tied embedding and matrices whose rows are not a multiple of 32 (float16), norms
-  in float32;
+  in float32. The Q8_0 scale of each block is by default the one with the least squared error (``q8_scale=
+  "search"``, ``gguf_q8_quant``); ``"rtn"`` writes llama.cpp's own round-to-nearest bytes;
 * the tokenizer: byte-level BPE (tokens, merges, control and user-defined tokens, the pre-tokenizer llama.cpp
   must use, read from ``tokenizer.json``) or a sentencepiece ``tokenizer.model``; special token ids, BOS/EOS
   flags and the chat template are embedded.
@@ -17,7 +18,7 @@ Verification (``verify_gguf``): the file is loaded back by transformers (``gguf_
 llama-cpp-python is installed, by llama.cpp; both must tokenise the check texts as the source tokenizer does, and
 their logits are compared with the source model's on those texts: top-1 agreement and max |difference|. The file
 is written beside its destination and renamed into place only after verification passed (top-1 agreement under
-transformers of at least ``MIN_TOP1``: 99% for f16, 95% for q8_0), so a failed export never leaves a file a
+transformers of at least ``MIN_TOP1``: 99% for f16, 95% for q8_0; section "q8_0" of docs/edge.md), so a failed export never leaves a file a
 server would load.
 """
 
@@ -31,10 +32,13 @@ from typing import Any
 from clinforge.core.errors import ClinforgeError, OutputExistsError
 
 OUTTYPES = ("f16", "q8_0")
+Q8_SCALE_DEFAULT = "search"
 # below this top-1 agreement after reload the export fails. A wrong tensor layout or tokenizer gives far less
 # (near chance); float16 keeps a trained model at 100% (SmolLM2), a random tiny model with near-tied logits may lose
-# a position. 8-bit blocks flip near-ties of a small model: SmolLM2-135M q8_0 agrees at 96.9% of the 159 check
-# positions, every flip at a top-2 margin below 0.08 (docs/edge.md), so q8_0 fails only below 95%.
+# a position. 8-bit blocks flip near-ties of a small model: SmolLM2-135M q8_0 agrees at 98.7% of the 159 check
+# positions with the searched scales (96.9% with llama.cpp's round-to-nearest), every flip at a top-2 margin below
+# 0.08 (docs/edge.md). The floor stays at 95% for q8_0: SmolLM2's gain comes from its weights lying on a 4-bit grid,
+# and a model whose weights lie on no grid gains little from the search.
 MIN_TOP1 = {"f16": 0.99, "q8_0": 0.95}
 CHECK_TEXTS = (
     "A 54-year-old man presents with crushing substernal chest pain radiating to the left arm, diaphoresis and "
@@ -238,11 +242,12 @@ def _add_special(writer: Any, tok: Any, config: Any, summary: dict[str, Any]) ->
     return summary
 
 
-def _add_tensors(writer: Any, model: Any, outtype: str) -> dict[str, int]:
+def _add_tensors(writer: Any, model: Any, outtype: str, q8_scale: str) -> dict[str, int]:
     import gguf
     import numpy as np
 
     from clinforge.core.progress import progress_bar
+    from clinforge.models.gguf_q8_quant import quantize_q8_0
 
     config = model.config
     heads = config.num_attention_heads
@@ -270,17 +275,18 @@ def _add_tensors(writer: Any, model: Any, outtype: str) -> dict[str, int]:
         elif qtype == gguf.GGMLQuantizationType.F16:
             writer.add_tensor(gguf_name, data.astype(np.float16))
         else:
-            writer.add_tensor(gguf_name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+            writer.add_tensor(gguf_name, quantize_q8_0(data, q8_scale, name=hf_name), raw_dtype=qtype)
         counts[qtype.name] = counts.get(qtype.name, 0) + 1
     return counts
 
 
 def export_gguf(model_dir: str | os.PathLike, out: str | os.PathLike, *, outtype: str = "f16",
-                overwrite: bool = False, verify: bool = True) -> dict[str, Any]:
+                overwrite: bool = False, verify: bool = True, q8_scale: str = Q8_SCALE_DEFAULT) -> dict[str, Any]:
     """Write ``model_dir`` (HF folder or LoRA adapter folder) as one GGUF file ``out``; returns the report.
 
     The report has the tensor types written, the tokenizer summary, the file size and sha256, and (with
     ``verify``) the reload checks of ``verify_gguf``. Refuses an existing ``out`` unless ``overwrite``.
+    ``q8_scale`` (q8_0 only): ``search`` (default, least squared error per block) or ``rtn`` (llama.cpp's bytes).
 
     Example:
         >>> # export_gguf("runs/sft/model", "runs/sft/model-q8_0.gguf", outtype="q8_0")["verification"]
@@ -296,6 +302,10 @@ def export_gguf(model_dir: str | os.PathLike, out: str | os.PathLike, *, outtype
     src, dest = Path(model_dir), Path(out)
     if outtype not in OUTTYPES:
         raise ClinforgeError(f"--outtype {outtype!r}: valid: {', '.join(OUTTYPES)}")
+    from clinforge.models.gguf_q8_quant import Q8_SCALES
+
+    if q8_scale not in Q8_SCALES:
+        raise ClinforgeError(f"--q8-scale {q8_scale!r}: valid: {', '.join(Q8_SCALES)}")
     if dest.suffix != ".gguf":
         raise ClinforgeError(f"{dest}: the output file name must end in .gguf")
     if dest.exists() and not overwrite:
@@ -303,11 +313,13 @@ def export_gguf(model_dir: str | os.PathLike, out: str | os.PathLike, *, outtype
     _progress(f"loading {src}")
     model, tok, merged = _load_source(src)
     report: dict[str, Any] = {"source": str(src), "out": str(dest), "outtype": outtype, "lora_merged": merged}
+    if outtype == "q8_0":
+        report["q8_scale"] = q8_scale
     with atomic_path(dest, overwrite=overwrite) as tmp:
         writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
         _add_hyperparameters(writer, model.config, src.resolve().name, outtype)
         report["tokenizer"] = _add_tokenizer(writer, tok, model.config, src)
-        report["tensors"] = _add_tensors(writer, model, outtype)
+        report["tensors"] = _add_tensors(writer, model, outtype, q8_scale)
         _progress(f"writing {dest.name}")
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
