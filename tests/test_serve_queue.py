@@ -123,3 +123,29 @@ def test_a_stream_whose_client_leaves_before_the_first_token_frees_its_slot_at_o
     assert time.monotonic() - t0 < 3  # at once, not after the 60 s timeout
     events = [json.loads(line) for line in server.audit.read_text().splitlines()]
     assert [(e["status"], e["error"]) for e in events] == [("cancelled", "client_disconnected")]
+
+
+def test_a_queued_request_cancelled_by_the_server_does_not_leak_a_slot():
+    # the request's own task is cancelled while it waits (server shutdown, a cut connection): the slot it was
+    # waiting for must go to the next request, not to nobody
+    import asyncio
+
+    from clinforge.serve.serve_app import ModelEntry, ServerState, _acquire_slot
+    from clinforge.serve.serve_config import ModelSettings
+    from clinforge.serve.serve_metrics import ServeMetrics
+
+    async def main() -> tuple[int, bool]:
+        entry = ModelEntry(ModelSettings(name="m", spec="replay:x"), asyncio.Semaphore(1), slot_count=1)
+        state = ServerState(None, None, None, None, ServeMetrics(), {"m": entry})
+        never = asyncio.get_running_loop().create_future()  # a client that stays
+        await entry.slots.acquire()  # the slot is busy
+        waiting = asyncio.ensure_future(_acquire_slot(state, entry, never))
+        await asyncio.sleep(0.05)
+        assert entry.waiting == 1
+        waiting.cancel()
+        entry.slots.release()  # the slot comes free in the same instant
+        await asyncio.sleep(0.05)
+        got = await asyncio.wait_for(_acquire_slot(state, entry, never), 2)  # the next request gets it
+        return entry.waiting, got
+
+    assert asyncio.run(main()) == (0, True)

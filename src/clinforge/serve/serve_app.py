@@ -320,18 +320,25 @@ async def _acquire_slot(state: ServerState, entry: ModelEntry, watcher: asyncio.
     acquire = asyncio.ensure_future(entry.slots.acquire())
     entry.waiting += 1
     state.metrics.queued.labels(model=name).inc()
+
+    def give_back() -> None:
+        # cancelling a waiting acquire gives nothing up; one granted in the same instant goes back to the next waiter
+        acquire.cancel()
+        if acquire.done() and not acquire.cancelled():
+            entry.slots.release()
+
     try:
         done, _ = await asyncio.wait({acquire, watcher}, timeout=settings.queue_timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request itself was cancelled (shutdown): its place must not turn into a slot
+        give_back()
+        raise
     finally:
         entry.waiting -= 1
         state.metrics.queued.labels(model=name).dec()
     if acquire in done and not watcher.done():
         return True
-    # cancelling a waiting acquire gives nothing up; one granted in the same instant goes back to the next waiter
-    acquire.cancel()
-    if acquire.done() and not acquire.cancelled():
-        entry.slots.release()
+    give_back()
     if watcher.done():
         return False
     raise ApiError(503, f"all {entry.slot_count} generation slot(s) of {name!r} stayed busy for "
