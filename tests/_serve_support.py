@@ -20,13 +20,15 @@ class ReplayBackend(Backend):
 
     ``delay`` sleeps before each delta; ``hang_after`` stops producing after that many deltas until the stream is
     closed or ``release()`` is called (a hung model); ``fail_after`` raises after that many deltas (a dying
-    model). ``requests`` keeps what the backend received and ``closed`` counts streams closed before their end.
+    model). ``parallel`` serialises streams as llama.cpp's one context does (at most that many generate at once,
+    the others wait inside the backend) and declares it as ``max_parallel_streams``. ``requests`` keeps what the
+    backend received and ``closed`` counts streams closed before their end.
     """
 
     scheme = "replay"
 
     def __init__(self, target: str, *, piece: int = 3, delay: float = 0.0, hang_after: int | None = None,
-                 fail_after: int | None = None, context_length: int | None = None):
+                 fail_after: int | None = None, context_length: int | None = None, parallel: int | None = None):
         self.model_name = target
         self.text = Path(target).read_text(encoding="utf-8")
         self.piece, self.delay, self.hang_after, self.fail_after = piece, delay, hang_after, fail_after
@@ -35,11 +37,22 @@ class ReplayBackend(Backend):
         self.closed = 0
         self.pieces = 0
         self._release = threading.Event()
+        self.max_parallel_streams = parallel
+        self._gate = threading.BoundedSemaphore(parallel) if parallel else None
 
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
         return ["".join(self.stream(r)) for r in requests]
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
+        if self._gate is None:
+            return self._stream(request)
+        return self._serialised(request)
+
+    def _serialised(self, request: GenerationRequest) -> Iterator[str]:
+        with self._gate:  # held until the stream ends or is closed, as LlamaCppBackend holds its lock
+            yield from self._stream(request)
+
+    def _stream(self, request: GenerationRequest) -> Iterator[str]:
         self.requests.append(request)
         n = 0
         finished = False

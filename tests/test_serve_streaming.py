@@ -73,6 +73,40 @@ def test_openai_backend_streams_through_a_real_server(live_server, tiny_llama, h
     assert "".join(proxy.stream(plain)) == hf.generate([plain])[0]
 
 
+def test_openai_backend_stream_cut_before_done_is_an_error_not_an_answer():
+    # an upstream that dies half-way through a connection-delimited event stream: at the HTTP level the body just
+    # ends; only the missing [DONE] tells a cut answer from a whole one (found by benchmarks/serve_load.py)
+    import socket
+
+    from clinforge.models.backends.openai import BackendHTTPError
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = sock.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+                             b'data: {"choices": [{"index": 0, "delta": {"content": "Sepsis is"}}]}\n\n')
+
+    threading.Thread(target=serve, daemon=True).start()
+    proxy = load_backend(f"openai:http://127.0.0.1:{sock.getsockname()[1]}/v1#m", max_retries=0, timeout=10)
+    request = GenerationRequest(messages=[{"role": "user", "content": "Define sepsis."}], max_new_tokens=12)
+    pieces = []
+    with pytest.raises(BackendHTTPError, match="without \\[DONE\\]"):
+        for piece in proxy.stream(request):
+            pieces.append(piece)
+    assert pieces == ["Sepsis is"]  # what arrived was passed on; the end is the error
+    with pytest.raises(BackendHTTPError, match="without \\[DONE\\]"):
+        "".join(proxy.stream(request))
+    sock.close()
+
+
 def test_progress_marks_are_thinned_but_results_and_cancellation_are_not():
     import asyncio
 

@@ -73,8 +73,13 @@ class ModelSettings(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     spec: str = Field(min_length=1)
     backend_options: dict[str, Any] = Field(default_factory=dict)
-    slots: int = Field(1, ge=1, le=1024)  # requests generating at once; others wait (bounded by queue_timeout_s)
-    queue_timeout_s: float = Field(30.0, gt=0)  # waiting longer for a slot -> 503
+    # requests generating at once, capped by what the backend can run in parallel (llama.cpp: one sequence); the
+    # others wait in a queue of at most max_queue requests (more -> 503 at once) for at most queue_timeout_s (-> 503)
+    slots: int = Field(1, ge=1, le=1024)
+    max_queue: int = Field(256, ge=0, le=100_000)
+    # a bound on the wait, not the shedding policy (max_queue is): 600 s is the openai client's own default timeout,
+    # after which its caller has given up anyway (30 s answered half of a 32-client load with 503, docs/serve.md)
+    queue_timeout_s: float = Field(600.0, gt=0)
     timeout_s: float = Field(120.0, gt=0)  # no output for this long (first token or between tokens) -> 504
     max_tokens: int = Field(1024, ge=1)  # cap on a request's max_tokens
     default_max_tokens: int | None = Field(None, ge=1)  # when a request names none; default min(256, max_tokens)

@@ -29,6 +29,7 @@ class ServeMetrics:
         self.first_token = Histogram("clinforge_first_token_seconds", "Time to the first streamed token", ["model"],
                                      registry=r, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
         self.in_flight = Gauge("clinforge_in_flight", "Requests holding a generation slot", ["model"], registry=r)
+        self.queued = Gauge("clinforge_queued", "Requests waiting for a generation slot", ["model"], registry=r)
         self.cancelled = Counter("clinforge_cancelled", "Generations cancelled because the client went away",
                                  ["model"], registry=r)
         self.guard_events = Counter("clinforge_guard_events", "Guard decisions that changed a response",

@@ -87,9 +87,13 @@ def _closing_response_class() -> type:
 
 
 async def stream_response(state: Any, entry: Any, prepared: Prepared, body: Any, endpoint: str,
-                          release: Callable[[], None], record: Callable[..., None]) -> Any:
-    """The streaming response of one request that already holds a slot (see the module docstring)."""
+                          release: Callable[[], None], record: Callable[..., None], watcher: Any) -> Any:
+    """The streaming response of one request that already holds a slot (see the module docstring); ``watcher``
+    is a task that ends when the client disconnects (cancelled here once the response starts, from which point
+    Starlette watches the connection itself)."""
     import asyncio
+
+    from starlette.responses import Response
 
     from clinforge.serve.serve_app import _backend_error, _usage, client_decisions
 
@@ -97,18 +101,32 @@ async def stream_response(state: Any, entry: Any, prepared: Prepared, body: Any,
     outcome = Outcome()
     it = ThreadedIterator(lambda: entry.guarded.stream_deltas(prepared, outcome))
     started = time.perf_counter()
+    waiting = asyncio.ensure_future(it.next(timeout))
     try:
-        first = await it.next(timeout)
+        # a client that leaves before the first delta (prompt evaluation, a hung backend) frees the slot now, not
+        # after timeout_s: nobody reads this response yet, so Starlette would not notice
+        await asyncio.wait({waiting, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if watcher.done():
+            waiting.cancel()
+            it.cancel()
+            release()
+            state.metrics.cancelled.labels(model=name).inc()
+            record("cancelled", None, prepared, "client_disconnected")
+            return Response(status_code=499)
+        first = waiting.result()
     except (TimeoutError, asyncio.TimeoutError):
         it.cancel()
         release()
         record(504, None, prepared, "backend_timeout")
         raise ApiError(504, f"the model produced nothing for {timeout:g} s", code="backend_timeout") from None
     except BaseException:
+        waiting.cancel()
         it.cancel()
         release()
         record("cancelled", None, prepared, "client_disconnected")
         raise
+    finally:
+        watcher.cancel()
     if first[0] == "error":
         it.cancel()
         release()

@@ -45,6 +45,9 @@ class Backend:
 
     scheme: str = ""
     model_name: str = ""
+    # streams one instance can generate at the same time (None: no limit known); a server gives a backend no more
+    # concurrent requests than this, so that a request waiting inside the backend is never mistaken for a hung one
+    max_parallel_streams: int | None = None
 
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
         raise NotImplementedError

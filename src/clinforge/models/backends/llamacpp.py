@@ -112,6 +112,7 @@ class LlamaCppBackend(Backend):
     """
 
     scheme = "llamacpp"
+    max_parallel_streams = 1  # one llama.cpp context, one sequence: calls are serialised by self._lock
 
     def __init__(self, target: str, *, n_ctx: int | None = None, n_threads: int | None = None,
                  n_threads_batch: int | None = None, seed: int = 0, n_batch: int = 512, n_gpu_layers: int = 0,

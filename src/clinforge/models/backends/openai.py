@@ -206,6 +206,10 @@ class OpenAIBackend(Backend):
                     text = _event_text(data, chat=path == "/chat/completions", where=f"{self.base_url}{path}")
                     if text:
                         yield text
+            # every OpenAI-compatible server ends a stream with [DONE]; a body that ends without it (a server that
+            # died mid-answer, its connection-delimited body cut) is a broken answer, never a complete one
+            raise BackendHTTPError(f"{self.base_url}{path}: the stream ended without [DONE] (the server stopped "
+                                   "mid-answer)")
         except httpx.ConnectError as exc:
             raise BackendHTTPError(f"cannot connect to {self.base_url} ({exc or type(exc).__name__}): no "
                                    "OpenAI-compatible server is running there") from exc
