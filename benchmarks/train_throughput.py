@@ -23,8 +23,11 @@ cuts examples mid-sequence and lets them attend to each other, a different objec
 ``SFTConfig`` left at its defaults except run-size settings (steps, batch, lr, seed, logging): on conversational
 records (``messages``) with its all-token loss, gradient checkpointing on, bf16 autocast, fused AdamW.
 
-Then clinforge, TRL best and TRL default run ``--reps`` times each, the order rotating every repetition; medians.
-Each run is its own subprocess, so peak memory (peak RSS on CPU) is its own.
+Then clinforge, TRL best and TRL default run ``--reps`` times each, the order rotating every repetition; medians,
+and the paired per-repetition ratios (the runs of one repetition follow each other and share its load).
+Each run is its own subprocess, so peak memory (peak RSS on CPU) is its own. ``--bf16-extra`` adds two sides to
+the rotation, reported apart and never in RESULT: clinforge at ``precision: bf16`` (bf16 weights; LoRA adapters
+stay float32) and TRL ``padding_free`` with ``bf16=True`` (autocast over float32 weights), both completion-only.
 
 Reported per trainer: tokens/s (real, non-padding tokens / ``train_runtime``), padding share, peak memory, the
 training loss per step (side by side), and ONE yardstick for every model: the mean assistant-token loss on held-out
