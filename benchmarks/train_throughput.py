@@ -23,8 +23,11 @@ cuts examples mid-sequence and lets them attend to each other, a different objec
 ``SFTConfig`` left at its defaults except run-size settings (steps, batch, lr, seed, logging): on conversational
 records (``messages``) with its all-token loss, gradient checkpointing on, bf16 autocast, fused AdamW.
 
-Then clinforge, TRL best and TRL default run ``--reps`` times each, the order rotating every repetition; medians.
-Each run is its own subprocess, so peak memory (peak RSS on CPU) is its own.
+Then clinforge, TRL best and TRL default run ``--reps`` times each, the order rotating every repetition; medians,
+and the paired per-repetition ratios (the runs of one repetition follow each other and share its load).
+Each run is its own subprocess, so peak memory (peak RSS on CPU) is its own. ``--bf16-extra`` adds two sides to
+the rotation, reported apart and never in RESULT: clinforge at ``precision: bf16`` (bf16 weights; LoRA adapters
+stay float32) and TRL ``padding_free`` with ``bf16=True`` (autocast over float32 weights), both completion-only.
 
 Reported per trainer: tokens/s (real, non-padding tokens / ``train_runtime``), padding share, peak memory, the
 training loss per step (side by side), and ONE yardstick for every model: the mean assistant-token loss on held-out
@@ -105,7 +108,7 @@ def run_clinforge(a) -> dict:
     from clinforge.train.recipe import Recipe
 
     recipe = Recipe.model_validate({
-        "model": a.model, "seed": a.seed, "tracking": {"tensorboard": False}, "merge": True,
+        "model": a.model, "seed": a.seed, "tracking": {"tensorboard": False}, "merge": True, "precision": a.precision,
         "stages": [{"name": "sft", "type": "sft", "method": {"type": a.method},
                     "data": {"sources": [{"reader": "jsonl", "path": a.data}], "shuffle": False},
                     "train": {"max_steps": a.steps, "batch_size": a.batch, "lr": a.lr, "max_length": a.max_length,
@@ -142,6 +145,9 @@ TRL_CANDIDATES = {
     "padding_free": {"padding_free": True},
     "bfd": {"packing": True, "packing_strategy": "bfd"},
 }
+# the --bf16-extra comparison: TRL's fastest fp32 configuration here (padding_free) with bf16 autocast, against
+# clinforge's precision: bf16; not a TRL-best candidate, since it trains at another precision than the fp32 job
+TRL_BF16 = {"bf16_padding_free": {"padding_free": True, "bf16": True}}
 
 
 def run_trl(a) -> dict:
@@ -166,15 +172,15 @@ def run_trl(a) -> dict:
                 raise SystemExit(f"record {r['id']}: expected one final assistant turn, got roles {roles}")
         ds = datasets.Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]}
                                          for r in rows])
-        extra = dict(TRL_CANDIDATES[a.trl_config])
+        extra = dict({**TRL_CANDIDATES, **TRL_BF16}[a.trl_config])
         if extra.get("packing"):  # packed rows hold max_length tokens: keep tokens per step near the others'
             mean_len = sum(len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
                            for r in rows) / len(rows)
             common["per_device_train_batch_size"] = max(1, round(a.batch * mean_len / a.max_length))
         if extra.get("padding_free") and not extra.get("packing"):
             extra["max_length"] = None  # TRL requires it; every record is shorter than max_length already
-        cfg = SFTConfig(**{"max_length": a.max_length, **common, **extra}, bf16=False, gradient_checkpointing=False,
-                        optim="adamw_torch", completion_only_loss=True)
+        cfg = SFTConfig(**{"max_length": a.max_length, **common, "bf16": False, "gradient_checkpointing": False,
+                           "optim": "adamw_torch", "completion_only_loss": True, **extra})
     peft_config = None
     if a.method == "lora":
         from peft import LoraConfig
@@ -203,7 +209,7 @@ def heldout_loss(model_dir: str, examples, max_length: int) -> float:
     from clinforge.train.data import PaddingCollator, tokenize_chat
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()  # one yardstick precision
     rows, _ = tokenize_chat(examples, tok, max_length)
     total, count = 0.0, 0
     with torch.no_grad():
@@ -225,7 +231,8 @@ def run_one(which: str, a: argparse.Namespace, job: dict, work: Path, tag: str, 
     cmd = [sys.executable, __file__, "--which", which, "--model", str(job["model"]), "--out", str(out),
            "--result", str(res_file), "--data", str(job["data"]), "--steps", str(job["steps"]),
            "--batch", str(job["batch"]), "--lr", str(job["lr"]), "--max-length", str(job["max_length"]),
-           "--seed", str(a.seed), "--method", job["method"], "--trl-config", job.get("trl_config", "default")]
+           "--seed", str(a.seed), "--method", job["method"], "--trl-config", job.get("trl_config", "default"),
+           "--precision", job.get("precision", "fp32")]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     started = time.perf_counter()
     try:
@@ -265,20 +272,26 @@ def bench_job(name: str, a: argparse.Namespace, job: dict, work: Path, held: lis
         sys.exit(f"{name}: no TRL configuration finished within {limit:.0f}s")
     best = max(found, key=lambda c: found[c]["tok_s"])
     print(f"  TRL best = {best}", flush=True)
-    sides = {"clinforge": ("clinforge", None), "trl_best": ("trl", best), "trl_default": ("trl", "default")}
+    sides = {"clinforge": ("clinforge", None, "fp32"), "trl_best": ("trl", best, "fp32"),
+             "trl_default": ("trl", "default", "fp32")}
+    if a.bf16_extra:
+        sides |= {"clinforge_bf16": ("clinforge", None, "bf16"), "trl_bf16": ("trl", "bf16_padding_free", "fp32")}
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     names = list(sides)
     for rep in range(a.reps):
-        order = names[rep % 3:] + names[:rep % 3]
+        shift = rep % len(names)
+        order = names[shift:] + names[:shift]
         for side in order:
-            which, cfg = sides[side]
-            res = run_one(which, a, {**job, "trl_config": cfg or "default"}, work, f"rep{rep}-{side}", None)
+            which, cfg, precision = sides[side]
+            res = run_one(which, a, {**job, "trl_config": cfg or "default", "precision": precision}, work,
+                          f"rep{rep}-{side}", None)
             assert res is not None
             runs[side].append(res)
         print(f"  rep {rep + 1} (order {', '.join(order)}; load avg {os.getloadavg()[0]:.1f}): " + ", ".join(
             f"{k} {runs[k][-1]['tok_s']:.0f} tok/s" for k in names), flush=True)
-    summary = {"best_config": best, "search": {c: r["tok_s"] for c, r in found.items()}}
-    print(f"  {'':12}{'tok/s med':>10}{'(min-max)':>14}{'tokens':>8}{'padding':>8}{'peak MB':>9}{'heldout':>9}")
+    summary = {"best_config": best, "search": {c: r["tok_s"] for c, r in found.items()},
+               "load_avg_end": os.getloadavg()[0]}
+    print(f"  {'':15}{'tok/s med':>10}{'(min-max)':>14}{'tokens':>8}{'padding':>8}{'peak MB':>9}{'heldout':>9}")
     for side in names:
         rs = runs[side]
         tok_s = [r["tok_s"] for r in rs]
@@ -287,14 +300,25 @@ def bench_job(name: str, a: argparse.Namespace, job: dict, work: Path, held: lis
         summary[side] = {"tok_s": statistics.median(tok_s), "tok_s_all": tok_s, "tokens": last["tokens"],
                          "pad_share": last["pad_share"], "peak_mb": statistics.median(r["peak_mb"] for r in rs),
                          "heldout": held_loss, "losses": last["losses"], "settings": last.get("settings")}
-        print(f"  {side:12}{statistics.median(tok_s):>10.0f}{f'({min(tok_s):.0f}-{max(tok_s):.0f})':>14}"
+        print(f"  {side:15}{statistics.median(tok_s):>10.0f}{f'({min(tok_s):.0f}-{max(tok_s):.0f})':>14}"
               f"{last['tokens']:>8}{last['pad_share']:>8.0%}{summary[side]['peak_mb']:>9.0f}{held_loss:>9.4f}")
-    print("  training loss per step (clinforge and TRL best: assistant tokens; TRL default: all tokens):")
+    print("  training loss per step (TRL default: all tokens; the others: assistant tokens):")
     for i in range(max(len(summary[s]["losses"]) for s in names)):
         cells = [f"{summary[s]['losses'][i]:.4f}" if i < len(summary[s]["losses"]) else "-" for s in names]
         print(f"    step {i + 1:3d}  " + "  ".join(f"{s} {c}" for s, c in zip(names, cells, strict=True)))
     summary["speedup_best"] = summary["clinforge"]["tok_s"] / summary["trl_best"]["tok_s"]
     summary["speedup_default"] = summary["clinforge"]["tok_s"] / summary["trl_default"]["tok_s"]
+    # ratios within each repetition (the runs of one repetition follow each other, so they share its load)
+    pairs = {"best": ("clinforge", "trl_best"), "default": ("clinforge", "trl_default")}
+    if a.bf16_extra:
+        pairs |= {"bf16": ("clinforge_bf16", "trl_bf16"), "bf16_vs_trl_default": ("clinforge_bf16", "trl_default")}
+    for key, (us, them) in pairs.items():
+        ratios = [x["tok_s"] / y["tok_s"] for x, y in zip(runs[us], runs[them], strict=True)]
+        summary[f"paired_{key}"] = ratios
+        print(f"  paired per-repetition ratio {us} / {them}: " + ", ".join(f"{r:.2f}" for r in ratios)
+              + f" (median {statistics.median(ratios):.2f})", flush=True)
+    if a.bf16_extra:
+        summary["speedup_bf16"] = summary["clinforge_bf16"]["tok_s"] / summary["trl_bf16"]["tok_s"]
     print(f"  {name}: {summary['speedup_best']:.2f}x TRL best ({best}), {summary['speedup_default']:.2f}x TRL "
           f"default; peak memory clinforge {summary['clinforge']['peak_mb']:.0f} MB vs TRL best "
           f"{summary['trl_best']['peak_mb']:.0f} MB", flush=True)
@@ -331,6 +355,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--max-length", type=int, default=512, help="tiny model max_length")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16-extra", action="store_true",
+                    help="also rotate clinforge at precision bf16 and TRL padding_free with bf16 autocast (extra rows)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads of every training process, the same for all trainers (default: torch's)")
     ap.add_argument("--which", choices=["clinforge", "trl"], help=argparse.SUPPRESS)
@@ -340,6 +366,7 @@ def main() -> None:
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--method", default="full", help=argparse.SUPPRESS)
     ap.add_argument("--trl-config", default="default", help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.which:
         res = run_clinforge(a) if a.which == "clinforge" else run_trl(a)
@@ -387,10 +414,16 @@ def main() -> None:
         job["kept"] = write_shared_examples(data, job["model"], a.limit, a.seed, job["max_length"])
         job["data"] = data
         results[name] = bench_job(name, a, job, work / name, held)
-    print(json.dumps({k: {s: v for s, v in r.items() if s not in ("clinforge", "trl_best", "trl_default")} | {
-        s: {x: y for x, y in r[s].items() if x != "losses"} for s in ("clinforge", "trl_best", "trl_default")}
+    sides = ("clinforge", "trl_best", "trl_default", "clinforge_bf16", "trl_bf16")
+    print(json.dumps({k: {s: v for s, v in r.items() if s not in sides} | {
+        s: {x: y for x, y in r[s].items() if x != "losses"} for s in sides if s in r}
         for k, r in results.items()}, indent=1, default=str))
     final = results.get("smollm2-lora") or next(iter(results.values()))
+    for name, r in results.items():  # the extra same-precision (bf16) comparison, when run; never in RESULT
+        if "speedup_bf16" in r:
+            print(f"{name}: clinforge bf16 {r['clinforge_bf16']['tok_s']:.0f} tok/s vs TRL bf16 padding_free "
+                  f"{r['trl_bf16']['tok_s']:.0f} tok/s -> {r['speedup_bf16']:.2f}x; vs TRL defaults (bf16 autocast) "
+                  f"{r['clinforge_bf16']['tok_s'] / r['trl_default']['tok_s']:.2f}x")
     print(f"RESULT speedup_best={final['speedup_best']:.2f} speedup_default={final['speedup_default']:.2f} "
           f"clinforge_tok_s={final['clinforge']['tok_s']:.0f} trl_best_tok_s={final['trl_best']['tok_s']:.0f} "
           f"trl_default_tok_s={final['trl_default']['tok_s']:.0f}")

@@ -62,7 +62,9 @@ class LMStage(Stage):
         return PaddingCollator(tok_pad(tokenizer))
 
     def run(self) -> StageResult:
-        from transformers import Trainer, TrainingArguments
+        from transformers import TrainingArguments
+
+        from clinforge.train.label_positions import LabeledPositionsTrainer
 
         # the steps of docs/train.md "Reading one SFT run": 4a data, 4b model, 4c tokens, 4d collator, 4e train, 5 save
         data = self.load_data()
@@ -82,9 +84,10 @@ class LMStage(Stage):
             return self.finish(model, tok, metrics=metrics, data=data, privacy=privacy,
                                hyperparameters={"collator": type(collator).__name__})
         args = TrainingArguments(**self.training_kwargs())
-        trainer = Trainer(model=model, args=args, train_dataset=ListDataset(train_rows),
-                          eval_dataset=ListDataset(eval_rows) if eval_rows else None, data_collator=collator,
-                          processing_class=tok, callbacks=self.callbacks())
+        # the head and the loss at labelled positions only: the same loss and gradients, less work
+        trainer = LabeledPositionsTrainer(model=model, args=args, train_dataset=ListDataset(train_rows),
+                                          eval_dataset=ListDataset(eval_rows) if eval_rows else None,
+                                          data_collator=collator, processing_class=tok, callbacks=self.callbacks())
         from transformers.trainer_callback import PrinterCallback
         from transformers.trainer_callback import ProgressCallback as HFProgress
 
