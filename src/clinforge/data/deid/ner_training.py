@@ -249,7 +249,7 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
         model.load_state_dict(best[2])
     card = {
         "base": base, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
-        "stride": stride, "keep_empty": keep_empty, "phi_weight": phi_weight, "frozen": frozen, "labels": list(LABELS), "source": source,
+        "stride": stride, "keep_empty": keep_empty, "phi_weight": phi_weight, "freeze_layers": freeze_layers, "frozen": frozen, "labels": list(LABELS), "source": source,
         "patients": sorted({str(r.patient_id) for r in records}, key=lambda p: (len(p), p)),
         "notes": len(records), "windows_with_phi": len(with_phi), "windows_without_phi": len(empty),
         "steps": steps, "loss_by_epoch": losses, "train_seconds": round(seconds, 1),
