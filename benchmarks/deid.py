@@ -37,7 +37,8 @@ synthetic clinical sets together, presidio_recall the same for presidio, mb_s th
 real_* figures clinforge's (and presidio's) on the HELD-OUT PhysioNet notes.
 
 With ``--ner-model DIR`` (a model from ``clinforge data deid-train --part dev``) a third system, ``clinforge+ner``
-(the rules plus that model, their union), is scored on the held-out notes only (the benchmark refuses a model whose
+(the rules plus that model's entities that pass the gate saved with it, their union; ``--ner-ungated`` adds the
+rules plus every entity of score >= 0.5 as a fourth), is scored on the held-out notes only (the benchmark refuses a model whose
 ``deid_training.json`` lists a held-out patient), and the RESULT line adds ``real_ner_recall``,
 ``real_ner_precision``, ``real_ner_unseen_recall`` and ``real_ner_mb_s``.
 
@@ -117,12 +118,16 @@ class ClinforgeNerSystem(ClinforgeSystem):
 
     name = "clinforge+ner"
 
-    def __init__(self, model: Path) -> None:
+    def __init__(self, model: Path, gated: bool = True) -> None:
         from clinforge.data.deid.ner import TransformersNerRecognizer
         from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
 
         self.model = model
-        self.deid = Deidentifier(mode="mask", recognizers=[*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model)])
+        ner = TransformersNerRecognizer(model, gate=gated)
+        if not gated:
+            self.name = "clinforge+ner(ungated)"
+        print(f"{self.name}: {model}, gate {ner.gate.to_json()}")
+        self.deid = Deidentifier(mode="mask", recognizers=[*DEFAULT_RECOGNIZERS, ner])
 
     def trained_on(self) -> set[str]:
         """The patients the model saw (its ``deid_training.json``); empty when it has no card."""
@@ -318,8 +323,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only-real", action="store_true", help="only the PhysioNet real notes")
     parser.add_argument("--ner-model", type=Path, default=None,
                         help="also score the rules + this local model (clinforge data deid-train --part dev)")
+    parser.add_argument("--ner-ungated", action="store_true",
+                        help="with --ner-model: also the rules + every entity of the model at score >= 0.5 (no gate)")
     args = parser.parse_args(argv)
     extra = [ClinforgeNerSystem(args.ner_model)] if args.ner_model else []
+    if args.ner_model and args.ner_ungated:
+        extra.append(ClinforgeNerSystem(args.ner_model, gated=False))
     if args.only_real:
         systems = [ClinforgeSystem(), PresidioSystem(), *extra]
         for s in systems:

@@ -152,7 +152,7 @@ def test_ner_spans_widen_to_words_and_reach_other_occurrences(tmp_path: Path) ->
     ner = TransformersNerRecognizer(model=tmp_path / "m")
     text = "son Przybylo called; przybylo and PRZYBYLO came. Stable."
     first = ner.span(4, 12, "NAME", 0.9, "NER label NAME")
-    more = ner._propagated(text, [first, ner.span(49, 55, "LOCATION", 0.9, "NER label LOC")])
+    more = ner.propagated(text, [first, ner.span(49, 55, "LOCATION", 0.9, "NER label LOC")])
     assert [(text[s.start:s.end], s.entity_type) for s in more] == [("przybylo", "NAME"), ("PRZYBYLO", "NAME")]
 
 

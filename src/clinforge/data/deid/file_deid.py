@@ -105,7 +105,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
     ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``.
     ``ner_model``: a local token-classification model folder (e.g. from ``clinforge data deid-train``) whose spans
-    are added to the rules' (their union is removed).
+    are added to the rules' (their union is removed); the gate saved with it (``deid_training.json``) applies.
 
     A bad row stops the run and leaves no output (the output is written atomically; without ``out`` rows are
     buffered so nothing is half-printed).

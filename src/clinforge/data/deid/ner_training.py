@@ -78,10 +78,12 @@ def bio_char_labels(text: str, phi: Sequence[dict]) -> list[str]:
 
 
 def encode_windows(tokenizer: Any, text: str, phi: Sequence[dict], *, max_length: int = 256,
-                   stride: int = 32) -> list[dict]:
+                   stride: int = 32, first_piece: bool = False) -> list[dict]:
     """Token windows of one note (``max_length`` tokens, overlapping by ``stride``) with BIO label ids; a token
     takes the label of its first character, and a token that starts inside a span after a token of the same span
     is ``I-`` (so a span split across words stays one entity). Special tokens get -100 (ignored by the loss).
+    ``first_piece``: only the first word piece of each word is labelled (the others get -100), so the model
+    learns one decision per word, the one ``TransformersNerRecognizer`` reads; otherwise every piece is labelled.
 
     Example:
         >>> from transformers import AutoTokenizer  # doctest: +SKIP
@@ -95,15 +97,22 @@ def encode_windows(tokenizer: Any, text: str, phi: Sequence[dict], *, max_length
                     return_offsets_mapping=True)
     index = {label: i for i, label in enumerate(LABELS)}
     windows = []
-    for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+    for w, (ids, offsets) in enumerate(zip(enc["input_ids"], enc["offset_mapping"], strict=True)):
         labels: list[int] = []
         prev_end = -1
         prev_label = "O"
-        for start, end in offsets:
+        words = enc.word_ids(w) if first_piece else [None] * len(ids)
+        prev_word = None
+        for (start, end), word in zip(offsets, words, strict=True):
             if end <= start:
                 labels.append(-100)
                 prev_label = "O"
+                prev_word = None
                 continue
+            if first_piece and word is not None and word == prev_word:
+                labels.append(-100)  # a later piece of the same word: the word's decision is its first piece's
+                continue
+            prev_word = word
             label = chars[start]
             if label.startswith("I-") and (prev_label == "O" or prev_label[2:] != label[2:]):
                 label = "B-" + label[2:]  # a window or word starting mid-span: still the entity's beginning
@@ -117,16 +126,23 @@ def encode_windows(tokenizer: Any, text: str, phi: Sequence[dict], *, max_length
 
 def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | None = None, seed: int = 0,
                    epochs: int = 2, lr: float = 3e-4, batch_size: int = 16, max_length: int = 128,
-                   stride: int = 16, keep_empty: float = 0.05, phi_weight: float = 3.0, freeze_layers: int = 2, threads: int | None = None, overwrite: bool = False,
-                   progress: bool = True, source: str = "") -> dict:
+                   stride: int = 16, keep_empty: float = 0.05, phi_weight: float = 3.0, freeze_layers: int = 2,
+                   first_piece: bool = True, label_smoothing: float = 0.0, val_records: Sequence = (),
+                   patience: int = 2, gate: dict | None = None, threads: int | None = None,
+                   overwrite: bool = False, progress: bool = True, source: str = "") -> dict:
     """Fine-tune ``base`` for BIO PHI tagging on ``records`` (``meta["phi"]`` gold spans) and save it to ``out``.
 
-    Windows without PHI are most of a note corpus: each epoch keeps a seeded ``keep_empty`` share of them (all
-    windows with PHI are kept), which cuts the time and stops the model from learning "never PHI". The optimiser is
-    AdamW with linear warm-up (10%) and decay; the loss weighs PHI labels ``phi_weight`` times an ``O``; the embeddings and the lowest ``freeze_layers`` encoder layers are
-    not trained. ``out`` is written atomically and holds the model, its tokenizer
-    (``model_max_length`` = ``max_length``) and ``deid_training.json`` (base, seed, patients, windows, loss per
-    epoch, seconds). Returns that card.
+    Windows without PHI are most of a note corpus: each epoch keeps a seeded ``keep_empty`` share of them (a new
+    sample each epoch; all windows with PHI are kept), which cuts the time and stops the model from learning "never
+    PHI". The optimiser is AdamW with linear warm-up (10%) and decay; the loss weighs PHI labels ``phi_weight``
+    times an ``O`` (with ``label_smoothing``); the embeddings and the lowest ``freeze_layers`` encoder layers are
+    not trained; ``first_piece`` labels only the first piece of each word (one decision per word).
+    ``val_records`` (other patients): after each epoch the loss on their windows (those with PHI and a fixed
+    ``keep_empty`` share of the others) is computed, the weights of
+    the best epoch are kept and training stops after ``patience`` epochs without a better one. ``gate`` (the
+    per-type thresholds of ``clinforge.data.deid.ner_gate``) is stored in the card for ``TransformersNerRecognizer``.
+    ``out`` is written atomically and holds the model, its tokenizer (``model_max_length`` = ``max_length``) and
+    ``deid_training.json`` (base, seed, patients, windows, loss per epoch, seconds, gate). Returns that card.
 
     Example:
         >>> from clinforge.data.readers import get_reader  # doctest: +SKIP
@@ -157,12 +173,18 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
     tokenizer = AutoTokenizer.from_pretrained(base, model_max_length=max_length)
     if not tokenizer.is_fast:
         raise ConfigError(f"{base} has no fast tokenizer (tokenizer.json): offsets are needed", key="base")
-    windows: list[dict] = []
-    for r in records:
-        try:
-            windows += encode_windows(tokenizer, r.text, r.meta["phi"], max_length=max_length, stride=stride)
-        except DataError as err:
-            raise DataError(err.message, record=r.id, field="phi") from err
+    windows = _encode_all(tokenizer, records, max_length, stride, first_piece)
+    val_windows = _encode_all(tokenizer, [r for r in val_records if r.meta.get("phi") is not None], max_length,
+                              stride, first_piece)
+    # the validation windows: all with PHI and a fixed seeded ``keep_empty`` share of the rest (the training mix;
+    # every window of 21 patients cost twice a training epoch on one CPU thread)
+    val_empty = [w for w in val_windows if not w["phi"]]
+    val_windows = [w for w in val_windows if w["phi"]] + random.Random(seed).sample(
+        val_empty, round(keep_empty * len(val_empty)))
+    overlap = {str(r.patient_id) for r in records} & {str(r.patient_id) for r in val_records}
+    if overlap:
+        raise ConfigError(f"{len(overlap)} patients are in both the training and the validation records; a "
+                          "validation loss must come from other patients", key="val_records")
     with_phi = [w for w in windows if w["phi"]]
     empty = [w for w in windows if not w["phi"]]
     per_epoch = len(with_phi) + round(keep_empty * len(empty))
@@ -182,12 +204,14 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
     # PHI is ~2% of the tokens even in windows that hold some: unweighted, 58 steps learned to say O everywhere
     # (loss 0.16, no entity on its own training notes); PHI labels weigh ``phi_weight`` times an O.
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0] + [phi_weight] * (len(LABELS) - 1)),
-                                        ignore_index=-100)
+                                        ignore_index=-100, label_smoothing=label_smoothing)
     pad = tokenizer.pad_token_id or 0
     losses: list[float] = []
+    val_losses: list[float] = []
+    best: tuple[float, int, dict] | None = None
     t0 = time.perf_counter()
     bar = progress_bar(total=steps, desc="deid-train", unit="step", enabled=progress)
-    for _ in range(epochs):
+    for epoch in range(epochs):
         chosen = with_phi + rng.sample(empty, round(keep_empty * len(empty)))
         rng.shuffle(chosen)
         # Batches of similar length (sorted within shuffled pools of 8 batches), then the batches shuffled: a
@@ -200,10 +224,7 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
         total = 0.0
         n = 0
         for batch in batches:
-            width = max(len(w["input_ids"]) for w in batch)
-            ids = torch.tensor([w["input_ids"] + [pad] * (width - len(w["input_ids"])) for w in batch])
-            mask = torch.tensor([[1] * len(w["input_ids"]) + [0] * (width - len(w["input_ids"])) for w in batch])
-            labels = torch.tensor([w["labels"] + [-100] * (width - len(w["labels"])) for w in batch])
+            ids, mask, labels = _collate(batch, pad)
             logits = model(input_ids=ids, attention_mask=mask).logits
             loss = loss_fn(logits.reshape(-1, len(LABELS)), labels.reshape(-1))
             loss.backward()
@@ -215,15 +236,26 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
             n += len(batch)
             bar.update(1)
         losses.append(round(total / max(n, 1), 5))
+        if val_windows:
+            val_losses.append(round(_mean_loss(model, val_windows, loss_fn, pad), 5))
+            model.train()
+            if best is None or val_losses[-1] < best[0]:
+                best = (val_losses[-1], epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            elif epoch + 1 - best[1] >= patience:
+                break  # no better validation loss for ``patience`` epochs
     bar.close()
     seconds = time.perf_counter() - t0
+    if best is not None:
+        model.load_state_dict(best[2])
     card = {
         "base": base, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
-        "stride": stride, "keep_empty": keep_empty, "phi_weight": phi_weight, "frozen": frozen, "labels": list(LABELS), "source": source,
+        "stride": stride, "keep_empty": keep_empty, "phi_weight": phi_weight, "freeze_layers": freeze_layers, "frozen": frozen, "labels": list(LABELS), "source": source,
         "patients": sorted({str(r.patient_id) for r in records}, key=lambda p: (len(p), p)),
         "notes": len(records), "windows_with_phi": len(with_phi), "windows_without_phi": len(empty),
         "steps": steps, "loss_by_epoch": losses, "train_seconds": round(seconds, 1),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "first_piece": first_piece, "label_smoothing": label_smoothing,
+        "val_patients": sorted({str(r.patient_id) for r in val_records}, key=lambda p: (len(p), p)),
+        "val_loss_by_epoch": val_losses, "best_epoch": best[1] if best else len(losses), "gate": gate,
     }
     model.eval()
     with atomic_path(out, overwrite=overwrite) as tmp:
@@ -231,6 +263,48 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
         tokenizer.save_pretrained(tmp)
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
+
+
+def _encode_all(tokenizer: Any, records: Sequence, max_length: int, stride: int, first_piece: bool) -> list[dict]:
+    """The labelled windows of every record; a bad gold span names its record."""
+    windows: list[dict] = []
+    for r in records:
+        try:
+            windows += encode_windows(tokenizer, r.text, r.meta["phi"], max_length=max_length, stride=stride,
+                                      first_piece=first_piece)
+        except DataError as err:
+            raise DataError(err.message, record=r.id, field="phi") from err
+    return windows
+
+
+def _collate(batch: Sequence[dict], pad: int) -> tuple[Any, Any, Any]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` tensors of a batch of windows."""
+    import torch
+
+    width = max(len(w["input_ids"]) for w in batch)
+    ids = torch.tensor([w["input_ids"] + [pad] * (width - len(w["input_ids"])) for w in batch])
+    mask = torch.tensor([[1] * len(w["input_ids"]) + [0] * (width - len(w["input_ids"])) for w in batch])
+    labels = torch.tensor([w["labels"] + [-100] * (width - len(w["labels"])) for w in batch])
+    return ids, mask, labels
+
+
+def _mean_loss(model: Any, windows: Sequence[dict], loss_fn: Any, pad: int, batch_size: int = 32) -> float:
+    """The loss per labelled token over ``windows`` (no gradient; batches of similar length)."""
+    import torch
+
+    model.eval()
+    ordered = sorted(windows, key=lambda w: len(w["input_ids"]))
+    total = 0.0
+    tokens = 0
+    with torch.no_grad():
+        for i in range(0, len(ordered), batch_size):
+            ids, mask, labels = _collate(ordered[i:i + batch_size], pad)
+            n = int((labels != -100).sum())
+            if n:
+                logits = model(input_ids=ids, attention_mask=mask).logits
+                total += float(loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))) * n
+                tokens += n
+    return total / max(tokens, 1)
 
 
 def _freeze_lower(model: Any, layers: int) -> list[str]:

@@ -1,0 +1,232 @@
+"""Which spans of a learned PHI tagger join the rules: a gate of per-type score thresholds, chosen on notes of
+patients the tagger never saw (``choose_gate``), saved in the model folder and applied by
+``TransformersNerRecognizer``.
+
+A small tagger trained on a few dozen patients is confident about some things (a relative's name after ``son``)
+and guesses about others (word pieces of rare clinical words). Its raw union with the rules bought recall at the
+price of precision (0.61 on held-out notes). The gate keeps an entity only when:
+
+* its type is in ``types`` (e.g. names and places only, where context is what the rules lack);
+* its score (mean over its words of the probability of that type) is at least ``min_score[type]``;
+* when every word of a name or place entity is an ordinary word (English vocabulary that is no person name,
+  clinical shorthand, function words: ``plain_word``), its score is at least ``plain_min_score``: a rare word
+  needs less evidence than "Stable" or "Resp" to be called a name.
+
+Example:
+    >>> g = NerGate(types=("NAME",), min_score={"NAME": 0.6}, plain_min_score=0.95)
+    >>> g.keeps("NAME", 0.7, "Przybylo"), g.keeps("NAME", 0.7, "Stable"), g.keeps("DATE", 0.99, "7/22")
+    (True, False, False)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from clinforge.core.errors import ConfigError
+from clinforge.data.deid.spans import ENTITY_TYPES
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+@lru_cache(maxsize=1)
+def plain_words() -> frozenset[str]:
+    """Ordinary words (lower case): English words that are no US person name, clinical shorthand, function words.
+
+    Example:
+        >>> "stable" in plain_words(), "przybylo" in plain_words()  # doctest: +SKIP
+        (True, False)
+    """
+    from clinforge.data.deid.lexicons import CLINICAL_TERMS, FUNCTION_WORDS, NOTE_TERMS, english_words, us_names
+
+    first, last = us_names()
+    return frozenset((english_words() - first - last) | CLINICAL_TERMS | FUNCTION_WORDS | NOTE_TERMS)
+
+
+def all_plain(text: str) -> bool:
+    """True when every letter run of ``text`` is an ordinary word (see ``plain_words``), or it has none.
+
+    Example:
+        >>> all_plain("PT STABLE"), all_plain("SON HANK")  # doctest: +SKIP
+        (True, False)
+    """
+    plain = plain_words()
+    return all(w.lower() in plain for w in _LETTERS.findall(text))
+
+
+@dataclass(frozen=True)
+class NerGate:
+    """Per-type thresholds for the entities of a learned tagger (see the module docstring).
+
+    Args:
+        types: entity types kept (``None``: every type).
+        min_score: the least score per type; a type missing here uses ``default_min_score``.
+        plain_min_score: the least score of a NAME / LOCATION entity made only of ordinary words (``None``: no
+            extra condition).
+        default_min_score: the threshold of types not in ``min_score``.
+    """
+
+    types: tuple[str, ...] | None = None
+    min_score: dict[str, float] = field(default_factory=dict)
+    plain_min_score: float | None = None
+    default_min_score: float = 0.5
+
+    def __post_init__(self) -> None:
+        unknown = sorted((set(self.types or ()) | set(self.min_score)) - set(ENTITY_TYPES))
+        if unknown:
+            raise ConfigError(f"gate names unknown entity types {unknown}; valid: {', '.join(ENTITY_TYPES)}",
+                              key="gate")
+
+    def keeps(self, entity_type: str, score: float, text: str) -> bool:
+        """Whether an entity of ``entity_type`` scored ``score`` with surface ``text`` passes the gate."""
+        if self.types is not None and entity_type not in self.types:
+            return False
+        if score < self.min_score.get(entity_type, self.default_min_score):
+            return False
+        if self.plain_min_score is not None and entity_type in ("NAME", "LOCATION") and score < self.plain_min_score:
+            return not all_plain(text)
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``from_json`` reads it back).
+
+        Example:
+            >>> NerGate.from_json(NerGate(("NAME",), {"NAME": 0.9}).to_json()) == NerGate(("NAME",), {"NAME": 0.9})
+            True
+        """
+        out = asdict(self)
+        out["types"] = list(self.types) if self.types is not None else None
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NerGate:
+        """The gate of a ``to_json`` dict (e.g. the ``gate`` of a model's ``deid_training.json``)."""
+        try:
+            types = data.get("types")
+            return cls(types=tuple(types) if types is not None else None,
+                       min_score={str(k): float(v) for k, v in (data.get("min_score") or {}).items()},
+                       plain_min_score=None if data.get("plain_min_score") is None else float(data["plain_min_score"]),
+                       default_min_score=float(data.get("default_min_score", 0.5)))
+        except (AttributeError, TypeError, ValueError) as err:
+            raise ConfigError(f"bad gate {data!r}: {err}", key="gate") from err
+
+
+def choose_gate(score: Callable[[NerGate], tuple[float, float]], *, main: Sequence[str] = ("NAME", "LOCATION"),
+                extra: Sequence[str] = ("DATE", "PHONE"),
+                thresholds: Sequence[float] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98),
+                plain: Sequence[float | None] = (None, 0.95, 0.99, 1.01),
+                min_precision: float = 0.85) -> tuple[NerGate | None, list[dict[str, Any]]]:
+    """The gate of highest recall whose precision is at least ``min_precision`` (ties: higher precision), and the
+    table of every gate tried. ``score(gate) -> (recall, precision)`` must be measured on notes of patients the
+    tagger was not trained on, and never on the notes a figure is later reported on.
+
+    The search: every combination of the ``main`` types, each off or on at one of ``thresholds``, times the
+    ordinary-word condition ``plain`` (1.01: an entity of ordinary words never passes); then, from the best of
+    those, each ``extra`` type in turn at the threshold that raises recall most while precision holds (greedy:
+    their spans rarely overlap the main types').
+
+    Example:
+        >>> def score(g):  # names help until 0.7; places only cost precision
+        ...     r = 0.9 + 0.05 * ("NAME" in g.types) - 0.03 * (g.min_score.get("NAME", 1) > 0.8)
+        ...     return r, 0.9 - 0.1 * ("LOCATION" in g.types) - 0.1 * (g.min_score.get("NAME", 1) < 0.7)
+        >>> best, table = choose_gate(score, extra=(), plain=(None,))
+        >>> best.types, best.min_score
+        (('NAME',), {'NAME': 0.7})
+    """
+    table: list[dict[str, Any]] = []
+    best: tuple[tuple[float, float], NerGate] | None = None
+
+    def consider(gate: NerGate) -> None:
+        nonlocal best
+        recall, precision = score(gate)
+        table.append({"gate": gate.to_json(), "recall": round(recall, 5), "precision": round(precision, 5)})
+        if precision >= min_precision and (best is None or (recall, precision) > best[0]):
+            best = ((recall, precision), gate)
+
+    grid: list[dict[str, float]] = [{}]
+    for t in main:
+        grid = [{**g, t: th} for g in grid for th in (None, *thresholds)]
+    for g in grid:
+        on = {t: th for t, th in g.items() if th is not None}
+        for p in (plain if on.keys() & {"NAME", "LOCATION"} else (None,)):
+            consider(NerGate(types=tuple(sorted(on)), min_score=on, plain_min_score=p))
+    for t in extra:
+        if best is None:
+            break
+        base = best[1]
+        for th in thresholds:
+            consider(NerGate(types=tuple(sorted({*(base.types or ()), t})), min_score={**base.min_score, t: th},
+                             plain_min_score=base.plain_min_score))
+    return (best[1] if best else None), table
+
+
+class GateScorer:
+    """Scores gates on annotated notes: the rules' spans and the tagger's ungated entities are computed once per
+    note, then each gate costs only the notes where it keeps an entity (the union is merged and scored as
+    ``Deidentifier(recognizers=[*rules, tagger])`` would do it, with ``phrase_score``).
+
+    Example:
+        >>> scorer = GateScorer(TransformersNerRecognizer("models/a"), records_b)  # doctest: +SKIP
+        >>> best, table = choose_gate(scorer.score)  # doctest: +SKIP
+        >>> scorer.summary(best)["recall_name"]  # doctest: +SKIP
+    """
+
+    def __init__(self, ner: Any, records: Sequence, rules: Sequence[str] | None = None):
+        import time
+
+        from clinforge.data.deid.deidentifier import Deidentifier
+        from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS, RECOGNIZERS, Recognizer
+
+        class _Given(Recognizer):
+            name = "given"
+            spans: list = []
+
+            def analyze(self, text: str) -> list:
+                return self.spans
+
+        self.ner = ner
+        self._given = _Given()
+        self._deid = Deidentifier(recognizers=[self._given])
+        rule_recognizers = [RECOGNIZERS.get(n)() for n in (rules or DEFAULT_RECOGNIZERS)]
+        self.records = [r for r in records if r.meta.get("phi") is not None]
+        self.rule_spans = [[s for rec in rule_recognizers for s in rec.analyze(r.text)] for r in self.records]
+        t0 = time.process_time()
+        self.entities = [ner.entities_of(r.text) for r in self.records]
+        self.tagger_cpu_s = time.process_time() - t0
+        self.rules_only = [self._note(r, spans) for r, spans in zip(self.records, self.rule_spans, strict=True)]
+
+    def _note(self, record: Any, spans: list) -> Any:
+        from clinforge.data.deid.phrase_score import mask_spans, score_note
+
+        self._given.spans = spans
+        pred = [(s.start, s.end, s.entity_type) for s in self._deid.detect(record.text)]
+        return score_note(record.text, mask_spans(record.text, pred), record.meta["phi"], pred,
+                          record.patient_id or "", record.meta.get("note", 0))
+
+    def note_scores(self, gate: NerGate) -> list:
+        """One ``phrase_score.NoteScore`` per note for the rules joined with the gated tagger."""
+        out = []
+        for record, rules, entities, base in zip(self.records, self.rule_spans, self.entities, self.rules_only,
+                                                 strict=True):
+            kept = [s for s in entities if gate.keeps(s.entity_type, s.score, record.text[s.start:s.end])]
+            if not kept:
+                out.append(base)
+                continue
+            if self.ner.propagate:
+                kept += self.ner.propagated(record.text, kept)
+            out.append(self._note(record, rules + kept))
+        return out
+
+    def summary(self, gate: NerGate) -> dict:
+        """``phrase_score.summarize`` of ``note_scores(gate)``: recall by group, precision by type, words kept."""
+        from clinforge.data.deid.phrase_score import summarize
+
+        return summarize(self.note_scores(gate))
+
+    def score(self, gate: NerGate) -> tuple[float, float]:
+        """(recall, precision) over all groups, the objective of ``choose_gate``."""
+        s = self.summary(gate)
+        return s["recall_all"].value, s["precision_all"].value

@@ -1,0 +1,136 @@
+"""The gate of the learned PHI tagger: its rules, its choice on patients the tagger never saw, and that the gate saved
+with a model is what ``TransformersNerRecognizer`` (and so ``clinforge data deid --ner-model``) applies. Models are
+tiny BERTs trained for real in the test (no download)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clinforge.core.errors import ConfigError, DataError
+from clinforge.data.deid.ner_gate import GateScorer, NerGate, all_plain, choose_gate
+from clinforge.data.deid.ner_gated_training import GATE_SEARCH_FILE, train_gated_deid_ner
+from clinforge.data.deid.ner_training import train_deid_ner
+from clinforge.data.deid.phrase_score import summarize
+from test_deid_ner_training import SRC, _physionet_folder, _records, _tiny_base
+
+TEXT = "PT STABLE. SON QUINN CALLED ON 3/9. SEEN BY DR AND PT STABLE."
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny tagger that learned names and dates, saved with a gate that keeps names only."""
+    root = tmp_path_factory.mktemp("gate")
+    out = root / "model"
+    train_deid_ner(_records(36), out, base=_tiny_base(root / "base"), seed=0, epochs=12, lr=3e-3, batch_size=8,
+                   freeze_layers=-1, progress=False, gate={"types": ["NAME"], "min_score": {"NAME": 0.5}})
+    return out
+
+
+def test_gate_rules() -> None:
+    gate = NerGate(types=("NAME", "LOCATION"), min_score={"NAME": 0.6, "LOCATION": 0.9}, plain_min_score=0.95)
+    assert gate.keeps("NAME", 0.7, "Przybylo") and not gate.keeps("NAME", 0.5, "Przybylo")
+    assert not gate.keeps("LOCATION", 0.8, "ZYXWOOD") and gate.keeps("LOCATION", 0.92, "ZYXWOOD")
+    # a name made of ordinary words needs the higher score; a rare word does not
+    assert not gate.keeps("NAME", 0.9, "Stable") and gate.keeps("NAME", 0.96, "Stable")
+    assert all_plain("PT STABLE") and not all_plain("SON HANK PRZYBYLO") and all_plain("7/22")
+    assert not gate.keeps("DATE", 0.99, "7/22")  # not among the types
+    assert NerGate().keeps("DATE", 0.5, "7/22") and not NerGate().keeps("DATE", 0.49, "7/22")
+    assert NerGate.from_json(json.loads(json.dumps(gate.to_json()))) == gate
+    assert NerGate.from_json({"types": None}) == NerGate()
+    with pytest.raises(ConfigError, match="unknown entity types"):
+        NerGate(types=("PERSON",))
+    with pytest.raises(ConfigError, match="bad gate"):
+        NerGate.from_json({"min_score": {"NAME": "high"}})
+
+
+def test_choose_gate_takes_the_best_recall_that_keeps_precision() -> None:
+    def score(g: NerGate) -> tuple[float, float]:
+        recall = 0.90 + 0.04 * ("NAME" in g.types) + 0.02 * ("LOCATION" in g.types) + 0.01 * ("DATE" in g.types)
+        precision = 0.95 - 0.06 * ("LOCATION" in g.types) - 0.2 * (g.min_score.get("NAME", 1.0) < 0.8)
+        return recall, precision - 0.02 * (g.plain_min_score is None)
+
+    best, table = choose_gate(score, min_precision=0.85)
+    assert best is not None and set(best.types) == {"NAME", "LOCATION", "DATE"}
+    assert best.min_score["NAME"] >= 0.8 and best.plain_min_score is not None
+    assert all(r["precision"] < 0.85 or r["recall"] <= score(best)[0] for r in table)
+    assert table[0]["gate"]["types"] == []  # the rules alone are a candidate
+    assert choose_gate(score, min_precision=0.99)[0] is None
+
+
+def test_a_saved_gate_is_applied_and_settings_override_it(trained: Path) -> None:
+    from clinforge.data.deid.ner import TransformersNerRecognizer
+
+    ungated = TransformersNerRecognizer(trained, gate=False)
+    raw = {(TEXT[s.start:s.end], s.entity_type) for s in ungated.analyze(TEXT)}
+    assert ("QUINN", "NAME") in raw and ("3/9", "DATE") in raw, raw
+    assert {t for _, t in raw} <= {"NAME", "DATE"}
+    assert all(0.5 <= s.score <= 1.0 for s in ungated.entities_of(TEXT))
+
+    saved = TransformersNerRecognizer(trained)  # deid_training.json carries {"types": ["NAME"], ...}
+    assert saved.gate.types == ("NAME",)
+    assert {(TEXT[s.start:s.end], s.entity_type) for s in saved.analyze(TEXT)} == {("QUINN", "NAME")}
+    dates = TransformersNerRecognizer(trained, types=["DATE"])
+    assert {s.entity_type for s in dates.analyze(TEXT)} == {"DATE"}
+    assert TransformersNerRecognizer(trained, min_score=1.01).analyze(TEXT) == []
+
+
+def test_gate_scorer_matches_the_engine_on_the_same_notes(trained: Path) -> None:
+    """The cached scoring used to choose a gate gives what the engine with the gated tagger gives."""
+    from clinforge.data.deid import Deidentifier
+    from clinforge.data.deid.ner import TransformersNerRecognizer
+    from clinforge.data.deid.phrase_score import score_records
+
+    records = _records(12)
+    gate = NerGate(types=("NAME",), min_score={"NAME": 0.6})
+    scorer = GateScorer(TransformersNerRecognizer(trained, gate=False), records)
+    engine = Deidentifier(recognizers=["patterns", "names", "notes", TransformersNerRecognizer(trained, gate=gate)])
+    direct, _, _ = score_records(records, lambda t: [(s.start, s.end, s.entity_type) for s in engine.detect(t)])
+    assert scorer.summary(gate) == summarize(direct)
+    rules = Deidentifier()
+    alone, _, _ = score_records(records, lambda t: [(s.start, s.end, s.entity_type) for s in rules.detect(t)])
+    assert scorer.summary(NerGate(types=())) == summarize(alone)
+
+
+def test_gated_training_chooses_on_other_patients_and_resumes_from_its_probe(tmp_path: Path) -> None:
+    base = _tiny_base(tmp_path / "base")
+    out = tmp_path / "gated"
+    kw = dict(base=base, seed=0, epochs=6, lr=3e-3, batch_size=8, freeze_layers=-1, progress=False)
+    card = train_gated_deid_ner(_records(36), out, min_precision=0.5, **kw)
+    probe = tmp_path / "gated.gate-probe"
+    probe_card = json.loads((probe / "deid_training.json").read_text())
+    # the probe trained on one part of the patients and was validated (and its gate chosen) on the other
+    assert not set(probe_card["patients"]) & set(probe_card["val_patients"])
+    assert set(probe_card["patients"]) | set(probe_card["val_patients"]) == set(card["patients"])
+    assert 1 <= probe_card["best_epoch"] <= 6 and len(probe_card["val_loss_by_epoch"]) >= probe_card["best_epoch"]
+    assert card["epochs"] == probe_card["best_epoch"] and card["val_patients"] == []
+    on = card["gate"]["chosen_on"]
+    assert on["patients"] == 6 and on["precision"] >= 0.5 and on["recall"] >= on["rules_recall"]
+    search = json.loads((probe / GATE_SEARCH_FILE).read_text())
+    assert search["chosen"] == {k: v for k, v in card["gate"].items() if k != "chosen_on"} and len(search["table"]) > 50
+    stamp = (probe / "model.safetensors").stat().st_mtime_ns
+    again = train_gated_deid_ner(_records(36), out, min_precision=0.5, overwrite=True, **kw)
+    assert (probe / "model.safetensors").stat().st_mtime_ns == stamp  # the finished probe was reused
+    assert again["gate"] == card["gate"]
+    with pytest.raises(DataError, match="at least 4 annotated patients"):
+        train_gated_deid_ner(_records(6), tmp_path / "few", **kw)
+
+
+def test_cli_choose_gate_saves_it_and_deid_applies_it(tmp_path: Path) -> None:
+    folder = _physionet_folder(tmp_path / "corpus", 24)
+    out = tmp_path / "model"
+    env = {**os.environ, "PYTHONPATH": SRC, "CLINFORGE_NO_PROGRESS": "1"}
+    done = subprocess.run([sys.executable, "-m", "clinforge", "data", "deid-train", str(folder), "--out", str(out),
+                           "--base", str(_tiny_base(tmp_path / "base")), "--part", "all", "--epochs", "2",
+                           "--choose-gate", "--min-precision", "0.5"], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = " ".join(done.stderr.split())  # the console wraps long lines
+    assert "gate: types" in said and "notes of 4 other patients: recall" in said
+    card = json.loads((out / "deid_training.json").read_text())
+    assert card["gate"]["chosen_on"]["patients"] == 4 and (tmp_path / "model.gate-probe" / GATE_SEARCH_FILE).is_file()
