@@ -42,6 +42,7 @@ from clinforge.data.deid.lexicons import (
     us_names,
     us_places,
     word_set,
+    word_start_regex,
 )
 from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE
 from clinforge.data.deid.note_text_search import (
@@ -76,7 +77,7 @@ _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
 _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
-_WORDS = re.compile(r"[a-z]+")
+_WORDS = re.compile(r"[a-z][a-z]*")  # [a-z]+, written so that re skips non-letters in C (a repeat has no first set)
 # An initial after a title: "MS S. CARE", "mr I remained" (a capital in a note that is not all capitals).
 _TITLE_INITIAL = re.compile(r"(?<![a-z])(?:dr|mr|mrs|ms|miss)\.?[ \t]+(?P<i>[a-z])(?P<dot>\.)?(?=[ \t,;:]|$)")
 _TITLE_INITIAL_CUES = frozenset({"dr", "mr", "mrs", "ms", "miss"})
@@ -97,7 +98,7 @@ _VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps
 _PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scale|rates?|rated|#|c/o|tenderness|"
                         r"headache|ha|sore|soreness|cramping)(?![a-z])")
 _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
-_SLASH_NUMBER = re.compile(r"\d{1,2}/\d")
+_SLASH_NUMBER = re.compile(r"\d\d?/\d")  # not \d{1,2}: a leading repeat gives re no first-character set
 _DIGIT_TH = re.compile(r"\dth\b")
 _HOLIDAY = re.compile(r"(?<![a-z])(?:christmas(?:[ \t]+eve)?|xmas|thanksgiving|easter|new[ \t]+year'?s(?:[ \t]+(?:eve|day))?|"
                       r"independence[ \t]+day|memorial[ \t]+day|labor[ \t]+day|veterans[ \t]+day|halloween|"
@@ -141,12 +142,15 @@ _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:s
 _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
                          r"december)(?![a-z])")
 # (the first digit before the look-behind: the scan jumps between digits instead of trying every position)
-_PHONE = re.compile(r"\d(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|\((?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d)")
+# (one character class first, the branch chosen by a look-behind: a branch of "\d..." and "\(..." has no first set)
+_PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d))")
 # 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
 _LOCAL_PHONE = re.compile(r"\d(?<![\d.\-/]\d)\d\d-\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
 _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
                              r"reached|reach|contact|ph|ext)")
-_PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
+# (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
+_PAGER = re.compile(word_start_regex(("pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell",
+                                      "call", "number", "#"), "[a-z]") + r"[ \t.:#]*"
                     r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{10})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
                             r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
