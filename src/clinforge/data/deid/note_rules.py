@@ -82,7 +82,9 @@ _WORDS = re.compile(r"[a-z][a-z]*")  # [a-z]+, written so that re skips non-lett
 _TITLE_INITIAL = re.compile(r"(?<![a-z])(?:dr|mr|mrs|ms|miss)\.?[ \t]+(?P<i>[a-z])(?P<dot>\.)?(?=[ \t,;:]|$)")
 _TITLE_INITIAL_CUES = frozenset({"dr", "mr", "mrs", "ms", "miss"})
 # month-day with a hyphen only after an unambiguous date cue ("returned to OR on 7-8"); "from 7-8" is a range
-_DASH_DATE = re.compile(r"(?<![a-z])(?:on|since|dated|until|till|thru|through)[ \t]+(?P<d>(?:1[0-2]|0?[1-9])-"
+# (the look-behind after each cue's first letter, see word_start_regex: the scan jumps between those letters)
+_DASH_DATE = re.compile(word_start_regex(("on", "since", "dated", "until", "till", "thru", "through"), "[a-z]")
+                        + r"[ \t]+(?P<d>(?:1[0-2]|0?[1-9])-"
                         r"(?:3[01]|[12]\d|0?[1-9]))(?![\w%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|units?|x|hrs?|hours?|days?|"
                         r"times|min|mins|minutes|weeks?|wks?|am|pm|%)\b)")
 _NEXT_WORD = re.compile(r"[ \t]+([a-z]+)")
@@ -99,7 +101,9 @@ _PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scal
                         r"headache|ha|sore|soreness|cramping)(?![a-z])")
 _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
 _SLASH_NUMBER = re.compile(r"\d\d?/\d")  # not \d{1,2}: a leading repeat gives re no first-character set
-_DIGIT_TH = re.compile(r"\dth\b")
+# A digit before "th" and a word end: \dth\b led by the literal, which re finds by a fast substring search instead of
+# trying the pattern at every digit (only whether there is a match is used)
+_DIGIT_TH = re.compile(r"th\b(?<=\dth)")
 _HOLIDAY = re.compile(r"(?<![a-z])(?:christmas(?:[ \t]+eve)?|xmas|thanksgiving|easter|new[ \t]+year'?s(?:[ \t]+(?:eve|day))?|"
                       r"independence[ \t]+day|memorial[ \t]+day|labor[ \t]+day|veterans[ \t]+day|halloween|"
                       r"valentine'?s[ \t]+day|mother'?s[ \t]+day|father'?s[ \t]+day|hanukkah|chanukah)(?![a-z])")
