@@ -380,9 +380,15 @@ def trie_regex_at_word_start(words: list[str] | tuple[str, ...], not_before: str
                             for first, rests in sorted(groups.items())) + ")"
 
 
-_CLINICAL_CUE = re.compile(r"(?<![a-z])(?:bp|hr|rr|peep|fio2|inr|cabg|ngt|afib|prn|npo|abg|abgs|iv|po|sats?|o2|"
-                           r"neuro|resp|gi|gu|cv|mg|mcg|cc|ml|meq|u/o|i&o|s/p|c/o|d/c|pt|vent|cpap|psv|ett|sx|"
-                           r"bs|lungs?|gtt|ivf|cvp|map|sbp|foley|abx|rsbi|tv|vt|carevue|careview)(?![a-z])")
+# The cue words as one prefix tree: re tries one branch per first letter instead of all 50 words at every position.
+# No cue is a prefix of another followed by a non-letter, so at most one can match at a place and the tree finds the
+# same matches as the plain alternation.
+_CLINICAL_CUE_WORDS = (
+    "bp", "hr", "rr", "peep", "fio2", "inr", "cabg", "ngt", "afib", "prn", "npo", "abg", "abgs", "iv", "po", "sat", "sats",
+    "o2", "neuro", "resp", "gi", "gu", "cv", "mg", "mcg", "cc", "ml", "meq", "u/o", "i&o", "s/p", "c/o", "d/c", "pt",
+    "vent", "cpap", "psv", "ett", "sx", "bs", "lung", "lungs", "gtt", "ivf", "cvp", "map", "sbp", "foley", "abx", "rsbi",
+    "tv", "vt", "carevue", "careview")
+_CLINICAL_CUE = re.compile(r"(?<![a-z])(?:" + trie_regex(_CLINICAL_CUE_WORDS) + r")(?![a-z])")
 
 
 @lru_cache(maxsize=4)  # the names and notes recognizers ask about the same text one after the other
