@@ -357,7 +357,7 @@ def word_start_regex(alternatives: list[str] | tuple[str, ...], not_before: str)
     """
     groups: dict[str, list[str]] = {}
     for alt in alternatives:
-        if not (alt[:1].isalnum() or alt[:1] in "#/"):
+        if not alt or not (alt[0].isalnum() or alt[0] in "#/"):
             raise ValueError(f"an alternative must start with a plain character: {alt!r}")
         groups.setdefault(alt[0], []).append(alt[1:])
     return "(?:" + "|".join(f"{re.escape(first)}(?<!{not_before}.)(?:{'|'.join(rests)})"

@@ -145,8 +145,8 @@ _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:s
                       r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
 _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
                          r"december)(?![a-z])")
-# (the first digit before the look-behind: the scan jumps between digits instead of trying every position)
-# (one character class first, the branch chosen by a look-behind: a branch of "\d..." and "\(..." has no first set)
+# (one character class first and the look-behinds after it, so that the scan jumps between digits and brackets: a
+# branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
 _PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d))")
 # 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
 _LOCAL_PHONE = re.compile(r"\d(?<![\d.\-/]\d)\d\d-\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
