@@ -473,8 +473,12 @@ class NameRecognizer(Recognizer):
             if before is not None and self._lower_name(before.group("name")):
                 out.append(self.span(before.start("name"), before.end("name"), "NAME", 0.6,
                                      "lower-case name before a verb"))
-        for pattern, expl in ((_LOWER_CUE, "lower-case name after a greeting or title"),
-                              (_LOWER_VOCATIVE, "lower-case name between commas")):
+        rules = [(_LOWER_CUE, "lower-case name after a greeting or title")]
+        # A vocative is one word, and in a note _holds_in_note keeps a _NOTE_WEAK span only with two or more words:
+        # every vocative found in a note would be dropped, so the scan (and a Python test per ", word,") is skipped.
+        if not looks_like_note(text):
+            rules.append((_LOWER_VOCATIVE, "lower-case name between commas"))
+        for pattern, expl in rules:
             for m in pattern.finditer(text):
                 if pattern is _LOWER_CUE and m.start() and (text[m.start() - 1].isalnum()):
                     continue
