@@ -149,7 +149,10 @@ _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|a
 # branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
 _PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d))")
 # 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
-_LOCAL_PHONE = re.compile(r"\d(?<![\d.\-/]\d)\d\d-\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
+# (matched from its hyphen, the three digits before it in a look-behind: re then tries the pattern at hyphens only,
+# not at every digit; the number starts 3 characters before the match. A match is 8 characters and ends before no
+# digit or hyphen, so none can start inside the previous one: the matches are those of "\d\d\d-\d{4}..." shifted by 3)
+_LOCAL_PHONE = re.compile(r"-(?<=(?<![\d.\-/])\d\d\d-)\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
 _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
                              r"reached|reach|contact|ph|ext)")
 # (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
@@ -441,8 +444,9 @@ class NoteRecognizer(Recognizer):
         for m in _PHONE.finditer(lower):
             out.append(self.span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
         for m in _LOCAL_PHONE.finditer(lower):
-            if _PHONE_CUE_NEAR.search(lower, max(0, m.start() - 30), m.start()):
-                out.append(self.span(m.start(), m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
+            start = m.start() - 3  # the three digits before the hyphen (see _LOCAL_PHONE)
+            if _PHONE_CUE_NEAR.search(lower, max(0, start - 30), start):
+                out.append(self.span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
         for m in (_PAGER.finditer(lower) if "#" in lower or not words.isdisjoint(_PAGER_WORDS) else ()):
             out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
 

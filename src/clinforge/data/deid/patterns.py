@@ -359,8 +359,12 @@ class PatternRecognizer(Recognizer):
         for rule, needs_digit, is_prefix, is_month, needs, cased, shape in _RULE_PLAN:
             if (needs_digit and not has_digit) or (is_prefix and not has_prefix) or (is_month and not has_month):
                 continue
-            if needs is not None and not any(n in text for n in needs):
-                continue
+            if needs is not None:
+                for n in needs:  # (a loop, not any() over a generator: this runs ~5 times per text)
+                    if n in text:
+                        break
+                else:
+                    continue
             if shape is not None:
                 found = shapes.get(shape)
                 if found is None:
