@@ -49,6 +49,7 @@ from clinforge.data.deid.lexicons import (
     looks_like_note,
     person_names,
     trie_regex,
+    trie_regex_at_word_start,
     us_names,
     word_set,
 )
@@ -126,9 +127,14 @@ _LOWER_VERB_BEFORE = re.compile(r"(?:^|[.,?!:\]]\s*|\n|\b(?:and|of|with|tell|ask
 _MAYBE_TITLE = re.compile(r".*[A-Za-z]\.? $")
 # Where _MAYBE_TITLE holds, what NameRecognizer._titled decides: the word before the one space is a title (with at
 # most one dot, since _MAYBE_TITLE allows one; no title is long enough for _titled's 16-character window to cut it).
-# One scan of 12 characters instead of a Python call for each of the ~50 capitalised words per kilobyte of a note.
+# analyze() looks this up in the title ends of _TITLE_WORD_SCAN instead of calling _titled for each of the ~50
+# capitalised words per kilobyte of a note.
 assert max(map(len, TITLES)) <= 10, "a longer title needs a wider window in analyze() and _titled"
-_TITLE_WORD_BEFORE = re.compile(r"(?<!\S)(?:" + "|".join(sorted(TITLES, key=len, reverse=True)) + r")\.? \Z")
+# Where a title and one space ("Dr. ", "MRS ") end, for every position of a text in one scan (a capitalised word
+# right after one may be a name even when it is an ordinary word). At most one title fits at a place (none is a prefix
+# of another followed by "." or " "), and no match can hide another (a match holds white space only at its end), so
+# ``start in ends`` is what a search of "(?<!\S)TITLE\.? \Z" in the 12 characters before ``start`` said per word.
+_TITLE_WORD_SCAN = re.compile(trie_regex_at_word_start(sorted(TITLES), r"\S") + r"\.? ")
 _TITLE_BEFORE = re.compile(r"(?i:dr|mr|mrs|ms|miss|prof)\.[ \t]*$")
 _SENTENCE_END = frozenset(".!?:;>\"“(\n*•-")
 _CREDENTIAL_AFTER = re.compile(r"^,?\s+(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCP|"
@@ -269,27 +275,32 @@ class NameRecognizer(Recognizer):
         runs: list[list[tuple[int, int, str]]] = []
         current: list[tuple[int, int, str]] = []
         kinds_of = self._kind_cache
+        title_ends: set[int] | None = None  # where "TITLE.? " ends (_TITLE_WORD_SCAN), found at the first need
         for m in CAP_TOKEN.finditer(text):
             start, end = m.span()
             token = m.group()
             kind = kinds_of.get(token) or self._classify(token)
             if kind == "I" and not text.startswith(".", end) and not (current and current[-1][1] == start - 1):
                 kind = "A"  # a lone capital letter that is not an initial ("I", "A")
-            if current and kind != "A" and start - current[-1][1] <= 7 and _JOIN.fullmatch(text, current[-1][1], start) and (
-                    text[current[-1][1]] != "." or current[-1][1] - current[-1][0] == 1):  # a dot only after an initial
-                current.append((start, end, kind))
-                continue
-            if current:
-                runs.append(current)
             if kind != "A":
+                if current and start - current[-1][1] <= 7 and _JOIN.fullmatch(text, current[-1][1], start) and (
+                        text[current[-1][1]] != "." or current[-1][1] - current[-1][0] == 1):  # a dot only after an initial
+                    current.append((start, end, kind))
+                    continue
+                if current:
+                    runs.append(current)
                 current = [(start, end, kind)]
                 continue
-            current = []
+            # Nine capitalised words in ten (in notes) are allowed words: the shortest path through the loop.
+            if current:
+                runs.append(current)
+                current = []
             # One allowed word ("The", "HISTORY") is a run of its own and a name only after a title; untitled it
             # is dropped here (most capitalised words end here), so it no longer links "X, The, Y" into one list
             # of names (no change on the 1800 benchmark texts).
-            if _TITLE_WORD_BEFORE.search(text, start - 12 if start > 12 else 0, start) and _MAYBE_TITLE.match(
-                    text, start - 6 if start > 6 else 0, start):
+            if title_ends is None:
+                title_ends = {t.end() for t in _TITLE_WORD_SCAN.finditer(text)}
+            if start in title_ends and _MAYBE_TITLE.match(text, start - 6 if start > 6 else 0, start):
                 runs.append([(start, end, kind)])
         if current:
             runs.append(current)
@@ -465,8 +476,12 @@ class NameRecognizer(Recognizer):
             if before is not None and self._lower_name(before.group("name")):
                 out.append(self.span(before.start("name"), before.end("name"), "NAME", 0.6,
                                      "lower-case name before a verb"))
-        for pattern, expl in ((_LOWER_CUE, "lower-case name after a greeting or title"),
-                              (_LOWER_VOCATIVE, "lower-case name between commas")):
+        rules = [(_LOWER_CUE, "lower-case name after a greeting or title")]
+        # A vocative is one word, and in a note _holds_in_note keeps a _NOTE_WEAK span only with two or more words:
+        # every vocative found in a note would be dropped, so the scan (and a Python test per ", word,") is skipped.
+        if not looks_like_note(text):
+            rules.append((_LOWER_VOCATIVE, "lower-case name between commas"))
+        for pattern, expl in rules:
             for m in pattern.finditer(text):
                 if pattern is _LOWER_CUE and m.start() and (text[m.start() - 1].isalnum()):
                     continue

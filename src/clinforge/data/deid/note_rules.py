@@ -42,6 +42,7 @@ from clinforge.data.deid.lexicons import (
     us_names,
     us_places,
     word_set,
+    word_start_regex,
 )
 from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE
 from clinforge.data.deid.note_text_search import (
@@ -76,12 +77,14 @@ _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
 _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
-_WORDS = re.compile(r"[a-z]+")
+_WORDS = re.compile(r"[a-z][a-z]*")  # [a-z]+, written so that re skips non-letters in C (a repeat has no first set)
 # An initial after a title: "MS S. CARE", "mr I remained" (a capital in a note that is not all capitals).
 _TITLE_INITIAL = re.compile(r"(?<![a-z])(?:dr|mr|mrs|ms|miss)\.?[ \t]+(?P<i>[a-z])(?P<dot>\.)?(?=[ \t,;:]|$)")
 _TITLE_INITIAL_CUES = frozenset({"dr", "mr", "mrs", "ms", "miss"})
 # month-day with a hyphen only after an unambiguous date cue ("returned to OR on 7-8"); "from 7-8" is a range
-_DASH_DATE = re.compile(r"(?<![a-z])(?:on|since|dated|until|till|thru|through)[ \t]+(?P<d>(?:1[0-2]|0?[1-9])-"
+# (the look-behind after each cue's first letter, see word_start_regex: the scan jumps between those letters)
+_DASH_DATE = re.compile(word_start_regex(("on", "since", "dated", "until", "till", "thru", "through"), "[a-z]")
+                        + r"[ \t]+(?P<d>(?:1[0-2]|0?[1-9])-"
                         r"(?:3[01]|[12]\d|0?[1-9]))(?![\w%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|units?|x|hrs?|hours?|days?|"
                         r"times|min|mins|minutes|weeks?|wks?|am|pm|%)\b)")
 _NEXT_WORD = re.compile(r"[ \t]+([a-z]+)")
@@ -97,8 +100,10 @@ _VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps
 _PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scale|rates?|rated|#|c/o|tenderness|"
                         r"headache|ha|sore|soreness|cramping)(?![a-z])")
 _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
-_SLASH_NUMBER = re.compile(r"\d{1,2}/\d")
-_DIGIT_TH = re.compile(r"\dth\b")
+_SLASH_NUMBER = re.compile(r"\d\d?/\d")  # not \d{1,2}: a leading repeat gives re no first-character set
+# A digit before "th" and a word end: \dth\b led by the literal, which re finds by a fast substring search instead of
+# trying the pattern at every digit (only whether there is a match is used)
+_DIGIT_TH = re.compile(r"th\b(?<=\dth)")
 _HOLIDAY = re.compile(r"(?<![a-z])(?:christmas(?:[ \t]+eve)?|xmas|thanksgiving|easter|new[ \t]+year'?s(?:[ \t]+(?:eve|day))?|"
                       r"independence[ \t]+day|memorial[ \t]+day|labor[ \t]+day|veterans[ \t]+day|halloween|"
                       r"valentine'?s[ \t]+day|mother'?s[ \t]+day|father'?s[ \t]+day|hanukkah|chanukah)(?![a-z])")
@@ -140,13 +145,19 @@ _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:s
                       r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
 _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
                          r"december)(?![a-z])")
-# (the first digit before the look-behind: the scan jumps between digits instead of trying every position)
-_PHONE = re.compile(r"\d(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|\((?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d)")
+# (one character class first and the look-behinds after it, so that the scan jumps between digits and brackets: a
+# branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
+_PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d))")
 # 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
-_LOCAL_PHONE = re.compile(r"\d(?<![\d.\-/]\d)\d\d-\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
+# (matched from its hyphen, the three digits before it in a look-behind: re then tries the pattern at hyphens only,
+# not at every digit; the number starts 3 characters before the match. A match is 8 characters and ends before no
+# digit or hyphen, so none can start inside the previous one: the matches are those of "\d\d\d-\d{4}..." shifted by 3)
+_LOCAL_PHONE = re.compile(r"-(?<=(?<![\d.\-/])\d\d\d-)\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
 _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
                              r"reached|reach|contact|ph|ext)")
-_PAGER = re.compile(r"(?<![a-z])(?:pager|pgr|pg|beeper|bpr|page|ext|x|phone|tel|cell|call|number|#)[ \t.:#]*"
+# (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
+_PAGER = re.compile(word_start_regex(("pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell",
+                                      "call", "number", "#"), "[a-z]") + r"[ \t.:#]*"
                     r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{10})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
                             r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
@@ -433,8 +444,9 @@ class NoteRecognizer(Recognizer):
         for m in _PHONE.finditer(lower):
             out.append(self.span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
         for m in _LOCAL_PHONE.finditer(lower):
-            if _PHONE_CUE_NEAR.search(lower, max(0, m.start() - 30), m.start()):
-                out.append(self.span(m.start(), m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
+            start = m.start() - 3  # the three digits before the hyphen (see _LOCAL_PHONE)
+            if _PHONE_CUE_NEAR.search(lower, max(0, start - 30), start):
+                out.append(self.span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
         for m in (_PAGER.finditer(lower) if "#" in lower or not words.isdisjoint(_PAGER_WORDS) else ()):
             out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
 

@@ -143,10 +143,8 @@ _CASED_MONTH_RULES: dict[str, re.Pattern[str]] = {
 _MONTH_RULES = frozenset(_CASED_MONTH_RULES)
 _ANY_MONTH = re.compile(MONTH)
 _ANY_CASED_MONTH = re.compile(_MONTH_CASED)
-# Every cased month form starts with one of these: a few str "in" tests (C speed) spare the month search above on
-# most texts (the search scans the whole text when there is no month).
-_CASED_MONTH_HINTS = tuple(sorted({m[:3] for m in _MONTH_ABBR_FORMS}))
-assert all(f.startswith(_CASED_MONTH_HINTS) for f in _MONTH_FULL_FORMS | _MONTH_ABBR_FORMS if not f.islower())
+# (No str "in" pre-test of the 24 cased three-letter month prefixes before that search: those 24 substring scans
+# cost three times the one regex search, which re already skips through by the months' first letters.)
 
 # Triggers found by a fast literal scan; the full extent is then worked out in Python around each hit.
 _EMAIL_AT = re.compile(r"@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
@@ -228,10 +226,17 @@ _SENTENCE_STOP = re.compile(r"(?<![A-Z][a-z])(?<!\b[A-Z])\.(?=\s+[A-Z]|\s*$)|[?!
                             r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday))\b")
 _PREFIX_STREET_RE = re.compile(r"(?:" + _PREFIX_STREET + r")\s")
 _PREFIX_RULES = frozenset({"street-type prefix + name + number", "number + street-type prefix + name"})
+# Shapes that every match of a rule contains, led by a rare character (a separator), so that one search of the text
+# is cheap: without one the rule, which re tries at every digit, is skipped. Two numbers after separators for the
+# dates and IPv4 (d/d/yy, d.d.yyyy, yyyy-m-d, a.b.c.d: "[/.-]\d{1,3}[/.-]\d" inside each; found in 4 digit-holding
+# notes in 10), a slash and a year for month/year. One search per text serves every rule that shares the shape.
+_DATE_SHAPE = re.compile(r"[/.-]\d\d?\d?[/.-]\d")
+_SHAPES: dict[str, re.Pattern[str]] = {"numeric date with year": _DATE_SHAPE, "ISO date": _DATE_SHAPE,
+                                       "IPv4 address": _DATE_SHAPE, "month/year": re.compile(r"/" + _YEAR)}
 # Per rule, looked up once instead of per text: (rule, needs a digit, street-prefix rule, month rule, substrings
-# one of which it needs, its pattern without lower-case month names).
+# one of which it needs, its pattern without lower-case month names, a shape it needs).
 _RULE_PLAN = [(rule, rule[0] != "URL", rule[1] in _PREFIX_RULES, rule[1] in _MONTH_RULES, _NEEDS.get(rule[1]),
-               _CASED_MONTH_RULES.get(rule[1], rule[2])) for rule in RULES]
+               _CASED_MONTH_RULES.get(rule[1], rule[2]), _SHAPES.get(rule[1])) for rule in RULES]
 _LOCAL_PART = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
@@ -348,14 +353,24 @@ class PatternRecognizer(Recognizer):
         has_digit = any(c in text for c in "0123456789")
         has_prefix = has_digit and _PREFIX_STREET_RE.search(text) is not None
         lower_months = any(h in text for h in _LOWER_MONTH_HINTS)
-        has_month = has_digit and (lower_months or any(h in text for h in _CASED_MONTH_HINTS)) and (
-            _ANY_MONTH if lower_months else _ANY_CASED_MONTH).search(text) is not None
+        has_month = has_digit and (_ANY_MONTH if lower_months else _ANY_CASED_MONTH).search(text) is not None
         lower = ascii_lower(text)  # computed once: the label, ZIP and address-cue scans share it
-        for rule, needs_digit, is_prefix, is_month, needs, cased in _RULE_PLAN:
+        shapes: dict[re.Pattern[str], bool] = {}
+        for rule, needs_digit, is_prefix, is_month, needs, cased, shape in _RULE_PLAN:
             if (needs_digit and not has_digit) or (is_prefix and not has_prefix) or (is_month and not has_month):
                 continue
-            if needs is not None and not any(n in text for n in needs):
-                continue
+            if needs is not None:
+                for n in needs:  # (a loop, not any() over a generator: this runs ~5 times per text)
+                    if n in text:
+                        break
+                else:
+                    continue
+            if shape is not None:
+                found = shapes.get(shape)
+                if found is None:
+                    found = shapes[shape] = shape.search(text) is not None
+                if not found:
+                    continue
             pattern = rule[2] if lower_months else cased
             if "value" not in pattern.groupindex:  # most rules: the match itself is the value
                 for m in pattern.finditer(text):
