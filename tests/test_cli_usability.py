@@ -288,7 +288,7 @@ stages:
     type: sft
     data:
       sources: [{{reader: medqa, path: "{data_root / MEDQA}", limit: 8}}]
-    train: {{max_steps: 2, batch_size: 2, max_length: 1024, save_every: 2}}
+    train: {{max_steps: 2, batch_size: 2, max_length: 1024, save_every: 1}}  # step 1 keeps a checkpoint
     trainer_args: {trainer_args}
 """)
     return p
