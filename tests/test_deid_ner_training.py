@@ -185,3 +185,19 @@ def test_training_parts_are_the_benchmark_split_of_the_real_notes(data_root: Pat
     dev_ids, held_ids = split_patients([r.patient_id for r in every], seed=0)
     assert {r.patient_id for r in dev} == dev_ids and {r.patient_id for r in held} == held_ids
     assert len(dev) + len(held) == len(every) == 1450 and not dev_ids & held_ids
+
+
+def test_the_library_defaults_are_the_cli_defaults():
+    """``train_deid_ner`` called from Python trains as ``clinforge data deid-train`` does (they once differed: the
+    library's 2 epochs / 5% empty windows / PHI weight 3 / 2 frozen layers were not the settings that learned)."""
+    import inspect
+
+    import typer
+
+    from clinforge.cli.main import app
+
+    command = typer.main.get_command(app).commands["data"].commands["deid-train"]
+    cli = {p.name: p.default for p in command.params}
+    library = inspect.signature(train_deid_ner).parameters
+    for name in ("epochs", "lr", "keep_empty", "phi_weight", "freeze_layers", "seed"):
+        assert cli[name] == library[name].default, name

@@ -125,8 +125,8 @@ def encode_windows(tokenizer: Any, text: str, phi: Sequence[dict], *, max_length
 
 
 def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | None = None, seed: int = 0,
-                   epochs: int = 2, lr: float = 3e-4, batch_size: int = 16, max_length: int = 128,
-                   stride: int = 16, keep_empty: float = 0.05, phi_weight: float = 3.0, freeze_layers: int = 2,
+                   epochs: int = 5, lr: float = 3e-4, batch_size: int = 16, max_length: int = 128,
+                   stride: int = 16, keep_empty: float = 0.15, phi_weight: float = 8.0, freeze_layers: int = 1,
                    first_piece: bool = True, label_smoothing: float = 0.0, val_records: Sequence = (),
                    patience: int = 2, gate: dict | None = None, threads: int | None = None,
                    overwrite: bool = False, progress: bool = True, source: str = "") -> dict:
@@ -136,7 +136,9 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
     sample each epoch; all windows with PHI are kept), which cuts the time and stops the model from learning "never
     PHI". The optimiser is AdamW with linear warm-up (10%) and decay; the loss weighs PHI labels ``phi_weight``
     times an ``O`` (with ``label_smoothing``); the embeddings and the lowest ``freeze_layers`` encoder layers are
-    not trained; ``first_piece`` labels only the first piece of each word (one decision per word).
+    not trained; ``first_piece`` labels only the first piece of each word (one decision per word). The defaults
+    are ``clinforge data deid-train``'s, the settings that learned on the PhysioNet dev patients (``docs/deid.md``;
+    25% empty windows at PHI weight 2 collapsed to all-O there).
     ``val_records`` (other patients): after each epoch the loss on their windows (those with PHI and a fixed
     ``keep_empty`` share of the others) is computed, the weights of
     the best epoch are kept and training stops after ``patience`` epochs without a better one. ``gate`` (the
