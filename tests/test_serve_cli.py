@@ -121,18 +121,26 @@ def test_config_errors_name_file_line_and_closest_key_before_torch(tmp_path):
     assert proc.returncode == 2 and "did you mean 'crisis'" in proc.stderr
 
 
+def test_a_negative_max_queue_is_refused_naming_the_field():
+    proc = _cli("serve", "--model", "hf:x", "--max-queue", "-1")
+    assert proc.returncode == 2 and "models.0.max_queue" in proc.stderr, proc.stderr
+
+
 def test_refuses_a_public_address_without_keys():
     proc = _cli("serve", "--model", "hf:x", "--host", "0.0.0.0", "--port", "0")
     assert proc.returncode == 2 and "refusing to listen on 0.0.0.0 without API keys" in proc.stderr
 
 
-@pytest.mark.parametrize("flag", ["--cove", "--guards"])
+@pytest.mark.parametrize("flag", ["--cove", "--guards", "--max-queue"])
 def test_flags_override_the_config_file(tmp_path, flag):
     from clinforge.serve.serve_config import config_from_flags
 
     path = _config(tmp_path)
     if flag == "--cove":
         assert config_from_flags(path, cove="joint").models[0].cove.variant == "joint"
+    elif flag == "--max-queue":
+        cfg = config_from_flags(path, max_queue=3, slots=2)
+        assert (cfg.models[0].max_queue, cfg.models[0].slots) == (3, 2)
     else:
         cfg = config_from_flags(path, guards="phi", port=9001)
         assert cfg.models[0].guards == ["phi"] and cfg.port == 9001

@@ -27,6 +27,8 @@ def command(config: Path | None = typer.Argument(None, help="Server config YAML 
                                                                      "only)."),
             audit_log: str | None = typer.Option(None, "--audit-log", help="JSONL audit log (hashes, no text)."),
             slots: int | None = typer.Option(None, help="Requests generating at once per model."),
+            max_queue: int | None = typer.Option(None, "--max-queue", help="Requests waiting for a slot per model "
+                                                                          "(default 256); more are a 503 at once."),
             no_progress: bool = NO_PROGRESS) -> None:
     """Serve models over an OpenAI-compatible API; SIGTERM drains and exits 0."""
     from clinforge.serve.serve_config import config_from_flags
@@ -34,5 +36,5 @@ def command(config: Path | None = typer.Argument(None, help="Server config YAML 
 
     settings = config_from_flags(config, model=model, served_name=served_name, host=host, port=port,
                                  api_key_env=api_key_env, guards=guards, kb=kb, cove=cove, no_egress=no_egress,
-                                 audit_log=audit_log, slots=slots)
+                                 audit_log=audit_log, slots=slots, max_queue=max_queue)
     raise typer.Exit(run_server(settings))

@@ -164,11 +164,11 @@ def config_from_flags(config_path: str | os.PathLike | None = None, *, model: st
                       served_name: str | None = None, host: str | None = None, port: int | None = None,
                       api_key_env: str | None = None, guards: str | None = None, kb: str | None = None,
                       cove: str | None = None, no_egress: bool = False, audit_log: str | None = None,
-                      slots: int | None = None) -> ServeSettings:
+                      slots: int | None = None, max_queue: int | None = None) -> ServeSettings:
     """Merge a config file (optional) and the command-line flags (which override it) and validate the result.
 
     With a config file, ``--model`` replaces the model list by that one model (keeping the file's first model's
-    other settings); ``--guards``, ``--kb`` and ``--cove`` apply to every model.
+    other settings); ``--guards``, ``--kb``, ``--cove``, ``--slots`` and ``--max-queue`` apply to every model.
 
     Example:
         >>> config_from_flags(model="hf:m", port=0, cove="two_step").models[0].cove.variant
@@ -210,4 +210,6 @@ def config_from_flags(config_path: str | os.PathLike | None = None, *, model: st
                 entry["cove"] = {**(entry.get("cove") or {}), "variant": cove}
             if slots is not None:
                 entry["slots"] = slots
+            if max_queue is not None:
+                entry["max_queue"] = max_queue
     return validate(ServeSettings, data, file=str(config_path) if config_path else None, lines=lines)
