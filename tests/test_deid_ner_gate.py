@@ -108,6 +108,8 @@ def test_gated_training_chooses_on_other_patients_and_resumes_from_its_probe(tmp
     assert not set(probe_card["patients"]) & set(probe_card["val_patients"])
     assert set(probe_card["patients"]) | set(probe_card["val_patients"]) == set(card["patients"])
     assert 1 <= probe_card["best_epoch"] <= 6 and len(probe_card["val_loss_by_epoch"]) >= probe_card["best_epoch"]
+    val = probe_card["val_loss_by_epoch"]  # early stopping kept the epoch of the lowest validation loss
+    assert probe_card["best_epoch"] == 1 + val.index(min(val)) and len(val) - probe_card["best_epoch"] <= 2
     assert card["epochs"] == probe_card["best_epoch"] and card["val_patients"] == []
     on = card["gate"]["chosen_on"]
     assert on["patients"] == 6 and on["precision"] >= 0.5 and on["recall"] >= on["rules_recall"]
