@@ -5,6 +5,12 @@ de-identification model you fine-tuned, or one your hospital validated). Entity 
 by ``label_map`` (defaults cover common i2b2 / CoNLL style labels: PER/PERSON/PATIENT/DOCTOR -> NAME, LOC/CITY
 -> LOCATION, DATE -> DATE, ...). Labels not in the map are ignored and counted in ``unmapped``.
 
+Why not the ``transformers`` token-classification pipeline: its closest setting, ``aggregation_strategy="first"``,
+takes each word's first-piece argmax label and that label's score. The gate needs a per-type word probability (the
+B- and I- columns of a type summed, so that "B-NAME 0.4 / I-NAME 0.4 / O 0.2" is a name at 0.8, not O), and a word
+that two overlapping windows see should take the decision of the window where it lies farther from an edge; the
+pipeline's stride merging exposes neither. The model and tokenizer are still loaded and run through ``transformers``.
+
 Example:
     >>> from clinforge.data.deid import Deidentifier
     >>> # Deidentifier(recognizers=["patterns", "names", TransformersNerRecognizer(model="/models/deid-bert")])
