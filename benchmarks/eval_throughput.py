@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -252,6 +253,8 @@ def real_model_dir(arg: str | None) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep-work", action="store_true",
+                        help="keep the temporary work folder (models, checkpoints, logs; removed by default)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: 1 repetition, few questions (smoke run)")
     parser.add_argument("--real-model", default=None, help="HF folder of SmolLM2-135M-Instruct (default: registry)")
     parser.add_argument("--no-real", action="store_true", help="tiny model only")
@@ -280,40 +283,46 @@ def main() -> None:
 
     root = data_root().resolve()
     workdir = Path(tempfile.mkdtemp(prefix="eval_throughput_"))
-    test, dev = write_data(workdir, root, args.shots)
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"load avg {os.getloadavg()[0]:.1f}; date "
-          f"{time.strftime('%Y-%m-%d %H:%M')}; data {root / MEDQA}", flush=True)
+    try:
+        test, dev = write_data(workdir, root, args.shots)
+        print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+              f"load avg {os.getloadavg()[0]:.1f}; date "
+              f"{time.strftime('%Y-%m-%d %H:%M')}; data {root / MEDQA}", flush=True)
 
-    tiny_dir = workdir / "tiny"
-    build_tiny_lm(tiny_dir, root, vocab_size=8000, hidden_size=256, layers=4, heads=4, intermediate_size=1024,
-                  corpus=big_corpus(root))
-    # room for the K-shot prompts (RoPE: a random model has no learned position table to outgrow); 1024 would
-    # truncate them from the left, on both sides alike, and hide the shared prefix
-    config = json.loads((tiny_dir / "config.json").read_text(encoding="utf-8"))
-    config["max_position_embeddings"] = 4096
-    (tiny_dir / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
-    tiny_args = argparse.Namespace(**{**vars(args), "limit_0shot": args.limit_0shot * args.tiny_scale,
-                                      "limit_fewshot": args.limit_fewshot * args.tiny_scale})
-    tiny = bench_model("tiny", tiny_dir, tiny_args, test, dev, workdir)
-    failures = [w for w, r in tiny.items() if r["identical"] < 1 or r["max_abs_ll_diff"] > TOLERANCE]
+        tiny_dir = workdir / "tiny"
+        build_tiny_lm(tiny_dir, root, vocab_size=8000, hidden_size=256, layers=4, heads=4, intermediate_size=1024,
+                      corpus=big_corpus(root))
+        # room for the K-shot prompts (RoPE: a random model has no learned position table to outgrow); 1024 would
+        # truncate them from the left, on both sides alike, and hide the shared prefix
+        config = json.loads((tiny_dir / "config.json").read_text(encoding="utf-8"))
+        config["max_position_embeddings"] = 4096
+        (tiny_dir / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
+        tiny_args = argparse.Namespace(**{**vars(args), "limit_0shot": args.limit_0shot * args.tiny_scale,
+                                          "limit_fewshot": args.limit_fewshot * args.tiny_scale})
+        tiny = bench_model("tiny", tiny_dir, tiny_args, test, dev, workdir)
+        failures = [w for w, r in tiny.items() if r["identical"] < 1 or r["max_abs_ll_diff"] > TOLERANCE]
 
-    real_dir = None if args.no_real else real_model_dir(args.real_model)
-    final = tiny
-    if real_dir is not None:
-        final = bench_model("smollm2-135m", real_dir, args, test, dev, workdir)
-        failures += [f"real {w}" for w, r in final.items() if r["identical"] < 1 or r["max_abs_ll_diff"] > TOLERANCE]
-    fewshot, zeroshot = final[f"{args.shots}-shot"], final["0-shot"]
-    identical = min(fewshot["identical"], zeroshot["identical"])
-    max_diff = max(fewshot["max_abs_ll_diff"], zeroshot["max_abs_ll_diff"])
-    print(json.dumps({"tiny": tiny, "real": final if real_dir else None}, indent=1))
-    if failures:
-        print(f"FAILED: predictions differ or |d ll| > {TOLERANCE} in {', '.join(failures)}")
-    print(f"RESULT speedup={fewshot['speedup']:.2f} identical={identical:.4f} max_abs_ll_diff={max_diff:.2g} "
-          f"clinforge_qps={fewshot['clinforge_qps']:.2f} lmeval_qps={fewshot['lmeval_qps']:.2f} "
-          f"speedup_0shot={zeroshot['speedup']:.2f}")
-    if failures:
-        raise SystemExit(1)
+        real_dir = None if args.no_real else real_model_dir(args.real_model)
+        final = tiny
+        if real_dir is not None:
+            final = bench_model("smollm2-135m", real_dir, args, test, dev, workdir)
+            failures += [f"real {w}" for w, r in final.items() if r["identical"] < 1 or r["max_abs_ll_diff"] > TOLERANCE]
+        fewshot, zeroshot = final[f"{args.shots}-shot"], final["0-shot"]
+        identical = min(fewshot["identical"], zeroshot["identical"])
+        max_diff = max(fewshot["max_abs_ll_diff"], zeroshot["max_abs_ll_diff"])
+        print(json.dumps({"tiny": tiny, "real": final if real_dir else None}, indent=1))
+        if failures:
+            print(f"FAILED: predictions differ or |d ll| > {TOLERANCE} in {', '.join(failures)}")
+        print(f"RESULT speedup={fewshot['speedup']:.2f} identical={identical:.4f} max_abs_ll_diff={max_diff:.2g} "
+              f"clinforge_qps={fewshot['clinforge_qps']:.2f} lmeval_qps={fewshot['lmeval_qps']:.2f} "
+              f"speedup_0shot={zeroshot['speedup']:.2f}")
+        if failures:
+            raise SystemExit(1)
+    finally:  # the tiny and the converted model, the data: never left behind unless asked
+        if args.keep_work:
+            print(f"work folder kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -351,6 +352,8 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=1, help="generation slots of each clinforge model (llama.cpp: "
                     "capped at its one sequence, as llama-cpp-python's server runs one request at a time)")
     ap.add_argument("--fault-requests", type=int, default=128, help="requests of the mixed fault load")
+    ap.add_argument("--keep-work", action="store_true",
+                    help="keep the temporary work folder (models, checkpoints, logs; removed by default)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 16 requests, 4 at a time, 8 tokens, 1 repeat")
     ap.add_argument("--no-real", action="store_true", help="the tiny random model instead of SmolLM2")
     ap.add_argument("--guards", default="phi,crisis", help="guards of the guarded target (those installed)")
@@ -359,75 +362,81 @@ def main() -> None:
         args.requests, args.concurrency, args.max_tokens, args.repeats, args.fault_requests = 16, 4, 8, 1, 32
 
     work = Path(tempfile.mkdtemp(prefix="serve_load_"))
-    spec, gguf, options = pick_model(args, work)
-    guards = [g for g in args.guards.split(",") if g and guard_installed(g)]
-    # the server's own queue and timeout defaults: the load checks what a deployment gets (256: the fault phase's
-    # long streams)
-    base = {"name": "m", "spec": spec, "backend_options": options, "slots": args.slots,
-            "max_tokens": max(args.max_tokens, 256)}
-    configs = {"guarded": {"port": 0, "audit_log": str(work / "audit.jsonl"), "models": [{**base, "guards": guards}]},
-               "bare": {"port": 0, "models": [base]}}
-    servers: dict[str, tuple[subprocess.Popen, str]] = {}
-    count = None
     try:
-        if gguf is not None:
-            servers["llamacpp"] = start_llamacpp(gguf, work, args.threads, args.n_ctx)
-            count = gguf_token_counter(gguf)
-        for name, config in configs.items():
-            servers[name] = start_clinforge(config, work, name)
-        order = list(servers)  # reference first; every other repeat reversed
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
-        for rep in range(args.repeats):
-            for name in order if rep % 2 == 0 else order[::-1]:
-                result = asyncio.run(run_load(servers[name][1], "m", args.requests, args.concurrency, args.max_tokens,
-                                              count, servers[name][0].pid))
-                runs[name].append(result)
-                print(name, f"repeat {rep + 1}", json.dumps({k: v for k, v in result.items() if k != "answers"}),
-                      flush=True)
-    finally:
-        exits = {name: stop(proc) for name, (proc, _) in servers.items()}
-    results: dict[str, Any] = {name: {**summarise(r), "exit_status": exits[name]} for name, r in runs.items()}
-    for name in results:
-        print(name, json.dumps(results[name]), flush=True)
-    if "llamacpp" in runs:
-        ref_answers = {k: v for r in runs["llamacpp"] for k, v in r["answers"].items()}
-        ours = {k: v for r in runs["bare"] for k, v in r["answers"].items()}
-        shared = sorted(set(ref_answers) & set(ours))
-        same = sum(ref_answers[k] == ours[k] for k in shared)
-        print(f"same_answers (bare vs llama.cpp server, non-streamed, greedy): {same}/{len(shared)}", flush=True)
+        spec, gguf, options = pick_model(args, work)
+        guards = [g for g in args.guards.split(",") if g and guard_installed(g)]
+        # the server's own queue and timeout defaults: the load checks what a deployment gets (256: the fault phase's
+        # long streams)
+        base = {"name": "m", "spec": spec, "backend_options": options, "slots": args.slots,
+                "max_tokens": max(args.max_tokens, 256)}
+        configs = {"guarded": {"port": 0, "audit_log": str(work / "audit.jsonl"), "models": [{**base, "guards": guards}]},
+                   "bare": {"port": 0, "models": [base]}}
+        servers: dict[str, tuple[subprocess.Popen, str]] = {}
+        count = None
+        try:
+            if gguf is not None:
+                servers["llamacpp"] = start_llamacpp(gguf, work, args.threads, args.n_ctx)
+                count = gguf_token_counter(gguf)
+            for name, config in configs.items():
+                servers[name] = start_clinforge(config, work, name)
+            order = list(servers)  # reference first; every other repeat reversed
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+            for rep in range(args.repeats):
+                for name in order if rep % 2 == 0 else order[::-1]:
+                    result = asyncio.run(run_load(servers[name][1], "m", args.requests, args.concurrency, args.max_tokens,
+                                                  count, servers[name][0].pid))
+                    runs[name].append(result)
+                    print(name, f"repeat {rep + 1}", json.dumps({k: v for k, v in result.items() if k != "answers"}),
+                          flush=True)
+        finally:
+            exits = {name: stop(proc) for name, (proc, _) in servers.items()}
+        results: dict[str, Any] = {name: {**summarise(r), "exit_status": exits[name]} for name, r in runs.items()}
+        for name in results:
+            print(name, json.dumps(results[name]), flush=True)
+        if "llamacpp" in runs:
+            ref_answers = {k: v for r in runs["llamacpp"] for k, v in r["answers"].items()}
+            ours = {k: v for r in runs["bare"] for k, v in r["answers"].items()}
+            shared = sorted(set(ref_answers) & set(ours))
+            same = sum(ref_answers[k] == ours[k] for k in shared)
+            print(f"same_answers (bare vs llama.cpp server, non-streamed, greedy): {same}/{len(shared)}", flush=True)
 
-    from serve_load_faults import FaultUpstream, faults_ok, run_faults
+        from serve_load_faults import FaultUpstream, faults_ok, run_faults
 
-    hang, die = FaultUpstream("hang"), FaultUpstream("die")
-    hang_timeout = 2.0
-    # the hang model has a slot per client, so that each hang is timed from its own start
-    upstream = {"backend_options": {"max_retries": 0, "timeout": 30}, "max_tokens": base["max_tokens"],
-                "slots": args.concurrency}
-    fault_models = [{**base, "guards": guards},
-                    {**upstream, "name": "hang", "spec": f"openai:http://127.0.0.1:{hang.port}/v1#x",
-                     "timeout_s": hang_timeout},
-                    {**upstream, "name": "die", "spec": f"openai:http://127.0.0.1:{die.port}/v1#x"}]
-    proc, url = start_clinforge({"port": 0, "models": fault_models}, work, "faults")
-    try:
-        results["faults"] = asyncio.run(run_faults(url, args.fault_requests, args.concurrency, args.max_tokens,
-                                                   hang_timeout, die))
-    finally:
-        results["faults"]["exit_status"] = stop(proc)
-        hang.close()
-        die.close()
-    print("faults", json.dumps(results["faults"]), flush=True)
-    handled = faults_ok(results["faults"])
-    reference = "llamacpp" if "llamacpp" in results else "bare"
-    ref_tps = results[reference]["tokens_per_s"]
-    overhead = 1 - results["guarded"]["tokens_per_s"] / ref_tps if ref_tps else float("nan")
-    bare_overhead = 1 - results["bare"]["tokens_per_s"] / ref_tps if ref_tps else float("nan")
-    loads = [results[k] for k in ("guarded", "bare", "llamacpp") if k in results]
-    print(f"model {spec.split(':', 1)[0]}:{Path(spec.split(':', 1)[1]).name}; guards {guards or 'none'}; "
-          f"reference {reference}; {args.requests} requests, {args.concurrency} concurrent, {args.max_tokens} "
-          f"tokens, {args.repeats} repeats alternated; bare overhead {bare_overhead:.3f}; load average "
-          f"{os.getloadavg()[0]:.2f}; injected faults handled as expected: {handled}", flush=True)
-    print(f"RESULT overhead={overhead:.3f} p95_ms={results['guarded']['p95_ms']:.0f} "
-          f"errors_5xx={sum(r['errors_5xx'] for r in loads)} lost={sum(r['lost'] for r in loads)}")
+        hang, die = FaultUpstream("hang"), FaultUpstream("die")
+        hang_timeout = 2.0
+        # the hang model has a slot per client, so that each hang is timed from its own start
+        upstream = {"backend_options": {"max_retries": 0, "timeout": 30}, "max_tokens": base["max_tokens"],
+                    "slots": args.concurrency}
+        fault_models = [{**base, "guards": guards},
+                        {**upstream, "name": "hang", "spec": f"openai:http://127.0.0.1:{hang.port}/v1#x",
+                         "timeout_s": hang_timeout},
+                        {**upstream, "name": "die", "spec": f"openai:http://127.0.0.1:{die.port}/v1#x"}]
+        proc, url = start_clinforge({"port": 0, "models": fault_models}, work, "faults")
+        try:
+            results["faults"] = asyncio.run(run_faults(url, args.fault_requests, args.concurrency, args.max_tokens,
+                                                       hang_timeout, die))
+        finally:
+            results["faults"]["exit_status"] = stop(proc)
+            hang.close()
+            die.close()
+        print("faults", json.dumps(results["faults"]), flush=True)
+        handled = faults_ok(results["faults"])
+        reference = "llamacpp" if "llamacpp" in results else "bare"
+        ref_tps = results[reference]["tokens_per_s"]
+        overhead = 1 - results["guarded"]["tokens_per_s"] / ref_tps if ref_tps else float("nan")
+        bare_overhead = 1 - results["bare"]["tokens_per_s"] / ref_tps if ref_tps else float("nan")
+        loads = [results[k] for k in ("guarded", "bare", "llamacpp") if k in results]
+        print(f"model {spec.split(':', 1)[0]}:{Path(spec.split(':', 1)[1]).name}; guards {guards or 'none'}; "
+              f"reference {reference}; {args.requests} requests, {args.concurrency} concurrent, {args.max_tokens} "
+              f"tokens, {args.repeats} repeats alternated; bare overhead {bare_overhead:.3f}; load average "
+              f"{os.getloadavg()[0]:.2f}; injected faults handled as expected: {handled}", flush=True)
+        print(f"RESULT overhead={overhead:.3f} p95_ms={results['guarded']['p95_ms']:.0f} "
+              f"errors_5xx={sum(r['errors_5xx'] for r in loads)} lost={sum(r['lost'] for r in loads)}")
+    finally:  # the converted model and the audit log: never left behind unless asked
+        if args.keep_work:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def guard_installed(name: str) -> bool:

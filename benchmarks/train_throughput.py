@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -243,6 +244,8 @@ def run_one(which: str, a: argparse.Namespace, job: dict, work: Path, tag: str, 
     if proc.returncode != 0:  # say why, instead of a bare CalledProcessError
         sys.exit(f"the {tag} run failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     res = json.loads(res_file.read_text())
+    if not (a.keep_work or tag.startswith(f"rep{a.reps - 1}-")):  # only the last repetition's models are scored
+        shutil.rmtree(out, ignore_errors=True)  # a full fine-tuning run writes 2.6 GB; 13 of them filled a disk
     res["wall"] = time.perf_counter() - started
     res["tok_s"] = res["tokens"] / res["runtime"]
     res["pad_share"] = res["padding"] / max(1, res["padding"] + res["tokens"])
@@ -334,6 +337,8 @@ def real_model_dir(arg: str | None) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keep-work", action="store_true",
+                    help="keep the temporary work folder (models, checkpoints, logs; removed by default)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, one repetition")
     ap.add_argument("--real-model", default=None, help="HF folder of SmolLM2-135M-Instruct (default: registry)")
     ap.add_argument("--no-real", action="store_true", help="tiny model only")
@@ -381,52 +386,58 @@ def main() -> None:
     from clinforge.models.tiny import build_tiny
 
     work = Path(tempfile.mkdtemp(prefix="clinforge-bench-"))
-    import torch
+    try:
+        import torch
 
-    print(f"machine: {os.cpu_count()} CPUs, torch threads per trainer {a.threads or torch.get_num_threads()}, load avg "
-          f"{os.getloadavg()[0]:.1f}; date {time.strftime('%Y-%m-%d %H:%M')}; "
-          f"data: MTS-Dialog train (first {a.limit} dialogues -> note sections), held-out: validation", flush=True)
-    corpus = _data_root() / "mts-dialog" / "Main-Dataset" / "MTS-Dialog-TrainingSet.csv"
-    tiny = work / "tiny"
-    if "tiny-full" in a.jobs.split(",") or a.no_real:  # training its tokenizer takes a while: only when it runs
-        tiny = build_tiny("llama", tiny, vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
-                          num_heads=8 if a.hidden >= 256 else 4, seed=a.seed, corpus=corpus)
-    held = _examples(a.limit, a.seed).eval[:a.heldout]
-    jobs = [("tiny-full", {"model": tiny, "label": f"a tiny random Llama (hidden {a.hidden}, {a.layers} layers)",
-                           "method": "full", "steps": a.steps, "batch": a.batch, "lr": a.lr,
-                           "max_length": a.max_length})]
-    real = None if a.no_real else real_model_dir(a.real_model)
-    if a.no_real:
-        a.jobs = "tiny-full"
-    if real is not None:
-        for method, lr in (("lora", 2e-4), ("full", 2e-5)):
-            jobs.append((f"smollm2-{method}", {"model": real, "label": f"SmolLM2-135M-Instruct ({real})",
-                                               "method": method, "steps": a.real_steps, "batch": a.real_batch,
-                                               "lr": lr, "max_length": a.real_max_length}))
-    wanted = a.jobs.split(",")
-    unknown = sorted(set(wanted) - {"tiny-full", "smollm2-lora", "smollm2-full"})
-    if unknown:
-        sys.exit(f"unknown job {', '.join(unknown)}; valid: tiny-full, smollm2-lora, smollm2-full")
-    jobs = [(name, job) for name, job in jobs if name in wanted]
-    results = {}
-    for name, job in jobs:
-        data = work / f"{name}-train.jsonl"
-        job["kept"] = write_shared_examples(data, job["model"], a.limit, a.seed, job["max_length"])
-        job["data"] = data
-        results[name] = bench_job(name, a, job, work / name, held)
-    sides = ("clinforge", "trl_best", "trl_default", "clinforge_bf16", "trl_bf16")
-    print(json.dumps({k: {s: v for s, v in r.items() if s not in sides} | {
-        s: {x: y for x, y in r[s].items() if x != "losses"} for s in sides if s in r}
-        for k, r in results.items()}, indent=1, default=str))
-    final = results.get("smollm2-lora") or next(iter(results.values()))
-    for name, r in results.items():  # the extra same-precision (bf16) comparison, when run; never in RESULT
-        if "speedup_bf16" in r:
-            print(f"{name}: clinforge bf16 {r['clinforge_bf16']['tok_s']:.0f} tok/s vs TRL bf16 padding_free "
-                  f"{r['trl_bf16']['tok_s']:.0f} tok/s -> {r['speedup_bf16']:.2f}x; vs TRL defaults (bf16 autocast) "
-                  f"{r['clinforge_bf16']['tok_s'] / r['trl_default']['tok_s']:.2f}x")
-    print(f"RESULT speedup_best={final['speedup_best']:.2f} speedup_default={final['speedup_default']:.2f} "
-          f"clinforge_tok_s={final['clinforge']['tok_s']:.0f} trl_best_tok_s={final['trl_best']['tok_s']:.0f} "
-          f"trl_default_tok_s={final['trl_default']['tok_s']:.0f}")
+        print(f"machine: {os.cpu_count()} CPUs, torch threads per trainer {a.threads or torch.get_num_threads()}, load avg "
+              f"{os.getloadavg()[0]:.1f}; date {time.strftime('%Y-%m-%d %H:%M')}; "
+              f"data: MTS-Dialog train (first {a.limit} dialogues -> note sections), held-out: validation", flush=True)
+        corpus = _data_root() / "mts-dialog" / "Main-Dataset" / "MTS-Dialog-TrainingSet.csv"
+        tiny = work / "tiny"
+        if "tiny-full" in a.jobs.split(",") or a.no_real:  # training its tokenizer takes a while: only when it runs
+            tiny = build_tiny("llama", tiny, vocab_size=a.vocab, hidden_size=a.hidden, num_layers=a.layers,
+                              num_heads=8 if a.hidden >= 256 else 4, seed=a.seed, corpus=corpus)
+        held = _examples(a.limit, a.seed).eval[:a.heldout]
+        jobs = [("tiny-full", {"model": tiny, "label": f"a tiny random Llama (hidden {a.hidden}, {a.layers} layers)",
+                               "method": "full", "steps": a.steps, "batch": a.batch, "lr": a.lr,
+                               "max_length": a.max_length})]
+        real = None if a.no_real else real_model_dir(a.real_model)
+        if a.no_real:
+            a.jobs = "tiny-full"
+        if real is not None:
+            for method, lr in (("lora", 2e-4), ("full", 2e-5)):
+                jobs.append((f"smollm2-{method}", {"model": real, "label": f"SmolLM2-135M-Instruct ({real})",
+                                                   "method": method, "steps": a.real_steps, "batch": a.real_batch,
+                                                   "lr": lr, "max_length": a.real_max_length}))
+        wanted = a.jobs.split(",")
+        unknown = sorted(set(wanted) - {"tiny-full", "smollm2-lora", "smollm2-full"})
+        if unknown:
+            sys.exit(f"unknown job {', '.join(unknown)}; valid: tiny-full, smollm2-lora, smollm2-full")
+        jobs = [(name, job) for name, job in jobs if name in wanted]
+        results = {}
+        for name, job in jobs:
+            data = work / f"{name}-train.jsonl"
+            job["kept"] = write_shared_examples(data, job["model"], a.limit, a.seed, job["max_length"])
+            job["data"] = data
+            results[name] = bench_job(name, a, job, work / name, held)
+        sides = ("clinforge", "trl_best", "trl_default", "clinforge_bf16", "trl_bf16")
+        print(json.dumps({k: {s: v for s, v in r.items() if s not in sides} | {
+            s: {x: y for x, y in r[s].items() if x != "losses"} for s in sides if s in r}
+            for k, r in results.items()}, indent=1, default=str))
+        final = results.get("smollm2-lora") or next(iter(results.values()))
+        for name, r in results.items():  # the extra same-precision (bf16) comparison, when run; never in RESULT
+            if "speedup_bf16" in r:
+                print(f"{name}: clinforge bf16 {r['clinforge_bf16']['tok_s']:.0f} tok/s vs TRL bf16 padding_free "
+                      f"{r['trl_bf16']['tok_s']:.0f} tok/s -> {r['speedup_bf16']:.2f}x; vs TRL defaults (bf16 autocast) "
+                      f"{r['clinforge_bf16']['tok_s'] / r['trl_default']['tok_s']:.2f}x")
+        print(f"RESULT speedup_best={final['speedup_best']:.2f} speedup_default={final['speedup_default']:.2f} "
+              f"clinforge_tok_s={final['clinforge']['tok_s']:.0f} trl_best_tok_s={final['trl_best']['tok_s']:.0f} "
+              f"trl_default_tok_s={final['trl_default']['tok_s']:.0f}")
+    finally:  # GBs of models and checkpoints (16 GB for smollm2-full): never left behind unless asked
+        if a.keep_work:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
