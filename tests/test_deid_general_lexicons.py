@@ -101,6 +101,33 @@ def test_month_day_with_a_hyphen_after_a_date_cue(notes: NoteRecognizer) -> None
         assert not [f for f in found(notes, text + VITALS) if f[1] == "DATE"], text
 
 
+LOWER_VITALS = VITALS.lower()
+
+
+def test_lower_case_month_abbreviations_with_a_day_or_a_year(notes: NoteRecognizer) -> None:
+    for text, date in (("cx sent on jan 5.", "jan 5"), ("seen sept 12th by ortho.", "sept 12th"),
+                       ("last seen 5 jan by pcp.", "5 jan"), ("abx since dec 3.", "dec 3"),
+                       ("cabg in nov 2004.", "nov 2004"), ("fall in may 2005.", "may 2005")):
+        assert (date, "DATE") in found(notes, text + LOWER_VITALS), text
+    # "dec" is decreased and "mar" the medication record without a date cue; a day number before a unit is a dose
+    for text in ("hr dec 5 bpm after lopressor.", "uo dec 30cc/hr.", "per mar 5 doses left.", "dec 2 units insulin.",
+                 "spoke with jan 5 min ago.", "temp dec 1 degree.", "aug 875 bid started."):
+        assert not [f for f in found(notes, text + LOWER_VITALS) if f[1] == "DATE"], text
+
+
+def test_month_day_ranges_are_two_dates(notes: NoteRecognizer) -> None:
+    got = found(notes, "blood cx from 5/6-5/8 neg, vanco 12/30-1/4." + VITALS)
+    assert {("5/6", "DATE"), ("5/8", "DATE"), ("12/30", "DATE"), ("1/4", "DATE")} <= set(got)
+    # motor grades, pain ranges, ventilator settings, fractions and backwards pairs are the same shape
+    for text in ("strength 4/5-5/5 bilat.", "4/5-4/5 weakness.", "pain 3/10-5/10.", "peep 10/5-12/5.",
+                 "given 1/2-3/4 tab.", "i/o 2/3-1/3.", "wbc 12/15-13/2.", "rr 12/14-11/20."):
+        assert not [f for f in found(notes, text + VITALS) if f[1] == "DATE"], text
+
+
+def test_phone_with_a_slash_after_the_area_code(notes: NoteRecognizer) -> None:
+    assert ("617/555-1234", "PHONE") in found(notes, "wife's cell 617/555-1234." + VITALS)
+
+
 def test_signature_at_the_end_of_a_note(notes: NoteRecognizer) -> None:
     assert ("GWENDOLYN", "NAME") in found(notes, "PT ON HEPARIN 850U/HR. GWENDOLYN\n\n")
     assert ("rosalind", "NAME") in found(notes, "cont to monitor.\nrosalind\n")

@@ -133,6 +133,25 @@ _TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]
 _TOKEN_BEFORE = re.compile(r"(?<![a-z'’-])(" + _TOKEN + r")[ \t]+$")
 _MONTH_DAY = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\w%]|/\d|\.\d|-\d)")
 _FULL_DATE = re.compile(r"(?<![\d/.])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:/(?:\d\d){1,2}|\.\d\d)(?![\d%])")
+# A month/day range "5/6-5/8" (cultures, antibiotics, a stay): two dates; motor grades "4/5-5/5" and pain ranges
+# "3/10-5/10" are the same shape, hence the checks in _dates
+_SLASH_RANGE = re.compile(r"(?<![\w/.+-])(?P<a>(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9]))-"
+                          r"(?P<b>(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9]))(?![\w%]|/\d|\.\d|-\d)")
+# Lower-case month abbreviations: the patterns recognizer reads "Jan 5" and "JAN 5" but no "jan 5", since a lone
+# "jan" or "dec" is a name or "decreased"; with a day after ("seen jan 5", "sept 12th") or before ("5 jan"), or with
+# a year after ("may 2005", "in nov 2004"), they are dates. "dec" and "mar" (decreased, the MAR) need a date cue.
+_LOWER_MONTH_ABBR = frozenset(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
+                               "dec", "march"])
+_NOT_A_DAY_AFTER = (r"(?![\w:/%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|u|units?|x|hrs?|hours?|days?|mm\w*|cm|min\w*|sec\w*|"
+                    r"kg|g|meq|mmol|bpm|liters?|lpm|times|%)\b)")
+_ABBR_MONTH_DAY = re.compile(word_start_regex(("jan", "feb", "mar", "apr", "jun", "jul", "aug", "sept", "sep", "oct",
+                                               "nov", "dec"), "[a-z]")
+                             + r"(?:\.[ \t]*|[ \t]+)(?P<d>[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?" + _NOT_A_DAY_AFTER)
+_DAY_ABBR_MONTH = re.compile(r"(?<![\w./:-])(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?[ \t]+(?:of[ \t]+)?"
+                             r"(?:jan|feb|apr|jun|jul|aug|sept|sep|oct|nov)\.?(?![a-z])")
+_ABBR_MONTH_YEAR = re.compile(word_start_regex(("jan", "feb", "march", "mar", "apr", "may", "jun", "jul", "aug", "sept",
+                                                "sep", "oct", "nov", "dec"), "[a-z]")
+                              + r"\.?,?[ \t]+(?:of[ \t]+)?(?:19|20)\d\d(?!\d|[/.:-]\d|[ \t]*(?:mg|mcg|ml|cc|units?)\b)")
 _MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
 _FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
 _NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|bipap|cpap|"
@@ -147,7 +166,7 @@ _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|a
                          r"december)(?![a-z])")
 # (one character class first and the look-behinds after it, so that the scan jumps between digits and brackets: a
 # branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
-_PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t.-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d))")
+_PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t./-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d))")
 # 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
 # (matched from its hyphen, the three digits before it in a look-behind: re then tries the pattern at hyphens only,
 # not at every digit; the number starts 3 characters before the match. A match is 8 characters and ends before no
@@ -408,6 +427,12 @@ class NoteRecognizer(Recognizer):
             if m is not None:
                 add(self.span(m.start(), m.end(), "DATE", 0.7, "month/day/year"))
                 continue
+            m = _SLASH_RANGE.match(lower, pos)
+            if m is not None:
+                if self._date_range(lower, m):
+                    add(self.span(m.start("a"), m.end("a"), "DATE", 0.6, "month/day range"))
+                    add(self.span(m.start("b"), m.end("b"), "DATE", 0.6, "month/day range"))
+                continue
             for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year")):
                 m = pattern.match(lower, pos)
                 if m is None:
@@ -423,6 +448,8 @@ class NoteRecognizer(Recognizer):
                 if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
                     continue  # pressure support / PEEP settings "cpap 10/5"
                 add(self.span(m.start(), m.end(), "DATE", 0.6, expl))
+        if not words.isdisjoint(_LOWER_MONTH_ABBR) and not text.isupper():
+            self._lower_month_abbreviations(text, lower, out)
         if "-" in lower and not words.isdisjoint(("on", "since", "dated", "until", "till", "thru", "through")):
             for m in _DASH_DATE.finditer(lower):
                 after = _NEXT_WORD.match(lower, m.end())
@@ -439,6 +466,39 @@ class NoteRecognizer(Recognizer):
             if m.group() == "march" and text[m.start()] == "m" and not text.islower():
                 continue  # "march" the verb in mixed-case text
             add(self.span(m.start(), m.end(), "DATE", 0.6, "month name"))
+
+    @staticmethod
+    def _date_range(lower: str, m: re.Match[str]) -> bool:
+        """Whether "a/b-c/d" reads as two month/day dates: not two fractions ("1/2-3/4"), motor grades ("4/5-5/5"), pain ranges
+        ("3/10-5/10") or ventilator settings, and the second date not before the first (December to January
+        allowed)."""
+        a, b = m.group("a"), m.group("b")
+        if (a in _FRACTIONS and b in _FRACTIONS) or (a.endswith("/5") and b.endswith("/5")) or (
+                a.endswith("/10") and b.endswith("/10")):
+            return False
+        if _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(lower, max(0, m.start() - 12),
+                                                                           m.start()):
+            return False
+        if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
+            return False
+        (ma, da), (mb, db) = (tuple(int(x) for x in v.split("/")) for v in (a, b))
+        return (mb, db) > (ma, da) or (ma == 12 and mb == 1)
+
+    def _lower_month_abbreviations(self, text: str, lower: str, out: list[Span]) -> None:
+        """Lower-case "jan 5", "5 jan", "may 2005" (the cased forms are the patterns recognizer's)."""
+        add = out.append
+        for m in _ABBR_MONTH_DAY.finditer(lower):
+            if not text[m.start()].islower():
+                continue
+            if lower[m.start()] in "dm" and not _DATE_CUE_BEFORE.search(lower, max(0, m.start() - 25), m.start()):
+                continue  # "dec 5": decreased by 5 unless a date cue comes before ("on dec 5"); "mar": the MAR
+            add(self.span(m.start(), m.end(), "DATE", 0.6, "lower-case month abbreviation and day"))
+        for m in _DAY_ABBR_MONTH.finditer(lower):
+            if text[m.end() - 1].islower() or text[m.end() - 2].islower():
+                add(self.span(m.start(), m.end(), "DATE", 0.6, "day and lower-case month abbreviation"))
+        for m in _ABBR_MONTH_YEAR.finditer(lower):
+            if text[m.start()].islower():
+                add(self.span(m.start(), m.end(), "DATE", 0.6, "lower-case month and year"))
 
     def _phones(self, lower: str, words: set[str], out: list[Span]) -> None:
         for m in _PHONE.finditer(lower):
