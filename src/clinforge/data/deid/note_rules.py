@@ -189,6 +189,12 @@ _PLACE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer 
 _PLACE_CUE_LAST = frozenset({"to", "from", "into", "at", "in", "by"})
 _ABBREV_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?$")
 _UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
+# A word right after any cue of _PLACE_CUE_LAST or _UNIT_CUE_BEFORE (and spaces, and one optional "the"): the only
+# occurrences that the two unknown-word place rules can accept. One scan per note finds them, instead of finding
+# every occurrence of each of a note's ~11 candidate words and testing what stands before each (the word is in a
+# look-ahead, so "in to X" yields both "to" and "X").
+_AFTER_PLACE_CUE = re.compile(word_start_regex(("to", "from", "into", "at", "in", "by", "on", "per"), "[a-z]")
+                              + r"[ \t]+(?:the[ \t]+)?(?=(?P<w>[a-z]+))")
 _UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
 # Before a city that is also a word: "in / from / near / at", or "to" after a verb of going ("went back to X");
 # a bare "to" is mostly an infinitive ("able to bear", "unable to progress", "change to cool mist").
@@ -538,30 +544,37 @@ class NoteRecognizer(Recognizer):
         # Words in no list (typos, rare names, surrogate place names) are few per note: find them by set algebra,
         # then look at what stands before and after each, instead of scanning the note once per cue.
         rare = words - self._english_all - self._stop
+        unknown: set[str] = set()  # the rare words the two place rules after the loop may accept
         for w in rare:
             n = len(w)
-            abbrev = 1 < n < 5 and (w[-1] == "h" or w.endswith("mc")) and w not in _ABBREV_NOT_PLACE
-            initials = 2 < n < 6 and w.endswith("mc") and w.isalpha()
-            if not abbrev and not initials and (n < 4 or not w.isalpha() or w in self._first or w in self._last):
-                continue  # most rare words: no rule below applies, so their occurrences are never looked up
-            found = find_word(lower, w)  # once per word, shared by the rules below
-            if abbrev:
-                for start, end in found:
+            if n < 6 and (w[-1] == "h" or w.endswith("mc")):  # an abbreviation ("gh", "bmch") or initials ("ummc")
+                abbrev = 1 < n < 5 and w not in _ABBREV_NOT_PLACE
+                initials = n > 2 and w.endswith("mc") and w.isalpha()
+                found = find_word(lower, w) if abbrev or initials else []
+                for start, end in (found if abbrev else ()):
                     if _ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
                         add(self.span(start, end, "LOCATION", 0.6, "hospital abbreviation after a place cue"))
-            if initials:  # "UMMC", "BWMC": a medical center's initials
-                for start, end in found:
-                    add(self.span(start, end, "LOCATION", 0.6, "medical-center initials"))
+                if initials:  # "UMMC", "BWMC": a medical center's initials
+                    for start, end in found:
+                        add(self.span(start, end, "LOCATION", 0.6, "medical-center initials"))
+                    continue
+            if n >= 4 and w not in self._first and w not in self._last and w.isalpha():
+                unknown.add(w)
+        size = len(lower)
+        for m in (_AFTER_PLACE_CUE.finditer(lower) if unknown else ()):
+            w = m.group("w")
+            if w not in unknown:
                 continue
-            if n < 4 or not w.isalpha() or w in self._first or w in self._last:
-                continue
-            for start, end in found:
-                if cue_word_before(lower, start) in _PLACE_CUE_LAST and _PLACE_CUE_BEFORE.search(
-                        lower, max(0, start - 40), start):
-                    add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))
-                elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
-                      and self._name_like(w)):
-                    add(self.span(start, end, "LOCATION", 0.6, "unknown word before a unit number"))
+            start = m.end()
+            end = start + len(w)
+            if end < size and (lower[end].isalpha() or lower[end] in "'’"):
+                continue  # not a whole word (find_word's bound)
+            if cue_word_before(lower, start) in _PLACE_CUE_LAST and _PLACE_CUE_BEFORE.search(
+                    lower, max(0, start - 40), start):
+                add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))
+            elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
+                  and self._name_like(w)):
+                add(self.span(start, end, "LOCATION", 0.6, "unknown word before a unit number"))
         for m in (_COUNTY.finditer(lower) if "county" in words else ()):
             if m.group("w") not in self._stop and m.group("w") not in self._common:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "county name"))
