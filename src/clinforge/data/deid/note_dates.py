@@ -1,0 +1,163 @@
+"""Dates without a year in clinical notes, one of the rule families of the notes recognizer (``note_rules``).
+
+month/day (``7/22``) and month/two-digit year (``8/87``) away from fractions, pain scores, motor grades and
+ventilator settings; month/day ranges (``5/6-5/8``); month-day with a hyphen after ``on/since`` (``on 7-8``);
+ordinals after ``the/on/of`` (``the 11th``); holidays in a note; month names; lower-case month abbreviations with a
+day or a year (``jan 5``, ``5 jan``, ``nov 2004``: the cased forms are the ``patterns`` recognizer's).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from clinforge.data.deid.lexicons import FUNCTION_WORDS, looks_like_note, word_start_regex
+from clinforge.data.deid.spans import Span
+
+# the recognizer's span factory: (start, end, entity type, score, explanation) -> Span
+SpanMaker = Callable[[int, int, str, float, str], Span]
+# month-day with a hyphen only after an unambiguous date cue ("returned to OR on 7-8"); "from 7-8" is a range
+# (the look-behind after each cue's first letter, see word_start_regex: the scan jumps between those letters)
+_DASH_DATE = re.compile(word_start_regex(("on", "since", "dated", "until", "till", "thru", "through"), "[a-z]")
+                        + r"[ \t]+(?P<d>(?:1[0-2]|0?[1-9])-"
+                        r"(?:3[01]|[12]\d|0?[1-9]))(?![\w%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|units?|x|hrs?|hours?|days?|"
+                        r"times|min|mins|minutes|weeks?|wks?|am|pm|%)\b)")
+_NEXT_WORD = re.compile(r"[ \t]+([a-z]+)")
+_DATE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:on|since|from|until|till|of|dated|date|thru|through|til|admitted|"
+                              r"started|due|last|\d+[ap]m?)[ \t:]*$")
+_VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps|simv)(?![a-z])")
+_PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scale|rates?|rated|#|c/o|tenderness|"
+                        r"headache|ha|sore|soreness|cramping)(?![a-z])")
+_SLASH_NUMBER = re.compile(r"\d\d?/\d")  # not \d{1,2}: a leading repeat gives re no first-character set
+# A digit before "th" and a word end: \dth\b led by the literal, which re finds by a fast substring search instead of
+# trying the pattern at every digit (only whether there is a match is used)
+_DIGIT_TH = re.compile(r"th\b(?<=\dth)")
+_HOLIDAY = re.compile(r"(?<![a-z])(?:christmas(?:[ \t]+eve)?|xmas|thanksgiving|easter|new[ \t]+year'?s(?:[ \t]+(?:eve|day))?|"
+                      r"independence[ \t]+day|memorial[ \t]+day|labor[ \t]+day|veterans[ \t]+day|halloween|"
+                      r"valentine'?s[ \t]+day|mother'?s[ \t]+day|father'?s[ \t]+day|hanukkah|chanukah)(?![a-z])")
+_HOLIDAY_WORDS = frozenset(["christmas", "xmas", "thanksgiving", "easter", "new", "independence", "memorial", "labor", "veterans", "halloween", "valentine", "valentines", "mother", "mothers", "father", "fathers", "hanukkah", "chanukah"])
+_MONTHS = frozenset(["january", "february", "march", "april", "june", "july", "august", "september", "october", "november", "december"])
+_MONTH_DAY = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?![\w%]|/\d|\.\d|-\d)")
+_FULL_DATE = re.compile(r"(?<![\d/.])(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])(?:/(?:\d\d){1,2}|\.\d\d)(?![\d%])")
+# A month/day range "5/6-5/8" (cultures, antibiotics, a stay): two dates; motor grades "4/5-5/5" and pain ranges
+# "3/10-5/10" are the same shape, hence the checks in _dates
+_SLASH_RANGE = re.compile(r"(?<![\w/.+-])(?P<a>(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9]))-"
+                          r"(?P<b>(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9]))(?![\w%]|/\d|\.\d|-\d)")
+# Lower-case month abbreviations: the patterns recognizer reads "Jan 5" and "JAN 5" but no "jan 5", since a lone
+# "jan" or "dec" is a name or "decreased"; with a day after ("seen jan 5", "sept 12th") or before ("5 jan"), or with
+# a year after ("may 2005", "in nov 2004"), they are dates. "dec" and "mar" (decreased, the MAR) need a date cue.
+_LOWER_MONTH_ABBR = frozenset(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
+                               "dec", "march"])
+_NOT_A_DAY_AFTER = (r"(?![\w:/%-]|\.\d|[ \t]*(?:mg|mcg|ml|cc|l|u|units?|x|hrs?|hours?|days?|mm\w*|cm|min\w*|sec\w*|"
+                    r"kg|g|meq|mmol|bpm|liters?|lpm|times|%)\b)")
+_ABBR_MONTH_DAY = re.compile(word_start_regex(("jan", "feb", "mar", "apr", "jun", "jul", "aug", "sept", "sep", "oct",
+                                               "nov", "dec"), "[a-z]")
+                             + r"(?:\.[ \t]*|[ \t]+)(?P<d>[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?" + _NOT_A_DAY_AFTER)
+_DAY_ABBR_MONTH = re.compile(r"(?<![\w./:-])(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?[ \t]+(?:of[ \t]+)?"
+                             r"(?:jan|feb|apr|jun|jul|aug|sept|sep|oct|nov)\.?(?![a-z])")
+_ABBR_MONTH_YEAR = re.compile(word_start_regex(("jan", "feb", "march", "mar", "apr", "may", "jun", "jul", "aug", "sept",
+                                                "sep", "oct", "nov", "dec"), "[a-z]")
+                              + r"\.?,?[ \t]+(?:of[ \t]+)?(?:19|20)\d\d(?!\d|[/.:-]\d|[ \t]*(?:mg|mcg|ml|cc|units?)\b)")
+_MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
+_FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
+_NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|bipap|cpap|"
+                             r"psv|peep|fio2|ps\b|"
+                             r"mg|times|lobe|\+)", re.I)
+_NOT_DATE_BEFORE = re.compile(r"(?<![a-z])(?:pain|score|strength|grade|gr|murmur|sounds|x|mae|power|motor|lungs|breath|"
+                              r"psv|ps|cpap|bi-?pap|peep|ips|eps|settings|vent|&|mode|flowby|flow-by|apgar|apgars|gcs|ratio)[ \t:]*$",
+                              re.I)
+_ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
+                      r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
+_MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
+                         r"december)(?![a-z])")
+
+
+def find_note_dates(text: str, lower: str, words: set[str], out: list[Span], span: SpanMaker) -> None:
+    """Append to ``out`` the dates without a year in a note: ``lower`` is ``text`` lower-cased (same offsets),
+    ``words`` its distinct ``[a-z]+`` words, ``span`` the recognizer's span factory.
+
+    Example:
+        >>> from clinforge.data.deid.spans import make_span
+        >>> out = []; t = "cultures sent on 7/22, repeat 5/6-5/8."
+        >>> find_note_dates(t, t, {"cultures", "sent", "on", "repeat"}, out, lambda *a: make_span(*a, "notes"))
+        >>> [t[s.start:s.end] for s in out]
+        ['7/22', '5/6', '5/8']
+    """
+    add = out.append
+    for cand in _SLASH_NUMBER.finditer(lower):  # one scan for every n/n shape, then the exact rules there
+        pos = cand.start()
+        m = _FULL_DATE.match(lower, pos)
+        if m is not None:
+            add(span(m.start(), m.end(), "DATE", 0.7, "month/day/year"))
+            continue
+        m = _SLASH_RANGE.match(lower, pos)
+        if m is not None:
+            if _date_range(lower, m):
+                add(span(m.start("a"), m.end("a"), "DATE", 0.6, "month/day range"))
+                add(span(m.start("b"), m.end("b"), "DATE", 0.6, "month/day range"))
+            continue
+        for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year")):
+            m = pattern.match(lower, pos)
+            if m is None:
+                continue
+            value = m.group()
+            if value in _FRACTIONS or _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(
+                    lower, max(0, m.start() - 12), m.start()):
+                continue
+            window = lower[max(0, m.start() - 25):m.start()]
+            if value.endswith("/10") and not _DATE_CUE_BEFORE.search(window) and (
+                    _PAIN_NEAR.search(window) or _PAIN_NEAR.match(lower, m.end() + 1, m.end() + 16)):
+                continue  # pain scores "c/o cp, 4/10", "developed 4/10 cp"
+            if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
+                continue  # pressure support / PEEP settings "cpap 10/5"
+            add(span(m.start(), m.end(), "DATE", 0.6, expl))
+    if not words.isdisjoint(_LOWER_MONTH_ABBR) and not text.isupper():
+        _lower_month_abbreviations(text, lower, out, span)
+    if "-" in lower and not words.isdisjoint(("on", "since", "dated", "until", "till", "thru", "through")):
+        for m in _DASH_DATE.finditer(lower):
+            after = _NEXT_WORD.match(lower, m.end())
+            if after is not None and after.group(1) not in FUNCTION_WORDS:
+                continue  # "on 1-2 pillows", "on 2-3 L": a range before what it counts
+            add(span(m.start("d"), m.end("d"), "DATE", 0.6, "month-day after a date cue"))
+    if "1st" in lower or "2nd" in lower or "3rd" in lower or "th" in lower and _DIGIT_TH.search(lower):
+        for m in _ORDINAL.finditer(lower):
+            add(span(m.start("d"), m.end("d"), "DATE", 0.55, "ordinal day"))
+    # a holiday names a day of the year in a note ("home by christmas"); in general prose it is an event
+    for m in (_HOLIDAY.finditer(lower) if not words.isdisjoint(_HOLIDAY_WORDS) and looks_like_note(text) else ()):
+        add(span(m.start(), m.end(), "DATE", 0.6, "holiday"))
+    for m in (_MONTH_WORD.finditer(lower) if not words.isdisjoint(_MONTHS) else ()):
+        if m.group() == "march" and text[m.start()] == "m" and not text.islower():
+            continue  # "march" the verb in mixed-case text
+        add(span(m.start(), m.end(), "DATE", 0.6, "month name"))
+
+def _date_range(lower: str, m: re.Match[str]) -> bool:
+    """Whether "a/b-c/d" reads as two month/day dates: not two fractions ("1/2-3/4"), motor grades ("4/5-5/5"), pain ranges
+    ("3/10-5/10") or ventilator settings, and the second date not before the first (December to January
+    allowed)."""
+    a, b = m.group("a"), m.group("b")
+    if (a in _FRACTIONS and b in _FRACTIONS) or (a.endswith("/5") and b.endswith("/5")) or (
+            a.endswith("/10") and b.endswith("/10")):
+        return False
+    if _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(lower, max(0, m.start() - 12),
+                                                                       m.start()):
+        return False
+    if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
+        return False
+    (ma, da), (mb, db) = (tuple(int(x) for x in v.split("/")) for v in (a, b))
+    return (mb, db) > (ma, da) or (ma == 12 and mb == 1)
+
+def _lower_month_abbreviations(text: str, lower: str, out: list[Span], span: SpanMaker) -> None:
+    """Lower-case "jan 5", "5 jan", "may 2005" (the cased forms are the patterns recognizer's)."""
+    add = out.append
+    for m in _ABBR_MONTH_DAY.finditer(lower):
+        if not text[m.start()].islower():
+            continue
+        if lower[m.start()] in "dm" and not _DATE_CUE_BEFORE.search(lower, max(0, m.start() - 25), m.start()):
+            continue  # "dec 5": decreased by 5 unless a date cue comes before ("on dec 5"); "mar": the MAR
+        add(span(m.start(), m.end(), "DATE", 0.6, "lower-case month abbreviation and day"))
+    for m in _DAY_ABBR_MONTH.finditer(lower):
+        if text[m.end() - 1].islower() or text[m.end() - 2].islower():
+            add(span(m.start(), m.end(), "DATE", 0.6, "day and lower-case month abbreviation"))
+    for m in _ABBR_MONTH_YEAR.finditer(lower):
+        if text[m.start()].islower():
+            add(span(m.start(), m.end(), "DATE", 0.6, "lower-case month and year"))
