@@ -149,6 +149,18 @@ def test_shipped_english_words_are_the_vocabulary_in_its_order(tmp_path: Path) -
     assert rank["the"] == 0 and rank["will"] < rank["surgery"] < 10_000 < rank["tyrone"]
 
 
+def test_note_shorthand_that_looked_like_an_id_a_url_an_address_or_a_place(deid: Deidentifier) -> None:
+    text = ("ID: TMAX-99, WBC 12.1, BC X2 SENT. DOPA AT 3-DECREASED TO 2. PMH: CHF, CAD, CABGx4, RI, CVA. "
+            "Wearing 40% face tent. Lopressor 5 iv x1. wbc today=12.5.no antibx." + VITALS)
+    assert not [f for f in found(deid, text) if f[1] in ("ID", "DATE", "LOCATION", "ADDRESS", "URL")], found(deid, text)
+    # the same rules still find the real thing
+    got = found(deid, "Seen 30 DEC 2019. Lives in Springfield, MA. Visit www.mercy-clinic.org. Patient ID: 4471923.")
+    assert {("30 DEC 2019", "DATE"), ("Springfield", "LOCATION"), ("www.mercy-clinic.org", "URL"),
+            ("4471923", "MRN")} <= set(got), got
+    assert ("88123", "ID") in found(deid, "ID: 88123. NEURO: A&OX3. CV: HR 80S NSR. RESP: PEEP 5. GI: NGT TO LWS.")
+    assert ("Hauptstrasse 12", "ADDRESS") in found(deid, "Sie wohnt in der Hauptstrasse 12 in Bonn.")
+
+
 def test_signature_at_the_end_of_a_note(notes: NoteRecognizer) -> None:
     assert ("GWENDOLYN", "NAME") in found(notes, "PT ON HEPARIN 850U/HR. GWENDOLYN\n\n")
     assert ("rosalind", "NAME") in found(notes, "cont to monitor.\nrosalind\n")

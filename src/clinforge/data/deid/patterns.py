@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from clinforge.data.deid.lexicons import looks_like_note, trie_regex, word_set
+from clinforge.data.deid.lexicons import allow_words, english_words, looks_like_note, trie_regex, word_set
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
@@ -90,7 +90,8 @@ RULES: list[Rule] = [
     ("DATE", "month name with day or year", re.compile(
         MONTH + r"(?:[\s-]?" + _DAY + _ORD + r"\b(?:,?[\s-]+(?:" + _YEAR + r"|'\d\d)\b)?|,?\s+(?:of\s+)?" + _YEAR
         + r"\b)"), 0.85, _WORD_LEFT),
-    ("DATE", "day month-name [year]", re.compile(r"\d\d?" + _ORD + r"(?:\s+of)?[\s-]+" + MONTH
+    # (a month ends at a word end: "3-DECREASED", "2 MARKED" hold no date)
+    ("DATE", "day month-name [year]", re.compile(r"\d\d?" + _ORD + r"(?:\s+of)?[\s-]+" + MONTH + r"(?![^\W\d_])"
                                                  + r"(?:,?[\s-]+(?:" + _YEAR + r"|\d\d)\b)?"), 0.85, _WORD_LEFT),
     ("DATE", "month/year", re.compile(r"\d\d?/" + _YEAR + _END_NUM), 0.7, _NUMERIC_LEFT),
     ("AGE", "age > 89 before 'year(s) old/yo'", re.compile(
@@ -452,6 +453,8 @@ class PatternRecognizer(Recognizer):
                     continue  # "pt.is", "monday.no": two words with a missing space, not a web address
                 if text[m.start() - 1:m.start()] == ".":
                     continue  # "afternoon...pt": an ellipsis
+                if not any(c.isalpha() for c in text[start:m.start()]):
+                    continue  # "wbc today=12.5.no antibx": a number before a word, no host name
                 add(self.span(start, m.end(), "URL", 0.75, "domain name"))
         for m in _IPV6_HINT.finditer(text):
             start, end = m.start(), m.end()
@@ -533,6 +536,9 @@ class PatternRecognizer(Recognizer):
                 continue
             etype = m.lastgroup if m.lastgroup != "value" else next(k for k, _ in LABELLED_IDS if m.group(k))
             start, end = m.span("value")
+            if etype == "ID" and m.group("ID").lower() == "id" and not text[start:end].isdigit() \
+                    and looks_like_note(text):
+                continue  # "ID: TMAX-99, WBC 12.1": in a note "ID" heads the infectious-disease section
             if etype == "VEHICLE":
                 plate = _PLATE_VALUE.match(text, start)
                 if plate is not None and plate.end() > end:
@@ -546,12 +552,15 @@ class PatternRecognizer(Recognizer):
                 while start > 0 and text[start - 1].isalpha():
                     start -= 1
                 if start < m.start() and text[start].isupper():
+                    glued = (text[start:m.start()] + m.group().split()[0]).lower()
+                    if glued in english_words() or glued in allow_words():
+                        continue  # "Wearing 40% face tent", "Lopressor 5 iv": a word and a number, no street
                     add(self.span(start, m.end(), "ADDRESS", 0.8, "street name glued to a suffix + number"))
         for m in _STATE_COMMA.finditer(text):
             words = _capitalised_words_before(text, m.start(), 3)
             # an all-caps word of 4 letters or fewer, or with digits, is note shorthand ("NT, ND", "CABGx4, RI")
-            if words is not None and (not text[words:m.start()].isupper()
-                                      or (m.start() - words > 4 and text[words:m.start()].isalpha())):
+            if words is not None and not any(c.isdigit() for c in text[words:m.start()]) and (
+                    not text[words:m.start()].isupper() or (m.start() - words > 4 and text[words:m.start()].isalpha())):
                 add(self.span(words, m.start(), "LOCATION", 0.7, "city before a state"))
         for m in _FACILITY.finditer(text):
             start = _capitalised_words_before(text, m.start() - 1 if m.start() else 0, 4, saint=True)
