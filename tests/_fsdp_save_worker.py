@@ -7,7 +7,8 @@ end where the reference ends. Then every rank calls clinforge's ``save_trained``
 calls), and rank 0 writes what it needs to check into ``OUT/report.json``.
 
 Run: ``torchrun --standalone --nproc_per_node 2 tests/_fsdp_save_worker.py MODEL_DIR OUT_DIR`` (writes
-``OUT_DIR/full`` for full fine-tuning and ``OUT_DIR/lora`` for LoRA merged on save).
+``OUT_DIR/full`` for full fine-tuning, ``OUT_DIR/lora`` for LoRA merged on save and ``OUT_DIR/labeled`` for full
+fine-tuning with clinforge's labelled-positions loss, whose head pre-hook then runs on a sharded model).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from torch.distributed.fsdp import fully_shard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from clinforge.train.export import gather_full_state_dict, is_sharded, save_trained
+from clinforge.train.label_positions import labeled_positions_loss
 
 
 def main(model_dir: str, out_dir: str) -> None:
     dist.init_process_group("gloo")
-    for method in ("full", "lora"):
+    for method in ("full", "lora", "labeled"):
         train_and_save(model_dir, Path(out_dir) / method, method)
     dist.destroy_process_group()
 
@@ -51,11 +53,19 @@ def train_and_save(model_dir: str, out: Path, method: str) -> None:
     batch = tok(["Is aspirin indicated after a myocardial infarction?", "Does metformin cause lactic acidosis?"],
                 return_tensors="pt", padding=True)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    if method == "labeled":  # an answer-only loss: the last 4 tokens of each row carry labels
+        labels[:, :-4] = -100
     for net in (model, reference):
         opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.5)
         for _ in range(3):
             opt.zero_grad()
-            net(**batch, labels=labels).loss.backward()
+            if method == "labeled" and net is model:
+                # clinforge's training loss (LabeledPositionsTrainer): the head runs on the gathered labelled rows
+                # of the sharded model; the unsharded reference takes transformers' plain loss on every position
+                loss, _ = labeled_positions_loss(model, {**batch, "labels": labels}, head=model.get_output_embeddings())
+            else:
+                loss = net(**batch, labels=labels).loss
+            loss.backward()
             opt.step()
     # what rank 0 alone could see without gathering: its own shards
     local = {k: tuple(v.to_local().shape) for k, v in model.state_dict().items() if hasattr(v, "to_local")}

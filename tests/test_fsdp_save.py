@@ -36,11 +36,13 @@ def torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_fsdp_two_cpu_ranks_save_the_full_trained_weights(tmp_path, tiny_llama):
-    """Full fine-tuning and LoRA (merged on save), each trained 3 steps under FSDP2 on two gloo ranks."""
+    """Full fine-tuning and LoRA (merged on save), each trained 3 steps under FSDP2 on two gloo ranks; and full
+    fine-tuning with the labelled-positions loss (the LM head on gathered rows), which must end where the plain
+    loss of an unsharded model ends."""
     model_dir = tiny_llama
     proc = torchrun([str(WORKER), str(model_dir), str(tmp_path / "out")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    for method in ("full", "lora"):
+    for method in ("full", "lora", "labeled"):
         check_saved(tmp_path / "out" / method, model_dir)
 
 
