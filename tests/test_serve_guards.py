@@ -94,7 +94,6 @@ def test_crisis_guard_answers_before_the_model(start):
 
 
 def test_cove_runs_for_whole_answers_and_refuses_streams(start):
-    pytest.importorskip("clinforge.assist.cove", reason="Chain-of-Verification (assist/cove.py) is not merged yet")
     server = start("Metformin is first-line for type 2 diabetes.", cove={"variant": "factored", "max_questions": 2})
     out = _chat(server.url, "What is first-line for type 2 diabetes?")
     assert out.choices[0].message.content

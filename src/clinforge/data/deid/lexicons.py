@@ -290,8 +290,7 @@ def english_words() -> frozenset[str]:
         >>> "orchestra" in english_words() and "kreutzmann" not in english_words()
         True
     """
-    lines = ENGLISH_WORDS_FILE.read_text(encoding="utf-8").splitlines()
-    return frozenset(w for w in lines if w and not w.startswith("#"))
+    return frozenset(english_rank())  # the file is read once, by english_rank
 
 
 @lru_cache(maxsize=1)

@@ -558,7 +558,8 @@ class PatternRecognizer(Recognizer):
                     add(self.span(start, m.end(), "ADDRESS", 0.8, "street name glued to a suffix + number"))
         for m in _STATE_COMMA.finditer(text):
             words = _capitalised_words_before(text, m.start(), 3)
-            # an all-caps word of 4 letters or fewer, or with digits, is note shorthand ("NT, ND", "CABGx4, RI")
+            # a word with a digit ("CABGx4, RI"), or an all-caps word of 4 letters or fewer ("NT, ND"), is note
+            # shorthand, no city
             if words is not None and not any(c.isdigit() for c in text[words:m.start()]) and (
                     not text[words:m.start()].isupper() or (m.start() - words > 4 and text[words:m.start()].isalpha())):
                 add(self.span(words, m.start(), "LOCATION", 0.7, "city before a state"))
