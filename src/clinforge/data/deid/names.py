@@ -42,6 +42,7 @@ from clinforge.data.deid.lexicons import (
     CLINICAL_TERMS,
     EPONYMS,
     FUNCTION_WORDS,
+    NOTE_SHORTHAND,
     allow_words,
     city_names,
     common_words,
@@ -103,6 +104,9 @@ _PLACE_VERBS = frozenset({"flew to", "moved to", "travelled to", "traveled to", 
 _NO_PROPAGATION = frozenset({"unknown capitalised word inside a sentence", "capitalised word in a list of names",
                              "capitalised words alone on a line", "common-word name beside an unknown capitalised word"})
 # Rules too weak for shorthand clinical notes (see NameRecognizer._holds_in_note).
+_AMBIGUOUS_TITLES = frozenset({"ms", "lt", "mr"})
+_MR_STUDIES = ("veno", "angio", "imag", "spectro", "entero", "cholangio", "arthro", "urogra", "perfusion", "elasto",
+               "scan", "study", "sequence")
 _NOTE_WEAK = frozenset({"unknown capitalised word inside a sentence", "unknown capitalised word before a verb",
                         "unknown capitalised words opening a sentence", "unknown capitalised word after a place preposition",
                         "lower-case name between commas", "capitalised words alone on a line",
@@ -137,8 +141,14 @@ assert max(map(len, TITLES)) <= 10, "a longer title needs a wider window in anal
 _TITLE_WORD_SCAN = re.compile(trie_regex_at_word_start(sorted(TITLES), r"\S") + r"\.? ")
 _TITLE_BEFORE = re.compile(r"(?i:dr|mr|mrs|ms|miss|prof)\.[ \t]*$")
 _SENTENCE_END = frozenset(".!?:;>\"“(\n*•-")
+# (PA and NP before a number or a view are the pulmonary artery, posteroanterior and "non-productive":
+# "Hemodynamics PA 54/18", "PA and lateral view", "STRONG NP COUGH")
 _CREDENTIAL_AFTER = re.compile(r"^,?\s+(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCP|"
-                               r"DNP|CRNA|LPN|PharmD|DDS|DMD|MSW|LCSW|APRN|FNP|MPH|NP-C)\b")
+                               r"DNP|CRNA|LPN|PharmD|DDS|DMD|MSW|LCSW|APRN|FNP|MPH|NP-C)\b"
+                               r"(?![ \t]*(?:\d|(?:and|&|/)[ \t]*lat|view|film|line|cath|pressure|cough))")
+# After "seen by X": a service, not a person ("Seen by Liver team", "by Cardiac Transplant surgeon").
+_SERVICE_AFTER = re.compile(r"^(?:[ \t]+[A-Za-z]+)?[ \t]+(?:team|service|surgeon|surgery|consult|fellow|attending|"
+                            r"transplant|clinic|doctors?|nurses?)\b", re.I)
 _VERB_AFTER = re.compile(r"^(?::|,? (?:is|was|has|had|have|will|would|began|begins|lives|lived|spent|says|said|"
                          r"told|asked|wrote|went|came|joined|works|worked|grew|moved|called|reports|reported|"
                          r"presents|presented|denies|denied|states|stated|explained|added|noted|announced|commented|"
@@ -341,8 +351,24 @@ class NameRecognizer(Recognizer):
             return any((t in first or t in last) and t not in self._allow and t not in self._common for t in tokens)
         if expl.startswith(("capitalised words after a title", "capitalised words after a name cue")):
             return bool(tokens) and tokens[0] not in self._common and tokens[0] not in FUNCTION_WORDS \
-                and tokens[0] not in CLINICAL_TERMS  # "MS AND", "DR AND FAMILY", "MS CONT"
+                and tokens[0] not in CLINICAL_TERMS and tokens[0] not in NOTE_SHORTHAND  # "MS AND", "MS CONT", "MS. OOB"
         return expl != "city lexicon"  # real cities come from the notes recognizer's gazetteer
+
+    def _clinical_after_title(self, text: str, start: int, end: int) -> bool:
+        """Whether the title before ``start`` is "MS" (mental status, morphine), "Lt." (left) or "MR" (mitral
+        regurgitation) followed by a word that is no US name but an English word or clinical shorthand: "no affect
+        on MS. Verbal support", "S/P Lt. Hip", "IF MS CONT" ("Ms. Brown", "Mr. Hall" stay names)."""
+        before = text[max(0, start - 10):start].split()
+        if not before or before[-1].rstrip(".,").lower() not in _AMBIGUOUS_TITLES:
+            return False
+        if len(before) > 1 and before[-2].lower() == "an":
+            return True  # "an MR venography": an em-ar, the acronym
+        word = text[start:end].split()[0].lower().strip(".,")
+        if before[-1].lower() == "mr" and word.startswith(_MR_STUDIES):
+            return True  # "MR venogram", "MR angiography": magnetic resonance
+        first, last = us_names()
+        return (word in self._english_all or word in NOTE_SHORTHAND or word in CLINICAL_TERMS) and word not in first \
+            and word not in last
 
     @staticmethod
     def _titled(text: str, start: int) -> bool:
@@ -356,6 +382,8 @@ class NameRecognizer(Recognizer):
         start, end = run[0][0], run[-1][1]
         if len(run) == 1 and run[0][2] == "A" and not _MAYBE_TITLE.match(text, max(0, start - 6), start):
             return None  # fast path: one allowed word, no title before it
+        if text[end:end + 2] in ("'t", "’t"):
+            return None  # a contraction: "Con't" (continue), "Don't"
         kinds = "".join(k for _, _, k in run)
         titled = self._titled(text, start)
         if kinds == "A" and not titled:
@@ -364,6 +392,8 @@ class NameRecognizer(Recognizer):
         if not titled and (_EPONYM_AFTER.match(after) or _FACILITY_AFTER.match(after)):
             return None
         if titled:
+            if self._clinical_after_title(text, start, end):
+                return None
             return self.span(start, end, "NAME", 0.9, "capitalised words after a title")
         if "N" in kinds or ("C" in kinds and len(run) > 1):
             score = 0.85 if len(run) > 1 else 0.7
@@ -373,14 +403,16 @@ class NameRecognizer(Recognizer):
         if _CREDENTIAL_AFTER.match(after):
             return self.span(start, end, "NAME", 0.8, "capitalised words before a credential")
         words = _words_before(text, start)
-        if _phrase_hit(words, NAME_CUES) is not None:
+        if _phrase_hit(words, NAME_CUES) is not None and not _SERVICE_AFTER.match(after):
             return self.span(start, end, "NAME", 0.65, "capitalised words after a name cue")
         prev = text[max(0, start - 4):start].rstrip(" \t")
         at_sentence_start = not prev or prev[-1] in _SENTENCE_END
         if not at_sentence_start and len(run) <= 3 and _SAYS_AFTER.match(after):
             return self.span(start, end, "NAME", 0.6, "capitalised words before a speech verb")
         phrase = text[start:end].lower()
-        if phrase in self._cities and (len(run) > 1 or _phrase_hit(words, LOCATION_CUES) is not None):
+        if phrase in self._cities and (len(run) > 1 or _phrase_hit(words, LOCATION_CUES) is not None) and not (
+                len(run) == 1 and phrase in self._english_all and (text.isupper() or text.islower())):
+            # (without letter case an English word after "in" is the word: "AMBULATED IN HALL")
             return self.span(start, end, "LOCATION", 0.55, "city lexicon")
         if "U" not in kinds:
             return None

@@ -25,9 +25,9 @@ _DASH_DATE = re.compile(word_start_regex(("on", "since", "dated", "until", "till
 _NEXT_WORD = re.compile(r"[ \t]+([a-z]+)")
 _DATE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:on|since|from|until|till|of|dated|date|thru|through|til|admitted|"
                               r"started|due|last|\d+[ap]m?)[ \t:]*$")
-_VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps|simv)(?![a-z])")
+_VENT_NEAR = re.compile(r"(?<![a-z])(?:cpap|psv|ps|peep|bipap|bi-pap|pap|ips|eps|simv|a/c|pressure support)(?![a-z])")
 _PAIN_NEAR = re.compile(r"(?<![a-z])(?:pain|cp|discomfort|ache|aching|score|scale|rates?|rated|#|c/o|tenderness|"
-                        r"headache|ha|sore|soreness|cramping)(?![a-z])")
+                        r"headache|ha|sore|soreness|cramping|pressure)(?![a-z])")
 _SLASH_NUMBER = re.compile(r"\d\d?/\d")  # not \d{1,2}: a leading repeat gives re no first-character set
 # A digit before "th" and a word end: \dth\b led by the literal, which re finds by a fast substring search instead of
 # trying the pattern at every digit (only whether there is a match is used)
@@ -60,14 +60,18 @@ _ABBR_MONTH_YEAR = re.compile(word_start_regex(("jan", "feb", "march", "mar", "a
                               + r"\.?,?[ \t]+(?:of[ \t]+)?(?:19|20)\d\d(?!\d|[/.:-]\d|[ \t]*(?:mg|mcg|ml|cc|units?)\b)")
 _MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
 _FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
-_NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|bipap|cpap|"
+_NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|muscle|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|bipap|cpap|"
                              r"psv|peep|fio2|ps\b|"
                              r"mg|times|lobe|\+)", re.I)
 _NOT_DATE_BEFORE = re.compile(r"(?<![a-z])(?:pain|score|strength|grade|gr|murmur|sounds|x|mae|power|motor|lungs|breath|"
-                              r"psv|ps|cpap|bi-?pap|peep|ips|eps|settings|vent|&|mode|flowby|flow-by|apgar|apgars|gcs|ratio)[ \t:]*$",
+                              r"psv|ps|cpap|bi-?pap|peep|ips|eps|settings|vent|&|mode|flowby|flow-by|apgar|apgars|gcs|ratio)"
+                              r"(?:[ \t]+(?:is|was|of|=))?[ \t:]*$",
                               re.I)
 _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
-                      r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step))")
+                      r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step|"
+                      r"cpap|trial|attempt|bag|unit|liter|stage|vertebra|toe|finger|digit|metacarp|cranial|nerve|"
+                      r"trimester|line|set|round|cycle|course|episode|admission|shift|left|right|posterior|anterior|"
+                      r"lateral|and[ \t]+\d))")
 _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
                          r"december)(?![a-z])")
 
@@ -108,8 +112,8 @@ def find_note_dates(text: str, lower: str, words: set[str], out: list[Span], spa
             if value.endswith("/10") and not _DATE_CUE_BEFORE.search(window) and (
                     _PAIN_NEAR.search(window) or _PAIN_NEAR.match(lower, m.end() + 1, m.end() + 16)):
                 continue  # pain scores "c/o cp, 4/10", "developed 4/10 cp"
-            if _VENT_NEAR.search(lower, max(0, m.start() - 14), m.start()):
-                continue  # pressure support / PEEP settings "cpap 10/5"
+            if _VENT_NEAR.search(lower, max(0, m.start() - 30), m.start()) and not _DATE_CUE_BEFORE.search(window):
+                continue  # pressure support / PEEP settings "cpap 10/5", "PSV increased to 10/5"
             add(span(m.start(), m.end(), "DATE", 0.6, expl))
     if not words.isdisjoint(_LOWER_MONTH_ABBR) and not text.isupper():
         _lower_month_abbreviations(text, lower, out, span)

@@ -47,7 +47,7 @@ from clinforge.data.deid.lexicons import (
     word_set,
     word_start_regex,
 )
-from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE
+from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE, _MR_STUDIES
 from clinforge.data.deid.note_dates import find_note_dates
 from clinforge.data.deid.note_text_search import (
     cue_word_before,
@@ -97,6 +97,11 @@ _PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?P<m>[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-
 _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
 _PAGER_WORDS = frozenset(["pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number"])
 _FACILITY_WORDS = frozenset(["hospital", "hosp", "hospiatal", "medical", "med", "memorial", "rehab", "rehabilitation", "nursing", "house", "campus", "clinic", "hospice", "health", "healthcare", "manor", "infirmary"])
+_NP_NOT_CREDENTIAL = re.compile(r"[ \t]*(?:\d|cough|coughing|sputum|secretions|at[ \t]*\d|o2)")
+# Before "clinic", "center": a specialty names a department, not a place ("NEUROLOGY CLINIC", "pain clinic")
+_SPECIALTY = re.compile(r"[a-z]*(?:ology|ologic|iatry|iatric|iatrics|pedic|pedics|surgical|surgery|medicine)|pain|neuro|"
+                        r"ortho|cardiac|renal|transplant|dialysis|wound|diabetes|heart|eye|cancer|infusion|"
+                        r"anticoagulation|coumadin|methadone|urgent|walk-in|fertility|sleep|memory|headache")
 _PER_WORDS = frozenset(["per", "with", "w", "by", "called", "paged", "notified", "spoke"])
 _AWARE_WORDS = frozenset(["aware", "notified", "paged", "see", "family"])
 _CREDENTIALS = frozenset(["rn", "rrt", "crt", "rpt", "lpn", "msw", "licsw", "lcsw", "np", "slp", "otr", "cna", "bsn", "ccrn"])
@@ -105,6 +110,9 @@ _AFTER_TITLE = word_set("""
 aware notified paged called here there in made updated informed present team office rounds note notes order orders
 to at on of and or re see said says was is will would also who with for from by into about re: please
 """)
+_NAME_PARTICLES = frozenset({"van", "von", "de", "del", "della", "der", "den", "da", "di", "du", "le", "la", "bin",
+                             "ben", "al", "el", "st", "mac", "mc"})
+_ARTICLE_BEFORE = re.compile(r"(?<![a-z])(?:the|a|her|his|their|your|my|our|its)[ \t]+$")
 _STRONG_TITLES = frozenset({"dr", "drs", "doctor", "mr", "mrs"})
 _CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|\\", "", (
     _TITLE_CUE + "|" + _RELATIVE_CUE).replace(" ?", " ")).split("|")) | {
@@ -148,7 +156,10 @@ _UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
 # look-ahead, so "in to X" yields both "to" and "X").
 _AFTER_PLACE_CUE = re.compile(word_start_regex(("to", "from", "into", "at", "in", "by", "on", "per"), "[a-z]")
                               + r"[ \t]+(?:the[ \t]+)?(?=(?P<w>[a-z]+))")
-_UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x)\b)")
+_ROLE_ENDINGS = ("ician", "icians", "ologist", "ologists", "iatrist", "iatrists")
+_WARD_AFTER = re.compile(r"[ \t]+(?:care|unit|icu|ward|floor|service|team|department|dept|clinic|lab|suite)(?![a-z])")
+_UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x|days?|hours?|hrs?|weeks?|wks?|months?|"
+                         r"times|mins?|minutes?)\b)")  # a ward number, not "to sternum 3 days ago"
 # Before a city that is also a word: "in / from / near / at", or "to" after a verb of going ("went back to X");
 # a bare "to" is mostly an infinitive ("able to bear", "unable to progress", "change to cool mist").
 _PLACE_BEFORE = re.compile(r"(?<![a-z])(?:from|in|at|near|(?:go|goes|going|went|gone|back|moved?|moving|drove|"
@@ -162,6 +173,7 @@ _HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HO
                             r"(?:[ \t]+(?:memorial|hospital|hosp|medical center)(?![a-z]))?")
 _STOP_BEFORE_FACILITY = word_set("""
 the a an to from at in of for on this that his her their our your my outside other another same local community
+multiple several many frequent numerous two three
 state county city private public acute cardiac pulmonary inpatient outpatient physical rehab screen screened eval
 evaluation bed placement day home new old prior previous recent hosp hospital leave awaiting possible start prev transfer transferred back admitted sent going go
 discharge discharged dc d/c and or with by into out area nearby university general va osh lives live living nursing
@@ -266,6 +278,14 @@ class NoteRecognizer(Recognizer):
             titled = cue in _TITLE_WORDS
             t1 = m.group("t1")
             strong = cue in _STRONG_TITLES
+            if titled and cue in ("mr", "ms", "mrs") and ("," in lower[m.end("cue"):m.start("t1")]
+                                                        or lower[max(0, m.start() - 3):m.start()] == "an "):
+                continue  # "-MR, inf hypokinesis", "MS, alert", "an MR venogram": mitral regurgitation, mental
+                # status, magnetic resonance; no title
+            if cue == "mr" and t1.startswith(_MR_STUDIES):
+                continue  # "MR venogram", "mr angiography": magnetic resonance
+            if cue == "doctor" and _ARTICLE_BEFORE.search(lower, max(0, m.start() - 8), m.start()):
+                continue  # "her doctor despite", "the doctor because": the noun, not a title
             if strong:
                 ok = (len(t1) >= 2 and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS and t1 not in NOTE_TERMS
                       and t1 not in CLINICAL_TERMS and not t1.endswith(("ed", "ing")))
@@ -286,7 +306,12 @@ class NoteRecognizer(Recognizer):
                 continue
             end = m.end("t1")
             t2 = m.group("t2")
-            if t2 and self._name_like(t2, generous=True) and t2 not in self._plain:
+            if t2 and self._name_like(t2, generous=True) and t2 not in self._plain and (
+                    t2 in _NAME_PARTICLES or t2 in self._first or t2 in self._last
+                    or self._rank.get(t2, _RARE_WORD_RANK) >= _RARE_WORD_RANK
+                    or (mixed and text[m.start("t2")].isupper())):
+                # (a frequent word that is no US name, lower-case or in a text without case, is the next word of
+                # the sentence: "Dr. Smith said", "DR GRIFFIN MADE AWARE"; "Ayla Montenegro" stays a name)
                 end = m.end("t2")
             add(self.span(m.start("t1"), end, "NAME", 0.8 if titled else 0.7,
                           "name after a title" if titled else "name after a relative"))
@@ -308,6 +333,8 @@ class NoteRecognizer(Recognizer):
                 keep.append(t)
             if lower[m.start():m.end()] == "np":  # also "nasal prongs": only after a name of some locale
                 keep = [t for t in keep if len(t.group()) == 1 or t.group() in self._names_all]
+                if _NP_NOT_CREDENTIAL.match(lower, m.end()):
+                    continue  # "STRONG NP COUGH": non-productive; "NP 4L": nasal prongs
             if any(len(t.group()) > 1 for t in keep):
                 add(self.span(before.start(1) + keep[-1].start(), before.start(1) + keep[0].end(), "NAME", 0.75,
                               "name before a credential"))
@@ -324,7 +351,8 @@ class NoteRecognizer(Recognizer):
             for m in matches_at(_PER_NAME, lower, words & _PER_WORDS):
                 token = m.group("a")
                 if token not in self._stop and ((token in self._first and token not in WORD_NAMES)
-                                                or (token in self._last and token not in self._english_all)):
+                                                or (token in self._last and token not in self._english_all)) \
+                        and not _EPONYM_AFTER.match(text[m.end("a"):m.end("a") + 60]):  # "with Whipple disease"
                     add(self.span(m.start("a"), m.end("a"), "NAME", 0.6, "name after 'per' / 'with'"))
         for aware, _ in find_words(lower, words & _AWARE_WORDS):
             before = _TOKEN_BEFORE.search(lower, max(0, aware - 40), aware)
@@ -398,7 +426,8 @@ class NoteRecognizer(Recognizer):
             base = max(0, m.start() - 40)
             for w in reversed(before[-3:]):
                 token = w.group().rstrip(".")
-                if token in _STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS:
+                if token in _STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS \
+                        or _SPECIALTY.fullmatch(token):
                     break
                 if lower[base + w.end():m.start()].strip(" \t'’s-") or len(token) < 3 or token in self._common:
                     break  # punctuation, a line break or a plain word between the word and the facility word
@@ -443,6 +472,8 @@ class NoteRecognizer(Recognizer):
             end = start + len(w)
             if end < size and (lower[end].isalpha() or lower[end] in "'’"):
                 continue  # not a whole word (find_word's bound)
+            if w.endswith(_ROLE_ENDINGS) or _WARD_AFTER.match(lower, end):
+                continue  # "presented to the pediatrician", "admitted to the coronary care unit": no place
             if cue_word_before(lower, start) in _PLACE_CUE_LAST and _PLACE_CUE_BEFORE.search(
                     lower, max(0, start - 40), start):
                 add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))

@@ -120,7 +120,7 @@ RULES: list[Rule] = [
         "|".join(w + r"\.?\s*#?\s*\d+[A-Za-z]?\b" for w in ("Apt", "Apartment", "Suite", "Ste", "Unit"))
         + r"|P\.?\s?O\.?\s*Box\s+\d+\b"), 0.7, _WORD_LEFT),
     ("VEHICLE", "value after a plate label", re.compile(
-        r"(?:Plate|plate|PLATE)(?:\s*(?:number|no\.?|#))?\s*[:#]?\s*(?P<value>[A-Z0-9]{1,4}[ -]?[A-Z0-9]{2,5})\b"), 0.8,
+        r"(?:Plate|plate|PLATE)(?![A-Za-z])(?:\s*(?:number|no\.?|#))?\s*[:#]?\s*(?P<value>[A-Z0-9]{1,4}[ -]?[A-Z0-9]{2,5})\b"), 0.8,
      _WORD_LEFT),
 ]
 
@@ -172,11 +172,22 @@ effective born expires exp exp. onset
 _RANGE_UNIT_AFTER = re.compile(r"\s?(?:[a-zA-Z]|%)")
 _FIVE_DIGITS = re.compile(r"\d\d{4}(?:-\d{4})?(?![\d-])")
 _STATE_WORDS = frozenset(w.lower() for w in _STATE_NAMES)
-_STATE_COMMA = re.compile(r", ?(?:" + _STATES + r")\b(?=\s+\d{5}|\s*[,.\n]|\s*$)")
+# "Salem, MA." / "Salem, MA 01970"; before a lower-case word ("lives in Lebanon, NH with her son") only a state
+# name or a code that is no word and no clinical shorthand ("Neuro, MS unchanged", "Pt, OR today" are no places)
+_UNAMBIGUOUS_STATES = trie_regex([s for s in _STATE_NAMES if len(s) > 2] + [
+    "AK", "AZ", "CT", "DC", "FL", "IA", "KS", "KY", "MA", "MN", "NH", "NJ", "NM", "NV", "NY", "RI", "TN", "TX", "UT",
+    "VT", "WI", "WV", "WY"])
+_STATE_COMMA = re.compile(r", ?(?:(?:" + _STATES + r")\b(?=\s+\d{5}|\s*[,.\n]|\s*$)|(?:" + _UNAMBIGUOUS_STATES
+                          + r")\b(?=[ \t]+[a-z]))")
 _GLUED_STREET = re.compile(r"(?:" + _GLUED_SUFFIX + r")\s+\d{1,5}[A-Za-z]?\b" + _UNIT)
 _FACILITY = re.compile(r"(?:Hospital|Medical Cent(?:er|re)|Health Cent(?:er|re)|Clinic|Infirmary|Nursing Home|"
                        r"Rehabilitation Center|Hospice|Healthcare)\b")
 # A number with a unit or a vital-sign / ventilator label glued to it (nursing notes write "1300CC", "AC700X10").
+# "ON 10/5 BIPAP": pressure support / PEEP settings, not a date
+_VENT_AFTER = re.compile(r"[ \t]*(?:cpap|bipap|bi-pap|psv|peep|ps|simv)\b", re.I)
+_GRAVIDA_PARA = re.compile(r"G\d\d?P\d+(?:-\d+)*")
+# Before "NN F": a temperature cue, or a Celsius reading the Fahrenheit one repeats.
+_TEMPERATURE_BEFORE = re.compile(r"(?i:temp|t\s?max|t\s?current|fever|febrile|afebrile)|(?<![A-Za-z])T[ :]*$|\d\s?°?C\s*\(\s*$|°")
 _MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MGS|MCG|MCGS|MEQ|L|U|UNITS?|HR|HRS|NSR|ST|SB|X|"
                           r"MMHG|CM|MM|KG|G|GM|GMS|MIN|SEC|APPROX|S|AM|PM)?"
                           # a clock time or a reading glued to the next word by a hyphen: "2300-REMAINS", "TMAX-99"
@@ -218,6 +229,9 @@ _IBAN = re.compile(r"[A-Z][A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b
 # After a street address: ", City", "\nCITY", ", ST", " 12345", ", Country" (capitalised words, codes, postcodes).
 _ADDRESS_TAIL = re.compile(r"(?:(?:[ \t]*,[ \t]*|[ \t]*\n[ \t>]*|[ \t]{1,4})(?:[A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2}|"
                            r"\d{4,6}(?:-\d{3,4})?|[A-Z]{2}(?= \d|\b)|Suite \d+|Apt\.? \d+)){1,6}")
+# A number of a duration or a count is no house number.
+_NOT_HOUSE_NUMBER = re.compile(r"\d+[ \t]*(?:-[ \t]*)?(?:years?|yrs?|months?|mos?|weeks?|wks?|days?|hours?|hrs?|"
+                               r"minutes?|mins?|times|am|pm|o'clock)\b", re.I)
 _ADDRESS_CUE = re.compile("(?:" + trie_regex([
     "address is", "addresses are", "address was", "address:", "lives at", "living at", "live at", "located at",
     "resides at", "reside at", "sent to", "send it to", "send this to", "send them to", "mail to", "mailed to",
@@ -402,11 +416,19 @@ class PatternRecognizer(Recognizer):
                 return
             if _MEASUREMENT.fullmatch(value):  # "1300CC", "100-200CC", "AC700X10", "MAP57-63": a reading, no code
                 return
+            if _GRAVIDA_PARA.fullmatch(value):  # "G3P1010": gravida / para (term, preterm, abortions, living)
+                return
+        elif expl == "age > 89 before sex letter" and text[end - 1] == "F" and _TEMPERATURE_BEFORE.search(
+                text, max(0, start - 24), start):
+            return  # "36.7 C (98 F)", "fever of 104 F", "T 99 F": degrees Fahrenheit, not a 98-year-old woman
         elif expl == "numeric date with year" and (text[end:end + 1] == "%" or text[start - 1:start] in ("x", "X")):
             return  # ventilator settings "12/10/40%", "800x12/10/40"
         elif etype == "VEHICLE" and expl.startswith("17") and (
                 sum(c.isdigit() for c in text[start:end]) < 2 or text[start:end].isdigit()):
             return
+        elif expl == "value after a plate label" and not any(c.isdigit() for c in text[start:end]) and not any(
+                c in ":#" for c in text[match_start:start]):
+            return  # "A LARGE CEMENT PLATE WHILE": an all-letter plate needs "plate:" or "plate #"
         elif expl == "number + street name + suffix" and _PT_SUFFIX.search(text, start, end) and looks_like_note(text):
             return  # "4 Pt", "0400 Pt developed": in a clinical note "Pt" is the patient, not a Point
         elif expl == "number of 7+ digits":
@@ -431,7 +453,8 @@ class PatternRecognizer(Recognizer):
             start, end = m.end(), m.end()
             stop = _SENTENCE_STOP.search(text, start, min(len(text), start + 120))
             end = stop.start() if stop else min(len(text), start + 120)
-            if end - start >= 4 and any(c.isdigit() for c in text[start:end]):
+            if end - start >= 4 and any(c.isdigit() for c in text[start:end]) and not _NOT_HOUSE_NUMBER.search(
+                    text, start, end):  # "moved to Nevada 6 months ago" holds no address
                 out.append(self.span(start, end, "ADDRESS", 0.6, "text after an address cue"))
 
     def _contacts(self, text: str, add) -> None:
@@ -509,7 +532,7 @@ class PatternRecognizer(Recognizer):
             words = text[max(0, start - 24):start].lower().replace(":", " ").split()
             if "-" in m.group() and _RANGE_UNIT_AFTER.match(text, m.end()):
                 continue  # "on 2-4 L", "by 2-3 breaths", "on 1-2 pillows": a range, not a date
-            if words and words[-1] in _DATE_CUES:
+            if words and words[-1] in _DATE_CUES and not _VENT_AFTER.match(text, m.end()):
                 add(self.span(start, m.end(), "DATE", 0.75, "month/day after a date cue"))
         for m in _IBAN.finditer(text):
             if _left_ok(text, m.start(), _WORD_LEFT) and iban_valid(m.group()):
