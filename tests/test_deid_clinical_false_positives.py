@@ -108,3 +108,31 @@ STILL_PHI = [
 @pytest.mark.parametrize(("text", "expected"), STILL_PHI)
 def test_phi_beside_those_rules_is_still_found(deid: Deidentifier, text: str, expected: list) -> None:
     assert _found(deid, text) == expected
+
+
+def test_shipped_medical_words_are_what_the_builder_writes(data_root, tmp_path) -> None:
+    from clinforge.data.deid.lexicons import census_names, english_words, person_names
+    from clinforge.data.deid.medical_words import build_medical_words, medical_words
+
+    out = tmp_path / "medical.txt"
+    assert build_medical_words(data_root, out) == len(medical_words())
+    assert set(out.read_text().splitlines()[1:]) == set(medical_words())
+    # no name can turn into a word through the list, and it adds only what the English list lacks
+    census = census_names()
+    first, last = person_names()
+    assert not medical_words() & (first | last | set(census["last"]) | set(census["male"]) | set(census["female"]))
+    assert not medical_words() & english_words()
+
+
+@pytest.mark.parametrize("text", [
+    "Heart size normal. Trachea is midline. No pneumothorax.",
+    "The child attends a daycare center. Norovirus is suspected.",
+    "Pain on inspiration and a rub. Pericarditis is diagnosed.",
+])
+def test_medical_words_are_no_names_before_a_verb(deid: Deidentifier, text: str) -> None:
+    assert _found(deid, text) == []
+
+
+def test_a_rare_name_before_a_verb_is_still_found(deid: Deidentifier) -> None:
+    text = "Her neighbour came by in the morning. Kreutzmann is worried about the stairs."
+    assert _found(deid, text) == [("Kreutzmann", "NAME")]

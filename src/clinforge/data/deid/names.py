@@ -54,6 +54,7 @@ from clinforge.data.deid.lexicons import (
     us_names,
     word_set,
 )
+from clinforge.data.deid.medical_words import medical_words
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
@@ -242,6 +243,7 @@ class NameRecognizer(Recognizer):
         self._first_strong = (first & self._strong) - common
         self._english = english_words() - self._names
         self._english_all = english_words()
+        self._medical = medical_words()
         self._allow = allow
         self._cities = city_names() - common
         self._context = int(options.get("context_chars", 40))
@@ -277,7 +279,7 @@ class NameRecognizer(Recognizer):
             return "W"
         if low in self._allow:
             return "A"
-        if low in self._english:
+        if low in self._english or low in self._medical:  # "Trachea is midline", "Norovirus is suspected"
             return "E"
         return "U"
 

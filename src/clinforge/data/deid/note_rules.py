@@ -47,6 +47,7 @@ from clinforge.data.deid.lexicons import (
     word_set,
     word_start_regex,
 )
+from clinforge.data.deid.medical_words import medical_words
 from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE, _MR_STUDIES
 from clinforge.data.deid.note_dates import find_note_dates
 from clinforge.data.deid.note_text_search import (
@@ -207,7 +208,7 @@ class NoteRecognizer(Recognizer):
     def __init__(self, **options):
         super().__init__(**options)
         self._first, self._last = us_names()
-        english = english_words()
+        english = english_words() | medical_words()  # "coronary", "pediatrician": words, not rare names
         self._stop = (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | WORD_NAMES
                       | _STOP_BEFORE_FACILITY)
         # An ordinary word: in the English list and no US name (frequent names are in the English list too).
