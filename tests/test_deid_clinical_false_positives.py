@@ -85,6 +85,10 @@ STILL_PHI = [
     ("Neuro, MS unchanged overnight", []),
     ("PT TRANSFERRED TO KELDERMOOR 2 FOR REHAB", [("KELDERMOOR", "LOCATION")]),
     ("spoke with maria about the plan", [("maria", "NAME")]),
+    # "d/w" (discussed with) and "md" before a name, from general nursing shorthand; "MD AWARE" stays a role
+    ("d/w maria re dispo", [("maria", "NAME")]),
+    ("plan per md brannigan.", [("brannigan", "NAME")]),
+    ("MD AWARE OF K 3.2, d/w md, will cont lasix", []),
     ("MR VENTURA AWARE OF PLAN", [("VENTURA", "NAME")]),
     ("transferred from Mercy Hospital", [("Mercy Hospital", "LOCATION")]),
     ("He moved to 12 Oak Street, Springfield.", [("12 Oak Street, Springfield.", "ADDRESS")]),

@@ -72,7 +72,7 @@ terry kelly shirley carter cole mason tyler parker porter baker cook price rich 
 ginger pearl hazel olive violet earnest kay jan mack noel roman rex israel georgia geneva dallas flora
 marshall santos dixie stella
 """)
-_TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|np|rn|nurse|caseworker|case worker|case manager|social worker|"
+_TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|social worker|"
               r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
 _RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|brother|bro|sister|sis|mother|mom|"
                  r"father|dad|niece|nephew|grand ?son|grand ?daughter|grand ?child|aunt|uncle|cousin|friend|fiance|"
@@ -103,7 +103,7 @@ _NP_NOT_CREDENTIAL = re.compile(r"[ \t]*(?:\d|cough|coughing|sputum|secretions|a
 _SPECIALTY = re.compile(r"[a-z]*(?:ology|ologic|iatry|iatric|iatrics|pedic|pedics|surgical|surgery|medicine)|pain|neuro|"
                         r"ortho|cardiac|renal|transplant|dialysis|wound|diabetes|heart|eye|cancer|infusion|"
                         r"anticoagulation|coumadin|methadone|urgent|walk-in|fertility|sleep|memory|headache")
-_PER_WORDS = frozenset(["per", "with", "w", "by", "called", "paged", "notified", "spoke"])
+_PER_WORDS = frozenset(["per", "with", "w", "d", "by", "called", "paged", "notified", "spoke"])  # "d/w": discussed with
 _AWARE_WORDS = frozenset(["aware", "notified", "paged", "see", "family"])
 _CREDENTIALS = frozenset(["rn", "rrt", "crt", "rpt", "lpn", "msw", "licsw", "lcsw", "np", "slp", "otr", "cna", "bsn", "ccrn"])
 # Words that follow "dr" in notes without being a name ("dr aware", "dr here", "dr's order").
@@ -121,7 +121,7 @@ _CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|
 _TITLE_WORDS = frozenset(re.sub(r"\\?[ ]", " ", _TITLE_CUE).split("|"))
 _CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn)(?![a-z])")
 _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
-_PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
+_PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|d/w|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
                        + r")\b")
 _RELATIVE_IN_PARENS = re.compile(r"\((?:" + _RELATIVE_CUE + r")\)")
 _TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]+)?(?P<t2>" + _TOKEN + r")[ \t]*$")
