@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import bisect
 import re
-import sys
 from functools import lru_cache
 
 from clinforge.data.deid.lexicons import (
@@ -50,148 +49,54 @@ from clinforge.data.deid.lexicons import (
     looks_like_note,
     person_names,
     trie_regex,
-    trie_regex_at_word_start,
     us_names,
-    word_set,
 )
 from clinforge.data.deid.medical_words import medical_words
+from clinforge.data.deid.name_patterns import (
+    AMBIGUOUS_TITLES,
+    CAP_TOKEN,
+    CREDENTIAL_AFTER,
+    EPONYM_AFTER,
+    FACILITY_AFTER,
+    JOIN,
+    LINE_END,
+    LINE_START,
+    LIST_GAP,
+    LOCATION_CUES,
+    LOWER_AGE,
+    LOWER_CUE,
+    LOWER_DISCOURSE,
+    LOWER_ID_AFTER,
+    LOWER_LIST,
+    LOWER_LIST_ITEM,
+    LOWER_NAME_BEFORE_ID,
+    LOWER_NAME_LINE,
+    LOWER_PAIR,
+    LOWER_PREP_NAME,
+    LOWER_TITLES,
+    LOWER_VERB,
+    LOWER_VERB_BEFORE,
+    LOWER_VOCATIVE,
+    LOWER_WORD_AFTER,
+    LOWER_WORDS_BEFORE,
+    MAYBE_TITLE,
+    MEDICAL_SHAPE,
+    MR_STUDIES,
+    NAME_CUES,
+    NO_PROPAGATION,
+    NOTE_WEAK,
+    PERSON_VERB_AFTER,
+    PLACE_VERBS,
+    SAYS_AFTER,
+    SENTENCE_END,
+    SERVICE_AFTER,
+    TITLE_BEFORE,
+    TITLE_WORD_SCAN,
+    TITLES,
+    VERB_AFTER,
+)
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
-
-
-def _char_class(pred) -> str:
-    """A regex character class of every BMP code point satisfying ``pred`` (ranges compressed)."""
-    ranges: list[tuple[int, int]] = []
-    for cp in range(0x41, min(sys.maxunicode, 0xFFFF) + 1):
-        if 0xD800 <= cp <= 0xDFFF or not pred(chr(cp)):
-            continue
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1] = (ranges[-1][0], cp)
-        else:
-            ranges.append((cp, cp))
-    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
-
-
-_UPPER = _char_class(lambda c: c.isupper() or c.istitle())
-# A capitalised token: upper-case letter, letters; O'Brien / D'Angelo; hyphenated parts (Jean-Pierre).
-# (The look-behind sits after the first character so that the regex engine can jump between capitals.)
-CAP_TOKEN = re.compile(rf"[{_UPPER}](?<![\w'’-].)[^\W\d_]*(?:['’][{_UPPER}][^\W\d_]+)?(?:-[^\W\d_]+)*(?![\w])")
-# What may sit between two tokens of one name: one space, an initial's dot, a lower-case particle.
-_JOIN = re.compile(r"(?:\.? {1,3}|\.?\t| (?:van|von|de|del|della|der|den|di|da|du|la|le|bin|ibn|al|el|dos|das|ter|ten|"
-                   r"y|e|zu|af|av) )")
-TITLES = word_set("""
-Dr Drs Mr Mrs Ms Mx Miss Mister Madam Prof Professor Sr Sra Srta Mme Mlle Herr Frau Rev Fr Sister Brother Nurse
-Capt Sgt Lt Col Hon Judge Officer Doctor Dra Sig Sir Dame Lady Lord Pastor Rabbi Imam DR MR MRS MS dr mr mrs ms
-""")
-# Phrases right before capitalised words that make them a name (compared lower-cased, last 1-4 words).
-NAME_CUES = frozenset(c.strip() for c in """my name is|name is|his name is|her name is|their name is|name:|names:|
-patient:|pt:|patient name:|called|named|dear|hi|hello|hey|thanks|thanks,|thank you|thank you,|cc:|signed by|seen by|
-seen with|referred by|dictated by|transcribed by|electronically signed by|signed:|signature:|by:|attending:|
-resident:|pcp:|provider:|physician:|surgeon:|nurse:|rn:|md:|says|said|told|asked|wrote|replied|according to|
-contact:|emergency contact:|spouse:|mother:|father:|son:|daughter:|wife:|husband:|brother:|sister:|guardian:|nok:|
-next of kin:|caregiver:|accompanied by|interview with|from dr|to dr|author:|meet|introducing|i'm|i am|this is|
-call me|calls me|known as|goes by|last name is|first name is|surname is|last name?|name?|family name:|
-first name:|last name:|surname:|mr and mrs|my son|my daughter|my wife|my husband|my mother|my father|my kid|
-my brother|my sister|my friend|my partner|with ms.|with mr.|with mrs.|with dr.""".replace("\n", "").split("|"))
-LOCATION_CUES = frozenset([
-    'in', 'from', 'at', 'near', 'to', 'lives in', 'living in', 'born in', 'resides in', 'moved to', 'visiting',
-    'returned from', 'travelled to', 'traveled to'
-])
-_FACILITY_AFTER = re.compile(r"^(?:['’]s)? (?:Hospital|Medical Cent|Health Cent|Clinic|Infirmary|Nursing Home|"
-                             r"Rehabilitation|Hospice|Healthcare|Memorial|University|College|School)")
-_PLACE_VERBS = frozenset({"flew to", "moved to", "travelled to", "traveled to", "drove to", "went to", "trip to",
-                          "lives in", "born in", "located in"})
-# Weak evidence whose tokens are not searched for elsewhere in the text.
-_NO_PROPAGATION = frozenset({"unknown capitalised word inside a sentence", "capitalised word in a list of names",
-                             "capitalised words alone on a line", "common-word name beside an unknown capitalised word"})
-# Rules too weak for shorthand clinical notes (see NameRecognizer._holds_in_note).
-_AMBIGUOUS_TITLES = frozenset({"ms", "lt", "mr"})
-_MR_STUDIES = ("veno", "angio", "imag", "spectro", "entero", "cholangio", "arthro", "urogra", "perfusion", "elasto",
-               "scan", "study", "sequence")
-_NOTE_WEAK = frozenset({"unknown capitalised word inside a sentence", "unknown capitalised word before a verb",
-                        "unknown capitalised words opening a sentence", "unknown capitalised word after a place preposition",
-                        "lower-case name between commas", "capitalised words alone on a line",
-                        "lower-case first and last name in a lower-case text", "capitalised word in a list of names",
-                        "common-word name beside an unknown capitalised word", "unknown capitalised word after a first name",
-                        "unknown capitalised word before a verb of a person"})
-# Word shapes of drugs, procedures and findings (suffixes) and of units with inner capitals ("IgA", "mEq").
-_MEDICAL_SHAPE = re.compile(
-    r"(?:itis|osis|emia|aemia|ectomy|otomy|ostomy|plasty|scopy|gram|graphy|pathy|algia|oma|omas|ema|ase|mab|nib|"
-    r"pril|sartan|olol|dipine|statin|azole|cillin|mycin|floxacin|cycline|platin|tidine|prazole|done|pam|lam|"
-    r"parin|gliptin|gliflozin|glutide|tropin|sone|olone|mide|xaban|gatran|vir|afil|tadine|azine|oxacin|"
-    r"ulin|tide|mex|aar|ram|ium|opsy|ation|ysis|iasis|megaly|olic|ular|itis|sion)$|^[A-Z]{2,}[a-z]{1,2}$|"
-    r"^[A-Z][a-z][A-Z]$")
-_LIST_GAP = re.compile(r",\s*|,? and |,? & |, and ")
-_LINE_START = re.compile(r"(?:^|\n|>|\n\s|>\s|  )$")
-_LINE_END = re.compile(r"\s*(?:$|\n|>|  )")
-_LOWER_ID_AFTER = re.compile(r"(?:date of birth|dob|mrn|medical record)\b")
-_LOWER_NAME_BEFORE_ID = re.compile(r"(?:(?P<name>[a-zß-ɏ]{3,}) )?(?P<name2>[a-zß-ɏ]{3,})\s?[,.:]?\s*(?:n- )?$")
-_LOWER_VERB = re.compile(r" (?:is|was|has|had|began|begins|lives|lived|will|says|said|spent)\b")
-_LOWER_VERB_BEFORE = re.compile(r"(?:^|[.,?!:\]]\s*|\n|\b(?:and|of|with|tell|ask|told|asked|let|so|okay) )"
-                                r"(?P<name>[a-zß-ɏ]{3,})$")
-_MAYBE_TITLE = re.compile(r".*[A-Za-z]\.? $")
-# Where _MAYBE_TITLE holds, what NameRecognizer._titled decides: the word before the one space is a title (with at
-# most one dot, since _MAYBE_TITLE allows one; no title is long enough for _titled's 16-character window to cut it).
-# analyze() looks this up in the title ends of _TITLE_WORD_SCAN instead of calling _titled for each of the ~50
-# capitalised words per kilobyte of a note.
-assert max(map(len, TITLES)) <= 10, "a longer title needs a wider window in analyze() and _titled"
-# Where a title and one space ("Dr. ", "MRS ") end, for every position of a text in one scan (a capitalised word
-# right after one may be a name even when it is an ordinary word). At most one title fits at a place (none is a prefix
-# of another followed by "." or " "), and no match can hide another (a match holds white space only at its end), so
-# ``start in ends`` is what a search of "(?<!\S)TITLE\.? \Z" in the 12 characters before ``start`` said per word.
-_TITLE_WORD_SCAN = re.compile(trie_regex_at_word_start(sorted(TITLES), r"\S") + r"\.? ")
-_TITLE_BEFORE = re.compile(r"(?i:dr|mr|mrs|ms|miss|prof)\.[ \t]*$")
-_SENTENCE_END = frozenset(".!?:;>\"“(\n*•-")
-# (PA and NP before a number or a view are the pulmonary artery, posteroanterior and "non-productive":
-# "Hemodynamics PA 54/18", "PA and lateral view", "STRONG NP COUGH")
-_CREDENTIAL_AFTER = re.compile(r"^,?\s+(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCP|"
-                               r"DNP|CRNA|LPN|PharmD|DDS|DMD|MSW|LCSW|APRN|FNP|MPH|NP-C)\b"
-                               r"(?![ \t]*(?:\d|(?:and|&|/)[ \t]*lat|view|film|line|cath|pressure|cough))")
-# After "seen by X": a service, not a person ("Seen by Liver team", "by Cardiac Transplant surgeon").
-_SERVICE_AFTER = re.compile(r"^(?:[ \t]+[A-Za-z]+)?[ \t]+(?:team|service|surgeon|surgery|consult|fellow|attending|"
-                            r"transplant|clinic|doctors?|nurses?)\b", re.I)
-_VERB_AFTER = re.compile(r"^(?::|,? (?:is|was|has|had|have|will|would|began|begins|lives|lived|spent|says|said|"
-                         r"told|asked|wrote|went|came|joined|works|worked|grew|moved|called|reports|reported|"
-                         r"presents|presented|denies|denied|states|stated|explained|added|noted|announced|commented|"
-                         r"confirmed|argued|insisted|believes|thinks|wants|needs|went|arrived|left|died|married)\b|,? and (?=[A-Z]))")
-# Lower-case cues (speech transcripts): after a title any lexicon name counts; after a greeting only a first name
-# or a name that is no frequent English word; after a discourse word ("so carolyn tell me") only a first name.
-_LOWER_TITLES = ("mr", "mrs", "ms", "miss", "mister", "dr", "doctor", "nurse", "patient is", "next patient is",
-                 "dictating on", "patient name is", "patient")
-_LOWER_GREETINGS = ("hi", "hello", "hey", "bye", "goodbye", "thanks", "dear", "name is", "i'm", "i am", "this is",
-                    "call me", "named", "called", "meet", "thank you", "see you", "morning", "afternoon", "evening")
-_LOWER_DISCOURSE = ("so", "okay", "alright", "mean")
-_LOWER_CUE = re.compile(r"(?P<cue>" + trie_regex(_LOWER_TITLES + _LOWER_GREETINGS + _LOWER_DISCOURSE)
-                        + r")\s?\.?\s*,?\s+"
-                        r"(?P<name>[^\W\d_]{2,}(?:[-'’][^\W\d_]+)?)(?:\s+(?P<name2>[^\W\d_]{2,}(?:[-'’][^\W\d_]+)?))?")
-_LOWER_VOCATIVE = re.compile(r"[,.?!]\s+(?P<name>[a-zß-ɏ]{3,})(?=\s*[,.?!])")  # look-ahead: ", a, b, c" chains
-_LOWER_AGE = re.compile(r" is an? \d{1,3}[- ]year")
-_LOWER_WORDS_BEFORE = re.compile(r"(?:(?P<name>[a-zß-ɏ]{3,}) )?(?P<name2>[a-zß-ɏ]{3,})$")
-_PERSON_VERB_AFTER = re.compile(r"^ (?:says|said|told|asked|replied|wrote|spent|married|joined|grew up|works|worked|"
-                                r"lives|lived|thinks|believes|argued|insisted|announced|commented|explained)\b")
-_LOWER_WORD_AFTER = re.compile(r"^ [a-z]")
-_LOWER_NAME_LINE = re.compile(r"(?m)^[^\w\n]{0,6}(?P<name>(?P<t1>[a-zß-ɏ]{2,})(?: [a-z]\.?)? "
-                              r"(?P<t2>[a-zß-ɏ]{2,}(?:-[a-zß-ɏ]{2,})?))[ \t]*$")
-# (the word-start look-behinds sit after each cue's first letter so that the scan can jump between candidates)
-_LOWER_PREP_NAME = re.compile(r"(?P<cue>w(?<!\w.)ith|b(?<!\w.)y|t(?<!\w.)o|a(?<!\w.)nd|m(?<!\w.)e|c(?<!\w.)alls? me|"
-                              r"n(?<!\w.)ame is)\s+(?P<name>[a-zß-ɏ]{3,})"
-                              r"(?:\s(?P<name2>[a-zß-ɏ]{3,}))?\b")
-# Every word start (zero-width, so overlapping pairs are all seen): first name, optional initial, surname.
-_LOWER_PAIR = re.compile(r"(?<![\w'’-])(?=(?P<t1>[a-zß-ɏ]{3,})(?: [a-z]\.?)? (?P<t2>[a-zß-ɏ]{3,})\b)")
-# Three or more lower-case words joined by commas / "and" (possessive: no backtracking inside a word).
-_LOWER_LIST = re.compile(r"[a-zß-ɏ](?<![\w'’-].)[a-zß-ɏ]{2,}+, ?(?:[a-zß-ɏ]{3,}+(?:, ?|,? and ))+[a-zß-ɏ]{3,}")
-_LOWER_LIST_ITEM = re.compile(r"[a-zß-ɏ]{3,}")
-_SAYS_AFTER = re.compile(r"^,?\s+(?:says|said|told|asked|replied|wrote|reports|reported|stated|states|explained)\b")
-_STRICT_HEADS = (r"disease|diseases|syndrome|syndromes|palsy|fracture|fractures|score|scores|scale|criteria|"
-                 r"classification|procedure|operation|reflex|reflexes|phenomenon|tumou?rs?|lymphoma|sarcoma|ulcers?|"
-                 r"nodes?|cysts?|hernia|o?esophagus|catheter|stockings|triad|maneuver|manoeuvre|incision|lesions?|"
-                 r"nodules?|disorder|dementia|encephalopathy|anomaly|malformation|thyroiditis|arthritis|neuroma|"
-                 r"neuralgia|contracture|deformity|aneurysm|respirations?|murmur|staining|shunt|anastomosis|"
-                 r"fundoplication|pouch|coma|sign|test|spots|bodies|cells|contracture")
-_POSSESSIVE_HEADS = _STRICT_HEADS + r"|signs|tests|point|points|body|law|method|position|solution|grade|stage|rule"
-# "Graves disease", "Bell's palsy", "Stevens-Johnson syndrome": the capitalised run is an eponym, not a person.
-_EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + _STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
-                           r"(?i:" + _POSSESSIVE_HEADS + r"))\b")
 
 
 def _words_before(text: str, start: int, n: int = 4) -> list[str]:
@@ -287,7 +192,7 @@ class NameRecognizer(Recognizer):
         runs: list[list[tuple[int, int, str]]] = []
         current: list[tuple[int, int, str]] = []
         kinds_of = self._kind_cache
-        title_ends: set[int] | None = None  # where "TITLE.? " ends (_TITLE_WORD_SCAN), found at the first need
+        title_ends: set[int] | None = None  # where "TITLE.? " ends (TITLE_WORD_SCAN), found at the first need
         for m in CAP_TOKEN.finditer(text):
             start, end = m.span()
             token = m.group()
@@ -295,7 +200,7 @@ class NameRecognizer(Recognizer):
             if kind == "I" and not text.startswith(".", end) and not (current and current[-1][1] == start - 1):
                 kind = "A"  # a lone capital letter that is not an initial ("I", "A")
             if kind != "A":
-                if current and start - current[-1][1] <= 7 and _JOIN.fullmatch(text, current[-1][1], start) and (
+                if current and start - current[-1][1] <= 7 and JOIN.fullmatch(text, current[-1][1], start) and (
                         text[current[-1][1]] != "." or current[-1][1] - current[-1][0] == 1):  # a dot only after an initial
                     current.append((start, end, kind))
                     continue
@@ -311,8 +216,8 @@ class NameRecognizer(Recognizer):
             # is dropped here (most capitalised words end here), so it no longer links "X, The, Y" into one list
             # of names (no change on the 1800 benchmark texts).
             if title_ends is None:
-                title_ends = {t.end() for t in _TITLE_WORD_SCAN.finditer(text)}
-            if start in title_ends and _MAYBE_TITLE.match(text, start - 6 if start > 6 else 0, start):
+                title_ends = {t.end() for t in TITLE_WORD_SCAN.finditer(text)}
+            if start in title_ends and MAYBE_TITLE.match(text, start - 6 if start > 6 else 0, start):
                 runs.append([(start, end, kind)])
         if current:
             runs.append(current)
@@ -338,13 +243,13 @@ class NameRecognizer(Recognizer):
         expl = span.explanation
         first, last = us_names()
         tokens = re.findall(r"[^\W\d_]{2,}", text[span.start:span.end].lower())
-        if expl in _NOTE_WEAK:  # kept only as two or more words in no list ("Xanmabel Umvel", not "Dopamine")
+        if expl in NOTE_WEAK:  # kept only as two or more words in no list ("Xanmabel Umvel", not "Dopamine")
             return len(tokens) >= 2 and all(len(t) > 2 and t not in self._english_all and t not in self._allow
-                                            and not _MEDICAL_SHAPE.search(t) for t in tokens)
+                                            and not MEDICAL_SHAPE.search(t) for t in tokens)
         if expl == "name lexicon":  # a US name that is no word, or in mixed case a name of any locale in no list
             before = text[max(0, span.start - 3):span.start].rstrip(" \t|")
-            if len(tokens) == 1 and tokens[0] in self._english_all and (not before or before[-1] in _SENTENCE_END) \
-                    and not _TITLE_BEFORE.search(text, max(0, span.start - 8), span.start):
+            if len(tokens) == 1 and tokens[0] in self._english_all and (not before or before[-1] in SENTENCE_END) \
+                    and not TITLE_BEFORE.search(text, max(0, span.start - 8), span.start):
                 return False  # "Brown soft stool", "Post transfusion HCT", "Pearl 2-3 mm": a word opening a line
             return bool(tokens) and all(t not in self._allow and (
                 (t in first or t in last) and t not in self._english
@@ -361,12 +266,12 @@ class NameRecognizer(Recognizer):
         regurgitation) followed by a word that is no US name but an English word or clinical shorthand: "no affect
         on MS. Verbal support", "S/P Lt. Hip", "IF MS CONT" ("Ms. Brown", "Mr. Hall" stay names)."""
         before = text[max(0, start - 10):start].split()
-        if not before or before[-1].rstrip(".,").lower() not in _AMBIGUOUS_TITLES:
+        if not before or before[-1].rstrip(".,").lower() not in AMBIGUOUS_TITLES:
             return False
         if len(before) > 1 and before[-2].lower() == "an":
             return True  # "an MR venography": an em-ar, the acronym
         word = text[start:end].split()[0].lower().strip(".,")
-        if before[-1].lower() == "mr" and word.startswith(_MR_STUDIES):
+        if before[-1].lower() == "mr" and word.startswith(MR_STUDIES):
             return True  # "MR venogram", "MR angiography": magnetic resonance
         first, last = us_names()
         return (word in self._english_all or word in NOTE_SHORTHAND or word in CLINICAL_TERMS) and word not in first \
@@ -382,7 +287,7 @@ class NameRecognizer(Recognizer):
 
     def _judge(self, text: str, run: list[tuple[int, int, str]]) -> Span | None:
         start, end = run[0][0], run[-1][1]
-        if len(run) == 1 and run[0][2] == "A" and not _MAYBE_TITLE.match(text, max(0, start - 6), start):
+        if len(run) == 1 and run[0][2] == "A" and not MAYBE_TITLE.match(text, max(0, start - 6), start):
             return None  # fast path: one allowed word, no title before it
         if text[end:end + 2] in ("'t", "’t"):
             return None  # a contraction: "Con't" (continue), "Don't"
@@ -391,7 +296,7 @@ class NameRecognizer(Recognizer):
         if kinds == "A" and not titled:
             return None
         after = text[end:end + 60]
-        if not titled and (_EPONYM_AFTER.match(after) or _FACILITY_AFTER.match(after)):
+        if not titled and (EPONYM_AFTER.match(after) or FACILITY_AFTER.match(after)):
             return None
         if titled:
             if self._clinical_after_title(text, start, end):
@@ -402,14 +307,14 @@ class NameRecognizer(Recognizer):
             return self.span(start, end, "NAME", score, "name lexicon" + (" + neighbours" if len(run) > 1 else ""))
         if "W" in kinds and len(run) > 1 and set(kinds) <= {"W", "U", "I"} and "U" in kinds:
             return self.span(start, end, "NAME", 0.55, "common-word name beside an unknown capitalised word")
-        if _CREDENTIAL_AFTER.match(after):
+        if CREDENTIAL_AFTER.match(after):
             return self.span(start, end, "NAME", 0.8, "capitalised words before a credential")
         words = _words_before(text, start)
-        if _phrase_hit(words, NAME_CUES) is not None and not _SERVICE_AFTER.match(after):
+        if _phrase_hit(words, NAME_CUES) is not None and not SERVICE_AFTER.match(after):
             return self.span(start, end, "NAME", 0.65, "capitalised words after a name cue")
         prev = text[max(0, start - 4):start].rstrip(" \t")
-        at_sentence_start = not prev or prev[-1] in _SENTENCE_END
-        if not at_sentence_start and len(run) <= 3 and _SAYS_AFTER.match(after):
+        at_sentence_start = not prev or prev[-1] in SENTENCE_END
+        if not at_sentence_start and len(run) <= 3 and SAYS_AFTER.match(after):
             return self.span(start, end, "NAME", 0.6, "capitalised words before a speech verb")
         phrase = text[start:end].lower()
         if phrase in self._cities and (len(run) > 1 or _phrase_hit(words, LOCATION_CUES) is not None) and not (
@@ -418,10 +323,10 @@ class NameRecognizer(Recognizer):
             return self.span(start, end, "LOCATION", 0.55, "city lexicon")
         if "U" not in kinds:
             return None
-        if len(run) == 1 and len(text[start:end]) > 2 and _PERSON_VERB_AFTER.match(after):
+        if len(run) == 1 and len(text[start:end]) > 2 and PERSON_VERB_AFTER.match(after):
             # "Alvir spent a year", "Ubaldo told me": verbs that only people take outweigh a drug-like suffix
             return self.span(start, end, "NAME", 0.5, "unknown capitalised word before a verb of a person")
-        if len(run) == 1 and (len(text[start:end]) <= 2 or _MEDICAL_SHAPE.search(text[start:end])):
+        if len(run) == 1 and (len(text[start:end]) <= 2 or MEDICAL_SHAPE.search(text[start:end])):
             return None  # "Gy", "Hg", "IgA"; "Erythema", "Cisplatin", "Bumex": units and medical-looking words
         if len(run) == 1 and words and words[-1][:1].isalpha() and text[start - 2:start - 1].isalpha():
             prev_word = text[max(0, start - 30):start].split()[-1]
@@ -433,14 +338,14 @@ class NameRecognizer(Recognizer):
                 return None
         if not at_sentence_start:
             if len(run) == 1 and words and (words[-1] in ("in", "from", "near", "at")
-                                            or " ".join(words[-2:]) in _PLACE_VERBS):
+                                            or " ".join(words[-2:]) in PLACE_VERBS):
                 return self.span(start, end, "LOCATION", 0.5, "unknown capitalised word after a place preposition")
             return self.span(start, end, "NAME", 0.5, "unknown capitalised word inside a sentence")
-        if 2 <= len(run) <= 3 and set(kinds) == {"U"} and _LOWER_WORD_AFTER.match(after) and not any(
-                _MEDICAL_SHAPE.search(text[a:b]) for a, b, _ in run):
+        if 2 <= len(run) <= 3 and set(kinds) == {"U"} and LOWER_WORD_AFTER.match(after) and not any(
+                MEDICAL_SHAPE.search(text[a:b]) for a, b, _ in run):
             # "Zargan Vedzizhev from ...": two or three unknown words opening a sentence that goes on in lower case
             return self.span(start, end, "NAME", 0.5, "unknown capitalised words opening a sentence")
-        verb = _VERB_AFTER.match(after)
+        verb = VERB_AFTER.match(after)
         if verb and (len(run) == 1 or not verb.group().startswith(":")):  # "Ubul:" a speaker, "Lipid Panel:" a header
             return self.span(start, end, "NAME", 0.5, "unknown capitalised word before a verb")
         return None
@@ -453,7 +358,7 @@ class NameRecognizer(Recognizer):
         # A list gap starts with "," or " a(nd)" / " &": test that first, the regex only on the few candidates.
         linked = [i + 1 < n and (text[runs[i][-1][1]:runs[i][-1][1] + 1] == "," or
                                  text[runs[i][-1][1]:runs[i][-1][1] + 2] in (" a", " &"))
-                  and _LIST_GAP.fullmatch(text, runs[i][-1][1], runs[i + 1][0][0]) is not None
+                  and LIST_GAP.fullmatch(text, runs[i][-1][1], runs[i + 1][0][0]) is not None
                   for i in range(n)]
         i = 0
         while i < n:
@@ -475,9 +380,9 @@ class NameRecognizer(Recognizer):
             if "A" in kinds or "U" not in kinds:
                 continue
             start, end = run[0][0], run[-1][1]
-            if any(_MEDICAL_SHAPE.search(text[a:b]) for a, b, _ in run):
+            if any(MEDICAL_SHAPE.search(text[a:b]) for a, b, _ in run):
                 continue
-            if _LINE_START.search(text, max(0, start - 3), start) and _LINE_END.match(text, end):
+            if LINE_START.search(text, max(0, start - 3), start) and LINE_END.match(text, end):
                 out.append(self.span(start, end, "NAME", 0.5, "capitalised words alone on a line"))
         return out
 
@@ -488,8 +393,8 @@ class NameRecognizer(Recognizer):
     def _lowercase(self, text: str) -> list[Span]:
         """Lower-case names in context (speech transcripts): greeting/title cue, vocative, 'is a NN-year-old'."""
         out: list[Span] = []
-        for m in _LOWER_AGE.finditer(text):
-            before = _LOWER_WORDS_BEFORE.search(text, max(0, m.start() - 40), m.start())
+        for m in LOWER_AGE.finditer(text):
+            before = LOWER_WORDS_BEFORE.search(text, max(0, m.start() - 40), m.start())
             if before is None:
                 continue
             first, last = before.group("name"), before.group("name2")
@@ -497,37 +402,37 @@ class NameRecognizer(Recognizer):
                 out.append(self.span(before.start("name"), before.end(), "NAME", 0.6, "lower-case name before an age"))
             elif self._lower_name(last):
                 out.append(self.span(before.start("name2"), before.end(), "NAME", 0.6, "lower-case name before an age"))
-        for m in _LOWER_ID_AFTER.finditer(text):
-            before = _LOWER_NAME_BEFORE_ID.search(text, max(0, m.start() - 40), m.start())
+        for m in LOWER_ID_AFTER.finditer(text):
+            before = LOWER_NAME_BEFORE_ID.search(text, max(0, m.start() - 40), m.start())
             if before is None:
                 continue
             first, last = before.group("name"), before.group("name2")
             if first and first in self._names and last in self._names and first not in self._common:
                 out.append(self.span(before.start("name"), before.end("name2"), "NAME", 0.6,
                                      "lower-case name before a date of birth or record number"))
-        for m in _LOWER_VERB.finditer(text):
-            before = _LOWER_VERB_BEFORE.search(text, max(0, m.start() - 30), m.start())
+        for m in LOWER_VERB.finditer(text):
+            before = LOWER_VERB_BEFORE.search(text, max(0, m.start() - 30), m.start())
             if before is not None and self._lower_name(before.group("name")):
                 out.append(self.span(before.start("name"), before.end("name"), "NAME", 0.6,
                                      "lower-case name before a verb"))
-        rules = [(_LOWER_CUE, "lower-case name after a greeting or title")]
-        # A vocative is one word, and in a note _holds_in_note keeps a _NOTE_WEAK span only with two or more words:
+        rules = [(LOWER_CUE, "lower-case name after a greeting or title")]
+        # A vocative is one word, and in a note _holds_in_note keeps a NOTE_WEAK span only with two or more words:
         # every vocative found in a note would be dropped, so the scan (and a Python test per ", word,") is skipped.
         if not looks_like_note(text):
-            rules.append((_LOWER_VOCATIVE, "lower-case name between commas"))
+            rules.append((LOWER_VOCATIVE, "lower-case name between commas"))
         for pattern, expl in rules:
             for m in pattern.finditer(text):
-                if pattern is _LOWER_CUE and m.start() and (text[m.start() - 1].isalnum()):
+                if pattern is LOWER_CUE and m.start() and (text[m.start() - 1].isalnum()):
                     continue
                 name = m.group("name")
                 low = name.lower()
                 cue = m.groupdict().get("cue")
                 if name[0].isupper():
                     continue
-                if cue in _LOWER_TITLES:
+                if cue in LOWER_TITLES:
                     if low not in self._names or low in self._common or low in self._allow:
                         continue
-                elif cue in _LOWER_DISCOURSE:
+                elif cue in LOWER_DISCOURSE:
                     if low not in self._first or not self._lower_name(low):
                         continue
                 elif not self._lower_name(low):
@@ -543,7 +448,7 @@ class NameRecognizer(Recognizer):
     def _unknown_lower(self, token: str) -> bool:
         """A lower-case token that may be a surname: no frequent English word, no allowed word, not drug-shaped."""
         return (len(token) >= 3 and token not in self._english_all and token not in self._allow
-                and token not in self._common and not _MEDICAL_SHAPE.search(token))
+                and token not in self._common and not MEDICAL_SHAPE.search(token))
 
     def _first_lower(self, token: str, english_ok: bool = False) -> bool:
         """A lower-case first name ("monika", "silvana"); with ``english_ok`` also one that is an English word
@@ -563,12 +468,12 @@ class NameRecognizer(Recognizer):
     def _lowercase_context(self, text: str, out: list[Span]) -> None:
         """Lower-case names on a line of their own (address / signature blocks), after "with / by / to / and / me"
         (a first name that is no English word), after "call me" / "name is", and in comma lists of first names."""
-        for m in _LOWER_NAME_LINE.finditer(text):
+        for m in LOWER_NAME_LINE.finditer(text):
             t1, t2 = m.group("t1"), m.group("t2")
             strong = [t for t in (t1, t2) if t in self._strong and t not in self._common]
             if strong and all(t in strong or self._unknown_lower(t) for t in (t1, t2)):
                 out.append(self.span(m.start("name"), m.end("name"), "NAME", 0.55, "lower-case name alone on a line"))
-        for m in _LOWER_PREP_NAME.finditer(text):
+        for m in LOWER_PREP_NAME.finditer(text):
             name = m.group("name")
             if m.group("cue") in ("call me", "calls me", "name is"):
                 if not (self._first_lower(name) or self._unknown_lower(name)):
@@ -584,7 +489,7 @@ class NameRecognizer(Recognizer):
             end = self._surname_end(m) or m.end("name")
             out.append(self.span(m.start("name"), end, "NAME", 0.55, "lower-case first name after a preposition"))
         if text.islower():  # a text with no capital at all (lower-cased templates, transcripts): full names anywhere
-            for m in _LOWER_PAIR.finditer(text):
+            for m in LOWER_PAIR.finditer(text):
                 t1, t2 = m.group("t1"), m.group("t2")
                 # one of the two must be no English word: "codey ross", "frank lombardo"; not "will frank"
                 if (self._first_lower(t1, english_ok=True) and t2 in self._strong and t2 not in self._common
@@ -595,8 +500,8 @@ class NameRecognizer(Recognizer):
         # letter) on the six texts in ten that have neither.
         if text.count(",") < 2 and not ("," in text and " and " in text):
             return
-        for m in _LOWER_LIST.finditer(text):
-            items = list(_LOWER_LIST_ITEM.finditer(text, m.start(), m.end()))
+        for m in LOWER_LIST.finditer(text):
+            items = list(LOWER_LIST_ITEM.finditer(text, m.start(), m.end()))
             names = [it for it in items if self._first_lower(it.group(), english_ok=True)]
             if len(names) >= 3 and 3 * len(names) >= 2 * len(items):
                 for it in names:
@@ -607,7 +512,7 @@ class NameRecognizer(Recognizer):
         fields): tokens of confident name spans that are no ordinary word."""
         tokens = set()
         for span in spans:
-            if span.entity_type != "NAME" or span.score < 0.5 or span.explanation in _NO_PROPAGATION:
+            if span.entity_type != "NAME" or span.score < 0.5 or span.explanation in NO_PROPAGATION:
                 continue
             lexicon_only = span.explanation.startswith("name lexicon")
             for token in re.findall(r"[^\W\d_]{3,}", text[span.start:span.end]):
@@ -648,7 +553,7 @@ class NameRecognizer(Recognizer):
             i = bisect.bisect_right(begins, pos) - 1
             if i >= 0 and starts[i][0] <= pos < starts[i][1]:
                 continue
-            if _EPONYM_AFTER.match(text, end):
+            if EPONYM_AFTER.match(text, end):
                 continue
             out.append(self.span(pos, end, "NAME", 0.6, explanation))
         return out

@@ -48,7 +48,7 @@ from clinforge.data.deid.lexicons import (
     word_start_regex,
 )
 from clinforge.data.deid.medical_words import medical_words
-from clinforge.data.deid.names import _EPONYM_AFTER, _MEDICAL_SHAPE, _MR_STUDIES
+from clinforge.data.deid.name_patterns import EPONYM_AFTER, MEDICAL_SHAPE, MR_STUDIES
 from clinforge.data.deid.note_dates import find_note_dates
 from clinforge.data.deid.note_text_search import (
     cue_word_before,
@@ -225,7 +225,7 @@ class NoteRecognizer(Recognizer):
         self._surnames_alone = frozenset(
             t for t in self._last - self._first if len(t) >= 4 and t not in self._stop and t not in self._english_all
             and t not in self._allow and not self._is_word(t) and not derived_word(t, english)
-            and not _MEDICAL_SHAPE.search(t))
+            and not MEDICAL_SHAPE.search(t))
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
                                  and c not in common_words() and c not in WORD_NAMES and c not in allow_words())
         self._city_first: dict[str, list[str]] = {}
@@ -254,7 +254,7 @@ class NoteRecognizer(Recognizer):
         if token in self._first or token in self._last or (generous and token in self._names_all):
             return True
         return (len(token) >= 4 and not self._is_word(token) and token.replace("-", "").isalpha()
-                and not _MEDICAL_SHAPE.search(token))
+                and not MEDICAL_SHAPE.search(token))
 
     def analyze(self, text: str) -> list[Span]:
         lower = text.lower()
@@ -283,7 +283,7 @@ class NoteRecognizer(Recognizer):
                                                         or lower[max(0, m.start() - 3):m.start()] == "an "):
                 continue  # "-MR, inf hypokinesis", "MS, alert", "an MR venogram": mitral regurgitation, mental
                 # status, magnetic resonance; no title
-            if cue == "mr" and t1.startswith(_MR_STUDIES):
+            if cue == "mr" and t1.startswith(MR_STUDIES):
                 continue  # "MR venogram", "mr angiography": magnetic resonance
             if cue == "doctor" and _ARTICLE_BEFORE.search(lower, max(0, m.start() - 8), m.start()):
                 continue  # "her doctor despite", "the doctor because": the noun, not a title
@@ -353,7 +353,7 @@ class NoteRecognizer(Recognizer):
                 token = m.group("a")
                 if token not in self._stop and ((token in self._first and token not in WORD_NAMES)
                                                 or (token in self._last and token not in self._english_all)) \
-                        and not _EPONYM_AFTER.match(text[m.end("a"):m.end("a") + 60]):  # "with Whipple disease"
+                        and not EPONYM_AFTER.match(text[m.end("a"):m.end("a") + 60]):  # "with Whipple disease"
                     add(self.span(m.start("a"), m.end("a"), "NAME", 0.6, "name after 'per' / 'with'"))
         for aware, _ in find_words(lower, words & _AWARE_WORDS):
             before = _TOKEN_BEFORE.search(lower, max(0, aware - 40), aware)
@@ -392,7 +392,7 @@ class NoteRecognizer(Recognizer):
                  and t not in self._english}
         if found and looks_like_note(text):
             for start, end in find_words(lower, found):
-                if not _EPONYM_AFTER.match(text[end:end + 60]):  # "Wilson disease"
+                if not EPONYM_AFTER.match(text[end:end + 60]):  # "Wilson disease"
                     add(self.span(start, end, "NAME", 0.55, "US first name in a note"))
         for m in matches_at(_TITLE_INITIAL, lower, words & _TITLE_INITIAL_CUES):
             if m.group("dot") or (text[m.start("i")].isupper() and not text.isupper()):
@@ -406,7 +406,7 @@ class NoteRecognizer(Recognizer):
         alone = words & self._surnames_alone
         if alone and looks_like_note(text):  # "LINDGREN FOLLOWING", "d/w castellano": a common surname, no word
             for start, end in find_words(lower, alone):
-                if not _EPONYM_AFTER.match(text[end:end + 60]):
+                if not EPONYM_AFTER.match(text[end:end + 60]):
                     add(self.span(start, end, "NAME", 0.55, "US surname in a note"))
 
     def _phones(self, lower: str, words: set[str], out: list[Span]) -> None:
@@ -515,7 +515,7 @@ class NoteRecognizer(Recognizer):
         covered = {(s.start, s.end) for s in spans}
         out = []
         for start, end in find_words(lower, tokens):
-            if (start, end) not in covered and not _EPONYM_AFTER.match(text[end:end + 60]):
+            if (start, end) not in covered and not EPONYM_AFTER.match(text[end:end + 60]):
                 out.append(self.span(start, end, tokens[lower[start:end]], 0.6, "same word found elsewhere in the note"))
         return out
 

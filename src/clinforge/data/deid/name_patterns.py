@@ -1,0 +1,148 @@
+"""The regular expressions and word sets of the names recognizer (``names.NameRecognizer``): capitalised tokens,
+titles, name and place cues, eponym heads, medical word shapes, and the lower-case (speech transcript) cues. Kept
+apart so that the recognizer's module holds its logic; the notes recognizer shares the eponym and shape tests.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from clinforge.data.deid.lexicons import trie_regex, trie_regex_at_word_start, word_set
+
+
+def _char_class(pred) -> str:
+    """A regex character class of every BMP code point satisfying ``pred`` (ranges compressed)."""
+    ranges: list[tuple[int, int]] = []
+    for cp in range(0x41, min(sys.maxunicode, 0xFFFF) + 1):
+        if 0xD800 <= cp <= 0xDFFF or not pred(chr(cp)):
+            continue
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+
+
+_UPPER = _char_class(lambda c: c.isupper() or c.istitle())
+# A capitalised token: upper-case letter, letters; O'Brien / D'Angelo; hyphenated parts (Jean-Pierre).
+# (The look-behind sits after the first character so that the regex engine can jump between capitals.)
+CAP_TOKEN = re.compile(rf"[{_UPPER}](?<![\w'’-].)[^\W\d_]*(?:['’][{_UPPER}][^\W\d_]+)?(?:-[^\W\d_]+)*(?![\w])")
+# What may sit between two tokens of one name: one space, an initial's dot, a lower-case particle.
+JOIN = re.compile(r"(?:\.? {1,3}|\.?\t| (?:van|von|de|del|della|der|den|di|da|du|la|le|bin|ibn|al|el|dos|das|ter|ten|"
+                   r"y|e|zu|af|av) )")
+TITLES = word_set("""
+Dr Drs Mr Mrs Ms Mx Miss Mister Madam Prof Professor Sr Sra Srta Mme Mlle Herr Frau Rev Fr Sister Brother Nurse
+Capt Sgt Lt Col Hon Judge Officer Doctor Dra Sig Sir Dame Lady Lord Pastor Rabbi Imam DR MR MRS MS dr mr mrs ms
+""")
+# Phrases right before capitalised words that make them a name (compared lower-cased, last 1-4 words).
+NAME_CUES = frozenset(c.strip() for c in """my name is|name is|his name is|her name is|their name is|name:|names:|
+patient:|pt:|patient name:|called|named|dear|hi|hello|hey|thanks|thanks,|thank you|thank you,|cc:|signed by|seen by|
+seen with|referred by|dictated by|transcribed by|electronically signed by|signed:|signature:|by:|attending:|
+resident:|pcp:|provider:|physician:|surgeon:|nurse:|rn:|md:|says|said|told|asked|wrote|replied|according to|
+contact:|emergency contact:|spouse:|mother:|father:|son:|daughter:|wife:|husband:|brother:|sister:|guardian:|nok:|
+next of kin:|caregiver:|accompanied by|interview with|from dr|to dr|author:|meet|introducing|i'm|i am|this is|
+call me|calls me|known as|goes by|last name is|first name is|surname is|last name?|name?|family name:|
+first name:|last name:|surname:|mr and mrs|my son|my daughter|my wife|my husband|my mother|my father|my kid|
+my brother|my sister|my friend|my partner|with ms.|with mr.|with mrs.|with dr.""".replace("\n", "").split("|"))
+LOCATION_CUES = frozenset([
+    'in', 'from', 'at', 'near', 'to', 'lives in', 'living in', 'born in', 'resides in', 'moved to', 'visiting',
+    'returned from', 'travelled to', 'traveled to'
+])
+FACILITY_AFTER = re.compile(r"^(?:['’]s)? (?:Hospital|Medical Cent|Health Cent|Clinic|Infirmary|Nursing Home|"
+                             r"Rehabilitation|Hospice|Healthcare|Memorial|University|College|School)")
+PLACE_VERBS = frozenset({"flew to", "moved to", "travelled to", "traveled to", "drove to", "went to", "trip to",
+                          "lives in", "born in", "located in"})
+# Weak evidence whose tokens are not searched for elsewhere in the text.
+NO_PROPAGATION = frozenset({"unknown capitalised word inside a sentence", "capitalised word in a list of names",
+                             "capitalised words alone on a line", "common-word name beside an unknown capitalised word"})
+# Titles that are also clinical abbreviations (mental status, left, mitral regurgitation / magnetic resonance), and
+# the studies after "MR" (see NameRecognizer._clinical_after_title).
+AMBIGUOUS_TITLES = frozenset({"ms", "lt", "mr"})
+MR_STUDIES = ("veno", "angio", "imag", "spectro", "entero", "cholangio", "arthro", "urogra", "perfusion", "elasto",
+               "scan", "study", "sequence")
+# Rules too weak for shorthand clinical notes (see NameRecognizer._holds_in_note).
+NOTE_WEAK = frozenset({"unknown capitalised word inside a sentence", "unknown capitalised word before a verb",
+                        "unknown capitalised words opening a sentence", "unknown capitalised word after a place preposition",
+                        "lower-case name between commas", "capitalised words alone on a line",
+                        "lower-case first and last name in a lower-case text", "capitalised word in a list of names",
+                        "common-word name beside an unknown capitalised word", "unknown capitalised word after a first name",
+                        "unknown capitalised word before a verb of a person"})
+# Word shapes of drugs, procedures and findings (suffixes) and of units with inner capitals ("IgA", "mEq").
+MEDICAL_SHAPE = re.compile(
+    r"(?:itis|osis|emia|aemia|ectomy|otomy|ostomy|plasty|scopy|gram|graphy|pathy|algia|oma|omas|ema|ase|mab|nib|"
+    r"pril|sartan|olol|dipine|statin|azole|cillin|mycin|floxacin|cycline|platin|tidine|prazole|done|pam|lam|"
+    r"parin|gliptin|gliflozin|glutide|tropin|sone|olone|mide|xaban|gatran|vir|afil|tadine|azine|oxacin|"
+    r"ulin|tide|mex|aar|ram|ium|opsy|ation|ysis|iasis|megaly|olic|ular|itis|sion)$|^[A-Z]{2,}[a-z]{1,2}$|"
+    r"^[A-Z][a-z][A-Z]$")
+LIST_GAP = re.compile(r",\s*|,? and |,? & |, and ")
+LINE_START = re.compile(r"(?:^|\n|>|\n\s|>\s|  )$")
+LINE_END = re.compile(r"\s*(?:$|\n|>|  )")
+LOWER_ID_AFTER = re.compile(r"(?:date of birth|dob|mrn|medical record)\b")
+LOWER_NAME_BEFORE_ID = re.compile(r"(?:(?P<name>[a-zß-ɏ]{3,}) )?(?P<name2>[a-zß-ɏ]{3,})\s?[,.:]?\s*(?:n- )?$")
+LOWER_VERB = re.compile(r" (?:is|was|has|had|began|begins|lives|lived|will|says|said|spent)\b")
+LOWER_VERB_BEFORE = re.compile(r"(?:^|[.,?!:\]]\s*|\n|\b(?:and|of|with|tell|ask|told|asked|let|so|okay) )"
+                                r"(?P<name>[a-zß-ɏ]{3,})$")
+MAYBE_TITLE = re.compile(r".*[A-Za-z]\.? $")
+# Where MAYBE_TITLE holds, what NameRecognizer._titled decides: the word before the one space is a title (with at
+# most one dot, since MAYBE_TITLE allows one; no title is long enough for _titled's 16-character window to cut it).
+# analyze() looks this up in the title ends of TITLE_WORD_SCAN instead of calling _titled for each of the ~50
+# capitalised words per kilobyte of a note.
+assert max(map(len, TITLES)) <= 10, "a longer title needs a wider window in analyze() and _titled"
+# Where a title and one space ("Dr. ", "MRS ") end, for every position of a text in one scan (a capitalised word
+# right after one may be a name even when it is an ordinary word). At most one title fits at a place (none is a prefix
+# of another followed by "." or " "), and no match can hide another (a match holds white space only at its end), so
+# ``start in ends`` is what a search of "(?<!\S)TITLE\.? \Z" in the 12 characters before ``start`` said per word.
+TITLE_WORD_SCAN = re.compile(trie_regex_at_word_start(sorted(TITLES), r"\S") + r"\.? ")
+TITLE_BEFORE = re.compile(r"(?i:dr|mr|mrs|ms|miss|prof)\.[ \t]*$")
+SENTENCE_END = frozenset(".!?:;>\"“(\n*•-")
+# (PA and NP before a number or a view are the pulmonary artery, posteroanterior and "non-productive":
+# "Hemodynamics PA 54/18", "PA and lateral view", "STRONG NP COUGH")
+CREDENTIAL_AFTER = re.compile(r"^,?\s+(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCP|"
+                               r"DNP|CRNA|LPN|PharmD|DDS|DMD|MSW|LCSW|APRN|FNP|MPH|NP-C)\b"
+                               r"(?![ \t]*(?:\d|(?:and|&|/)[ \t]*lat|view|film|line|cath|pressure|cough))")
+# After "seen by X": a service, not a person ("Seen by Liver team", "by Cardiac Transplant surgeon").
+SERVICE_AFTER = re.compile(r"^(?:[ \t]+[A-Za-z]+)?[ \t]+(?:team|service|surgeon|surgery|consult|fellow|attending|"
+                            r"transplant|clinic|doctors?|nurses?)\b", re.I)
+VERB_AFTER = re.compile(r"^(?::|,? (?:is|was|has|had|have|will|would|began|begins|lives|lived|spent|says|said|"
+                         r"told|asked|wrote|went|came|joined|works|worked|grew|moved|called|reports|reported|"
+                         r"presents|presented|denies|denied|states|stated|explained|added|noted|announced|commented|"
+                         r"confirmed|argued|insisted|believes|thinks|wants|needs|went|arrived|left|died|married)\b|,? and (?=[A-Z]))")
+# Lower-case cues (speech transcripts): after a title any lexicon name counts; after a greeting only a first name
+# or a name that is no frequent English word; after a discourse word ("so carolyn tell me") only a first name.
+LOWER_TITLES = ("mr", "mrs", "ms", "miss", "mister", "dr", "doctor", "nurse", "patient is", "next patient is",
+                 "dictating on", "patient name is", "patient")
+LOWER_GREETINGS = ("hi", "hello", "hey", "bye", "goodbye", "thanks", "dear", "name is", "i'm", "i am", "this is",
+                    "call me", "named", "called", "meet", "thank you", "see you", "morning", "afternoon", "evening")
+LOWER_DISCOURSE = ("so", "okay", "alright", "mean")
+LOWER_CUE = re.compile(r"(?P<cue>" + trie_regex(LOWER_TITLES + LOWER_GREETINGS + LOWER_DISCOURSE)
+                        + r")\s?\.?\s*,?\s+"
+                        r"(?P<name>[^\W\d_]{2,}(?:[-'’][^\W\d_]+)?)(?:\s+(?P<name2>[^\W\d_]{2,}(?:[-'’][^\W\d_]+)?))?")
+LOWER_VOCATIVE = re.compile(r"[,.?!]\s+(?P<name>[a-zß-ɏ]{3,})(?=\s*[,.?!])")  # look-ahead: ", a, b, c" chains
+LOWER_AGE = re.compile(r" is an? \d{1,3}[- ]year")
+LOWER_WORDS_BEFORE = re.compile(r"(?:(?P<name>[a-zß-ɏ]{3,}) )?(?P<name2>[a-zß-ɏ]{3,})$")
+PERSON_VERB_AFTER = re.compile(r"^ (?:says|said|told|asked|replied|wrote|spent|married|joined|grew up|works|worked|"
+                                r"lives|lived|thinks|believes|argued|insisted|announced|commented|explained)\b")
+LOWER_WORD_AFTER = re.compile(r"^ [a-z]")
+LOWER_NAME_LINE = re.compile(r"(?m)^[^\w\n]{0,6}(?P<name>(?P<t1>[a-zß-ɏ]{2,})(?: [a-z]\.?)? "
+                              r"(?P<t2>[a-zß-ɏ]{2,}(?:-[a-zß-ɏ]{2,})?))[ \t]*$")
+# (the word-start look-behinds sit after each cue's first letter so that the scan can jump between candidates)
+LOWER_PREP_NAME = re.compile(r"(?P<cue>w(?<!\w.)ith|b(?<!\w.)y|t(?<!\w.)o|a(?<!\w.)nd|m(?<!\w.)e|c(?<!\w.)alls? me|"
+                              r"n(?<!\w.)ame is)\s+(?P<name>[a-zß-ɏ]{3,})"
+                              r"(?:\s(?P<name2>[a-zß-ɏ]{3,}))?\b")
+# Every word start (zero-width, so overlapping pairs are all seen): first name, optional initial, surname.
+LOWER_PAIR = re.compile(r"(?<![\w'’-])(?=(?P<t1>[a-zß-ɏ]{3,})(?: [a-z]\.?)? (?P<t2>[a-zß-ɏ]{3,})\b)")
+# Three or more lower-case words joined by commas / "and" (possessive: no backtracking inside a word).
+LOWER_LIST = re.compile(r"[a-zß-ɏ](?<![\w'’-].)[a-zß-ɏ]{2,}+, ?(?:[a-zß-ɏ]{3,}+(?:, ?|,? and ))+[a-zß-ɏ]{3,}")
+LOWER_LIST_ITEM = re.compile(r"[a-zß-ɏ]{3,}")
+SAYS_AFTER = re.compile(r"^,?\s+(?:says|said|told|asked|replied|wrote|reports|reported|stated|states|explained)\b")
+STRICT_HEADS = (r"disease|diseases|syndrome|syndromes|palsy|fracture|fractures|score|scores|scale|criteria|"
+                 r"classification|procedure|operation|reflex|reflexes|phenomenon|tumou?rs?|lymphoma|sarcoma|ulcers?|"
+                 r"nodes?|cysts?|hernia|o?esophagus|catheter|stockings|triad|maneuver|manoeuvre|incision|lesions?|"
+                 r"nodules?|disorder|dementia|encephalopathy|anomaly|malformation|thyroiditis|arthritis|neuroma|"
+                 r"neuralgia|contracture|deformity|aneurysm|respirations?|murmur|staining|shunt|anastomosis|"
+                 r"fundoplication|pouch|coma|sign|test|spots|bodies|cells|contracture")
+POSSESSIVE_HEADS = STRICT_HEADS + r"|signs|tests|point|points|body|law|method|position|solution|grade|stage|rule"
+# "Graves disease", "Bell's palsy", "Stevens-Johnson syndrome": the capitalised run is an eponym, not a person.
+EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
+                           r"(?i:" + POSSESSIVE_HEADS + r"))\b")
