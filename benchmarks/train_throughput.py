@@ -26,8 +26,8 @@ records (``messages``) with its all-token loss, gradient checkpointing on, bf16 
 Then clinforge, TRL best and TRL default run ``--reps`` times each, the order rotating every repetition; medians,
 and the paired per-repetition ratios (the runs of one repetition follow each other and share its load).
 Each run is its own subprocess, so peak memory (peak RSS on CPU) is its own. ``--bf16-extra`` adds two sides to
-the rotation, reported apart and never in RESULT: clinforge at ``precision: bf16`` (bf16 weights; LoRA adapters
-stay float32) and TRL ``padding_free`` with ``bf16=True`` (autocast over float32 weights), both completion-only.
+the rotation, reported apart and never in RESULT: clinforge at ``precision: bf16-mixed`` and TRL ``padding_free``
+with ``bf16=True``, both bf16 autocast over float32 weights (the same precision), both completion-only.
 
 Reported per trainer: tokens/s (real, non-padding tokens / ``train_runtime``), padding share, peak memory, the
 training loss per step (side by side), and ONE yardstick for every model: the mean assistant-token loss on held-out
@@ -147,7 +147,8 @@ TRL_CANDIDATES = {
     "bfd": {"packing": True, "packing_strategy": "bfd"},
 }
 # the --bf16-extra comparison: TRL's fastest fp32 configuration here (padding_free) with bf16 autocast, against
-# clinforge's precision: bf16; not a TRL-best candidate, since it trains at another precision than the fp32 job
+# clinforge's precision: bf16-mixed (the same autocast over float32 weights); not a TRL-best candidate, since it
+# trains at another precision than the fp32 job
 TRL_BF16 = {"bf16_padding_free": {"padding_free": True, "bf16": True}}
 
 
@@ -278,7 +279,8 @@ def bench_job(name: str, a: argparse.Namespace, job: dict, work: Path, held: lis
     sides = {"clinforge": ("clinforge", None, "fp32"), "trl_best": ("trl", best, "fp32"),
              "trl_default": ("trl", "default", "fp32")}
     if a.bf16_extra:
-        sides |= {"clinforge_bf16": ("clinforge", None, "bf16"), "trl_bf16": ("trl", "bf16_padding_free", "fp32")}
+        sides |= {"clinforge_bf16": ("clinforge", None, "bf16-mixed"),
+                  "trl_bf16": ("trl", "bf16_padding_free", "fp32")}
     runs: dict[str, list[dict]] = {k: [] for k in sides}
     names = list(sides)
     for rep in range(a.reps):
@@ -361,7 +363,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=512, help="tiny model max_length")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16-extra", action="store_true",
-                    help="also rotate clinforge at precision bf16 and TRL padding_free with bf16 autocast (extra rows)")
+                    help="also rotate clinforge at precision bf16-mixed and TRL padding_free with bf16 autocast, the "
+                         "same mixed precision (extra rows)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads of every training process, the same for all trainers (default: torch's)")
     ap.add_argument("--which", choices=["clinforge", "trl"], help=argparse.SUPPRESS)
@@ -371,7 +374,7 @@ def main() -> None:
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--method", default="full", help=argparse.SUPPRESS)
     ap.add_argument("--trl-config", default="default", help=argparse.SUPPRESS)
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "bf16-mixed"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.which:
         res = run_clinforge(a) if a.which == "clinforge" else run_trl(a)
@@ -427,7 +430,7 @@ def main() -> None:
         final = results.get("smollm2-lora") or next(iter(results.values()))
         for name, r in results.items():  # the extra same-precision (bf16) comparison, when run; never in RESULT
             if "speedup_bf16" in r:
-                print(f"{name}: clinforge bf16 {r['clinforge_bf16']['tok_s']:.0f} tok/s vs TRL bf16 padding_free "
+                print(f"{name}: clinforge bf16-mixed {r['clinforge_bf16']['tok_s']:.0f} tok/s vs TRL bf16 padding_free "
                       f"{r['trl_bf16']['tok_s']:.0f} tok/s -> {r['speedup_bf16']:.2f}x; vs TRL defaults (bf16 autocast) "
                       f"{r['clinforge_bf16']['tok_s'] / r['trl_default']['tok_s']:.2f}x")
         print(f"RESULT speedup_best={final['speedup_best']:.2f} speedup_default={final['speedup_default']:.2f} "

@@ -441,3 +441,26 @@ def test_model_folder_missing_a_file_is_named_before_training(tmp_path, tiny):
     (broken / "config.json").unlink()
     with pytest.raises(ClinforgeError, match="model folder has no config.json"):  # the reward-model path too
         load_for_training(str(broken), MethodSpec(), model_class=AutoModelForSequenceClassification)
+
+
+def test_bf16_mixed_keeps_float32_weights_and_trains_under_autocast(tmp_path, tiny, data_root):
+    """``precision: bf16-mixed`` is mixed precision (transformers' / TRL's ``bf16=True`` over a float32 model): the
+    weights and the saved model stay float32, while the forward and backward run under bf16 autocast, so the
+    losses differ slightly from a float32 run of the same batches (and the bf16-weight run saves bf16)."""
+    src = [{"reader": "medquad", "path": str(data_root / "medquad"), "limit": 8}]
+    runs = {}
+    for name in ("fp32", "fp32-again", "bf16-mixed", "bf16"):
+        precision = name.removesuffix("-again")
+        recipe = Recipe.model_validate({"model": str(tiny), "precision": precision, "tracking": {"tensorboard": False},
+                                        "stages": [{"name": "sft", "type": "sft", "data": {"sources": src},
+                                                    "method": {"type": "full"},
+                                                    "train": {"max_steps": 2, "batch_size": 2, "lr": 1e-3}}]})
+        summary = run_pipeline(recipe, tmp_path / name)
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / name / "model")
+        runs[name] = (summary["stages"][0]["metrics"]["final_train_loss"], model.dtype)
+    assert runs["fp32"] == runs["fp32-again"]  # a float32 run repeats exactly, so a difference below is autocast's
+    assert runs["fp32"][1] == torch.float32 and runs["bf16-mixed"][1] == torch.float32
+    assert runs["bf16"][1] == torch.bfloat16
+    fp32_loss, mixed_loss = runs["fp32"][0], runs["bf16-mixed"][0]
+    assert mixed_loss != fp32_loss  # autocast was on
+    assert abs(mixed_loss - fp32_loss) < 0.05 * fp32_loss, runs  # and it is the same training, to bf16 rounding

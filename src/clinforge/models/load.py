@@ -59,10 +59,16 @@ def check_model_folder(path: str | os.PathLike, *, need_tokenizer: bool = True) 
 
 
 def resolve_dtype(dtype: str | Any | None):
-    """``"bf16"``/``"bfloat16"``, ``"fp32"``/``"float32"``, ``"fp16"``, a torch dtype, or None (float32)."""
+    """``"bf16"``/``"bfloat16"``, ``"fp32"``/``"float32"``, ``"fp16"``, a torch dtype, or None (float32).
+    ``"bf16-mixed"`` (a recipe's mixed precision: float32 weights, bf16 autocast while training) loads float32.
+
+    Example:
+        >>> resolve_dtype("bf16-mixed"), resolve_dtype("bf16")
+        (torch.float32, torch.bfloat16)
+    """
     import torch
 
-    if dtype is None or dtype in ("fp32", "float32"):
+    if dtype is None or dtype in ("fp32", "float32", "bf16-mixed"):
         return torch.float32
     if dtype in ("bf16", "bfloat16"):
         return torch.bfloat16

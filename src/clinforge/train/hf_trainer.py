@@ -86,7 +86,9 @@ def training_kwargs(ctx: StageContext, **extra) -> dict[str, Any]:
         "weight_decay": t.weight_decay,
         "max_grad_norm": t.max_grad_norm,
         "optim": t.optimizer,
-        "bf16": ctx.recipe.precision == "bf16",
+        # bf16: bf16 weights; bf16-mixed: float32 weights and optimiser state, the forward and backward under bf16
+        # autocast (transformers' bf16=True over a float32 model, what TRL's bf16=True does)
+        "bf16": ctx.recipe.precision in ("bf16", "bf16-mixed"),
         "logging_steps": t.log_every,
         "logging_first_step": True,
         "save_strategy": "steps",

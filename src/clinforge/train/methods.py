@@ -126,7 +126,7 @@ def qlora_quantization_config(precision: str):
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+                              bnb_4bit_compute_dtype=torch.bfloat16 if precision.startswith("bf16") else torch.float32)
 
 
 def load_for_training(path: str, method: MethodSpec, *, precision: str = "fp32", attn_implementation: str | None = None,

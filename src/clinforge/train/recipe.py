@@ -207,7 +207,9 @@ class Recipe(StrictModel):
     ``model``: a local HF folder, a hub id, or ``tiny:ARCH`` (build a tiny random model with ``tiny_options`` and
     the packaged medical corpus first; ``clinforge.models.tiny``), or a multimodal mapping
     ``{vision: {tiny: siglip} | PATH, connector: {type: mlp, depth: 2}, llm: NAME | PATH | {tiny: llama}}``
-    (``clinforge.models.vlm.parse_vlm_spec``). ``precision``: ``bf16`` or ``fp32``.
+    (``clinforge.models.vlm.parse_vlm_spec``). ``precision``: ``fp32``; ``bf16`` (bf16 weights, bf16 autocast);
+    ``bf16-mixed`` (float32 weights and optimiser state, the forward and backward under bf16 autocast: mixed
+    precision, as transformers' and TRL's ``bf16=True`` on a float32 model).
     ``merge``: merge LoRA adapters into the final ``OUT/model`` (else the folder holds the adapter plus base
     reference and transformers+peft loads it).
     """
@@ -216,7 +218,7 @@ class Recipe(StrictModel):
     tiny_options: dict[str, Any] = Field(default_factory=dict)
     out: str | None = None
     seed: int = 0
-    precision: Literal["bf16", "fp32"] = "fp32"
+    precision: Literal["bf16", "bf16-mixed", "fp32"] = "fp32"
     deterministic: bool = False
     attn_implementation: str | None = "sdpa"
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
