@@ -92,6 +92,11 @@ STILL_PHI = [
     ("MR VENTURA AWARE OF PLAN", [("VENTURA", "NAME")]),
     ("transferred from Mercy Hospital", [("Mercy Hospital", "LOCATION")]),
     ("He moved to 12 Oak Street, Springfield.", [("12 Oak Street, Springfield.", "ADDRESS")]),
+    # a duration later in the sentence does not undo the address; a specialty inside a hospital's name stays
+    ("Address: 12 Oak Street, moved there 3 years ago", [("12 Oak Street, moved there 3 years ago", "ADDRESS")]),
+    ("PT TRANSFERRED FROM KELDERMOOR ORTHOPEDIC HOSPITAL",
+     [("KELDERMOOR", "LOCATION"), ("ORTHOPEDIC HOSPITAL", "LOCATION")]),
+    ("Attempted to reach son. Pt is a 94 F with CHF", [("94 F", "AGE")]),
     ("seen in clinic on the 12th", [("12th", "DATE")]),
     ("cultures sent on 7/22", [("7/22", "DATE")]),
     ("PICC PLACED IN R AC 11/17, ART LINE PLACED", [("11/17", "DATE")]),

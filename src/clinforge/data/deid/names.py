@@ -149,6 +149,7 @@ class NameRecognizer(Recognizer):
         self._english = english_words() - self._names
         self._english_all = english_words()
         self._medical = medical_words()
+        self._us_first, self._us_last = us_names()
         self._allow = allow
         self._cities = city_names() - common
         self._context = int(options.get("context_chars", 40))
@@ -273,9 +274,8 @@ class NameRecognizer(Recognizer):
         word = text[start:end].split()[0].lower().strip(".,")
         if before[-1].lower() == "mr" and word.startswith(MR_STUDIES):
             return True  # "MR venogram", "MR angiography": magnetic resonance
-        first, last = us_names()
-        return (word in self._english_all or word in NOTE_SHORTHAND or word in CLINICAL_TERMS) and word not in first \
-            and word not in last
+        return (word in self._english_all or word in NOTE_SHORTHAND or word in CLINICAL_TERMS) \
+            and word not in self._us_first and word not in self._us_last
 
     @staticmethod
     def _titled(text: str, start: int) -> bool:

@@ -99,7 +99,7 @@ _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keep
 _PAGER_WORDS = frozenset(["pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number"])
 _FACILITY_WORDS = frozenset(["hospital", "hosp", "hospiatal", "medical", "med", "memorial", "rehab", "rehabilitation", "nursing", "house", "campus", "clinic", "hospice", "health", "healthcare", "manor", "infirmary"])
 _NP_NOT_CREDENTIAL = re.compile(r"[ \t]*(?:\d|cough|coughing|sputum|secretions|at[ \t]*\d|o2)")
-# Before "clinic", "center": a specialty names a department, not a place ("NEUROLOGY CLINIC", "pain clinic")
+# Before "clinic", "health": a specialty names a department, not a place ("NEUROLOGY CLINIC", "pain clinic")
 _SPECIALTY = re.compile(r"[a-z]*(?:ology|ologic|iatry|iatric|iatrics|pedic|pedics|surgical|surgery|medicine)|pain|neuro|"
                         r"ortho|cardiac|renal|transplant|dialysis|wound|diabetes|heart|eye|cancer|infusion|"
                         r"anticoagulation|coumadin|methadone|urgent|walk-in|fertility|sleep|memory|headache")
@@ -425,10 +425,13 @@ class NoteRecognizer(Recognizer):
             before = list(re.finditer(r"[a-z][a-z'’.-]*", lower[max(0, m.start() - 40):m.start()]))
             start = None
             base = max(0, m.start() - 40)
+            # a department before "clinic" ("NEUROLOGY CLINIC"); before "hospital" a specialty is part of a name
+            # ("X Orthopedic Hospital"), so it does not stop the walk there
+            department_head = not m.group().startswith("hosp")
             for w in reversed(before[-3:]):
                 token = w.group().rstrip(".")
                 if token in _STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS \
-                        or _SPECIALTY.fullmatch(token):
+                        or (department_head and _SPECIALTY.fullmatch(token)):
                     break
                 if lower[base + w.end():m.start()].strip(" \t'’s-") or len(token) < 3 or token in self._common:
                     break  # punctuation, a line break or a plain word between the word and the facility word

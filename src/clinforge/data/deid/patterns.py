@@ -187,7 +187,7 @@ _FACILITY = re.compile(r"(?:Hospital|Medical Cent(?:er|re)|Health Cent(?:er|re)|
 _VENT_AFTER = re.compile(r"[ \t]*(?:cpap|bipap|bi-pap|psv|peep|ps|simv)\b", re.I)
 _GRAVIDA_PARA = re.compile(r"G\d\d?P\d+(?:-\d+)*")
 # Before "NN F": a temperature cue, or a Celsius reading the Fahrenheit one repeats.
-_TEMPERATURE_BEFORE = re.compile(r"(?i:temp|t\s?max|t\s?current|fever|febrile|afebrile)|(?<![A-Za-z])T[ :]*$|\d\s?°?C\s*\(\s*$|°")
+_TEMPERATURE_BEFORE = re.compile(r"(?<![A-Za-z])(?i:temp|t\s?max|t\s?current|fever|febrile|afebrile)|(?<![A-Za-z])T[ :]*$|\d\s?°?C\s*\(\s*$|°")
 _MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MGS|MCG|MCGS|MEQ|L|U|UNITS?|HR|HRS|NSR|ST|SB|X|"
                           r"MMHG|CM|MM|KG|G|GM|GMS|MIN|SEC|APPROX|S|AM|PM)?"
                           # a clock time or a reading glued to the next word by a hyphen: "2300-REMAINS", "TMAX-99"
@@ -229,7 +229,8 @@ _IBAN = re.compile(r"[A-Z][A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b
 # After a street address: ", City", "\nCITY", ", ST", " 12345", ", Country" (capitalised words, codes, postcodes).
 _ADDRESS_TAIL = re.compile(r"(?:(?:[ \t]*,[ \t]*|[ \t]*\n[ \t>]*|[ \t]{1,4})(?:[A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2}|"
                            r"\d{4,6}(?:-\d{3,4})?|[A-Z]{2}(?= \d|\b)|Suite \d+|Apt\.? \d+)){1,6}")
-# A number of a duration or a count is no house number.
+# The first number after an address cue is no house number when it counts a duration or times.
+_FIRST_NUMBER = re.compile(r"\d")
 _NOT_HOUSE_NUMBER = re.compile(r"\d+[ \t]*(?:-[ \t]*)?(?:years?|yrs?|months?|mos?|weeks?|wks?|days?|hours?|hrs?|"
                                r"minutes?|mins?|times|am|pm|o'clock)\b", re.I)
 _ADDRESS_CUE = re.compile("(?:" + trie_regex([
@@ -453,8 +454,9 @@ class PatternRecognizer(Recognizer):
             start, end = m.end(), m.end()
             stop = _SENTENCE_STOP.search(text, start, min(len(text), start + 120))
             end = stop.start() if stop else min(len(text), start + 120)
-            if end - start >= 4 and any(c.isdigit() for c in text[start:end]) and not _NOT_HOUSE_NUMBER.search(
-                    text, start, end):  # "moved to Nevada 6 months ago" holds no address
+            first_number = _FIRST_NUMBER.search(text, start, end)
+            if end - start >= 4 and first_number is not None and not _NOT_HOUSE_NUMBER.match(
+                    text, first_number.start(), end):  # "moved to Nevada 6 months ago" holds no address
                 out.append(self.span(start, end, "ADDRESS", 0.6, "text after an address cue"))
 
     def _contacts(self, text: str, add) -> None:
