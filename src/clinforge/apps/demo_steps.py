@@ -334,8 +334,9 @@ def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrit
                 on_step(name, summary[name], ctx)
     except BaseException as exc:
         run.fail(exc)
-        if isinstance(exc, KeyboardInterrupt):
-            from clinforge.core.interrupts import note_interrupted, rerun_command
+        from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
+
+        if interruption_in(exc) is not None:
 
             finished = ", ".join(done) or "none"
             note_interrupted(f"the demo's finished steps ({finished}) in {out}/{STEPS_FILE}, and what the "

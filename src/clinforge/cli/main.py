@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    from clinforge.core.interrupts import received_signal
+    from clinforge.core.interrupts import interruption_in, received_signal
     from clinforge.core.progress import progress_disabled, silence_all
 
     if progress_disabled():
@@ -121,6 +121,8 @@ def _main(argv: list[str] | None) -> None:
             _interrupted()
         sys.exit(1)
     except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        if interruption_in(exc) is not None:  # a Ctrl-C that some frame wrapped in another error (interrupts.py)
+            _interrupted(interruption_in(exc))
         import click
 
         # typer >= 0.20 raises its own vendored click's exceptions (typer._click), which are not click's classes

@@ -68,6 +68,33 @@ def received_signal() -> int | None:
     return _RECEIVED[0] if _RECEIVED else None
 
 
+def interruption_in(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The ``KeyboardInterrupt`` behind ``exc``: ``exc`` itself, or one that other code wrapped in another error.
+
+    A signal handler raises wherever the main thread happens to be, and not every frame lets the exception through
+    unchanged: Python 3.11 re-raises an error from a descriptor's ``__set_name__`` as ``RuntimeError`` (with the
+    original as its cause), so a Ctrl-C that lands while a lazily imported module defines a pydantic model arrives
+    as ``RuntimeError``. The run was still interrupted, and must say so and exit 130, not print a traceback.
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise Interrupted(15)
+        ...     except KeyboardInterrupt as exc:
+        ...         raise RuntimeError("while defining a class") from exc
+        ... except RuntimeError as wrapped:
+        ...     interruption_in(wrapped).signum, interruption_in(ValueError("bad")) is None
+        (15, True)
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def exit_status(exc: BaseException | None = None) -> int:
     """``128 + signal``: 130 for SIGINT (also a plain ``KeyboardInterrupt``), 143 for SIGTERM.
 
@@ -75,7 +102,7 @@ def exit_status(exc: BaseException | None = None) -> int:
         >>> exit_status(KeyboardInterrupt()), exit_status(Interrupted(15))
         (130, 143)
     """
-    signum = getattr(exc, "signum", None) or received_signal() or int(signal.SIGINT)
+    signum = getattr(interruption_in(exc), "signum", None) or received_signal() or int(signal.SIGINT)
     return 128 + signum
 
 
@@ -90,7 +117,9 @@ def resume_note(describe: Callable[[], str], *, resume: str | None = None) -> It
     """
     try:
         yield
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if interruption_in(exc) is None:
+            raise
         try:
             saved = describe()
         except Exception as exc:  # a note must never hide the interruption itself
@@ -132,4 +161,4 @@ def take_notes() -> tuple[list[str], str | None]:
     return notes, resume
 
 
-__all__ = ["Interrupted", "install_handlers", "restore_handlers", "received_signal", "exit_status", "resume_note", "note_interrupted", "rerun_command", "take_notes"]
+__all__ = ["Interrupted", "install_handlers", "restore_handlers", "received_signal", "interruption_in", "exit_status", "resume_note", "note_interrupted", "rerun_command", "take_notes"]

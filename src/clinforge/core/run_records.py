@@ -19,6 +19,7 @@ from typing import Any
 
 from clinforge import __version__
 from clinforge.core.errors import OutputExistsError
+from clinforge.core.interrupts import interruption_in
 from clinforge.core.io import atomic_write_json, sha256_tree
 
 TRACKED_PACKAGES = (
@@ -167,7 +168,7 @@ class RunRecord:
     def fail(self, error: BaseException) -> None:
         """Mark the run failed, or ``interrupted`` after Ctrl-C / SIGTERM (the error type only: messages may quote
         data)."""
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        status = "interrupted" if interruption_in(error) is not None else "failed"
         self.meta.update(status=status, error_type=type(error).__name__)
         self._write_meta()
 

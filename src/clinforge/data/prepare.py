@@ -565,8 +565,9 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         run.fail(exc)
         if replacing:
             shutil.rmtree(out, ignore_errors=True)
-        if isinstance(exc, KeyboardInterrupt):
-            from clinforge.core.interrupts import note_interrupted, rerun_command
+        from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
+
+        if interruption_in(exc) is not None:
 
             note_interrupted("nothing yet: prepare writes its dataset at the end"
                              + (f"; the previous run in {final} is untouched" if replacing else
