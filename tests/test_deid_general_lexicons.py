@@ -175,6 +175,15 @@ def test_pager_shapes_and_lab_values(deid: Deidentifier) -> None:
     assert not [f for f in found(deid, text) if f[1] == "PHONE"]
 
 
+def test_pager_number_after_a_small_word_and_an_area_code_without_a_space(deid: Deidentifier) -> None:
+    got = found(deid, "DTR'S PAGER # IS 54321. please page me at 12345. wife (617)5551234." + VITALS)
+    assert {("54321", "PHONE"), ("12345", "PHONE"), ("(617)5551234", "PHONE")} <= set(got)
+    # "pager" is no second name after a title, and a time after "call at" is no number to call
+    assert ("Jones", "NAME") in found(deid, "Dr. Jones pager 12345" + VITALS)
+    assert not [f for f in found(deid, "will call pt's wife at 1400. Pager: #54321" + VITALS) if f[1] == "NAME"
+                or f[0] == "1400"]
+
+
 def test_word_opening_a_line_is_no_lexicon_name(deid: Deidentifier) -> None:
     text = "Hypoactive BS.\nBrown soft stool in bag.\nPost transfusion HCT 28." + VITALS
     assert not [f for f in found(deid, text) if f[1] == "NAME"]

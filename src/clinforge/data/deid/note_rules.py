@@ -128,7 +128,7 @@ _TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]
 _TOKEN_BEFORE = re.compile(r"(?<![a-z'’-])(" + _TOKEN + r")[ \t]+$")
 # (one character class first and the look-behinds after it, so that the scan jumps between digits and brackets: a
 # branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
-_PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t./-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]\d{4}(?!\d))")
+_PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t./-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]?\d{4}(?!\d))")
 # 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
 # (matched from its hyphen, the three digits before it in a look-behind: re then tries the pattern at hyphens only,
 # not at every digit; the number starts 3 characters before the match. A match is 8 characters and ends before no
@@ -140,6 +140,12 @@ _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|page
 _PAGER = re.compile(word_start_regex(("pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell",
                                       "call", "number", "#"), "[a-z]") + r"[ \t.:#]*"
                     r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{10})(?![\d/:-]|\.\d)")
+# "pager # is 12345", "page me at 12345": one or two small words between the cue and the number; four digits are
+# left out there ("call at 1400" is a time)
+_PAGER_VIA = re.compile(word_start_regex(("pager", "pgr", "pg", "beeper", "bpr", "page", "phone", "tel", "cell", "call",
+                                          "number", "#"), "[a-z]") + r"[ \t.:#]*"
+                        r"(?:(?:is|at|me|him|her|them|no|num|number|on)[ \t.:#]+){1,2}"
+                        r"(?P<n>\d{5}|\d-\d{4}|\d{3}[ .-]?\d{4}|\d{10})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
                             r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
                             r"health center|healthcare|manor|infirmary)(?![a-z])")
@@ -416,8 +422,11 @@ class NoteRecognizer(Recognizer):
             start = m.start() - 3  # the three digits before the hyphen (see _LOCAL_PHONE)
             if _PHONE_CUE_NEAR.search(lower, max(0, start - 30), start):
                 out.append(self.span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
-        for m in (_PAGER.finditer(lower) if "#" in lower or not words.isdisjoint(_PAGER_WORDS) else ()):
-            out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
+        if "#" in lower or not words.isdisjoint(_PAGER_WORDS):
+            for m in _PAGER.finditer(lower):
+                out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
+            for m in _PAGER_VIA.finditer(lower):
+                out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / phone number after 'is' / 'at'"))
 
     def _places(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
