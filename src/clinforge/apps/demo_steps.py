@@ -337,7 +337,6 @@ def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrit
         from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
 
         if interruption_in(exc) is not None:
-
             finished = ", ".join(done) or "none"
             note_interrupted(f"the demo's finished steps ({finished}) in {out}/{STEPS_FILE}, and what the "
                              "interrupted step saved", rerun_command(add=("--resume",), drop=("--overwrite",)))

@@ -122,8 +122,8 @@ def resume_note(describe: Callable[[], str], *, resume: str | None = None) -> It
             raise
         try:
             saved = describe()
-        except Exception as exc:  # a note must never hide the interruption itself
-            saved = f"(could not describe what was saved: {type(exc).__name__})"
+        except Exception as failure:  # a note must never hide the interruption itself
+            saved = f"(could not describe what was saved: {type(failure).__name__})"
         note_interrupted(saved, resume)
         raise
 

@@ -568,7 +568,6 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
 
         if interruption_in(exc) is not None:
-
             note_interrupted("nothing yet: prepare writes its dataset at the end"
                              + (f"; the previous run in {final} is untouched" if replacing else
                                 f"; {final} holds only the interrupted run record, which the same command replaces"),

@@ -242,7 +242,6 @@ def run_judging(kind: str, judge_specs: list[str], input_path: str | os.PathLike
         from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
 
         if interruption_in(exc) is not None:
-
             judged = len(read_done(items_path)) if items_path.exists() else 0
             note_interrupted(f"{judged} of {len(items)} items judged in {items_path}; the same command reuses them",
                              rerun_command(drop=("--overwrite",)))
