@@ -96,7 +96,8 @@ _LAST_LINE = re.compile(r"(?:^|\n|[.!?][ \t]+)[ \t]*(?P<n>[a-z][a-z'’-]+(?:\.?
 _PAIR_TAIL = re.compile(r"[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
 _PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?P<m>[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
 _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
-_PAGER_WORDS = frozenset(["pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number"])
+_PAGER_CUES = ("pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number", "#")
+_PAGER_WORDS = frozenset(_PAGER_CUES) - {"#"}
 _FACILITY_WORDS = frozenset(["hospital", "hosp", "hospiatal", "medical", "med", "memorial", "rehab", "rehabilitation", "nursing", "house", "campus", "clinic", "hospice", "health", "healthcare", "manor", "infirmary"])
 _NP_NOT_CREDENTIAL = re.compile(r"[ \t]*(?:\d|cough|coughing|sputum|secretions|at[ \t]*\d|o2)")
 # Before "clinic", "health": a specialty names a department, not a place ("NEUROLOGY CLINIC", "pain clinic")
@@ -137,15 +138,11 @@ _LOCAL_PHONE = re.compile(r"-(?<=(?<![\d.\-/])\d\d\d-)\d{4}(?![\d\-/.]|[ \t]*(?:
 _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
                              r"reached|reach|contact|ph|ext)")
 # (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
-_PAGER = re.compile(word_start_regex(("pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell",
-                                      "call", "number", "#"), "[a-z]") + r"[ \t.:#]*"
-                    r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{10})(?![\d/:-]|\.\d)")
-# "pager # is 12345", "page me at 12345": one or two small words between the cue and the number; four digits are
-# left out there ("call at 1400" is a time)
-_PAGER_VIA = re.compile(word_start_regex(("pager", "pgr", "pg", "beeper", "bpr", "page", "phone", "tel", "cell", "call",
-                                          "number", "#"), "[a-z]") + r"[ \t.:#]*"
-                        r"(?:(?:is|at|me|him|her|them|no|num|number|on)[ \t.:#]+){1,2}"
-                        r"(?P<n>\d{5}|\d-\d{4}|\d{3}[ .-]?\d{4}|\d{10})(?![\d/:-]|\.\d)")
+# The number right after its cue, or one or two small words later ("pager # is 12345", "page me at 12345": group
+# ``via``); after such words four digits are no number to call ("call at 1400" is a time: refused in _phones)
+_PAGER = re.compile(word_start_regex(_PAGER_CUES, "[a-z]") + r"[ \t.:#]*"
+                    r"(?P<via>(?:(?:is|at|me|him|her|them|no|num|number|on)[ \t.:#]+){1,2})?"
+                    r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{3}-\d{4}|\d{10})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
                             r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
                             r"health center|healthcare|manor|infirmary)(?![a-z])")
@@ -424,9 +421,10 @@ class NoteRecognizer(Recognizer):
                 out.append(self.span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
         if "#" in lower or not words.isdisjoint(_PAGER_WORDS):
             for m in _PAGER.finditer(lower):
-                out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
-            for m in _PAGER_VIA.finditer(lower):
-                out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / phone number after 'is' / 'at'"))
+                if m.group("via") is None:
+                    out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
+                elif m.end("n") - m.start("n") != 4:
+                    out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / phone number after 'is' / 'at'"))
 
     def _places(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
