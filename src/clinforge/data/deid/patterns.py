@@ -16,6 +16,7 @@ import re
 
 from clinforge.data.deid.lexicons import allow_words, english_words, looks_like_note, trie_regex, word_set
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
+from clinforge.data.deid.single_case_addresses import find_single_case_addresses
 from clinforge.data.deid.spans import Span
 
 _MONTHS_FULL = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -45,7 +46,7 @@ def _month_regex(full_forms: list[str], abbreviations: list[str]) -> str:
 
 MONTH = _month_regex(sorted(_MONTH_FULL_FORMS), sorted(_MONTH_ABBR_FORMS))
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
-_ORD = r"(?:st|nd|rd|th)?"
+_ORD = r"(?:st|nd|rd|th|ST|ND|RD|TH)?"  # "JAN 5TH" in an all-capitals note
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
 _SEP_NUM = r"(?<![\d./:-])"  # not part of a longer number / version / time
 _END_NUM = r"(?![\d]|[./:-]\d)"
@@ -99,7 +100,7 @@ RULES: list[Rule] = [
     ("AGE", "age > 89 after 'age/aged'", re.compile(r"(?:Age|age|AGE)(?:[Dd]|\s+of)?\s*:?\s*(?P<value>9\d|1[0-4]\d)\b"
                                                    r"(?!\.\d)"), 0.85, _WORD_LEFT),
     ("AGE", "age > 89 before sex letter", re.compile(r"(?:9\d|1[0-4]\d)\s?(?:M|F|yoM|yoF|yM|yF)\b"), 0.6, _WORD_LEFT),
-    ("URL", "URL with scheme or www", re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'\])}]+[^\s<>\"'\])}.,;:!?]"), 0.9,
+    ("URL", "URL with scheme or www", re.compile(r"(?i:https?://|ftp://|www\.)[^\s<>\"'\])}]+[^\s<>\"'\])}.,;:!?]"), 0.9,
      _WORD_LEFT),
     ("IP", "IPv4 address", re.compile(r"\d\d{0,2}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\d]|\.\d)"), 0.9, "0123456789."),
     ("VEHICLE", "17-character VIN", re.compile(r"[A-HJ-NPR-Z0-9][A-HJ-NPR-Z0-9]{16}\b"), 0.75, _WORD_LEFT),
@@ -122,11 +123,25 @@ RULES: list[Rule] = [
     ("VEHICLE", "value after a plate label", re.compile(
         r"(?:Plate|plate|PLATE)(?![A-Za-z])(?:\s*(?:number|no\.?|#))?\s*[:#]?\s*(?P<value>[A-Z0-9]{1,4}[ -]?[A-Z0-9]{2,5})\b"), 0.8,
      _WORD_LEFT),
+    # text in lower case: "license plate r25 7dp" (a plate with a digit; after "licence plate" or "plate:/#/no")
+    ("VEHICLE", "lower-case plate after a licence plate label", re.compile(
+        r"(?:licen[cs]e[ \t]+plate|plate[ \t]*(?:number|no\.?|#|:))[ \t]*[:#]?[ \t]*"
+        r"(?P<value>[a-z0-9]{1,4}[ -]?[a-z0-9]{2,5})\b"), 0.8, _WORD_LEFT),
+    # lower-case "may" and "march" are verbs unless an ordinal day or a year follows ("on may 8th", "may 18, 2020")
+    ("DATE", "lower-case may/march with an ordinal day or a year", re.compile(
+        r"(?:may|march)[ \t]+" + _DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + _YEAR + r"\b)"), 0.8, _WORD_LEFT),
+    ("DATE", "day-month-year, month abbreviated in lower case", re.compile(
+        r"\d\d?-(?:jan|feb|mar|apr|may|jun|jul|aug|sept?|oct|nov|dec)-(?:\d{4}|\d\d)" + _END_NUM), 0.85,
+     _NUMERIC_LEFT),
 ]
 
 # Cheap whole-text tests that let a rule be skipped: it cannot match without one of these substrings.
 _NEEDS: dict[str, tuple[str, ...]] = {
-    "URL with scheme or www": ("http", "www.", "ftp:", "WWW.", "HTTP"),
+    "URL with scheme or www": ("http", "www.", "ftp:", "WWW.", "HTTP", "Http", "FTP:"),
+    "lower-case plate after a licence plate label": ("late",),
+    "day-month-year, month abbreviated in lower case": tuple(f"-{m}-" for m in (
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    "lower-case may/march with an ordinal day or a year": ("may ", "march "),
     "IPv4 address": (".",),
     "numeric date with year": ("/", "-", "."),
     "month/year": ("/",),
@@ -172,6 +187,8 @@ effective born expires exp exp. onset
 _RANGE_UNIT_AFTER = re.compile(r"\s?(?:[a-zA-Z]|%)")
 _FIVE_DIGITS = re.compile(r"\d\d{4}(?:-\d{4})?(?![\d-])")
 _STATE_WORDS = frozenset(w.lower() for w in _STATE_NAMES)
+# the USPS codes of territories and of military post ("APO AE 09012"): a ZIP after them too
+_TERRITORY_WORDS = frozenset({"as", "fm", "mh", "mp", "pw", "aa", "ae", "ap"})
 # "Salem, MA." / "Salem, MA 01970"; before a lower-case word ("lives in Lebanon, NH with her son") only a state
 # name or a code that is no word and no clinical shorthand ("Neuro, MS unchanged", "Pt, OR today" are no places)
 _UNAMBIGUOUS_STATES = trie_regex([s for s in _STATE_NAMES if len(s) > 2] + [
@@ -196,7 +213,8 @@ _ZIP_CUE = re.compile(r"(?i:zip|postal code|postcode)(?: code)?\s*:?\s*(?P<value
 
 # Labelled identifiers: LABEL [number|no.|#|id] [:] VALUE (value with a digit), one pass for every type.
 _VALUE = r"(?P<value>(?=[A-Za-z0-9-]*\d)[A-Za-z0-9][A-Za-z0-9-]{2,}[A-Za-z0-9])"
-_LABEL_TAIL = r"(?:\s*(?:number|num|nbr|no\.?|#|id|code))?\s*(?:is|was|of)?\s*[:#=]?\s*#?\s*"
+# (case-insensitive like the labels: "MEDICAL RECORD NUMBER: LI914000" in a note written in capitals)
+_LABEL_TAIL = r"(?i:\s*(?:number|num|nbr|no\.?|#|id|code))?(?i:\s*(?:is|was|of))?\s*[:#=]?\s*#?\s*"
 LABELLED_IDS: list[tuple[str, str]] = [
     ("SSN", r"ssn|ss#|social security(?:\s+number)?|soc\.? sec\.?"),
     ("MRN", r"mrn|mr#|medical record|med\.? rec\.?|record|chart|hospital(?: number| no)|patient id|pt id|unit no|"
@@ -229,6 +247,8 @@ _IBAN = re.compile(r"[A-Z][A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b
 # After a street address: ", City", "\nCITY", ", ST", " 12345", ", Country" (capitalised words, codes, postcodes).
 _ADDRESS_TAIL = re.compile(r"(?:(?:[ \t]*,[ \t]*|[ \t]*\n[ \t>]*|[ \t]{1,4})(?:[A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2}|"
                            r"\d{4,6}(?:-\d{3,4})?|[A-Z]{2}(?= \d|\b)|Suite \d+|Apt\.? \d+)){1,6}")
+_NO_ADDRESS_AFTER_CUE = re.compile(r"(?:home|(?:a|an|the|her|his|their)[ \t]+(?:nursing home|group home|rehab|hospital|"
+                                   r"facility|shelter))\b")
 # The first number after an address cue is no house number when it counts a duration or times.
 _FIRST_NUMBER = re.compile(r"\d")
 _NOT_HOUSE_NUMBER = re.compile(r"\d+[ \t]*(?:-[ \t]*)?(?:years?|yrs?|months?|mos?|weeks?|wks?|days?|hours?|hrs?|"
@@ -240,6 +260,10 @@ _ADDRESS_CUE = re.compile("(?:" + trie_regex([
     "drops you off at"]) + r")\s+")  # matched on ascii_lower(text)
 _SENTENCE_STOP = re.compile(r"(?<![A-Z][a-z])(?<!\b[A-Z])\.(?=\s+[A-Z]|\s*$)|[?!](?:\s|$)|\n\n|\s(?:in case|for|and I|because|but|last|yesterday|today|tomorrow|on "
                             r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday))\b")
+# The same for text in one case (matched on its lower-cased form): a full stop before a space ends a sentence
+# unless it closes an initial or an abbreviation of an address ("45 maple st. apt 2").
+_ONE_CASE_STOP = re.compile(r"(?<!\b[a-z])(?<!\b(?:st|dr|rd|mt|ft|jr|sr|no))(?<!\b(?:ave|apt|ste))\.(?=\s)|[?!;](?:\s|$)|"
+                            r"\n\n|\s(?:in case|for|because|but|last|yesterday|today|tomorrow)\b")
 _PREFIX_STREET_RE = re.compile(r"(?:" + _PREFIX_STREET + r")\s")
 _PREFIX_RULES = frozenset({"street-type prefix + name + number", "number + street-type prefix + name"})
 # Shapes that every match of a rule contains, led by a rare character (a separator), so that one search of the text
@@ -402,6 +426,8 @@ class PatternRecognizer(Recognizer):
             self._labelled(text, add, lower)
         self._places(text, add, has_digit)
         self._extend_addresses(text, out, lower)
+        if has_digit:  # capitals or lower case throughout: what the cased address rules cannot read
+            find_single_case_addresses(text, lower, add, self.span)
         return out
 
     def _rule_match(self, text: str, rule: Rule, match_start: int, start: int, end: int, add) -> None:
@@ -430,6 +456,8 @@ class PatternRecognizer(Recognizer):
         elif expl == "value after a plate label" and not any(c.isdigit() for c in text[start:end]) and not any(
                 c in ":#" for c in text[match_start:start]):
             return  # "A LARGE CEMENT PLATE WHILE": an all-letter plate needs "plate:" or "plate #"
+        elif expl == "lower-case plate after a licence plate label" and not any(c.isdigit() for c in text[start:end]):
+            return
         elif expl == "number + street name + suffix" and _PT_SUFFIX.search(text, start, end) and looks_like_note(text):
             return  # "4 Pt", "0400 Pt developed": in a clinical note "Pt" is the patient, not a Point
         elif expl == "number of 7+ digits":
@@ -450,9 +478,13 @@ class PatternRecognizer(Recognizer):
                 if tail is not None and tail.end() > span.end:
                     out[i] = Span(span.start, tail.end(), "ADDRESS", span.score, span.explanation + " + city/postcode",
                                   span.recognizer)
+        one_case = text.isupper() or text.islower()
         for m in _ADDRESS_CUE.finditer(lower):
             start, end = m.end(), m.end()
-            stop = _SENTENCE_STOP.search(text, start, min(len(text), start + 120))
+            if _NO_ADDRESS_AFTER_CUE.match(lower, start):
+                continue  # "lives at home with wife and 2 kids", "moved to a nursing home": no address follows
+            stop = (_ONE_CASE_STOP.search(lower, start, min(len(text), start + 120)) if one_case
+                    else _SENTENCE_STOP.search(text, start, min(len(text), start + 120)))
             end = stop.start() if stop else min(len(text), start + 120)
             first_number = _FIRST_NUMBER.search(text, start, end)
             if end - start >= 4 and first_number is not None and not _NOT_HOUSE_NUMBER.match(
@@ -549,6 +581,8 @@ class PatternRecognizer(Recognizer):
             words = text[max(0, start - 20):start].replace(",", " ").replace(".", " ").split()
             if words and (words[-1].lower() in _STATE_WORDS or " ".join(words[-2:]).lower() in _STATE_WORDS):
                 add(self.span(start, m.end(), "ZIP", 0.85, "ZIP after a state"))
+            elif words and words[-1].lower() in _TERRITORY_WORDS:  # (below an address's score: the union stays one)
+                add(self.span(start, m.end(), "ZIP", 0.55, "ZIP after a territory or military post code"))
         if "zip" not in lower and "post" not in lower:
             return
         for m in _ZIP_CUE.finditer(text):
