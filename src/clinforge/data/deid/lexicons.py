@@ -117,6 +117,8 @@ protonix nexium prilosec zoloft prozac lexapro wellbutrin xanax ativan klonopin 
 keppra dilantin depakote lamictal neurontin lyrica flomax proscar zyloprim ventolin proair spiriva advair
 symbicort singulair augmentin keflex cipro levaquin flagyl bactrim diflucan valtrex tamiflu humira remicade
 januvia jardiance farxiga ozempic victoza trulicity entresto toprol lopressor
+ah oh um uh hm hmm mhm eh doc colace docusate dulcolax bisacodyl lactulose miralax propofol versed midazolam levophed
+norepinephrine precedex dexmedetomidine vasopressin dopamine dobutamine milrinone nitroglycerin
 """)
 
 

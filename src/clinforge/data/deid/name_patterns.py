@@ -115,6 +115,12 @@ LOWER_TITLES = ("mr", "mrs", "ms", "miss", "mister", "dr", "doctor", "nurse", "p
 LOWER_GREETINGS = ("hi", "hello", "hey", "bye", "goodbye", "thanks", "dear", "name is", "i'm", "i am", "this is",
                     "call me", "named", "called", "meet", "thank you", "see you", "morning", "afternoon", "evening")
 LOWER_DISCOURSE = ("so", "okay", "alright", "mean")
+# A speaker's label opening a line of a transcript ("Doctor: ", "Patient: ", "Guest_family: "); not a form's field
+# label ("Name: Castañeda, Nazaret")
+SPEAKER_LABEL = re.compile(r"[ \t]*(?i:doctor|dr|patient|pt|nurse|physician|clinician|provider|guest_family|"
+                           r"guest_clinician|guest|family|caregiver|interviewer|speaker[ _]?\d*|mother|father|parent|"
+                           r"spouse)[ \t]*:[ \t]*")
+SPEECH_AFTER = re.compile(r"[ \t]+[a-z]")  # the sentence goes on in lower case: speech, not a form's value
 LOWER_CUE = re.compile(r"(?P<cue>" + trie_regex(LOWER_TITLES + LOWER_GREETINGS + LOWER_DISCOURSE)
                         + r")\s?\.?\s*,?\s+"
                         r"(?P<name>[^\W\d_]{2,}(?:[-'’][^\W\d_]+)?)(?:\s+(?P<name2>[^\W\d_]{2,}(?:[-'’][^\W\d_]+)?))?")

@@ -45,6 +45,7 @@ from clinforge.data.deid.lexicons import (
     allow_words,
     city_names,
     common_words,
+    english_rank,
     english_words,
     looks_like_note,
     person_names,
@@ -90,6 +91,8 @@ from clinforge.data.deid.name_patterns import (
     SAYS_AFTER,
     SENTENCE_END,
     SERVICE_AFTER,
+    SPEAKER_LABEL,
+    SPEECH_AFTER,
     TITLE_BEFORE,
     TITLE_WORD_SCAN,
     TITLES,
@@ -118,6 +121,10 @@ def _phrase_hit(words: list[str], phrases: frozenset[str]) -> str | None:
 def _token_regex(tokens: frozenset[str]) -> re.Pattern[str]:
     """One compiled prefix-tree regex per set of names (a record's turns share it)."""
     return re.compile(trie_regex(sorted(tokens)))
+
+
+# (a lower-case word after a title or greeting that is this frequent as a word is no name unless it is a US name)
+_FREQUENT_WORD_RANK = 1000
 
 
 class NameRecognizer(Recognizer):
@@ -230,9 +237,14 @@ class NameRecognizer(Recognizer):
             if span is not None:
                 out.append(span)
         out += self._beside_names(text, runs, judged)
-        if not (text.isascii() and text.isupper()):  # every lower-case rule needs a lower-case letter (a-z, ß-ɏ)
-            out += self._lowercase(text)
-        if looks_like_note(text):
+        note = looks_like_note(text)
+        if not text.isupper():  # every lower-case rule needs a lower-case letter (a-z, ß-ɏ)
+            out += self._lowercase(text, note)
+        elif text.isascii() and not note:
+            # capitals throughout carry no case signal: the caseless rules, on the same offsets ("MY NAME IS
+            # RUBIJA"); a note in capitals is left to the notes recognizer ("COLACE AND SENNA" is no name)
+            out += self._lowercase(text.lower(), note)
+        if note:
             out = [s for s in out if self._holds_in_note(text, s)]
         out += self._propagate(text, out)
         return out
@@ -310,7 +322,15 @@ class NameRecognizer(Recognizer):
         if CREDENTIAL_AFTER.match(after):
             return self.span(start, end, "NAME", 0.8, "capitalised words before a credential")
         words = _words_before(text, start)
-        if _phrase_hit(words, NAME_CUES) is not None and not SERVICE_AFTER.match(after):
+        if _phrase_hit(words, NAME_CUES) is not None and not SERVICE_AFTER.match(after) and not (
+                SPEAKER_LABEL.fullmatch(text, text.rfind("\n", 0, start) + 1, start) and (
+                    any(text[a:b] == "I" for a, b, _ in run) or len(run) == 1 and (
+                        after[:1] in (",", ".", "!", "?", "'", "’") or SPEECH_AFTER.match(after) is not None
+                        or text[start:end].lower() in self._english_all))):
+            # (after "Patient: " opening a line, words holding "I", or one word followed by a comma, a stop, an
+            # apostrophe or lower-case words, or one English word, are a speaker's first words: "Nope I have not",
+            # "Patient: Um, I'm fine", "Um kind of", "Doctor: Welcome in"; "Patient: Ewelina Korda." in a form
+            # stays a name)
             return self.span(start, end, "NAME", 0.65, "capitalised words after a name cue")
         prev = text[max(0, start - 4):start].rstrip(" \t")
         at_sentence_start = not prev or prev[-1] in SENTENCE_END
@@ -390,8 +410,9 @@ class NameRecognizer(Recognizer):
         """A lower-case token taken as a name: a lexicon name that is a first name or no frequent English word."""
         return token in self._strong and (token in self._first or token not in english_words())
 
-    def _lowercase(self, text: str) -> list[Span]:
-        """Lower-case names in context (speech transcripts): greeting/title cue, vocative, 'is a NN-year-old'."""
+    def _lowercase(self, text: str, note: bool) -> list[Span]:
+        """Lower-case names in context (speech transcripts): greeting/title cue, vocative, 'is a NN-year-old'.
+        ``note``: ``looks_like_note(text)``."""
         out: list[Span] = []
         for m in LOWER_AGE.finditer(text):
             before = LOWER_WORDS_BEFORE.search(text, max(0, m.start() - 40), m.start())
@@ -415,10 +436,12 @@ class NameRecognizer(Recognizer):
             if before is not None and self._lower_name(before.group("name")):
                 out.append(self.span(before.start("name"), before.end("name"), "NAME", 0.6,
                                      "lower-case name before a verb"))
+        us_first, us_last = us_names()
+        rank = english_rank()
         rules = [(LOWER_CUE, "lower-case name after a greeting or title")]
         # A vocative is one word, and in a note _holds_in_note keeps a NOTE_WEAK span only with two or more words:
         # every vocative found in a note would be dropped, so the scan (and a Python test per ", word,") is skipped.
-        if not looks_like_note(text):
+        if not note:
             rules.append((LOWER_VOCATIVE, "lower-case name between commas"))
         for pattern, expl in rules:
             for m in pattern.finditer(text):
@@ -429,6 +452,9 @@ class NameRecognizer(Recognizer):
                 cue = m.groupdict().get("cue")
                 if name[0].isupper():
                     continue
+                if rank.get(low, _FREQUENT_WORD_RANK) < _FREQUENT_WORD_RANK and low not in us_first \
+                        and low not in us_last:
+                    continue  # one of the 1,000 commonest English words and no US name: "the doctor said"
                 if cue in LOWER_TITLES:
                     if low not in self._names or low in self._common or low in self._allow:
                         continue

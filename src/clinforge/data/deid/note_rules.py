@@ -114,6 +114,7 @@ to at on of and or re see said says was is will would also who with for from by 
 """)
 _NAME_PARTICLES = frozenset({"van", "von", "de", "del", "della", "der", "den", "da", "di", "du", "le", "la", "bin",
                              "ben", "al", "el", "st", "mac", "mc"})
+_SPEAKER_START = re.compile(r"(?:^|\n)[ \t]*$")
 _ARTICLE_BEFORE = re.compile(r"(?<![a-z])(?:the|a|her|his|their|your|my|our|its)[ \t]+$")
 _STRONG_TITLES = frozenset({"dr", "drs", "doctor", "mr", "mrs"})
 _CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|\\", "", (
@@ -290,6 +291,9 @@ class NoteRecognizer(Recognizer):
                 continue  # "MR venogram", "mr angiography": magnetic resonance
             if cue == "doctor" and _ARTICLE_BEFORE.search(lower, max(0, m.start() - 8), m.start()):
                 continue  # "her doctor despite", "the doctor because": the noun, not a title
+            if titled and ":" in lower[m.end("cue"):m.start("t1")] and _SPEAKER_START.search(
+                    lower, max(0, m.start() - 4), m.start()) and not (self._name_like(t1) or t1 in self._names_all):
+                continue  # a speaker's label opening a line ("Doctor: Oh, that's good"): what follows is speech
             if strong:
                 ok = (len(t1) >= 2 and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS and t1 not in NOTE_TERMS
                       and t1 not in CLINICAL_TERMS and not t1.endswith(("ed", "ing")))
