@@ -35,6 +35,8 @@ TITLES = word_set("""
 Dr Drs Mr Mrs Ms Mx Miss Mister Madam Prof Professor Sr Sra Srta Mme Mlle Herr Frau Rev Fr Sister Brother Nurse
 Capt Sgt Lt Col Hon Judge Officer Doctor Dra Sig Sir Dame Lady Lord Pastor Rabbi Imam DR MR MRS MS dr mr mrs ms
 """)
+# Titles of four letters or more written with an abbreviation's dot ("Prof. Weber", "Capt. Ames", "Srta. Lopez")
+ABBREVIATED_TITLES = frozenset({"prof", "capt", "srta", "sgt"})
 # Phrases right before capitalised words that make them a name (compared lower-cased, last 1-4 words).
 NAME_CUES = frozenset(c.strip() for c in """my name is|name is|his name is|her name is|their name is|name:|names:|
 patient:|pt:|patient name:|called|named|dear|hi|hello|hey|thanks|thanks,|thank you|thank you,|cc:|signed by|seen by|

@@ -54,6 +54,7 @@ from clinforge.data.deid.lexicons import (
 )
 from clinforge.data.deid.medical_words import medical_words
 from clinforge.data.deid.name_patterns import (
+    ABBREVIATED_TITLES,
     AMBIGUOUS_TITLES,
     CAP_TOKEN,
     CREDENTIAL_AFTER,
@@ -295,7 +296,11 @@ class NameRecognizer(Recognizer):
         if start == 0 or not text[start - 1].isspace():
             return False
         prev = text[start - 16 if start > 16 else 0:start].split()
-        return bool(prev) and prev[-1].rstrip(".") in TITLES
+        if not prev:
+            return False
+        word = prev[-1].rstrip(".")
+        # a full-word title before a full stop ends its sentence: "Hi Doctor. I'm the mother", "Thank you, Nurse. I'll"
+        return word in TITLES and (word == prev[-1] or len(word) <= 3 or word.lower() in ABBREVIATED_TITLES)
 
     def _judge(self, text: str, run: list[tuple[int, int, str]]) -> Span | None:
         start, end = run[0][0], run[-1][1]

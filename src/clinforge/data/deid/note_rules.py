@@ -87,7 +87,7 @@ _CUED_NAME = re.compile(
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
 _WORDS = re.compile(r"[a-z][a-z]*")  # [a-z]+, written so that re skips non-letters in C (a repeat has no first set)
 # An initial after a title: "MS S. CARE", "mr I remained" (a capital in a note that is not all capitals).
-_TITLE_INITIAL = re.compile(r"(?<![a-z])(?:dr|mr|mrs|ms|miss)\.?[ \t]+(?P<i>[a-z])(?P<dot>\.)?(?=[ \t,;:]|$)")
+_TITLE_INITIAL = re.compile(r"(?<![a-z])(?:(?:dr|mr|mrs|ms)\.?|miss)[ \t]+(?P<i>[a-z])(?P<dot>\.)?(?=[ \t,;:]|$)")
 _TITLE_INITIAL_CUES = frozenset({"dr", "mr", "mrs", "ms", "miss"})
 # The end of a note (its last line or sentence) when it is only a name, a signature: one to three words, the
 # first a first name.
@@ -291,9 +291,12 @@ class NoteRecognizer(Recognizer):
                 continue  # "MR venogram", "mr angiography": magnetic resonance
             if cue == "doctor" and _ARTICLE_BEFORE.search(lower, max(0, m.start() - 8), m.start()):
                 continue  # "her doctor despite", "the doctor because": the noun, not a title
-            if titled and ":" in lower[m.end("cue"):m.start("t1")] and _SPEAKER_START.search(
-                    lower, max(0, m.start() - 4), m.start()) and not (self._name_like(t1) or t1 in self._names_all):
-                continue  # a speaker's label opening a line ("Doctor: Oh, that's good"): what follows is speech
+            sep = lower[m.end("cue"):m.start("t1")]
+            if titled and (":" in sep and _SPEAKER_START.search(lower, max(0, m.start() - 4), m.start())
+                           or len(cue) > 3 and ("," in sep or "." in sep)) and not (
+                    "'" not in t1 and (self._name_like(t1) or t1 in self._names_all)):
+                continue  # a speaker's label opening a line ("Doctor: Oh, that's good") or a title said to someone
+                # ("Yes doctor, that's correct", "Hi Doctor. I'm the mother"): what follows is speech
             if strong:
                 ok = (len(t1) >= 2 and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS and t1 not in NOTE_TERMS
                       and t1 not in CLINICAL_TERMS and not t1.endswith(("ed", "ing")))
