@@ -15,6 +15,17 @@ from __future__ import annotations
 import re
 
 from clinforge.data.deid.lexicons import allow_words, english_words, looks_like_note, trie_regex, word_set
+from clinforge.data.deid.pattern_checks import (
+    day_first_valid,
+    iban_valid,
+    ipv4_valid,
+    is_ipv6,
+    is_reading,
+    luhn_valid,
+    month_year_valid,
+    ssn_valid,
+    valid_numeric_date,
+)
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.single_case_addresses import find_single_case_addresses
 from clinforge.data.deid.spans import Span
@@ -128,8 +139,11 @@ RULES: list[Rule] = [
         r"(?:licen[cs]e[ \t]+plate|plate[ \t]*(?:number|no\.?|#|:))[ \t]*[:#]?[ \t]*"
         r"(?P<value>[a-z0-9]{1,4}[ -]?[a-z0-9]{2,5})\b"), 0.8, _WORD_LEFT),
     # lower-case "may" and "march" are verbs unless an ordinal day or a year follows ("on may 8th", "may 18, 2020")
-    ("DATE", "lower-case may/march with an ordinal day or a year", re.compile(
-        r"(?:may|march)[ \t]+" + _DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + _YEAR + r"\b)"), 0.8, _WORD_LEFT),
+    # (one rule per word, each led by its literal, which re finds by a substring search)
+    ("DATE", "lower-case may with an ordinal day or a year", re.compile(
+        r"may[ \t]+" + _DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + _YEAR + r"\b)"), 0.8, _WORD_LEFT),
+    ("DATE", "lower-case march with an ordinal day or a year", re.compile(
+        r"march[ \t]+" + _DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + _YEAR + r"\b)"), 0.8, _WORD_LEFT),
     ("DATE", "day-month-year, month abbreviated in lower case", re.compile(
         r"\d\d?-(?:jan|feb|mar|apr|may|jun|jul|aug|sept?|oct|nov|dec)-(?:\d{4}|\d\d)" + _END_NUM), 0.85,
      _NUMERIC_LEFT),
@@ -138,10 +152,12 @@ RULES: list[Rule] = [
 # Cheap whole-text tests that let a rule be skipped: it cannot match without one of these substrings.
 _NEEDS: dict[str, tuple[str, ...]] = {
     "URL with scheme or www": ("http", "www.", "ftp:", "WWW.", "HTTP", "Http", "FTP:"),
-    "lower-case plate after a licence plate label": ("late",),
+    "lower-case plate after a licence plate label": ("license plate", "licence plate", "plate#", "plate #", "plate:",
+                                                     "plate no", "plate number", "plate :"),
     "day-month-year, month abbreviated in lower case": tuple(f"-{m}-" for m in (
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
-    "lower-case may/march with an ordinal day or a year": ("may ", "march "),
+    "lower-case may with an ordinal day or a year": ("may ", "may\t"),
+    "lower-case march with an ordinal day or a year": ("march ", "march\t"),
     "IPv4 address": (".",),
     "numeric date with year": ("/", "-", "."),
     "month/year": ("/",),
@@ -273,53 +289,17 @@ _PREFIX_RULES = frozenset({"street-type prefix + name + number", "number + stree
 _DATE_SHAPE = re.compile(r"[/.-]\d\d?\d?[/.-]\d")
 _SHAPES: dict[str, re.Pattern[str]] = {"numeric date with year": _DATE_SHAPE, "ISO date": _DATE_SHAPE,
                                        "IPv4 address": _DATE_SHAPE, "month/year": re.compile(r"/" + _YEAR)}
+# Rules that only match lower-case letters: skipped in a text written in capitals (half of the nursing notes).
+_LOWER_CASE_RULES = frozenset({"lower-case plate after a licence plate label", "lower-case may with an ordinal day or a year",
+                               "lower-case march with an ordinal day or a year",
+                               "day-month-year, month abbreviated in lower case"})
 # Per rule, looked up once instead of per text: (rule, needs a digit, street-prefix rule, month rule, substrings
-# one of which it needs, its pattern without lower-case month names, a shape it needs).
+# one of which it needs, its pattern without lower-case month names, a shape it needs, lower-case only).
 _RULE_PLAN = [(rule, rule[0] != "URL", rule[1] in _PREFIX_RULES, rule[1] in _MONTH_RULES, _NEEDS.get(rule[1]),
-               _CASED_MONTH_RULES.get(rule[1], rule[2]), _SHAPES.get(rule[1])) for rule in RULES]
+               _CASED_MONTH_RULES.get(rule[1], rule[2]), _SHAPES.get(rule[1]), rule[1] in _LOWER_CASE_RULES)
+              for rule in RULES]
 _LOCAL_PART = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
-
-
-def luhn_valid(digits: str) -> bool:
-    """Luhn checksum of a card number (digits only).
-
-    Example:
-        >>> luhn_valid("4111111111111111"), luhn_valid("4111111111111112")
-        (True, False)
-    """
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def iban_valid(iban: str) -> bool:
-    """ISO 13616 mod-97 check of an IBAN (spaces ignored).
-
-    Example:
-        >>> iban_valid("GB82 WEST 1234 5698 7654 32")
-        True
-    """
-    s = iban.replace(" ", "")
-    if len(s) < 15 or len(s) > 34:
-        return False
-    moved = s[4:] + s[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
-
-
-def _valid_numeric_date(s: str) -> bool:
-    parts = re.split(r"[/.-]", s)
-    if len(parts) != 3:
-        return False
-    a, b, c = parts
-    if len(a) == 4:  # ISO
-        return 1 <= int(b) <= 12 and 1 <= int(c) <= 31
-    x, y = int(a), int(b)
-    return (1 <= x <= 12 and 1 <= y <= 31) or (1 <= y <= 12 and 1 <= x <= 31)
 
 
 def _value_bounds(m: re.Match[str]) -> tuple[int, int]:
@@ -341,20 +321,8 @@ def ascii_lower(text: str) -> str:
     return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)  # str.lower: same result, 7x faster
 
 
-def _ipv4_valid(s: str) -> bool:
-    return all(int(p) <= 255 and (p == "0" or not p.startswith("0")) for p in s.split("."))
-
-
-def _month_year_valid(s: str) -> bool:
-    return 1 <= int(s.split("/")[0]) <= 12
-
-
-def _day_first_valid(s: str) -> bool:
-    return 1 <= int(s[:2] if s[:2].isdigit() else s[:1]) <= 31
-
-
-_CHECKS = {"numeric date with year": _valid_numeric_date, "IPv4 address": _ipv4_valid,
-           "month/year": _month_year_valid, "day month-name [year]": _day_first_valid}
+_CHECKS = {"numeric date with year": valid_numeric_date, "IPv4 address": ipv4_valid,
+           "month/year": month_year_valid, "day month-name [year]": day_first_valid}
 
 
 def _left_ok(text: str, start: int, forbidden: str) -> bool:
@@ -366,11 +334,6 @@ def _left_ok(text: str, start: int, forbidden: str) -> bool:
             return False
         return prev not in forbidden[len(_WORD_LEFT):]
     return prev not in forbidden
-
-
-def _ssn_valid(s: str) -> bool:
-    area, group, serial = s[:3], s[4:6], s[7:]
-    return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
 
 
 _PT_SUFFIX = re.compile(r"[ \t](?:Pt|PT|pt)\.?(?:[ \t]|$)")
@@ -396,8 +359,10 @@ class PatternRecognizer(Recognizer):
         has_month = has_digit and (_ANY_MONTH if lower_months else _ANY_CASED_MONTH).search(text) is not None
         lower = ascii_lower(text)  # computed once: the label, ZIP and address-cue scans share it
         shapes: dict[re.Pattern[str], bool] = {}
-        for rule, needs_digit, is_prefix, is_month, needs, cased, shape in _RULE_PLAN:
-            if (needs_digit and not has_digit) or (is_prefix and not has_prefix) or (is_month and not has_month):
+        upper = text.isupper()
+        for rule, needs_digit, is_prefix, is_month, needs, cased, shape, lower_only in _RULE_PLAN:
+            if (needs_digit and not has_digit) or (is_prefix and not has_prefix) or (is_month and not has_month) \
+                    or (lower_only and upper):
                 continue
             if needs is not None:
                 for n in needs:  # (a loop, not any() over a generator: this runs ~5 times per text)
@@ -441,7 +406,7 @@ class PatternRecognizer(Recognizer):
             value = text[start:end]
             if len(value) < 6 or sum(c.isdigit() for c in value) < 4 or not any(c.isalpha() for c in value):
                 return
-            if _MEASUREMENT.fullmatch(value):  # "1300CC", "100-200CC", "AC700X10", "MAP57-63": a reading, no code
+            if _MEASUREMENT.fullmatch(value) or is_reading(value):  # "1300CC", "AC700X10", "80S-90S": a reading
                 return
             if _GRAVIDA_PARA.fullmatch(value):  # "G3P1010": gravida / para (term, preterm, abortions, living)
                 return
@@ -520,7 +485,7 @@ class PatternRecognizer(Recognizer):
             while end < len(text) and text[end] in "0123456789abcdefABCDEF:":
                 end += 1
             candidate = text[start:end]
-            if candidate.count(":") >= 2 and _is_ipv6(candidate):
+            if candidate.count(":") >= 2 and is_ipv6(candidate):
                 add(self.span(start, end, "IP", 0.85, "IPv6 address"))
 
     def _numbers(self, text: str, add, lower: str) -> None:
@@ -534,7 +499,7 @@ class PatternRecognizer(Recognizer):
                 continue
             if text[end:end + 1] in (".", ",", "-", "/", ":") and text[end + 1:end + 2].isdigit():
                 continue
-            if _SSN.fullmatch(value) and _ssn_valid(value):
+            if _SSN.fullmatch(value) and ssn_valid(value):
                 add(self.span(start, end, "SSN", 0.85, "SSN ddd-dd-dddd"))
                 continue
             digits = sum(c.isdigit() for c in value)
@@ -646,16 +611,6 @@ def _capitalised_words_before(text: str, end: int, n: int, saint: bool = False) 
             break
         pos -= 1
     return start
-
-
-def _is_ipv6(candidate: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.IPv6Address(candidate)
-    except ValueError:
-        return False
-    return True
 
 
 RECOGNIZERS.register("patterns", PatternRecognizer)

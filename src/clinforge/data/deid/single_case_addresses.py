@@ -67,7 +67,21 @@ _STATES = trie_regex(sorted(_STATE_CODES))
 _TAIL_TO_ZIP = re.compile(r"(?:,?[ \t]*[a-z][a-z'’.-]*(?:[ \t]+[a-z][a-z'’.-]*){0,2}){0,2},?[ \t]*(?:" + _STATES
                           + r")[ \t]+\d{5}(?:-\d{4})?(?![\d-])")
 _STATE_ZIP = re.compile(r",[ \t]*(?:" + _STATES + r")[ \t]+\d{5}(?:-\d{4})?(?![\d-])")
-_STRONG_HINTS = tuple(sorted(STRONG_SUFFIXES))
+_STRONG_HINTS = tuple(" " + w for w in sorted(STRONG_SUFFIXES))
+
+
+def _has_strong_suffix(lower: str) -> bool:
+    """Whether an unambiguous street suffix stands as a word after a space (``str.find`` per suffix)."""
+    if " " not in lower:
+        return False
+    for hint in _STRONG_HINTS:
+        pos = lower.find(hint)
+        while pos >= 0:
+            end = pos + len(hint)
+            if end == len(lower) or not lower[end].isalpha():
+                return True
+            pos = lower.find(hint, end)
+    return False
 _APARTMENT = re.compile(r"(?:apt|apartment|suite|ste)\.?[ \t]*#?[ \t]*\d")
 _WORD_BEFORE = re.compile(r"([a-z][a-z'’.-]*)[ \t]*$")
 
@@ -85,7 +99,8 @@ def find_single_case_addresses(text: str, lower: str, add: Callable[[Span], None
     medical = medical_words()
     # (most texts hold neither an unambiguous suffix nor an apartment number nor a ZIP: skip the scan of every
     # number there; a few substring tests cost less than the regex tried at each digit)
-    if not any(w in lower for w in _STRONG_HINTS) and _APARTMENT.search(lower) is None \
+    if not _has_strong_suffix(lower) and not (
+            ("apt" in lower or "suite" in lower or " ste" in lower) and _APARTMENT.search(lower) is not None) \
             and _STATE_ZIP.search(lower) is None:
         return
     for m in _STREET.finditer(lower):
