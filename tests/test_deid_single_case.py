@@ -113,3 +113,34 @@ def test_mts_dialog_interjections_are_not_masked_as_names(data_root: Path) -> No
     names = Counter(text[s.start:s.end].lower() for text in dialogues for s in deid.detect(text)
                     if s.entity_type == "NAME")
     assert not interjections & set(names), names.most_common(20)
+
+
+# Shorthand that makes a text a nursing note (``looks_like_note``), in each case.
+VITALS = " NEURO: A&OX3. CV: HR 80S NSR, BP 110/60. RESP: PEEP 5, FIO2 40%, ABG OK. GI: NGT TO LWS."
+
+
+@pytest.mark.parametrize("case", [str.upper, str.lower])
+@pytest.mark.parametrize("text, value", [
+    ("DR.HARDING PLACED A LINE.", "HARDING"),                       # a surname ending in -ing, glued to "dr."
+    ("HER PSYCH DOCTER MCBRIDE PHONED.", "MCBRIDE"),                 # a common misspelling of the title
+    ("SEEN BY K. WU, MD. PAIN RESOLVED.", "WU"),                     # a short surname after an initial
+    ("OKAFOR-BYRNE MD PLANS TO PLACE A LINE.", "OKAFOR-BYRNE"),      # a hyphenated name before MD
+    ("SONS BRANKO, ZDENKO AND ROGER IN TO VISIT.", "ZDENKO"),        # a list after a relative
+    ("DAUGHTERS TESSA AND ROGER IN.", "TESSA"),                      # a name, then "and" another
+    ("PT DEVOTED. DORCAS VIMBLY CELL# 617-555-0142.", "DORCAS VIMBLY"),  # whose number
+    ("DR. O MALLEY AT BEDSIDE.", "O MALLEY"),
+    ("NURSING PROGRESS NOTE\n14 OCT, 19 0700-1900\n", "14 OCT, 19"),
+])
+def test_note_rules_read_names_and_dates_in_either_case(case, text: str, value: str) -> None:
+    deid = Deidentifier(mode="mask")
+    note = case(text + VITALS)
+    assert covered(deid, note, case(value)), masked(deid, note)
+
+
+@pytest.mark.parametrize("case", [str.upper, str.lower])
+def test_readings_drugs_and_verbs_in_one_case_are_no_phi(case) -> None:
+    deid = Deidentifier(mode="mask")
+    note = case("HR 80S-90S, A/C 600-12-PEEP 5, RR 12-20BPM, CV-SR-80-90 NO ECTOPY, UO 50-120CCHR. "
+                "RECEIVING COLACE AND SENNA. LIMITS SET BY DR REGARDING EATING." + VITALS)
+    assert not [m for m in masked(deid, note) if m[1] in ("ID", "NAME")], masked(deid, note)
+    assert covered(deid, "SPECIMEN X7Q-48213 SENT." + VITALS, "X7Q-48213")  # a code stays one

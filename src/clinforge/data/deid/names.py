@@ -280,11 +280,16 @@ class NameRecognizer(Recognizer):
         regurgitation) followed by a word that is no US name but an English word or clinical shorthand: "no affect
         on MS. Verbal support", "S/P Lt. Hip", "IF MS CONT" ("Ms. Brown", "Mr. Hall" stay names)."""
         before = text[max(0, start - 10):start].split()
-        if not before or before[-1].rstrip(".,").lower() not in AMBIGUOUS_TITLES:
+        if not before:
+            return False
+        word = text[start:end].split()[0].lower().strip(".,")
+        if text[start:end].isupper() and word.endswith(("ing", "ed")) and word not in self._us_first \
+                and word not in self._us_last and (word in self._english_all or word in self._medical):
+            return True  # in capitals a verb after any title: "LIMITS SET BY DR REGARDING EATING", "MS WAXING"
+        if before[-1].rstrip(".,").lower() not in AMBIGUOUS_TITLES:
             return False
         if len(before) > 1 and before[-2].lower() == "an":
             return True  # "an MR venography": an em-ar, the acronym
-        word = text[start:end].split()[0].lower().strip(".,")
         if before[-1].lower() == "mr" and word.startswith(MR_STUDIES):
             return True  # "MR venogram", "MR angiography": magnetic resonance
         return (word in self._english_all or word in NOTE_SHORTHAND or word in CLINICAL_TERMS) \
@@ -506,6 +511,10 @@ class NameRecognizer(Recognizer):
                 out.append(self.span(m.start("name"), m.end("name"), "NAME", 0.55, "lower-case name alone on a line"))
         for m in LOWER_PREP_NAME.finditer(text):
             name = m.group("name")
+            if m.group("cue") == "and":  # "colace and senna", "tylenol and ginger": a list of drugs, not of people
+                before = text[max(0, m.start() - 30):m.start()].split()
+                if before and before[-1].strip(",.;:") in self._allow:
+                    continue
             if m.group("cue") in ("call me", "calls me", "name is"):
                 if not (self._first_lower(name) or self._unknown_lower(name)):
                     continue

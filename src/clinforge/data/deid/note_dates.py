@@ -54,7 +54,8 @@ _ABBR_MONTH_DAY = re.compile(word_start_regex(("jan", "feb", "mar", "apr", "jun"
                                                "nov", "dec"), "[a-z]")
                              + r"(?:\.[ \t]*|[ \t]+)(?P<d>[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?" + _NOT_A_DAY_AFTER)
 _DAY_ABBR_MONTH = re.compile(r"(?<![\w./:-])(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?[ \t]+(?:of[ \t]+)?"
-                             r"(?:jan|feb|apr|jun|jul|aug|sept|sep|oct|nov)\.?(?![a-z])")
+                             r"(?P<mon>jan|feb|apr|jun|jul|aug|sept|sep|oct|nov)\.?(?![a-z])"
+                             r"(?:,[ \t]*(?:\d\d|(?:19|20)\d\d)(?![\d:/.]|[ \t]*(?:mg|mcg|ml|cc|units?|%)))?")  # "21 apr, 21"
 _ABBR_MONTH_YEAR = re.compile(word_start_regex(("jan", "feb", "march", "mar", "apr", "may", "jun", "jul", "aug", "sept",
                                                 "sep", "oct", "nov", "dec"), "[a-z]")
                               + r"\.?,?[ \t]+(?:of[ \t]+)?(?:19|20)\d\d(?!\d|[/.:-]\d|[ \t]*(?:mg|mcg|ml|cc|units?)\b)")
@@ -160,7 +161,7 @@ def _lower_month_abbreviations(text: str, lower: str, out: list[Span], span: Spa
             continue  # "dec 5": decreased by 5 unless a date cue comes before ("on dec 5"); "mar": the MAR
         add(span(m.start(), m.end(), "DATE", 0.6, "lower-case month abbreviation and day"))
     for m in _DAY_ABBR_MONTH.finditer(lower):
-        if text[m.end() - 1].islower() or text[m.end() - 2].islower():
+        if text[m.end("mon") - 1].islower() or text[m.end("mon") - 2].islower():
             add(span(m.start(), m.end(), "DATE", 0.6, "day and lower-case month abbreviation"))
     for m in _ABBR_MONTH_YEAR.finditer(lower):
         if text[m.start()].islower():

@@ -72,7 +72,7 @@ terry kelly shirley carter cole mason tyler parker porter baker cook price rich 
 ginger pearl hazel olive violet earnest kay jan mack noel roman rex israel georgia geneva dallas flora
 marshall santos dixie stella
 """)
-_TITLE_CUE = (r"dr|drs|doctor|mr|mrs|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|social worker|"
+_TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|social worker|"
               r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
 _RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|brother|bro|sister|sis|mother|mom|"
                  r"father|dad|niece|nephew|grand ?son|grand ?daughter|grand ?child|aunt|uncle|cousin|friend|fiance|"
@@ -106,7 +106,8 @@ _SPECIALTY = re.compile(r"[a-z]*(?:ology|ologic|iatry|iatric|iatrics|pedic|pedic
                         r"anticoagulation|coumadin|methadone|urgent|walk-in|fertility|sleep|memory|headache")
 _PER_WORDS = frozenset(["per", "with", "w", "d", "by", "called", "paged", "notified", "spoke"])  # "d/w": discussed with
 _AWARE_WORDS = frozenset(["aware", "notified", "paged", "see", "family"])
-_CREDENTIALS = frozenset(["rn", "rrt", "crt", "rpt", "lpn", "msw", "licsw", "lcsw", "np", "slp", "otr", "cna", "bsn", "ccrn"])
+_CREDENTIALS = frozenset(["rn", "rrt", "crt", "rpt", "lpn", "msw", "licsw", "lcsw", "np", "slp", "otr", "cna", "bsn", "ccrn",
+                          "md"])
 # Words that follow "dr" in notes without being a name ("dr aware", "dr here", "dr's order").
 _AFTER_TITLE = word_set("""
 aware notified paged called here there in made updated informed present team office rounds note notes order orders
@@ -114,14 +115,17 @@ to at on of and or re see said says was is will would also who with for from by 
 """)
 _NAME_PARTICLES = frozenset({"van", "von", "de", "del", "della", "der", "den", "da", "di", "du", "le", "la", "bin",
                              "ben", "al", "el", "st", "mac", "mc"})
+_NAME_BEFORE_PHONE = re.compile(r"(?<![a-z'’-])(?P<a>[a-z][a-z'’-]+)[ \t]+(?P<b>[a-z][a-z'’-]+)[ \t,:-]*(?:(?:cell|home|work|"
+                                r"phone|ph|tel|mobile|pager|beeper)[ \t]*(?:#|no\.?|number)?[ \t:]*|#[ \t]*)?$")
+_LIST_NEXT = re.compile(r"(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+(?:and|&)[ \t]+)(?P<n>[a-z][a-z'’-]+)(?![a-z])")
 _SPEAKER_START = re.compile(r"(?:^|\n)[ \t]*$")
 _ARTICLE_BEFORE = re.compile(r"(?<![a-z])(?:the|a|her|his|their|your|my|our|its)[ \t]+$")
-_STRONG_TITLES = frozenset({"dr", "drs", "doctor", "mr", "mrs"})
+_STRONG_TITLES = frozenset({"dr", "drs", "doctor", "docter", "mr", "mrs"})
 _CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|\\", "", (
     _TITLE_CUE + "|" + _RELATIVE_CUE).replace(" ?", " ")).split("|")) | {
     "grandson", "granddaughter", "grandchild", "stepdaughter", "stepson"}
 _TITLE_WORDS = frozenset(re.sub(r"\\?[ ]", " ", _TITLE_CUE).split("|"))
-_CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn)(?![a-z])")
+_CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn|md)(?![a-z])")
 _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
 _PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|d/w|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
                        + r")\b")
@@ -298,8 +302,14 @@ class NoteRecognizer(Recognizer):
                 continue  # a speaker's label opening a line ("Doctor: Oh, that's good") or a title said to someone
                 # ("Yes doctor, that's correct", "Hi Doctor. I'm the mother"): what follows is speech
             if strong:
-                ok = (len(t1) >= 2 and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS and t1 not in NOTE_TERMS
-                      and t1 not in CLINICAL_TERMS and not t1.endswith(("ed", "ing")))
+                # (a word ending in -ed / -ing is a verb after "dr" ("dr ordered") unless it is a US surname or
+                # first name ("DR.KING", "dr reed"); so is a note term ("dr. foley"))
+                census = t1 in self._last or t1 in self._first
+                if t1 in ("o", "d") and m.group("t2") and self._name_like(m.group("t2"), generous=True):
+                    census = True  # "dr. o rourke", "dr d angelo": the surname's O' / D' written apart
+                ok = ((len(t1) >= 2 or census) and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS
+                      and (census or (t1 not in NOTE_TERMS and t1 not in CLINICAL_TERMS
+                                      and not t1.endswith(("ed", "ing")))))
             elif titled:  # a role ("np", "ms", "caseworker"): a name of some locale ("ms sedated" is no name)
                 ok = (t1 in self._first or t1 in self._last or t1 in self._names_all) and t1 not in self._stop \
                     and not self._is_word(t1)
@@ -309,7 +319,9 @@ class NoteRecognizer(Recognizer):
                     self._name_like(t1) or (t1 in self._names_all and (t1 not in self._english_all or self._rank.get(
                         t1, 0) >= _RARE_WORD_RANK))
                     or (t1 in self._names_all and (mixed and text[m.start("t1")].isupper()
-                                                   or (t2 is not None and self._name_like(t2))))
+                                                   or (t2 is not None and self._name_like(t2))
+                                                   # "daughters tessa and roger": another name after "and"
+                                                   or (m.group("t3") is not None and self._name_like(m.group("t3")))))
                     # a first name that is also a word, then a surname in no word list ("husband rich martino")
                     or (t1 in WORD_NAMES and t2 is not None and self._name_like(t2)
                         and t2 not in self._english_all))
@@ -326,6 +338,14 @@ class NoteRecognizer(Recognizer):
                 end = m.end("t2")
             add(self.span(m.start("t1"), end, "NAME", 0.8 if titled else 0.7,
                           "name after a title" if titled else "name after a relative"))
+            pos = end
+            while not titled:  # "sons smokey, morris and roger": the other names of a list after a relative
+                nxt = _LIST_NEXT.match(lower, pos)
+                if nxt is None or nxt.group("n") in FUNCTION_WORDS or not (
+                        nxt.group("n") in self._first or nxt.group("n") in self._last or self._name_like(nxt.group("n"))):
+                    break
+                add(self.span(nxt.start("n"), nxt.end("n"), "NAME", 0.65, "name in a list after a relative"))
+                pos = nxt.end()
             t3 = m.group("t3")
             if titled and t3 and self._name_like(t3):
                 add(self.span(m.start("t3"), m.end("t3"), "NAME", 0.7, "second name after a title"))
@@ -336,12 +356,20 @@ class NoteRecognizer(Recognizer):
                 continue
             tokens = list(re.finditer(r"[a-z][a-z'’-]*", before.group(1)))
             keep: list[re.Match[str]] = []
-            for t in reversed(tokens):  # the longest run of name-like words (or initials) ending at the credential
-                word = t.group()
-                if not (len(word) == 1 or self._name_like(word, generous=True)
+            for i in range(len(tokens) - 1, -1, -1):  # the longest run of name-like words (or initials) ending at
+                word = tokens[i].group()                 # the credential
+                initial = before.start(1) + tokens[i - 1].start() if i > 0 and len(tokens[i - 1].group()) == 1 else -1
+                after_initial = initial >= 0 and lower[initial + 1:initial + 2] == "." and not (
+                    initial and lower[initial - 1].isalpha()) and word not in self._english_all \
+                    and word not in FUNCTION_WORDS and word not in NOTE_TERMS  # "j. yi, md": a short surname
+                if not (len(word) == 1 or self._name_like(word, generous=True) or after_initial
                         or (word in self._names_all and word not in FUNCTION_WORDS)):
                     break
-                keep.append(t)
+                keep.append(tokens[i])
+            if lower[m.start():m.end()] == "md":  # "paged md", "icu md aware": the physician; a name before it
+                # only as a US name, a hyphenated name or one after an initial ("stord-painter md", "j. yi, md")
+                keep = [t for t in keep if len(t.group()) == 1 or t.group() in self._first or t.group() in self._last
+                        or "-" in t.group()] if not any(len(t.group()) == 1 for t in keep) else keep
             if lower[m.start():m.end()] == "np":  # also "nasal prongs": only after a name of some locale
                 keep = [t for t in keep if len(t.group()) == 1 or t.group() in self._names_all]
                 if _NP_NOT_CREDENTIAL.match(lower, m.end()):
@@ -422,6 +450,16 @@ class NoteRecognizer(Recognizer):
     def _phones(self, lower: str, words: set[str], out: list[Span]) -> None:
         for m in _PHONE.finditer(lower):
             out.append(self.span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
+            # whose number: "lopie certusi cell# 410-...", "daughter ann 555-..." (two words in no word list, or a
+            # first name and such a word, right before the number and its cue)
+            who = _NAME_BEFORE_PHONE.search(lower, max(0, m.start() - 50), m.start())
+            if who is not None:
+                a, b = who.group("a"), who.group("b")
+                parts = set(re.split(r"[-'’]", a + "-" + b))
+                if parts.isdisjoint(_CUE_WORDS) and "grand" not in parts and self._name_like(
+                        b, generous=True) and b not in self._plain and (
+                        self._name_like(a, generous=True) and a not in self._plain or a in self._first):
+                    out.append(self.span(who.start("a"), who.end("b"), "NAME", 0.65, "name before a phone number"))
         for m in _LOCAL_PHONE.finditer(lower):
             start = m.start() - 3  # the three digits before the hyphen (see _LOCAL_PHONE)
             if _PHONE_CUE_NEAR.search(lower, max(0, start - 30), start):
