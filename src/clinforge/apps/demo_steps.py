@@ -334,12 +334,11 @@ def run_demo(out: Path, *, data: str = "samples", model: str = SMOLLM2, overwrit
                 on_step(name, summary[name], ctx)
     except BaseException as exc:
         run.fail(exc)
-        from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
+        from clinforge.core.interrupts import note_if_interrupted, rerun_command
 
-        if interruption_in(exc) is not None:
-            finished = ", ".join(done) or "none"
-            note_interrupted(f"the demo's finished steps ({finished}) in {out}/{STEPS_FILE}, and what the "
-                             "interrupted step saved", rerun_command(add=("--resume",), drop=("--overwrite",)))
+        note_if_interrupted(exc, lambda: f"the demo's finished steps ({', '.join(done) or 'none'}) in "
+                                         f"{out}/{STEPS_FILE}, and what the interrupted step saved",
+                            rerun_command(add=("--resume",), drop=("--overwrite",)))
         raise
     run.finish(summary)
     return summary

@@ -118,14 +118,28 @@ def resume_note(describe: Callable[[], str], *, resume: str | None = None) -> It
     try:
         yield
     except BaseException as exc:
-        if interruption_in(exc) is None:
-            raise
-        try:
-            saved = describe()
-        except Exception as failure:  # a note must never hide the interruption itself
-            saved = f"(could not describe what was saved: {type(failure).__name__})"
-        note_interrupted(saved, resume)
+        note_if_interrupted(exc, describe, resume)
         raise
+
+
+def note_if_interrupted(exc: BaseException, describe: Callable[[], str], resume: str | None = None) -> None:
+    """When ``exc`` is (or wraps) an interruption, record ``describe()`` and ``resume`` as ``resume_note`` does; for
+    an ``except BaseException`` block that cleans up (marks its run record failed, removes a half-written folder)
+    before it re-raises. Other errors record nothing.
+
+    Example:
+        >>> note_if_interrupted(ValueError("bad row"), lambda: "nothing saved"); take_notes()
+        ([], None)
+        >>> note_if_interrupted(KeyboardInterrupt(), lambda: "3 of 9 items", "clinforge judge r.yaml"); take_notes()
+        (['3 of 9 items'], 'clinforge judge r.yaml')
+    """
+    if interruption_in(exc) is None:
+        return
+    try:
+        saved = describe()
+    except Exception as failure:  # a note must never hide the interruption itself
+        saved = f"(could not describe what was saved: {type(failure).__name__})"
+    note_interrupted(saved, resume)
 
 
 def note_interrupted(saved: str, resume: str | None = None) -> None:
@@ -161,4 +175,4 @@ def take_notes() -> tuple[list[str], str | None]:
     return notes, resume
 
 
-__all__ = ["Interrupted", "install_handlers", "restore_handlers", "received_signal", "interruption_in", "exit_status", "resume_note", "note_interrupted", "rerun_command", "take_notes"]
+__all__ = ["Interrupted", "install_handlers", "restore_handlers", "received_signal", "interruption_in", "exit_status", "resume_note", "note_if_interrupted", "note_interrupted", "rerun_command", "take_notes"]

@@ -565,13 +565,11 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         run.fail(exc)
         if replacing:
             shutil.rmtree(out, ignore_errors=True)
-        from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
+        from clinforge.core.interrupts import note_if_interrupted, rerun_command
 
-        if interruption_in(exc) is not None:
-            note_interrupted("nothing yet: prepare writes its dataset at the end"
-                             + (f"; the previous run in {final} is untouched" if replacing else
-                                f"; {final} holds only the interrupted run record, which the same command replaces"),
-                             rerun_command())
+        note_if_interrupted(exc, lambda: "nothing yet: prepare writes its dataset at the end" + (
+            f"; the previous run in {final} is untouched" if replacing else
+            f"; {final} holds only the interrupted run record, which the same command replaces"), rerun_command())
         raise
     run.finish({k: card[k] for k in ("records_in", "records_out", "skipped_rows", "phi_by_type", "duplicates_removed",
                                      "contamination", "splits", "groups_crossing_splits")}

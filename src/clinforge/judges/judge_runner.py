@@ -239,12 +239,11 @@ def run_judging(kind: str, judge_specs: list[str], input_path: str | os.PathLike
         return record.finish(summary)
     except BaseException as exc:
         record.fail(exc)
-        from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
+        from clinforge.core.interrupts import note_if_interrupted, rerun_command
 
-        if interruption_in(exc) is not None:
-            judged = len(read_done(items_path)) if items_path.exists() else 0
-            note_interrupted(f"{judged} of {len(items)} items judged in {items_path}; the same command reuses them",
-                             rerun_command(drop=("--overwrite",)))
+        note_if_interrupted(exc, lambda: f"{len(read_done(items_path)) if items_path.exists() else 0} of {len(items)} "
+                                         f"items judged in {items_path}; the same command reuses them",
+                            rerun_command(drop=("--overwrite",)))
         raise
     finally:
         if backends is None:  # close what this function opened (GPU memory, HTTP connections)
