@@ -144,3 +144,15 @@ def test_readings_drugs_and_verbs_in_one_case_are_no_phi(case) -> None:
                 "RECEIVING COLACE AND SENNA. LIMITS SET BY DR REGARDING EATING." + VITALS)
     assert not [m for m in masked(deid, note) if m[1] in ("ID", "NAME")], masked(deid, note)
     assert covered(deid, "SPECIMEN X7Q-48213 SENT." + VITALS, "X7Q-48213")  # a code stays one
+
+
+@pytest.mark.parametrize("case", [str.upper, str.lower])
+def test_surrogates_follow_the_case_of_the_note(case) -> None:
+    """A mixed-case surrogate in a note written in one case would stand out and tell what was replaced."""
+    note = case("Dr. Harding placed a line, lives at 12 Elm Street, Salem, MA 01970, daughter Maureen Olsen aware."
+                + VITALS)
+    out = Deidentifier(mode="surrogate", seed=0).deidentify(note)
+    assert out.replacements and "harding" not in out.text.lower()
+    for new in out.replacements:
+        letters = [c for c in new if c.isalpha()]
+        assert letters and case("".join(letters)) == "".join(letters), (new, out.text)

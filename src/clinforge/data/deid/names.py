@@ -278,7 +278,8 @@ class NameRecognizer(Recognizer):
     def _clinical_after_title(self, text: str, start: int, end: int) -> bool:
         """Whether the title before ``start`` is "MS" (mental status, morphine), "Lt." (left) or "MR" (mitral
         regurgitation) followed by a word that is no US name but an English word or clinical shorthand: "no affect
-        on MS. Verbal support", "S/P Lt. Hip", "IF MS CONT" ("Ms. Brown", "Mr. Hall" stay names)."""
+        on MS. Verbal support", "S/P Lt. Hip", "IF MS CONT" ("Ms. Brown", "Mr. Hall" stay names); or, in capitals,
+        any title followed by an English or medical word ending in -ing / -ed that is no US name ("DR REGARDING")."""
         before = text[max(0, start - 10):start].split()
         if not before:
             return False

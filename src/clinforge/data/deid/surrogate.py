@@ -150,6 +150,21 @@ def _shift(text: str, days: int) -> str | None:
     return out
 
 
+def match_case(original: str, new: str) -> str:
+    """``new`` in capitals when ``original`` is, in lower case when it is: a surrogate in a note written in one case
+    must not stand out ("dr. harding" -> "dr. davis", not "dr. Davis").
+
+    Example:
+        >>> match_case("HARDING", "Davis"), match_case("harding", "Davis"), match_case("Harding", "Davis")
+        ('DAVIS', 'davis', 'Davis')
+    """
+    if original.isupper():
+        return new.upper()
+    if original.islower():
+        return new.lower()
+    return new
+
+
 def shape_preserving(original: str, rng: random.Random) -> str:
     """Replace each digit by a digit and each letter by a letter of the same case; keep punctuation.
 
@@ -226,7 +241,8 @@ class SurrogateGenerator:
         """A surrogate for one name token; ``role`` ``given`` / ``surname`` when the position says which it is,
         ``gender`` (from a title or the original given name) picks a given name of the same gender."""
         if len(token) == 1:
-            return self._rng(patient, "initial", token).choice(string.ascii_uppercase)
+            initial = self._rng(patient, "initial", token).choice(string.ascii_uppercase)
+            return initial.lower() if token.islower() else initial
         low = token.lower()
         if role == "auto":
             role = "given" if low in self._first and low not in self._last else "surname"
@@ -235,9 +251,7 @@ class SurrogateGenerator:
             new = {"male": fake.first_name_male, "female": fake.first_name_female}.get(gender or "", fake.first_name)()
         else:
             new = self._faker(patient, "name", low).last_name()
-        if token.isupper():
-            return new.upper()
-        return new
+        return match_case(token, new)
 
     def _name(self, original: str, patient: str, gender: str | None) -> str:
         """A name span token by token: with two or more words, the last is the surname and the others given names
@@ -282,13 +296,13 @@ class SurrogateGenerator:
             return "90+"
         fake = self._faker(patient, entity_type, original)
         if entity_type == "EMAIL":
-            return fake.email()
+            return match_case(original, fake.email())
         if entity_type == "URL":
-            return fake.url().rstrip("/") if "://" in original else fake.domain_name()
+            return match_case(original, fake.url().rstrip("/") if "://" in original else fake.domain_name())
         if entity_type == "IP":
             return fake.ipv6() if ":" in original else fake.ipv4_private()
         if entity_type == "ADDRESS":
-            return fake.street_address()
+            return match_case(original, fake.street_address())
         if entity_type == "LOCATION":
-            return fake.city()
+            return match_case(original, fake.city())
         return shape_preserving(original, self._rng(patient, entity_type, original))
