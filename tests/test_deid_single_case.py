@@ -41,6 +41,7 @@ def covered(deid: Deidentifier, text: str, value: str) -> bool:
     ("lives at 1040 cooke walk suite 645, noahland, co 97721.", "1040 cooke walk suite 645, noahland, co 97721"),
     ("lives in boston, ma 02115 with wife.", "boston"),
     ("mail to psc 0413, box 8144, apo ae 09012", "09012"),
+    ("CALL DAUGHTER AT 617-555-0142 X 221 WITH QUESTIONS.", "617-555-0142 X 221"),
 ])
 def test_identifiers_written_in_one_case_are_found(deid: Deidentifier, text: str, value: str) -> None:
     assert covered(deid, text, value), masked(deid, text)

@@ -191,7 +191,7 @@ _IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _SSN = re.compile(r"\d{3}([- ])\d\d\1\d{4}(?![\d-])")
 _DIGIT_GROUPS = re.compile(r"[+(\d](?:(?<=[+(])\d|(?<=\d))(?=[\d() .+-]{6})[\d()]*(?:[ .-]\(?\d+\)?)+")  # one class first: fast scan
 _PHONE_US = re.compile(r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}")
-_EXTENSION = re.compile(r"\s*(?:x|ext\.?|extension)\s*\d{1,5}")
+_EXTENSION = re.compile(r"\s*(?i:x|ext\.?|extension)\s*\d{1,5}")  # "X 221", "EXT 12" in capitals too
 _DECIMAL_IN = re.compile(r"(?<!\d)\d{1,2}\.\d|\d\.\d{1,2}(?!\d)")
 _PHONE_CUES = re.compile(r"(?i:phone|tel\b|telephone|fax|facsimile|cell|mobile|call|contact|number|no\.|#|reach|"
                          r"dial|text|sms|whatsapp|answering|registered|ring|pager|beeper|landline|hotline|\bat\b)")
