@@ -100,6 +100,7 @@ def test_speaker_labels_are_no_titles(deid: Deidentifier) -> None:
     # a form's field keeps its value masked
     assert covered(deid, "Patient: Ewelina Korda\nMRN: 38455108", "Ewelina Korda")
     assert covered(deid, "NAME: CASTANEDA, NAZARET\nDATE OF SERVICE: 08/01/2021", "NAZARET")
+    assert covered(deid, "Emergency contacts\nMother: Xanthe, 617-555-0142", "Xanthe")  # a relative's line in a form
 
 
 def test_mts_dialog_interjections_are_not_masked_as_names(data_root: Path) -> None:

@@ -118,10 +118,9 @@ LOWER_GREETINGS = ("hi", "hello", "hey", "bye", "goodbye", "thanks", "dear", "na
                     "call me", "named", "called", "meet", "thank you", "see you", "morning", "afternoon", "evening")
 LOWER_DISCOURSE = ("so", "okay", "alright", "mean")
 # A speaker's label opening a line of a transcript ("Doctor: ", "Patient: ", "Guest_family: "); not a form's field
-# label ("Name: Castañeda, Nazaret")
+# label ("Name: Castañeda, Nazaret"), nor a relative's line in a form ("Mother: Xanthe, 555-0142")
 SPEAKER_LABEL = re.compile(r"[ \t]*(?i:doctor|dr|patient|pt|nurse|physician|clinician|provider|guest_family|"
-                           r"guest_clinician|guest|family|caregiver|interviewer|speaker[ _]?\d*|mother|father|parent|"
-                           r"spouse)[ \t]*:[ \t]*")
+                           r"guest_clinician|guest|caregiver|interviewer|speaker[ _]?\d*)[ \t]*:[ \t]*")
 SPEECH_AFTER = re.compile(r"[ \t]+[a-z]")  # the sentence goes on in lower case: speech, not a form's value
 LOWER_CUE = re.compile(r"(?P<cue>" + trie_regex(LOWER_TITLES + LOWER_GREETINGS + LOWER_DISCOURSE)
                         + r")\s?\.?\s*,?\s+"
