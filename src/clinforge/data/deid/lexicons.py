@@ -122,6 +122,16 @@ norepinephrine precedex dexmedetomidine vasopressin dopamine dobutamine milrinon
 """)
 
 
+# USPS codes of the states, DC, Puerto Rico, Guam and the Virgin Islands; and of the other territories and of military
+# post ("APO AE 09012"), which only count before a ZIP. Shared by the cased address rules (``patterns``) and the
+# one-case ones (``single_case_addresses``).
+US_STATE_CODES = ("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
+                  "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC",
+                  "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
+                  "PR", "GU", "VI")
+US_TERRITORY_CODES = ("AS", "FM", "MH", "MP", "PW", "AA", "AE", "AP")
+
+
 # Capitalised mid-sentence in notes yet not names: specialties, departments, section headers, tests, languages.
 CLINICAL_CAPITALISED = word_set("""
 cardiology neurology oncology radiology pathology pediatrics paediatrics psychiatry psychology dermatology urology

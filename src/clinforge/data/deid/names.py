@@ -158,6 +158,7 @@ class NameRecognizer(Recognizer):
         self._english_all = english_words()
         self._medical = medical_words()
         self._us_first, self._us_last = us_names()
+        self._rank = english_rank()  # the vocabulary's order, frequent words first
         self._allow = allow
         self._cities = city_names() - common
         self._context = int(options.get("context_chars", 40))
@@ -255,7 +256,7 @@ class NameRecognizer(Recognizer):
         "Resp") are no evidence of a name: keep titled / cued spans, and lexicon hits only on a US name that is
         no ordinary word; drop the guesses from unknown capitalised words and lower-case vocatives."""
         expl = span.explanation
-        first, last = us_names()
+        first, last = self._us_first, self._us_last
         tokens = re.findall(r"[^\W\d_]{2,}", text[span.start:span.end].lower())
         if expl in NOTE_WEAK:  # kept only as two or more words in no list ("Xanmabel Umvel", not "Dopamine")
             return len(tokens) >= 2 and all(len(t) > 2 and t not in self._english_all and t not in self._allow
@@ -447,8 +448,6 @@ class NameRecognizer(Recognizer):
             if before is not None and self._lower_name(before.group("name")):
                 out.append(self.span(before.start("name"), before.end("name"), "NAME", 0.6,
                                      "lower-case name before a verb"))
-        us_first, us_last = us_names()
-        rank = english_rank()
         rules = [(LOWER_CUE, "lower-case name after a greeting or title")]
         # A vocative is one word, and in a note _holds_in_note keeps a NOTE_WEAK span only with two or more words:
         # every vocative found in a note would be dropped, so the scan (and a Python test per ", word,") is skipped.
@@ -463,8 +462,8 @@ class NameRecognizer(Recognizer):
                 cue = m.groupdict().get("cue")
                 if name[0].isupper():
                     continue
-                if rank.get(low, _FREQUENT_WORD_RANK) < _FREQUENT_WORD_RANK and low not in us_first \
-                        and low not in us_last:
+                if self._rank.get(low, _FREQUENT_WORD_RANK) < _FREQUENT_WORD_RANK and low not in self._us_first \
+                        and low not in self._us_last:
                     continue  # one of the 1,000 commonest English words and no US name: "the doctor said"
                 if cue in LOWER_TITLES:
                     if low not in self._names or low in self._common or low in self._allow:

@@ -366,10 +366,10 @@ class NoteRecognizer(Recognizer):
                         or (word in self._names_all and word not in FUNCTION_WORDS)):
                     break
                 keep.append(tokens[i])
-            if lower[m.start():m.end()] == "md":  # "paged md", "icu md aware": the physician; a name before it
-                # only as a US name, a hyphenated name or one after an initial ("stord-painter md", "j. yi, md")
-                keep = [t for t in keep if len(t.group()) == 1 or t.group() in self._first or t.group() in self._last
-                        or "-" in t.group()] if not any(len(t.group()) == 1 for t in keep) else keep
+            if lower[m.start():m.end()] == "md" and not any(len(t.group()) == 1 for t in keep):
+                # "paged md", "icu md aware": the physician; without an initial ("j. yi, md") a name before it is
+                # a US name or a hyphenated one ("stord-painter md")
+                keep = [t for t in keep if t.group() in self._first or t.group() in self._last or "-" in t.group()]
             if lower[m.start():m.end()] == "np":  # also "nasal prongs": only after a name of some locale
                 keep = [t for t in keep if len(t.group()) == 1 or t.group() in self._names_all]
                 if _NP_NOT_CREDENTIAL.match(lower, m.end()):

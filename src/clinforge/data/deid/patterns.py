@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import re
 
-from clinforge.data.deid.lexicons import allow_words, english_words, looks_like_note, trie_regex, word_set
+from clinforge.data.deid.lexicons import (
+    US_STATE_CODES,
+    US_TERRITORY_CODES,
+    allow_words,
+    english_words,
+    looks_like_note,
+    trie_regex,
+    word_set,
+)
 from clinforge.data.deid.pattern_checks import (
     day_first_valid,
     iban_valid,
@@ -74,7 +82,7 @@ _GLUED_SUFFIX = trie_regex(['straße', 'strasse', 'str.', 'weg', 'gasse', 'platz
 _PREFIX_STREET = trie_regex(['Rue', 'Avenue', 'Av.', 'Avda', 'Avda.', 'Avenida', 'Calle', 'C/', 'Camino', 'Paseo', 'Plaza', 'Via', 'Viale', 'Vicolo', 'Piazza', 'Corso', 'Largo', 'Rua', 'Travessa', 'Praça', 'Estrada', 'Alameda', 'ul.', 'ulica', 'al.', 'Aleja', 'Plac', 'os.', 'Osiedle', 'Strada', 'Calea', 'Bulevardul', 'Boulevard', 'Bd', 'Bd.', 'Chemin', 'Place', 'Impasse', 'Allée', 'Quai', 'Route', 'Cours', 'Passage', 'Sentier', 'Carrer', 'Ronda', 'Avinguda', 'Odos', 'Leoforos', 'Ulitsa', 'Prospekt', 'Pereulok'])
 _CAP = r"[A-ZÀ-ÖØ-ÞĀ-Ž][\w'’.-]*"
 _UNIT = r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|Bldg|Building|Floor|Fl|Room|Rm|#)\.?\s*#?\s*[\w-]+)?"
-_STATE_NAMES = ['AL', 'AK', 'AZ', 'AR', 'CA', 'CO', 'CT', 'DE', 'DC', 'FL', 'GA', 'HI', 'ID', 'IL', 'IN', 'IA', 'KS', 'KY', 'LA', 'ME', 'MD', 'MA', 'MI', 'MN', 'MS', 'MO', 'MT', 'NE', 'NV', 'NH', 'NJ', 'NM', 'NY', 'NC', 'ND', 'OH', 'OK', 'OR', 'PA', 'RI', 'SC', 'SD', 'TN', 'TX', 'UT', 'VT', 'VA', 'WA', 'WV', 'WI', 'WY', 'PR', 'GU', 'VI', 'Alabama', 'Alaska', 'Arizona', 'Arkansas', 'California', 'Colorado', 'Connecticut', 'Delaware', 'Florida', 'Georgia', 'Hawaii', 'Idaho', 'Illinois', 'Indiana', 'Iowa', 'Kansas', 'Kentucky', 'Louisiana', 'Maine', 'Maryland', 'Massachusetts', 'Michigan', 'Minnesota', 'Mississippi', 'Missouri', 'Montana', 'Nebraska', 'Nevada', 'New Hampshire', 'New Jersey', 'New Mexico', 'New York', 'North Carolina', 'North Dakota', 'Ohio', 'Oklahoma', 'Oregon', 'Pennsylvania', 'Rhode Island', 'South Carolina', 'South Dakota', 'Tennessee', 'Texas', 'Utah', 'Vermont', 'Virginia', 'Washington', 'West Virginia', 'Wisconsin', 'Wyoming']
+_STATE_NAMES = [*US_STATE_CODES, 'Alabama', 'Alaska', 'Arizona', 'Arkansas', 'California', 'Colorado', 'Connecticut', 'Delaware', 'Florida', 'Georgia', 'Hawaii', 'Idaho', 'Illinois', 'Indiana', 'Iowa', 'Kansas', 'Kentucky', 'Louisiana', 'Maine', 'Maryland', 'Massachusetts', 'Michigan', 'Minnesota', 'Mississippi', 'Missouri', 'Montana', 'Nebraska', 'Nevada', 'New Hampshire', 'New Jersey', 'New Mexico', 'New York', 'North Carolina', 'North Dakota', 'Ohio', 'Oklahoma', 'Oregon', 'Pennsylvania', 'Rhode Island', 'South Carolina', 'South Dakota', 'Tennessee', 'Texas', 'Utah', 'Vermont', 'Virginia', 'Washington', 'West Virginia', 'Wisconsin', 'Wyoming']
 _STATES = trie_regex(_STATE_NAMES)
 # Each rule: (entity type, explanation, regex, score, characters that may NOT precede the match).
 # Possessive quantifiers (*+) where giving characters back can never let the next item match (a letter run before
@@ -140,10 +148,9 @@ RULES: list[Rule] = [
         r"(?P<value>[a-z0-9]{1,4}[ -]?[a-z0-9]{2,5})\b"), 0.8, _WORD_LEFT),
     # lower-case "may" and "march" are verbs unless an ordinal day or a year follows ("on may 8th", "may 18, 2020")
     # (one rule per word, each led by its literal, which re finds by a substring search)
-    ("DATE", "lower-case may with an ordinal day or a year", re.compile(
-        r"may[ \t]+" + _DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + _YEAR + r"\b)"), 0.8, _WORD_LEFT),
-    ("DATE", "lower-case march with an ordinal day or a year", re.compile(
-        r"march[ \t]+" + _DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + _YEAR + r"\b)"), 0.8, _WORD_LEFT),
+    *[("DATE", f"lower-case {word} with an ordinal day or a year", re.compile(
+        word + r"[ \t]+" + _DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + _YEAR + r"\b)"), 0.8, _WORD_LEFT)
+      for word in ("may", "march")],
     ("DATE", "day-month-year, month abbreviated in lower case", re.compile(
         r"\d\d?-(?:jan|feb|mar|apr|may|jun|jul|aug|sept?|oct|nov|dec)-(?:\d{4}|\d\d)" + _END_NUM), 0.85,
      _NUMERIC_LEFT),
@@ -203,8 +210,7 @@ effective born expires exp exp. onset
 _RANGE_UNIT_AFTER = re.compile(r"\s?(?:[a-zA-Z]|%)")
 _FIVE_DIGITS = re.compile(r"\d\d{4}(?:-\d{4})?(?![\d-])")
 _STATE_WORDS = frozenset(w.lower() for w in _STATE_NAMES)
-# the USPS codes of territories and of military post ("APO AE 09012"): a ZIP after them too
-_TERRITORY_WORDS = frozenset({"as", "fm", "mh", "mp", "pw", "aa", "ae", "ap"})
+_TERRITORY_WORDS = frozenset(c.lower() for c in US_TERRITORY_CODES)  # "APO AE 09012": a ZIP after them too
 # "Salem, MA." / "Salem, MA 01970"; before a lower-case word ("lives in Lebanon, NH with her son") only a state
 # name or a code that is no word and no clinical shorthand ("Neuro, MS unchanged", "Pt, OR today" are no places)
 _UNAMBIGUOUS_STATES = trie_regex([s for s in _STATE_NAMES if len(s) > 2] + [

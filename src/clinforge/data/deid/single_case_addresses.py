@@ -9,8 +9,8 @@ text and whatever the case:
 * a street address is a house number, one to four street-name words that are no function word, unit, clinical
   term or medical word, and a suffix;
 * an unambiguous suffix (``street``, ``avenue``, ``road``, ``boulevard``, ``lane``, ``drive``, ``highway`` ...)
-  is enough; any other USPS suffix (``st``, which is also sinus tachycardia, ``walk``, ``run``, ``fields``) counts only when an apartment / suite
-  number or a state code and ZIP follow within the line;
+  is enough; any other USPS suffix (``st``, which is also sinus tachycardia, ``walk``, ``run``, ``fields``) counts
+  only when an apartment / suite number or a state code and ZIP follow within the line;
 * the span grows over that unit and over the ``, city, ST 12345`` that follows;
 * in text without capitals, the one to three words before ``, ST 12345`` are a city (in capitals ``patterns``
   reads those already).
@@ -28,7 +28,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from clinforge.data.deid.lexicons import CLINICAL_TERMS, FUNCTION_WORDS, NOTE_TERMS, trie_regex, word_set
+from clinforge.data.deid.lexicons import (
+    CLINICAL_TERMS,
+    FUNCTION_WORDS,
+    NOTE_TERMS,
+    US_STATE_CODES,
+    US_TERRITORY_CODES,
+    trie_regex,
+    word_set,
+)
+from clinforge.data.deid.medical_words import medical_words
 from clinforge.data.deid.spans import Span
 
 SpanMaker = Callable[[int, int, str, float, str], Span]
@@ -37,10 +46,7 @@ STRONG_SUFFIXES = word_set("""
 street avenue ave road rd boulevard blvd lane drive terrace parkway pkwy highway hwy turnpike expressway freeway
 court plaza
 """)
-_STATE_CODES = word_set("""
-al ak az ar ca co ct de dc fl ga hi id il in ia ks ky la me md ma mi mn ms mo mt ne nv nh nj nm ny nc nd oh ok or pa
-ri sc sd tn tx ut vt va wa wv wi wy pr gu vi as fm mh mp pw aa ae ap
-""")
+_STATE_CODES = frozenset(c.lower() for c in US_STATE_CODES + US_TERRITORY_CODES)
 # Words that follow a number as a quantity, never as a street name ("2 units prbc run", "3 mm st depression").
 _UNIT_WORDS = word_set("""
 mg mcg g gm gms kg ml mls cc l liter liters litre lpm meq mmol u unit units iu mm cm in inch inches ft feet foot
@@ -68,6 +74,8 @@ _TAIL_TO_ZIP = re.compile(r"(?:,?[ \t]*[a-z][a-z'’.-]*(?:[ \t]+[a-z][a-z'’.-
                           + r")[ \t]+\d{5}(?:-\d{4})?(?![\d-])")
 _STATE_ZIP = re.compile(r",[ \t]*(?:" + _STATES + r")[ \t]+\d{5}(?:-\d{4})?(?![\d-])")
 _STRONG_HINTS = tuple(" " + w for w in sorted(STRONG_SUFFIXES))
+_APARTMENT = re.compile(r"(?:apt|apartment|suite|ste)\.?[ \t]*#?[ \t]*\d")
+_WORD_BEFORE = re.compile(r"([a-z][a-z'’.-]*)[ \t]*$")
 
 
 def _has_strong_suffix(lower: str) -> bool:
@@ -82,8 +90,6 @@ def _has_strong_suffix(lower: str) -> bool:
                 return True
             pos = lower.find(hint, end)
     return False
-_APARTMENT = re.compile(r"(?:apt|apartment|suite|ste)\.?[ \t]*#?[ \t]*\d")
-_WORD_BEFORE = re.compile(r"([a-z][a-z'’.-]*)[ \t]*$")
 
 
 def _plain_word(word: str, medical: frozenset[str]) -> bool:
@@ -94,15 +100,13 @@ def _plain_word(word: str, medical: frozenset[str]) -> bool:
 def find_single_case_addresses(text: str, lower: str, add: Callable[[Span], None], span: SpanMaker) -> None:
     """Add the street addresses (and, in text without capitals, the cities before ``, ST 12345``) of ``text``
     that the cased rules cannot read. ``lower``: ``text`` lower-cased with the same offsets."""
-    from clinforge.data.deid.medical_words import medical_words
-
-    medical = medical_words()
     # (most texts hold neither an unambiguous suffix nor an apartment number nor a ZIP: skip the scan of every
     # number there; a few substring tests cost less than the regex tried at each digit)
     if not _has_strong_suffix(lower) and not (
             ("apt" in lower or "suite" in lower or " ste" in lower) and _APARTMENT.search(lower) is not None) \
             and _STATE_ZIP.search(lower) is None:
         return
+    medical = medical_words()
     for m in _STREET.finditer(lower):
         start = m.start()
         if start and (lower[start - 1].isalnum() or lower[start - 1] in "./:-_"):
