@@ -115,6 +115,11 @@ def test_gated_training_chooses_on_other_patients_and_resumes_from_its_probe(tmp
     assert on["patients"] == 6 and on["precision"] >= 0.5 and on["recall"] >= on["rules_recall"]
     search = json.loads((probe / GATE_SEARCH_FILE).read_text())
     assert search["chosen"] == {k: v for k, v in card["gate"].items() if k != "chosen_on"} and len(search["table"]) > 50
+    # the bar is the stricter of 0.5 and "at most 1 point under the rules alone on the probe notes" (the default)
+    bar = on["precision_bar"]
+    assert on["max_precision_loss"] == 0.01 and abs(bar - max(0.5, on["rules_precision"] - 0.01)) < 1e-3
+    assert on["precision"] >= bar - 1e-4
+    assert not [g for g in search["table"] if g["precision"] >= bar + 1e-4 and g["recall"] > on["recall"] + 1e-4]
     stamp = (probe / "model.safetensors").stat().st_mtime_ns
     again = train_gated_deid_ner(_records(36), out, min_precision=0.5, overwrite=True, **kw)
     assert (probe / "model.safetensors").stat().st_mtime_ns == stamp  # the finished probe was reused
@@ -129,10 +134,11 @@ def test_cli_choose_gate_saves_it_and_deid_applies_it(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": SRC, "CLINFORGE_NO_PROGRESS": "1"}
     done = subprocess.run([sys.executable, "-m", "clinforge", "data", "deid-train", str(folder), "--out", str(out),
                            "--base", str(_tiny_base(tmp_path / "base")), "--part", "all", "--epochs", "2",
-                           "--choose-gate", "--min-precision", "0.5"], capture_output=True, text=True, env=env,
+                           "--choose-gate", "--min-precision", "0.5", "--max-precision-loss", "-1"], capture_output=True, text=True, env=env,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     said = " ".join(done.stderr.split())  # the console wraps long lines
     assert "gate: types" in said and "notes of 4 other patients: recall" in said
     card = json.loads((out / "deid_training.json").read_text())
+    assert card["gate"]["chosen_on"]["max_precision_loss"] is None and card["gate"]["chosen_on"]["precision_bar"] == 0.5
     assert card["gate"]["chosen_on"]["patients"] == 4 and (tmp_path / "model.gate-probe" / GATE_SEARCH_FILE).is_file()

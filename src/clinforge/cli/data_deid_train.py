@@ -36,9 +36,12 @@ def register(app: typer.Typer) -> None:
                                                                      "embeddings); -1 trains everything."),
         choose_gate: bool = typer.Option(False, "--choose-gate", help="Split the patients again, train a probe on "
                                          "one part, choose the per-type score gate on the other (recall at "
-                                         "precision >= --min-precision), then train on all and save the gate."),
+                                         "precision >= --min-precision and at most --max-precision-loss under the "
+                                         "rules alone), then train on all and save the gate."),
         min_precision: float = typer.Option(0.85, "--min-precision", help="Precision the chosen gate must keep "
                                                                           "(rules + tagger, probe notes)."),
+        max_precision_loss: float = typer.Option(0.01, "--max-precision-loss", help="Precision the chosen gate may "
+                                                 "lose against the rules alone on the probe notes (-1: no such bar)."),
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         no_progress: bool = NO_PROGRESS,
@@ -57,7 +60,9 @@ def register(app: typer.Typer) -> None:
                        freeze_layers=freeze_layers, threads=threads, overwrite=overwrite, progress=not no_progress,
                        source=f"{input} ({part})")
         if choose_gate:
-            card = train_gated_deid_ner(records, out, min_precision=min_precision, **options)
+            card = train_gated_deid_ner(records, out, min_precision=min_precision,
+                                        max_precision_loss=None if max_precision_loss < 0 else max_precision_loss,
+                                        **options)
         else:
             card = train_deid_ner(records, out, **options)
         console = Console(stderr=True)
@@ -72,4 +77,4 @@ def register(app: typer.Typer) -> None:
             console.print(f"gate: types {gate['types']}, min score {gate['min_score']}{plain}; on {on['notes']} "
                           f"notes of {on['patients']} other patients: "
                           f"recall {on['rules_recall']} -> {on['recall']}, precision {on['rules_precision']} -> "
-                          f"{on['precision']}", highlight=False)
+                          f"{on['precision']} (bar {on.get('precision_bar', on['min_precision'])})", highlight=False)

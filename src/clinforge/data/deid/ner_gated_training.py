@@ -5,8 +5,10 @@ Two runs of ``train_deid_ner``:
 1. a **probe**: the training patients are split again (``split_patients(sorted(patients), seed=split_seed)``); the
    model trains on the first part, with early stopping on the validation loss of the second, and its ungated
    entities joined to the rules are scored on the second part's notes for every gate of ``choose_gate``; the gate of
-   highest recall with precision >= ``min_precision`` wins (none qualifies: the gate lets nothing through, the
-   rules stay alone);
+   highest recall wins whose precision is >= ``min_precision`` AND no more than ``max_precision_loss`` under the
+   rules' own precision on those notes (none qualifies: the gate lets nothing through, the rules stay alone). The
+   relative bar is there because an absolute one did not transfer: on probe notes where the rules stand at 0.91, a
+   0.85 bar let through spans that cost 10 points of precision on unseen patients, where the rules stand at 0.81;
 2. the **final** model: every training patient, for the probe's best number of epochs, with that gate saved in its
    ``deid_training.json``, which ``TransformersNerRecognizer`` (and ``clinforge data deid --ner-model``) applies.
 
@@ -37,7 +39,7 @@ GATE_SEARCH_FILE = "gate_search.json"
 
 
 def train_gated_deid_ner(records: Sequence, out: str | Path, *, split_seed: int = 1, min_precision: float = 0.85,
-                         epochs: int = 8, patience: int = 2, overwrite: bool = False, progress: bool = True,
+                         max_precision_loss: float | None = 0.01, epochs: int = 8, patience: int = 2, overwrite: bool = False, progress: bool = True,
                          source: str = "", **train_options: Any) -> dict:
     """Probe run, gate choice, final run (see the module docstring); returns the final model's card.
 
@@ -67,12 +69,17 @@ def train_gated_deid_ner(records: Sequence, out: str | Path, *, split_seed: int 
                        "part 1", **train_options)
     probe_card = json.loads((probe / CARD_FILE).read_text(encoding="utf-8"))
     scorer = GateScorer(TransformersNerRecognizer(probe, gate=False), held)
-    gate, table = choose_gate(scorer.score, min_precision=min_precision)
+    rules = scorer.summary(NerGate(types=()))
+    bar = min_precision
+    if max_precision_loss is not None:
+        bar = max(bar, rules["precision_all"].value - max_precision_loss)
+    gate, table = choose_gate(scorer.score, min_precision=bar)
     gate = gate or NerGate(types=())  # no gate reaches the precision: the tagger adds nothing
-    chosen, rules = scorer.summary(gate), scorer.summary(NerGate(types=()))
+    chosen = scorer.summary(gate)
     chosen_on = {
         "patients": len(gate_ids), "notes": len(scorer.records), "split_seed": split_seed,
-        "min_precision": min_precision, "probe_best_epoch": probe_card["best_epoch"],
+        "min_precision": min_precision, "max_precision_loss": max_precision_loss, "precision_bar": round(bar, 4),
+        "probe_best_epoch": probe_card["best_epoch"],
         "recall": round(chosen["recall_all"].value, 4), "precision": round(chosen["precision_all"].value, 4),
         "rules_recall": round(rules["recall_all"].value, 4), "rules_precision": round(rules["precision_all"].value, 4),
         "by_group": {k: str(v) for k, v in chosen.items()},
