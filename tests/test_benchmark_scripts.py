@@ -31,6 +31,15 @@ def test_eval_throughput_runs_and_checks_identity(data_root):
 
 
 @pytest.mark.slow
+def test_eval_whole_machine_runs_both_command_lines_and_checks_identity(data_root):
+    last = _run("eval_whole_machine.py", data_root, "--procs", "2")
+    m = re.fullmatch(r"RESULT speedup=\S+ identical=(\S+) max_abs_ll_diff=(\S+) clinforge_qps=\S+ lmeval_qps=\S+ "
+                     r"clinforge_config=clinforge_\S+ lmeval_config=lm-eval_bs1", last)
+    assert m, last
+    assert float(m.group(1)) == 1.0 and float(m.group(2)) <= 1e-4
+
+
+@pytest.mark.slow
 def test_train_throughput_runs_every_trl_candidate(data_root):
     last = _run("train_throughput.py", data_root, "--search-timeout-factor", "100")
     assert re.fullmatch(r"RESULT speedup_best=\S+ speedup_default=\S+ clinforge_tok_s=\d+ trl_best_tok_s=\d+ "
