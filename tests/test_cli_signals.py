@@ -84,6 +84,38 @@ def test_ctrl_c_during_eval_exits_130_says_what_was_saved_and_the_resume_complet
     assert summary["tasks"]["medqa"]["n"] == 40 and len({r["id"] for r in rows}) == 40
 
 
+@pytest.mark.slow
+def test_ctrl_c_during_judging_says_how_many_items_were_judged_and_the_resume_completes(tmp_path, tiny_lm):
+    """`clinforge judge` with a local model judge: Ctrl-C after a few items exits 130, names the items judged and the
+    command that resumes, and that command judges only the rest."""
+    items = tmp_path / "answers.jsonl"
+    items.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"Dose of drug {i}?", "response": f"{i} mg daily."})
+                             + "\n" for i in range(30)))
+    out = tmp_path / "judged"
+    args = ["judge", "single", "--judge", f"hf:{tiny_lm}", "--input", str(items), "--out", str(out),
+            "--batch-size", "1", "--max-new-tokens", "24", "--seed", "3"]
+    proc = _start(args)
+    log = out / "items.jsonl"
+    _wait_for(proc, lambda: log.exists() and len(log.read_text().splitlines()) >= 2)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted by SIGINT; exit status 130" in err and "Traceback" not in err
+    kept = len([x for x in log.read_text().splitlines() if x.strip()])
+    assert 2 <= kept < 30
+    said = " ".join(err.split())  # the console may wrap the note
+    assert f"saved: {kept} of 30 items judged in {log}; the same command reuses them" in said
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    resume = _resume_command(err)
+    assert resume[3:] == args
+    done = subprocess.run(resume, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_items"] == kept
+    assert sorted(json.loads(x)["id"] for x in log.read_text().splitlines() if x.strip()) == sorted(
+        f"q{i}" for i in range(30))
+
+
 def _train_recipe(tmp: Path, model: Path, data_root: Path) -> Path:
     medqa = data_root / "mirage/rawdata/medqa/data_clean/questions/US/4_options/phrases_no_exclude_test.jsonl"
     p = tmp / "recipe.yaml"
