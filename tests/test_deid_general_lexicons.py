@@ -210,3 +210,17 @@ def test_readings_and_clock_times_are_no_codes(deid: Deidentifier) -> None:
             + VITALS)
     assert not [f for f in found(deid, text) if f[1] == "ID"]
     assert [f for f in found(deid, "Specimen X7Q-48213 sent." + VITALS) if f[1] == "ID"]  # a code stays one
+
+
+def test_name_set_off_by_commas_after_a_relative(notes: NoteRecognizer) -> None:
+    # an appositive: "Son, Ed, was updated" -- Ed capitalised in text with case is a name although ED (the emergency
+    # department) is a clinical term; in capitals it stays ambiguous and is kept
+    assert ("Ed", "NAME") in found(notes, "Family: Son, Ed, was updated by MD today." + VITALS)
+    assert ("xanthe", "NAME") in found(notes, "mother, xanthe, called." + LOWER_VITALS)
+    # relatives, function words, longer clinical terms and English words between commas stay
+    for text in ("Wife, Son, and Daughter at bedside.", "Husband, however, was not aware.", "Son, Pt, and wife.",
+                 "Wife, Lasix, given.", "Son, Icu, called.", "Daughter, Also, called."):
+        assert not [f for f in found(notes, text + VITALS) if f[1] == "NAME"], text
+    for text in ("SON, ED, WAS UPDATED.", "sister, rn, at bedside.", "wife, very anxious, called."):
+        assert not [f for f in found(notes, text + (VITALS.upper() if text.isupper() else LOWER_VITALS))
+                    if f[1] == "NAME"], text

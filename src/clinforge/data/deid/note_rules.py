@@ -264,6 +264,26 @@ class NoteRecognizer(Recognizer):
         return (len(token) >= 4 and not self._is_word(token) and token.replace("-", "").isalpha()
                 and not MEDICAL_SHAPE.search(token))
 
+    def _appositive(self, text: str, lower: str, m: re.Match[str], sep: str, mixed: bool) -> bool:
+        """A word set off by commas right after a relative, the way a name is given in passing ("Son, Ed, was
+        updated", "DAUGHTER, TESSA, CALLED"): a word in no English list and no clinical term, or, in text with case,
+        one written capitalised (``Ed``, not ``ED``) that is a name of some locale, or in no English list and either
+        two letters long or no clinical term; never a function word or a cue word ("wife, son, and daughter",
+        "husband, however,", "sister, RN,")."""
+        t1 = m.group("t1")
+        if "," not in sep or not lower.startswith(",", m.end("t1")) or len(t1) < 2 or "'" in t1:
+            return False
+        if t1 in _CUE_WORDS or t1 in FUNCTION_WORDS:
+            return False
+        unknown = not self._is_word(t1) and t1 not in self._english_all
+        written = text[m.start("t1"):m.end("t1")]
+        clinical = t1 in NOTE_TERMS or t1 in CLINICAL_TERMS or MEDICAL_SHAPE.search(t1) is not None
+        if mixed and written[0].isupper() and written[1:].islower():
+            # capitalised, not in capitals, in text with case: "Son, Ed," is a name although "ED" is a clinical
+            # term; a longer clinical term stays one ("Wife, Lasix, given")
+            return t1 in self._names_all or unknown and (len(t1) == 2 or not clinical)
+        return unknown and not clinical and t1 not in self._stop
+
     def analyze(self, text: str) -> list[Span]:
         lower = text.lower()
         if len(lower) != len(text):  # keep offsets exact when a character changes length when lower-cased
@@ -315,7 +335,7 @@ class NoteRecognizer(Recognizer):
                     and not self._is_word(t1)
             else:  # a relative: a name, or a word in no list ("dtr marisol"), or "Son, Ed," capitalised in mixed text
                 t2 = m.group("t2")
-                ok = "-" not in t1 and (
+                ok = "-" not in t1 and (self._appositive(text, lower, m, sep, mixed) or
                     self._name_like(t1) or (t1 in self._names_all and (t1 not in self._english_all or self._rank.get(
                         t1, 0) >= _RARE_WORD_RANK))
                     or (t1 in self._names_all and (mixed and text[m.start("t1")].isupper()
