@@ -39,8 +39,9 @@ GATE_SEARCH_FILE = "gate_search.json"
 
 
 def train_gated_deid_ner(records: Sequence, out: str | Path, *, split_seed: int = 1, min_precision: float = 0.85,
-                         max_precision_loss: float | None = 0.01, epochs: int = 8, patience: int = 2, overwrite: bool = False, progress: bool = True,
-                         source: str = "", **train_options: Any) -> dict:
+                         max_precision_loss: float | None = 0.01, epochs: int = 8, patience: int = 2,
+                         overwrite: bool = False, progress: bool = True, source: str = "",
+                         **train_options: Any) -> dict:
     """Probe run, gate choice, final run (see the module docstring); returns the final model's card.
 
     ``train_options`` go to both runs of ``train_deid_ner`` (seed, lr, keep_empty, phi_weight, freeze_layers,

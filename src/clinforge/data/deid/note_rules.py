@@ -265,24 +265,19 @@ class NoteRecognizer(Recognizer):
                 and not MEDICAL_SHAPE.search(token))
 
     def _appositive(self, text: str, lower: str, m: re.Match[str], sep: str, mixed: bool) -> bool:
-        """A word set off by commas right after a relative, the way a name is given in passing ("Son, Ed, was
-        updated", "DAUGHTER, TESSA, CALLED"): a word in no English list and no clinical term, or, in text with case,
-        one written capitalised (``Ed``, not ``ED``) that is a name of some locale, or in no English list and either
-        two letters long or no clinical term; never a function word or a cue word ("wife, son, and daughter",
-        "husband, however,", "sister, RN,")."""
+        """In text with case, a word written capitalised and set off by commas right after a relative, the way a name
+        is given in passing ("Son, Ed, was updated"): a name of some locale, or a word in no English list that is two
+        letters long or no clinical term. "ED" in capitals (the department), "Wife, Lasix, given", "Wife, Son, and
+        Daughter" and "Husband, However," stay; text in one case has its own relative rules."""
         t1 = m.group("t1")
-        if "," not in sep or not lower.startswith(",", m.end("t1")) or len(t1) < 2 or "'" in t1:
+        if not mixed or "," not in sep or not lower.startswith(",", m.end("t1")) or len(t1) < 2:
             return False
-        if t1 in _CUE_WORDS or t1 in FUNCTION_WORDS:
+        written = text[m.start("t1"):m.end("t1")]
+        if not (written[0].isupper() and written[1:].islower()) or t1 in _CUE_WORDS or t1 in FUNCTION_WORDS:
             return False
         unknown = not self._is_word(t1) and t1 not in self._english_all
-        written = text[m.start("t1"):m.end("t1")]
         clinical = t1 in NOTE_TERMS or t1 in CLINICAL_TERMS or MEDICAL_SHAPE.search(t1) is not None
-        if mixed and written[0].isupper() and written[1:].islower():
-            # capitalised, not in capitals, in text with case: "Son, Ed," is a name although "ED" is a clinical
-            # term; a longer clinical term stays one ("Wife, Lasix, given")
-            return t1 in self._names_all or unknown and (len(t1) == 2 or not clinical)
-        return unknown and not clinical and t1 not in self._stop
+        return t1 in self._names_all or unknown and (len(t1) == 2 or not clinical)
 
     def analyze(self, text: str) -> list[Span]:
         lower = text.lower()
