@@ -82,6 +82,13 @@ _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
 # A name of some locale that is also in the English word list but past its 10,000 most frequent words ("tyrone",
 # "dmitri"; not "tom", "sue", "will") is taken as a name right after a relative ("son dmitri visited")
 _RARE_WORD_RANK = 10_000
+# After a relative, a name of some locale past the English list's 3,000 most frequent words is taken as a name when
+# the next word says what a person did ("DAUGHTER TESSA CALLED", "son dmitri visited"); "wife sad at bedside" and
+# "son will call" stay words (an adjective, and a word in the frequent end of the list)
+_CONFIRMED_NAME_RANK = 3_000
+_PERSON_DID = frozenset({"called", "calls", "phoned", "visited", "visiting", "updated", "aware", "here", "present",
+                         "states", "stated", "said", "says", "spoke", "came", "arrived", "left", "wants", "wishes",
+                         "requests", "requested", "agrees", "agreed", "declined"})
 _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
@@ -330,7 +337,9 @@ class NoteRecognizer(Recognizer):
                     and not self._is_word(t1)
             else:  # a relative: a name, or a word in no list ("dtr marisol"), or "Son, Ed," capitalised in mixed text
                 t2 = m.group("t2")
-                ok = "-" not in t1 and (self._appositive(text, lower, m, sep, mixed) or
+                ok = "-" not in t1 and (self._appositive(text, lower, m, sep, mixed) or (
+                    t2 in _PERSON_DID and (t1 in self._names_all or t1 in self._first) and t1 not in self._stop
+                    and t1 not in FUNCTION_WORDS and self._rank.get(t1, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK) or
                     self._name_like(t1) or (t1 in self._names_all and (t1 not in self._english_all or self._rank.get(
                         t1, 0) >= _RARE_WORD_RANK))
                     or (t1 in self._names_all and (mixed and text[m.start("t1")].isupper()
