@@ -83,7 +83,7 @@ _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
 # "dmitri"; not "tom", "sue", "will") is taken as a name right after a relative ("son dmitri visited")
 _RARE_WORD_RANK = 10_000
 # After a relative, a name of some locale past the English list's 3,000 most frequent words is taken as a name when
-# the next word says what a person did ("DAUGHTER TESSA CALLED", "son dmitri visited"); "wife sad at bedside" and
+# the next word says what a person did ("DAUGHTER TESSA CALLED": "tessa" is the 9,340th word); "wife sad at bedside" and
 # "son will call" stay words (an adjective, and a word in the frequent end of the list)
 _CONFIRMED_NAME_RANK = 3_000
 _PERSON_DID = frozenset({"called", "calls", "phoned", "visited", "visiting", "updated", "aware", "here", "present",
@@ -271,6 +271,24 @@ class NoteRecognizer(Recognizer):
         return (len(token) >= 4 and not self._is_word(token) and token.replace("-", "").isalpha()
                 and not MEDICAL_SHAPE.search(token))
 
+    def _relative_name(self, text: str, lower: str, m: re.Match[str], sep: str, mixed: bool) -> bool:
+        """Whether the word after a relative (``m``'s ``t1``) is a name, each reason in turn."""
+        t1, t2, t3 = m.group("t1"), m.group("t2"), m.group("t3")
+        if "-" in t1:
+            return False
+        if self._appositive(text, lower, m, sep, mixed) or self._name_like(t1):  # "Son, Ed,"; "dtr marisol"
+            return True
+        if t2 in _PERSON_DID and (t1 in self._names_all or t1 in self._first) and t1 not in self._stop \
+                and t1 not in FUNCTION_WORDS and self._rank.get(t1, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK:
+            return True  # "DAUGHTER TESSA CALLED"
+        if t1 in self._names_all and (t1 not in self._english_all or self._rank.get(t1, 0) >= _RARE_WORD_RANK):
+            return True  # "son dmitri visited"
+        if t1 in self._names_all and (mixed and text[m.start("t1")].isupper() or (t2 is not None and self._name_like(
+                t2)) or (t3 is not None and self._name_like(t3))):
+            return True  # "Son Tessa", "daughter tessa kowalski", "daughters tessa and roger"
+        # a first name that is also a word, then a surname in no word list ("husband rich martino")
+        return t1 in WORD_NAMES and t2 is not None and self._name_like(t2) and t2 not in self._english_all
+
     def _appositive(self, text: str, lower: str, m: re.Match[str], sep: str, mixed: bool) -> bool:
         """In text with case, a word written capitalised and set off by commas right after a relative, the way a name
         is given in passing ("Son, Ed, was updated"): a name of some locale, or a word in no English list that is two
@@ -335,20 +353,8 @@ class NoteRecognizer(Recognizer):
             elif titled:  # a role ("np", "ms", "caseworker"): a name of some locale ("ms sedated" is no name)
                 ok = (t1 in self._first or t1 in self._last or t1 in self._names_all) and t1 not in self._stop \
                     and not self._is_word(t1)
-            else:  # a relative: a name, or a word in no list ("dtr marisol"), or "Son, Ed," capitalised in mixed text
-                t2 = m.group("t2")
-                ok = "-" not in t1 and (self._appositive(text, lower, m, sep, mixed) or (
-                    t2 in _PERSON_DID and (t1 in self._names_all or t1 in self._first) and t1 not in self._stop
-                    and t1 not in FUNCTION_WORDS and self._rank.get(t1, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK) or
-                    self._name_like(t1) or (t1 in self._names_all and (t1 not in self._english_all or self._rank.get(
-                        t1, 0) >= _RARE_WORD_RANK))
-                    or (t1 in self._names_all and (mixed and text[m.start("t1")].isupper()
-                                                   or (t2 is not None and self._name_like(t2))
-                                                   # "daughters tessa and roger": another name after "and"
-                                                   or (m.group("t3") is not None and self._name_like(m.group("t3")))))
-                    # a first name that is also a word, then a surname in no word list ("husband rich martino")
-                    or (t1 in WORD_NAMES and t2 is not None and self._name_like(t2)
-                        and t2 not in self._english_all))
+            else:
+                ok = self._relative_name(text, lower, m, sep, mixed)
             if not ok:
                 continue
             end = m.end("t1")
