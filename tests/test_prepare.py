@@ -523,3 +523,30 @@ def test_load_prepared_names_split_row_and_field_of_a_bad_row(tmp_path):
     Dataset.from_list([good, {**good, "meta": "{not json"}], features=features()).save_to_disk(tmp_path / "b")
     with pytest.raises(DataError, match=r"record all\[1\], field meta: meta is not valid JSON"):
         load_prepared(tmp_path / "b")
+
+
+@pytest.mark.parametrize("method", ["shuffle", "hash"])
+def test_same_recipe_twice_gives_the_same_split_though_patient_pseudonyms_differ(tmp_path, monkeypatch, method):
+    """Without $CLINFORGE_DEID_KEY, deid pseudonymises patient ids with a random per-run key; the split after it
+    anchors each patient on record ids, so a second run draws the same train/validation/test patients (before,
+    every run drew another split, and a model trained on one run could be tested on its own patients)."""
+    monkeypatch.delenv("CLINFORGE_DEID_KEY", raising=False)
+    path = sample_recipe(tmp_path, drop=())
+    runs = []
+    for i in range(2):
+        card = prepare(load_recipe(path, [f"steps.4.options.method={method}"]), tmp_path / f"run{i}", progress=False)
+        split_report = next(s for s in card["steps"] if s["transform"] == "split")["report"]
+        assert split_report["anchor"] == "record" and split_report["method"] == method
+        runs.append({r.id: (name, r.patient_id) for name, recs in load_prepared(tmp_path / f"run{i}").items()
+                     for r in recs})
+    assert runs[0].keys() == runs[1].keys()
+    assert {k: v[0] for k, v in runs[0].items()} == {k: v[0] for k, v in runs[1].items()}
+    with_patient = [k for k, v in runs[0].items() if v[1]]
+    assert len(with_patient) >= 20 and all(runs[0][k][1] != runs[1][k][1] for k in with_patient)
+    assert not check_patient_splits(r for recs in load_prepared(tmp_path / "run0").values() for r in recs)
+
+
+def test_a_stable_deid_key_keeps_the_patient_anchor(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINFORGE_DEID_KEY", "a site secret")
+    card = prepare(load_recipe(sample_recipe(tmp_path, drop=())), tmp_path / "run", progress=False)
+    assert next(s for s in card["steps"] if s["transform"] == "split")["report"]["anchor"] == "patient"

@@ -25,7 +25,9 @@ DEFINITIONS = {
     "filter": "too_short / too_long by words or characters; not_english by a function-word-ratio heuristic; "
               "boilerplate by regular expressions; each record counted under its first failing reason.",
     "split": "patient-level: every record of a patient_id in one split (records without one are their own group); "
-             "hash method: sha256(seed:group) picks the split; shuffle method: seeded greedy fill to the fractions.",
+             "hash method: sha256(seed:group) picks the split; shuffle method: seeded greedy fill to the fractions; "
+             "a group is named by its patient id, or (anchor record: after per-run patient pseudonyms) by its "
+             "record ids, so the same input gives the same split.",
     "chat_format": "records converted to user/assistant messages per kind; notes and documents kept as plain text "
                    "for continued pre-training.",
     "deid": "PHI spans found and replaced (HIPAA Safe Harbor identifiers); counts by entity type.",

@@ -251,6 +251,11 @@ def build_steps(recipe: Recipe) -> list[tuple[str, Transform]]:
         except TypeError as exc:  # a transform that takes fixed keyword arguments got an unknown one
             raise ConfigError(str(exc), file=recipe._file, line=recipe._lines.get(("steps", i)),
                               key=f"steps.{i}.options") from None
+    per_run_ids = False  # a split after a deid step with a random per-run key must not key on its pseudonyms
+    for _, transform in steps:
+        per_run_ids = per_run_ids or bool(getattr(transform, "per_run_patient_ids", False))
+        if hasattr(transform, "resolve_anchor"):
+            transform.resolve_anchor(per_run_patient_ids=per_run_ids)
     return steps
 
 

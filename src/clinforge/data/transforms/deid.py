@@ -166,6 +166,12 @@ class DeidTransform(Transform):
         self.records_changed += self.fields_changed > before
         return record.model_copy(update=update)
 
+    @property
+    def per_run_patient_ids(self) -> bool:
+        """Whether this step's patient pseudonyms change from run to run (random key; a later ``split`` then
+        anchors groups on record ids, see ``clinforge.data.transforms.split``)."""
+        return self.patient_ids == "pseudonymize" and self._id_key_source != "$CLINFORGE_DEID_KEY"
+
     def pseudonym(self, patient_id: str) -> str:
         """The keyed pseudonym of a patient id (see the class docstring)."""
         digest = hmac.new(self._id_key, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -9,6 +9,14 @@ on. A record without ``patient_id`` is its own group (keyed by its ``id``). Two 
 * ``shuffle``: groups are collected, shuffled with ``random.Random(seed)`` and assigned greedily so that each
   split's record count comes as close as possible to its fraction (needs the whole stream in memory).
 
+``anchor`` says what names a group in those two formulas. ``patient`` (the above): its group key. ``record``: its
+records' ids, the first one seen (hash) or the smallest (shuffle); the same input then gives the same split even
+when the patient ids differ from run to run, as they do after ``deid`` pseudonymises them with a random per-run
+key. ``auto`` (default): ``record`` when such a ``deid`` step comes earlier in the recipe (``clinforge data
+prepare`` tells the step, see ``resolve_anchor``), else ``patient``. Keyed on those pseudonyms, each run of one
+recipe would draw another split, so a model trained on one run's train split could be tested on its own patients
+in the next run's test split.
+
 The assigned split is written to ``Record.split``; the source's own split moves to ``meta["source_split"]``.
 The report gives records and groups per split and ``groups_crossing_splits`` (always 0; checked, not assumed).
 """
@@ -36,6 +44,7 @@ class SplitOptions(StrictModel):
     fractions: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
     method: Literal["hash", "shuffle"] = "hash"
     seed: int = 0
+    anchor: Literal["auto", "patient", "record"] = "auto"
 
     @field_validator("fractions")
     @classmethod
@@ -104,6 +113,17 @@ class PatientSplit(OptionsTransform):
         self.assigned: dict[str, str] = {}
         self.records_per_split: Counter = Counter()
         self.crossing: set[str] = set()
+        self.anchor = "patient" if self.opts.anchor == "auto" else self.opts.anchor
+
+    def resolve_anchor(self, per_run_patient_ids: bool) -> None:
+        """Settle ``anchor: auto``: ``record`` when the patient ids reaching this step change from run to run.
+
+        Example:
+            >>> sp = PatientSplit(); sp.resolve_anchor(per_run_patient_ids=True); sp.anchor
+            'record'
+        """
+        if self.opts.anchor == "auto":
+            self.anchor = "record" if per_run_patient_ids else "patient"
 
     def _hash_split(self, key: str) -> str:
         u = hash_unit(self.opts.seed, key)
@@ -115,8 +135,9 @@ class PatientSplit(OptionsTransform):
                 return name
         return names[-1]
 
-    def _shuffle_assign(self, sizes: dict[str, int]) -> dict[str, str]:
-        groups = sorted(sizes)
+    def _shuffle_assign(self, sizes: dict[str, int], first_ids: dict[str, str]) -> dict[str, str]:
+        # a stable order before the seeded shuffle: by group key, or by the group's smallest record id
+        groups = sorted(sizes, key=(lambda g: (first_ids[g], g)) if self.anchor == "record" else None)
         random.Random(self.opts.seed).shuffle(groups)
         total = sum(sizes.values())
         target = {s: f * total for s, f in self.opts.fractions.items()}
@@ -144,15 +165,22 @@ class PatientSplit(OptionsTransform):
         if self.opts.method == "hash":
             for rec in records:
                 self.n_in += 1
-                yield self._emit(rec, self._hash_split(group_key(rec)))
+                key = group_key(rec)
+                # a group seen before keeps its split; a new one is placed by its key or its first record's id
+                split = self.assigned.get(key) or self._hash_split(key if self.anchor == "patient" else
+                                                                   f"record:{rec.id}")
+                yield self._emit(rec, split)
             return
         held = []
         sizes: Counter = Counter()
+        first_ids: dict[str, str] = {}
         for rec in records:
             self.n_in += 1
             held.append(rec)
-            sizes[group_key(rec)] += 1
-        plan = self._shuffle_assign(sizes)
+            key = group_key(rec)
+            sizes[key] += 1
+            first_ids[key] = min(first_ids.get(key, rec.id), rec.id)
+        plan = self._shuffle_assign(sizes, first_ids)
         for rec in held:
             yield self._emit(rec, plan[group_key(rec)])
 
@@ -160,7 +188,7 @@ class PatientSplit(OptionsTransform):
         """Records and groups per split, and the number of groups found in more than one split (must be 0)."""
         groups = Counter(self.assigned.values())
         return {"in": self.n_in, "out": self.n_out, "method": self.opts.method, "seed": self.opts.seed,
-                "fractions": self.opts.fractions,
+                "anchor": self.anchor, "fractions": self.opts.fractions,
                 "records_per_split": {s: self.records_per_split.get(s, 0) for s in self.opts.fractions},
                 "groups_per_split": {s: groups.get(s, 0) for s in self.opts.fractions},
                 "patients": sum(1 for g in self.assigned if g.startswith("patient:")),
