@@ -300,6 +300,25 @@ def split_eval(train: list[Any], evals: list[Any], spec: DataSpec, seed: int, wh
     return train, evals
 
 
+def check_eval_kept(stage: str, given: int, kept: int, max_length: int, what: str = "examples") -> None:
+    """Raise a DataError when eval data was given and fitting it to ``max_length`` left nothing.
+
+    A stage would otherwise train without the held-out loss it was asked for, or (with ``train.eval_every``) stop at
+    its first evaluation with transformers' message about its own arguments.
+
+    Example:
+        >>> check_eval_kept("sft", given=5, kept=2, max_length=128)  # some left: fine
+        >>> check_eval_kept("sft", given=5, kept=0, max_length=128)
+        Traceback (most recent call last):
+        ...
+        clinforge.core.errors.DataError: stage sft: none of the 5 eval examples keeps a target within max_length 128; \
+raise train.max_length or give shorter eval data
+    """
+    if given and not kept:
+        raise DataError(f"stage {stage}: none of the {given} eval {what} keeps a target within max_length "
+                        f"{max_length}; raise train.max_length or give shorter eval data")
+
+
 def read_source(src: SourceSpec, fmt: str, system: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Read one source and convert its records; returns examples and a data card (counts, skips with reasons).
 

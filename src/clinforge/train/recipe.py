@@ -190,6 +190,14 @@ class StageSpec(StrictModel):
             raise ValueError("a stage name uses letters, digits, '_', '-', '.' (it names a folder)")
         return v
 
+    @model_validator(mode="after")
+    def _eval_needs_data(self) -> StageSpec:
+        # else transformers' Trainer stops at its first evaluation with a message about its own arguments
+        if self.train.eval_every and not self.data.eval_sources and not self.data.eval_fraction:
+            raise ValueError(f"stage {self.name}: train.eval_every evaluates on held-out data and the stage has none: "
+                             "give data.eval_sources or data.eval_fraction, or remove train.eval_every")
+        return self
+
 
 class TrackingSpec(StrictModel):
     """Where metrics go: TensorBoard (``OUT/tensorboard``) and/or MLflow (local file store ``OUT/mlruns`` unless

@@ -127,12 +127,15 @@ def fit_preference(stage: AlignStage, model: Any, tokenizer: Any, examples: list
     """
     from datasets import Dataset
 
+    from clinforge.train.data import check_eval_kept
+
     max_length = stage.spec.train.max_length
     rows, fitted = fit_pairs_to_length(conversational_pairs(examples), tokenizer, max_length)
     eval_rows, _ = fit_pairs_to_length(conversational_pairs(eval_examples or []), tokenizer, max_length)
     if not rows:
         raise DataError(f"stage {stage.spec.name}: every preference pair's prompt fills max_length {max_length} "
                         f"({fitted['pairs_dropped_prompt_too_long']} dropped); raise train.max_length")
+    check_eval_kept(stage.spec.name, len(eval_examples or []), len(eval_rows), max_length, what="preference pairs")
     if options.is_kto:
         from trl import KTOConfig, KTOTrainer
         from trl.data_utils import unpair_preference_dataset

@@ -64,18 +64,20 @@ class LMStage(Stage):
     def run(self) -> StageResult:
         from transformers import TrainingArguments
 
+        from clinforge.train.data import check_eval_kept
         from clinforge.train.label_positions import LabeledPositionsTrainer
 
         # the steps of docs/train.md "Reading one SFT run": 4a data, 4b model, 4c tokens, 4d collator, 4e train, 5 save
         data = self.load_data()
         model, tok = self.load_model()
         train_rows, dropped = self.tokenize(data.train, tok)
-        eval_rows, _ = self.tokenize(data.eval, tok) if data.eval else ([], 0)
+        eval_rows, eval_dropped = self.tokenize(data.eval, tok) if data.eval else ([], 0)
         if not train_rows:
             raise DataError(f"stage {self.spec.name}: no example has a target within max_length "
                             f"{self.spec.train.max_length} ({dropped} dropped)")
-        for card in data.cards:
-            card["dropped_no_target_after_truncation"] = dropped if card.get("role") == "train" else 0
+        check_eval_kept(self.spec.name, len(data.eval), len(eval_rows), self.spec.train.max_length)
+        for card in data.cards:  # the train count on train cards, the eval count on eval cards
+            card["dropped_no_target_after_truncation"] = dropped if card.get("role") == "train" else eval_dropped
         collator = self.collator(model, tok)
         if self.spec.dp is not None and self.spec.dp.enabled:
             from clinforge.train.privacy import train_dp

@@ -126,6 +126,7 @@ class VlmStage(Stage):
 
         from clinforge.core.io import atomic_write_json
         from clinforge.models.vlm import check_device_memory, vlm_family
+        from clinforge.train.data import check_eval_kept
         from clinforge.train.hf_trainer import barrier, is_main_process
         from clinforge.train.stages.lm import tok_pad
         from clinforge.train.vlm_data import (
@@ -153,6 +154,7 @@ class VlmStage(Stage):
         if not rows:
             raise DataError(f"stage {self.spec.name}: no image-text example fits max_length {t.max_length} "
                             f"(dropped: {dict(dropped)})")
+        check_eval_kept(self.spec.name, len(data.eval), len(eval_rows), t.max_length, what="image-text examples")
         if is_main_process():
             write_loss_tokens(self.ctx.out_dir / "loss_tokens.jsonl",
                               describe_loss_tokens(rows, tok, image, self.options.loss_token_examples))
