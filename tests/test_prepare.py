@@ -3,6 +3,7 @@ and the demo command, on the packaged synthetic samples."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -544,6 +545,11 @@ def test_same_recipe_twice_gives_the_same_split_though_patient_pseudonyms_differ
     with_patient = [k for k, v in runs[0].items() if v[1]]
     assert len(with_patient) >= 20 and all(runs[0][k][1] != runs[1][k][1] for k in with_patient)
     assert not check_patient_splits(r for recs in load_prepared(tmp_path / "run0").values() for r in recs)
+    cards = [json.loads((tmp_path / f"run{i}" / "data_card.json").read_text()) for i in range(2)]
+    lines = sorted(f"{split}\t{rid}\n" for rid, (split, _) in runs[0].items())
+    assert cards[0]["split_fingerprint"] == cards[1]["split_fingerprint"] == hashlib.sha256(
+        "".join(lines).encode()).hexdigest()
+    assert f"`{cards[0]['split_fingerprint']}`" in (tmp_path / "run0" / "data_card.md").read_text()
 
 
 def test_a_stable_deid_key_keeps_the_patient_anchor(tmp_path, monkeypatch):

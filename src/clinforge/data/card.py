@@ -7,6 +7,7 @@ quotes record text (only ids, counts and the readers' file/line/field error mess
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -108,9 +109,23 @@ def build_card(*, recipe: dict[str, Any], sources: dict[str, Any], steps: list[t
         "contamination": contamination or None,
         "splits": split_cards,
         "groups_crossing_splits": None if crossing is None else len(crossing),
+        "split_fingerprint": None if crossing is None else split_fingerprint(splits),
         "records_out": sum(len(r) for r in splits.values()),
         "definitions": {t.name: DEFINITIONS[t.name] for _, t in steps if t.name in DEFINITIONS},
     }
+
+
+def split_fingerprint(splits: dict[str, list[Record]]) -> str:
+    """sha256 over the sorted ``split<TAB>record id`` lines: two runs drew the same split iff the values match.
+
+    Example:
+        >>> a = {"train": [Record(id="n1", kind="note", text="x")], "test": [Record(id="n2", kind="note", text="y")]}
+        >>> b = {"test": [Record(id="n2", kind="note", text="y")], "train": [Record(id="n1", kind="note", text="x")]}
+        >>> split_fingerprint(a) == split_fingerprint(b), len(split_fingerprint(a))
+        (True, 64)
+    """
+    lines = sorted(f"{name}\t{rec.id}\n" for name, recs in splits.items() for rec in recs)
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
 def _md_value(value: Any) -> str:
@@ -179,6 +194,9 @@ def render_markdown(card: dict[str, Any]) -> str:
     out += [f"| {n} | {s['records']} | {s['patients']} | {_md_value(s['kinds'])} |" for n, s in card["splits"].items()]
     if card["groups_crossing_splits"] is not None:
         out += ["", f"Patients (or id-less records) found in more than one split: {card['groups_crossing_splits']}."]
+    if card.get("split_fingerprint"):
+        out += ["", f"Split fingerprint (sha256 of the sorted split and record id pairs; equal in two runs that drew "
+                    f"the same split): `{card['split_fingerprint']}`."]
     if card["definitions"]:
         out += ["", "## Definitions", ""] + [f"- **{k}**: {v}" for k, v in card["definitions"].items()]
     return "\n".join(out) + "\n"
