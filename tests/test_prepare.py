@@ -185,7 +185,9 @@ def test_cli_prepare_with_set_and_overwrite(tmp_path, capsys):
     recipe = sample_recipe(tmp_path, drop=("deid", "contamination"))
     out = tmp_path / "cli-run"
     main(["data", "prepare", str(recipe), "--out", str(out), "--set", "steps.2.options.fractions={train: 0.5, test: 0.5}"])
-    assert "patients crossing splits: 0" in capsys.readouterr().out
+    fingerprint = json.loads((out / "data_card.json").read_text())["split_fingerprint"]
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps at the terminal width
+    assert f"patients crossing splits: 0; fingerprint {fingerprint[:12]})" in printed
     assert list(load_prepared(out)) == ["train", "test"]
     with pytest.raises(SystemExit) as exc:
         main(["data", "prepare", str(recipe), "--out", str(out)])

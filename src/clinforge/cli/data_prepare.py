@@ -35,7 +35,8 @@ def print_card_summary(card: dict[str, Any], out_dir: Path) -> None:
                       f"with {c['benchmark_items_hit']} of {c['items']} benchmark items")
     console.print("splits: " + ", ".join(f"{n} {s['records']}" for n, s in card["splits"].items())
                   + ("" if card["groups_crossing_splits"] is None
-                     else f" (patients crossing splits: {card['groups_crossing_splits']})"))
+                     else f" (patients crossing splits: {card['groups_crossing_splits']}; "
+                          f"fingerprint {card['split_fingerprint'][:12]})"))
     console.print(f"written: {out_dir}/dataset, {out_dir}/data_card.md")
 
 
