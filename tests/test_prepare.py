@@ -558,3 +558,17 @@ def test_a_stable_deid_key_keeps_the_patient_anchor(tmp_path, monkeypatch):
     monkeypatch.setenv("CLINFORGE_DEID_KEY", "a site secret")
     card = prepare(load_recipe(sample_recipe(tmp_path, drop=())), tmp_path / "run", progress=False)
     assert next(s for s in card["steps"] if s["transform"] == "split")["report"]["anchor"] == "patient"
+
+
+def test_shuffle_with_the_record_anchor_orders_groups_by_their_record_ids_not_their_keys():
+    """Two groups sharing their smallest record id (duplicated ids) still get one order whatever their keys."""
+    from clinforge.data.transforms.split import PatientSplit
+
+    def run(keys: tuple[str, str]) -> list[str]:
+        recs = [Record(id="a", kind="note", text="x", patient_id=keys[0]), Record(id="b", kind="note", text="x",
+                patient_id=keys[0]), Record(id="a", kind="note", text="y", patient_id=keys[1])]
+        recs += [Record(id=f"r{i}", kind="note", text="z") for i in range(8)]
+        sp = PatientSplit(fractions={"train": 0.5, "test": 0.5}, method="shuffle", anchor="record", seed=3)
+        return [r.split for r in sp.apply(recs)]
+
+    assert run(("pt-1", "pt-2")) == run(("pt-9", "pt-0"))  # the same records, other pseudonyms: the same split

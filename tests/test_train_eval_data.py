@@ -76,3 +76,4 @@ def test_eval_examples_partly_too_long_are_counted_on_the_eval_card(tmp_path, ti
     assert (train_card["role"], eval_card["role"]) == ("train", "eval")
     assert eval_card["examples"] == 5 and eval_card["dropped_no_target_after_truncation"] == 2
     assert stage["metrics"]["eval_examples"] == 3 and len(stage["metrics"]["eval_losses"]) == 2
+    assert stage["metrics"]["eval_dropped_no_target_after_truncation"] == 2

@@ -10,7 +10,7 @@ on. A record without ``patient_id`` is its own group (keyed by its ``id``). Two 
   split's record count comes as close as possible to its fraction (needs the whole stream in memory).
 
 ``anchor`` says what names a group in those two formulas. ``patient`` (the above): its group key. ``record``: its
-records' ids, the first one seen (hash) or the smallest (shuffle); the same input then gives the same split even
+records' ids, the first one seen (hash) or all of them sorted (shuffle); the same input then gives the same split even
 when the patient ids differ from run to run, as they do after ``deid`` pseudonymises them with a random per-run
 key. ``auto`` (default): ``record`` when such a ``deid`` step comes earlier in the recipe (``clinforge data
 prepare`` tells the step, see ``resolve_anchor``), else ``patient``. Keyed on those pseudonyms, each run of one
@@ -135,9 +135,10 @@ class PatientSplit(OptionsTransform):
                 return name
         return names[-1]
 
-    def _shuffle_assign(self, sizes: dict[str, int], first_ids: dict[str, str]) -> dict[str, str]:
-        # a stable order before the seeded shuffle: by group key, or by the group's smallest record id
-        groups = sorted(sizes, key=(lambda g: (first_ids[g], g)) if self.anchor == "record" else None)
+    def _shuffle_assign(self, sizes: dict[str, int], group_ids: dict[str, list[str]]) -> dict[str, str]:
+        # a stable order before the seeded shuffle: by group key, or by the group's sorted record ids (its smallest
+        # first; the rest only part groups that share it, as duplicated ids would, without the per-run key)
+        groups = sorted(sizes, key=(lambda g: sorted(group_ids[g])) if self.anchor == "record" else None)
         random.Random(self.opts.seed).shuffle(groups)
         total = sum(sizes.values())
         target = {s: f * total for s, f in self.opts.fractions.items()}
@@ -173,14 +174,14 @@ class PatientSplit(OptionsTransform):
             return
         held = []
         sizes: Counter = Counter()
-        first_ids: dict[str, str] = {}
+        group_ids: dict[str, list[str]] = defaultdict(list)
         for rec in records:
             self.n_in += 1
             held.append(rec)
             key = group_key(rec)
             sizes[key] += 1
-            first_ids[key] = min(first_ids.get(key, rec.id), rec.id)
-        plan = self._shuffle_assign(sizes, first_ids)
+            group_ids[key].append(rec.id)
+        plan = self._shuffle_assign(sizes, group_ids)
         for rec in held:
             yield self._emit(rec, plan[group_key(rec)])
 

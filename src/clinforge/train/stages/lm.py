@@ -83,6 +83,7 @@ class LMStage(Stage):
             from clinforge.train.privacy import train_dp
 
             metrics, privacy = train_dp(self, model, tok, train_rows, eval_rows, collator)
+            metrics["eval_dropped_no_target_after_truncation"] = eval_dropped
             return self.finish(model, tok, metrics=metrics, data=data, privacy=privacy,
                                hyperparameters={"collator": type(collator).__name__})
         args = TrainingArguments(**self.training_kwargs())
@@ -98,6 +99,7 @@ class LMStage(Stage):
         metrics = self.train_with_resume(trainer)
         metrics["train_examples"] = len(train_rows)
         metrics["eval_examples"] = len(eval_rows)
+        metrics["eval_dropped_no_target_after_truncation"] = eval_dropped  # also when eval_fraction made the set
         metrics["padding_tokens"] = collator.padding
         metrics["real_tokens"] = collator.tokens
         if eval_rows:
