@@ -572,3 +572,18 @@ def test_shuffle_with_the_record_anchor_orders_groups_by_their_record_ids_not_th
         return [r.split for r in sp.apply(recs)]
 
     assert run(("pt-1", "pt-2")) == run(("pt-9", "pt-0"))  # the same records, other pseudonyms: the same split
+
+
+def test_run_pipeline_settles_the_anchor_of_steps_the_caller_built(tmp_path, monkeypatch):
+    from clinforge.data.prepare import run_pipeline
+    from clinforge.data.transforms.deid import DeidTransform
+    from clinforge.data.transforms.split import PatientSplit
+
+    monkeypatch.delenv("CLINFORGE_DEID_KEY", raising=False)
+    p = tmp_path / "n.jsonl"
+    p.write_text("".join(json.dumps({"id": f"n{i}", "kind": "note", "text": "Afebrile overnight.",
+                                     "patient_id": f"MRN{i % 3}"}) + "\n" for i in range(6)))
+    split = PatientSplit(method="shuffle")
+    it, _, _ = run_pipeline(load_recipe(data={"sources": [{"reader": "jsonl", "path": str(p)}]}),
+                            [("1:deid", DeidTransform()), ("2:split", split)])
+    assert len(list(it)) == 6 and split.anchor == "record"

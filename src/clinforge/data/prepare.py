@@ -251,11 +251,6 @@ def build_steps(recipe: Recipe) -> list[tuple[str, Transform]]:
         except TypeError as exc:  # a transform that takes fixed keyword arguments got an unknown one
             raise ConfigError(str(exc), file=recipe._file, line=recipe._lines.get(("steps", i)),
                               key=f"steps.{i}.options") from None
-    per_run_ids = False  # a split after a deid step with a random per-run key must not key on its pseudonyms
-    for _, transform in steps:
-        per_run_ids = per_run_ids or bool(getattr(transform, "per_run_patient_ids", False))
-        if hasattr(transform, "resolve_anchor"):
-            transform.resolve_anchor(per_run_patient_ids=per_run_ids)
     return steps
 
 
@@ -279,6 +274,11 @@ def run_pipeline(recipe: Recipe, steps: list[tuple[str, Transform]] | None = Non
     from clinforge.data.load import read_records
 
     steps = build_steps(recipe) if steps is None else steps
+    per_run_ids = False  # a split after a deid step with a random per-run key must not key on its pseudonyms
+    for _, transform in steps:  # here, not in build_steps, so that steps a caller built are settled too
+        per_run_ids = per_run_ids or bool(getattr(transform, "per_run_patient_ids", False))
+        if hasattr(transform, "resolve_anchor"):
+            transform.resolve_anchor(per_run_patient_ids=per_run_ids)
     reports: dict[str, Any] = {}
 
     def sources() -> Iterator[Record]:

@@ -13,7 +13,7 @@ on. A record without ``patient_id`` is its own group (keyed by its ``id``). Two 
 records' ids, the first one seen (hash) or all of them sorted (shuffle); the same input then gives the same split even
 when the patient ids differ from run to run, as they do after ``deid`` pseudonymises them with a random per-run
 key. ``auto`` (default): ``record`` when such a ``deid`` step comes earlier in the recipe (``clinforge data
-prepare`` tells the step, see ``resolve_anchor``), else ``patient``. Keyed on those pseudonyms, each run of one
+prepare``'s ``run_pipeline`` tells the step, see ``resolve_anchor``), else ``patient``. Keyed on those pseudonyms, each run of one
 recipe would draw another split, so a model trained on one run's train split could be tested on its own patients
 in the next run's test split.
 
