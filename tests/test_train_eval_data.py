@@ -77,3 +77,38 @@ def test_eval_examples_partly_too_long_are_counted_on_the_eval_card(tmp_path, ti
     assert eval_card["examples"] == 5 and eval_card["dropped_no_target_after_truncation"] == 2
     assert stage["metrics"]["eval_examples"] == 3 and len(stage["metrics"]["eval_losses"]) == 2
     assert stage["metrics"]["eval_dropped_no_target_after_truncation"] == 2
+
+
+def test_each_data_card_counts_the_examples_its_own_source_lost(tmp_path, tiny_llama, data_root):
+    # three sources: real MedQA (fits), one file with 2 long of 5, one with 1 long of 4; before, every train card
+    # carried the stage total (3) whatever its source lost
+    a = _long_and_short_eval(tmp_path / "a.jsonl", long=2, short=3)
+    b = _long_and_short_eval(tmp_path / "b.jsonl", long=1, short=3)
+    ev = _long_and_short_eval(tmp_path / "eval.jsonl", long=1, short=2)
+    recipe = Recipe.model_validate({"model": str(tiny_llama), "tracking": {"tensorboard": False}, "stages": [
+        {"name": "sft", "type": "sft",
+         "data": {"sources": [{"reader": "medqa", "path": str(data_root / MEDQA), "limit": 4},
+                              {"reader": "jsonl", "path": str(a)}, {"reader": "jsonl", "path": str(b)}],
+                  "eval_sources": [{"reader": "jsonl", "path": str(ev)}]},
+         "train": {"max_steps": 1, "batch_size": 2, "max_length": 1024}}]})
+    stage = run_pipeline(recipe, tmp_path / "run")["stages"][0]
+    cards = stage["data_cards"]
+    assert [(c["role"], c["examples"], c["dropped_no_target_after_truncation"]) for c in cards] == [
+        ("train", 4, 0), ("train", 5, 2), ("train", 4, 1), ("eval", 3, 1)]
+    assert stage["metrics"]["train_examples"] == 13 - 3 and stage["metrics"]["eval_examples"] == 2
+    assert stage["metrics"]["eval_dropped_no_target_after_truncation"] == 1
+
+
+def test_with_eval_fraction_a_card_counts_its_examples_dropped_from_either_set(tmp_path, tiny_llama):
+    a = _long_and_short_eval(tmp_path / "a.jsonl", long=4, short=6)
+    b = _long_and_short_eval(tmp_path / "b.jsonl", long=0, short=10)
+    recipe = Recipe.model_validate({"model": str(tiny_llama), "tracking": {"tensorboard": False}, "stages": [
+        {"name": "sft", "type": "sft",
+         "data": {"sources": [{"reader": "jsonl", "path": str(a)}, {"reader": "jsonl", "path": str(b)}],
+                  "eval_fraction": 0.5},
+         "train": {"max_steps": 1, "batch_size": 2, "max_length": 384}}]})
+    stage = run_pipeline(recipe, tmp_path / "run")["stages"][0]
+    cards, m = stage["data_cards"], stage["metrics"]
+    # the 4 long examples of a.jsonl are split between train and eval by the seeded shuffle; a's card has all 4
+    assert [c["dropped_no_target_after_truncation"] for c in cards] == [4, 0]
+    assert m["train_examples"] + m["eval_examples"] == 16 and m["eval_dropped_no_target_after_truncation"] < 4

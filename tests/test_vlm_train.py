@@ -73,8 +73,12 @@ def test_truncation_never_cuts_images_or_answers(siglip_llava, data_root):
     assert rows == [] and dropped == {DROP_CUT_IN_IMAGE: 8}
     # after the image, before the answer: the prompt fits, not one answer token does
     cut = min(r["labels"].index(next(lab for lab in r["labels"] if lab != IGNORE_INDEX)) for r in full)
-    rows, dropped = tokenize_vlm_chat(data.train, proc.tokenizer, image, cut)
+    which: list = []
+    rows, dropped = tokenize_vlm_chat(data.train, proc.tokenizer, image, cut, which)
     assert rows == [] and dropped == {DROP_NO_ANSWER: 8}
+    # each dropped example is handed back with its reason, and counted on the card of its source
+    assert [ex for ex, _ in which] == data.train and {r for _, r in which} == {DROP_NO_ANSWER}
+    assert data.count_dropped_per_card(which) == [{DROP_NO_ANSWER: 8}]
     # a cut inside the answer keeps the example with the answer tokens that fit
     longest = max(full, key=lambda r: len(r["input_ids"]))
     first = longest["labels"].index(next(lab for lab in longest["labels"] if lab != IGNORE_INDEX))

@@ -154,11 +154,40 @@ def record_to_example(r: Record, fmt: str, system: str | None = None) -> dict[st
 # ---- reading sources ---------------------------------------------------------------------------------------
 @dataclass
 class StageData:
-    """Examples of a stage and the data cards describing where they came from."""
+    """Examples of a stage and the data cards describing where they came from.
+
+    ``source_of`` maps ``id(example)`` to the index of its source's card, so that what happens to an example
+    later (e.g. dropped at tokenisation) is counted on the card of the source it came from.
+    """
 
     train: list[dict[str, Any]]
     eval: list[dict[str, Any]] = field(default_factory=list)
     cards: list[dict[str, Any]] = field(default_factory=list)
+    source_of: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def note_sources(self, examples: list[dict[str, Any]], card_index: int) -> None:
+        """Remember that ``examples`` came from the source of ``cards[card_index]``."""
+        self.source_of.update((id(ex), card_index) for ex in examples)
+
+    def count_dropped_per_card(self, dropped: list[tuple[dict[str, Any], str]]) -> list[Counter]:
+        """Dropped ``(example, reason)`` pairs counted by reason on the card of each example's source.
+
+        A card's count covers every example read from its source (``examples`` on the card), whether it went to
+        the train or the eval set (``eval_fraction``). Examples of unknown origin are not counted on any card.
+
+        Example:
+            >>> a, b = {"id": "a"}, {"id": "b"}
+            >>> data = StageData(train=[a, b], cards=[{"role": "train"}, {"role": "train"}])
+            >>> data.note_sources([a], 0); data.note_sources([b], 1)
+            >>> data.count_dropped_per_card([(b, "too long")])
+            [Counter(), Counter({'too long': 1})]
+        """
+        per_card: list[Counter] = [Counter() for _ in self.cards]
+        for ex, reason in dropped:
+            i = self.source_of.get(id(ex))
+            if i is not None:
+                per_card[i][reason] += 1
+        return per_card
 
 
 def _is_prepared_dataset(path: Path) -> bool:
@@ -352,19 +381,17 @@ def load_stage_data(spec: DataSpec, *, fmt: str, seed: int = 0, file: str | None
         >>> # spec = DataSpec(sources=[SourceSpec(reader="medquad", path="../shared/data/medquad", limit=50)])
         >>> # load_stage_data(spec, fmt="chat").train[0]["messages"][0]["role"]  -> 'user'
     """
+    data = StageData(train=[])
     train: list[dict[str, Any]] = []
-    cards = []
-    for src in spec.sources:
-        ex, card = read_source(src, fmt, spec.system)
-        train += ex
-        cards.append({**card, "role": "train"})
     evals: list[dict[str, Any]] = []
-    for src in spec.eval_sources:
-        ex, card = read_source(src, fmt, spec.system)
-        evals += ex
-        cards.append({**card, "role": "eval"})
-    train, evals = split_eval(train, evals, spec, seed)
-    return StageData(train=train, eval=evals, cards=cards)
+    for role, sources, into in (("train", spec.sources, train), ("eval", spec.eval_sources, evals)):
+        for src in sources:
+            ex, card = read_source(src, fmt, spec.system)
+            data.note_sources(ex, len(data.cards))
+            into += ex
+            data.cards.append({**card, "role": role})
+    data.train, data.eval = split_eval(train, evals, spec, seed)
+    return data
 
 
 # ---- tokenisation -------------------------------------------------------------------------------------------
@@ -411,11 +438,20 @@ def assistant_char_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str
     return full, spans
 
 
-def tokenize_chat(examples: list[dict[str, Any]], tokenizer, max_length: int) -> tuple[list[dict[str, Any]], int]:
+DROP_NO_TARGET = "no target after truncation"
+
+
+def tokenize_chat(examples: list[dict[str, Any]], tokenizer, max_length: int,
+                  dropped_examples: list[tuple[dict[str, Any], str]] | None = None
+                  ) -> tuple[list[dict[str, Any]], int]:
     """Tokenise chat examples; labels are the assistant tokens only (others -100). Returns (rows, truncated_out).
 
     A conversation longer than ``max_length`` is truncated; one whose assistant tokens all fall beyond the cut
-    is dropped and counted (second value) rather than trained on with no target.
+    is dropped and counted (second value) rather than trained on with no target. ``dropped_examples``, when
+    given, receives ``(example, DROP_NO_TARGET)`` for each dropped example (for per-source counts on data cards).
+
+    Example:
+        >>> # rows, dropped = tokenize_chat(data.train, tokenizer, 512)
     """
     if getattr(tokenizer, "chat_template", None) is None:
         raise ConfigError("the tokenizer has no chat_template; ift/sft need one (clinforge models tiny sets one)")
@@ -433,6 +469,8 @@ def tokenize_chat(examples: list[dict[str, Any]], tokenizer, max_length: int) ->
         ids, labels = ids[:max_length], labels[:max_length]
         if all(x == IGNORE_INDEX for x in labels):
             dropped += 1
+            if dropped_examples is not None:
+                dropped_examples.append((ex, DROP_NO_TARGET))
             continue
         out.append({"input_ids": ids, "labels": labels, "patient_id": ex.get("patient_id")})
     return out, dropped

@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from clinforge.core.errors import ConfigError, DataError
 from clinforge.data.records import Record
 from clinforge.train.data import (
     IGNORE_INDEX,
+    StageData,
     assistant_char_spans,
     read_source_records,
     source_card,
@@ -80,12 +81,9 @@ def record_to_vlm_example(r: Record, *, image_token: str | None, system: str | N
 
 
 @dataclass
-class VlmStageData:
-    """Image-text examples of a stage, its held-out examples and the data cards of its sources."""
-
-    train: list[dict[str, Any]]
-    eval: list[dict[str, Any]] = field(default_factory=list)
-    cards: list[dict[str, Any]] = field(default_factory=list)
+class VlmStageData(StageData):
+    """Image-text examples of a stage, its held-out examples and the data cards of its sources (with their
+    provenance, as ``StageData``)."""
 
 
 def load_vlm_stage_data(spec: DataSpec, *, image_token: str | None, seed: int = 0,
@@ -99,8 +97,10 @@ def load_vlm_stage_data(spec: DataSpec, *, image_token: str | None, seed: int = 
         >>> # load_vlm_stage_data(DataSpec(sources=[SourceSpec(reader="vqa_rad", path=".../vqa-rad")]),
         >>> #                     image_token="<image>").train[0]["images"]  -> ['/.../images/synpic...jpg']
     """
-    def read(group) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        examples, cards = [], []
+    data = VlmStageData(train=[])
+
+    def read(group, role: str) -> list[dict[str, Any]]:
+        examples = []
         for src in group:
             records, rep, reader_name, path = read_source_records(src)
             got, skipped = [], Counter()
@@ -116,16 +116,16 @@ def load_vlm_stage_data(spec: DataSpec, *, image_token: str | None, seed: int = 
                 raise DataError(f"no image-text examples from reader {reader_name!r}: {rep['rows']} rows read, "
                                 f"{rep['records']} records ({why})", file=str(path))
             examples += got
-            cards.append({**source_card(src, records, rep, reader_name, path), "format": "image-text chat",
-                          "unconvertible": dict(skipped), "examples": len(got),
-                          "images": len({i for e in got for i in e["images"]})})
-        return examples, cards
+            data.note_sources(got, len(data.cards))
+            data.cards.append({**source_card(src, records, rep, reader_name, path), "format": "image-text chat",
+                               "unconvertible": dict(skipped), "examples": len(got),
+                               "images": len({i for e in got for i in e["images"]}), "role": role})
+        return examples
 
-    train, train_cards = read(spec.sources)
-    evals, eval_cards = read(spec.eval_sources) if spec.eval_sources else ([], [])
-    train, evals = split_eval(train, evals, spec, seed)
-    cards = [{**c, "role": "train"} for c in train_cards] + [{**c, "role": "eval"} for c in eval_cards]
-    return VlmStageData(train=train, eval=evals, cards=cards)
+    train = read(spec.sources, "train")
+    evals = read(spec.eval_sources, "eval") if spec.eval_sources else []
+    data.train, data.eval = split_eval(train, evals, spec, seed)
+    return data
 
 
 # ---- tokenisation -------------------------------------------------------------------------------------------
@@ -173,10 +173,12 @@ def image_tokens_of(processor) -> ImageTokens:
     return ImageTokens(token, int(token_id), int(per_image), mode)
 
 
-def tokenize_vlm_chat(examples: list[dict[str, Any]], tokenizer, image: ImageTokens, max_length: int
+def tokenize_vlm_chat(examples: list[dict[str, Any]], tokenizer, image: ImageTokens, max_length: int,
+                      dropped_examples: list[tuple[dict[str, Any], str]] | None = None
                       ) -> tuple[list[dict[str, Any]], Counter]:
     """Tokenise image-text chat examples: labels on assistant tokens only, each image marker expanded to
-    ``image.per_image`` placeholder ids (label -100). Returns the rows and the dropped examples by reason.
+    ``image.per_image`` placeholder ids (label -100). Returns the rows and the dropped examples by reason
+    (each also appended to ``dropped_examples`` with its reason, when given).
 
     An example is dropped (and counted) when ``max_length`` would cut inside or before one of its image blocks, or
     leave no answer token. An example without any answer token even uncut, and one whose marker count differs from
@@ -220,12 +222,17 @@ def tokenize_vlm_chat(examples: list[dict[str, Any]], tokenizer, image: ImageTok
                             "template that drops the assistant turn); it would train on nothing",
                             record=ex["id"], field="answer")
         if len(ids) > max_length:
+            reason = None
             if any(end > max_length for _, end in blocks):
-                dropped[DROP_CUT_IN_IMAGE] += 1
-                continue
-            ids, labels = ids[:max_length], labels[:max_length]
-            if all(x == IGNORE_INDEX for x in labels):
-                dropped[DROP_NO_ANSWER] += 1
+                reason = DROP_CUT_IN_IMAGE
+            else:
+                ids, labels = ids[:max_length], labels[:max_length]
+                if all(x == IGNORE_INDEX for x in labels):
+                    reason = DROP_NO_ANSWER
+            if reason is not None:
+                dropped[reason] += 1
+                if dropped_examples is not None:
+                    dropped_examples.append((ex, reason))
                 continue
         out.append({"input_ids": ids, "labels": labels, "images": list(ex["images"]), "id": ex["id"],
                     "patient_id": ex.get("patient_id")})

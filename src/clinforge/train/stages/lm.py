@@ -43,14 +43,19 @@ class LMStage(Stage):
 
     supports_dp = True
 
-    def tokenize(self, examples: list[dict[str, Any]], tokenizer) -> tuple[list[dict[str, Any]], int]:
-        """Tokenise examples for this stage's format; returns rows and the number dropped (no target left)."""
+    def tokenize(self, examples: list[dict[str, Any]], tokenizer,
+                 dropped_examples: list[tuple[dict[str, Any], str]] | None = None
+                 ) -> tuple[list[dict[str, Any]], int]:
+        """Tokenise examples for this stage's format; returns rows and the number dropped (no target left).
+
+        ``dropped_examples`` receives each dropped example with its reason (text examples are never dropped).
+        """
         from clinforge.train.data import tokenize_chat, tokenize_text
 
         if self.data_format == "text":
             return tokenize_text(examples, tokenizer, self.spec.train.max_length), 0
         if self.data_format == "chat":
-            return tokenize_chat(examples, tokenizer, self.spec.train.max_length)
+            return tokenize_chat(examples, tokenizer, self.spec.train.max_length, dropped_examples)
         raise DataError(f"stage type {self.type} trains on text or chat examples, not {self.data_format}")
 
     def collator(self, model, tokenizer):
@@ -70,14 +75,17 @@ class LMStage(Stage):
         # the steps of docs/train.md "Reading one SFT run": 4a data, 4b model, 4c tokens, 4d collator, 4e train, 5 save
         data = self.load_data()
         model, tok = self.load_model()
-        train_rows, dropped = self.tokenize(data.train, tok)
-        eval_rows, eval_dropped = self.tokenize(data.eval, tok) if data.eval else ([], 0)
+        dropped_examples: list[tuple[dict[str, Any], str]] = []
+        train_rows, dropped = self.tokenize(data.train, tok, dropped_examples)
+        eval_rows, eval_dropped = self.tokenize(data.eval, tok, dropped_examples) if data.eval else ([], 0)
         if not train_rows:
             raise DataError(f"stage {self.spec.name}: no example has a target within max_length "
                             f"{self.spec.train.max_length} ({dropped} dropped)")
         check_eval_kept(self.spec.name, len(data.eval), len(eval_rows), self.spec.train.max_length)
-        for card in data.cards:  # the train count on train cards, the eval count on eval cards
-            card["dropped_no_target_after_truncation"] = dropped if card.get("role") == "train" else eval_dropped
+        # each card counts its own source's examples (with eval_fraction, a train card's count includes those of
+        # its examples that went to the eval set: the card's `examples` counts them too)
+        for card, counts in zip(data.cards, data.count_dropped_per_card(dropped_examples), strict=True):
+            card["dropped_no_target_after_truncation"] = sum(counts.values())
         collator = self.collator(model, tok)
         if self.spec.dp is not None and self.spec.dp.enabled:
             from clinforge.train.privacy import train_dp

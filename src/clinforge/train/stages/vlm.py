@@ -147,10 +147,13 @@ class VlmStage(Stage):
         tok = getattr(processor, "tokenizer", processor)
         data = load_vlm_stage_data(self.spec.data, image_token=image.token, seed=self.ctx.seed,
                                    question_template=self.options.question_template)
-        rows, dropped = tokenize_vlm_chat(data.train, tok, image, t.max_length)
-        eval_rows, eval_dropped = tokenize_vlm_chat(data.eval, tok, image, t.max_length) if data.eval else ([], {})
-        for card in data.cards:
-            card["dropped"] = dict(dropped if card["role"] == "train" else eval_dropped)
+        dropped_examples: list[tuple[dict[str, Any], str]] = []
+        rows, dropped = tokenize_vlm_chat(data.train, tok, image, t.max_length, dropped_examples)
+        eval_rows, eval_dropped = (tokenize_vlm_chat(data.eval, tok, image, t.max_length, dropped_examples)
+                                   if data.eval else ([], {}))
+        # by reason, each card for its own source's examples (train and, with eval_fraction, eval)
+        for card, counts in zip(data.cards, data.count_dropped_per_card(dropped_examples), strict=True):
+            card["dropped"] = dict(counts)
         if not rows:
             raise DataError(f"stage {self.spec.name}: no image-text example fits max_length {t.max_length} "
                             f"(dropped: {dict(dropped)})")
