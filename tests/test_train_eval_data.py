@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from clinforge.core.errors import ConfigError
+from clinforge.core.errors import ConfigError, DataError
 from clinforge.train.pipeline import run_pipeline
 from clinforge.train.recipe import Recipe, load_recipe
 
@@ -59,8 +60,8 @@ stages:
     run = subprocess.run([sys.executable, "-m", "clinforge", "train", str(recipe), "--out", str(tmp_path / "run")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2, run.stderr[-3000:]
-    assert ("stage sft: none of the 3 eval examples keeps a target within max_length 384; raise train.max_length"
-            in run.stderr), run.stderr[-3000:]
+    assert (f"stage sft: none of the 3 eval examples (from {ev}) keeps a target within max_length 384; raise "
+            "train.max_length" in run.stderr), run.stderr[-3000:]
     assert "Traceback" not in run.stderr and "eval_strategy" not in run.stderr
 
 
@@ -112,3 +113,22 @@ def test_with_eval_fraction_a_card_counts_its_examples_dropped_from_either_set(t
     # the 4 long examples of a.jsonl are split between train and eval by the seeded shuffle; a's card has all 4
     assert [c["dropped_no_target_after_truncation"] for c in cards] == [4, 0]
     assert m["train_examples"] + m["eval_examples"] == 16 and m["eval_dropped_no_target_after_truncation"] < 4
+
+
+def test_dpo_eval_pairs_all_too_long_name_their_file(tmp_path, tiny_llama):
+    def pairs(path: Path, words: int, n: int) -> Path:
+        rows = [{"id": f"p{i}", "kind": "preference",
+                 "prompt": [{"role": "user", "content": "Is the patient febrile today? " * words + str(i)}],
+                 "chosen": "No.", "rejected": "Maybe."} for i in range(n)]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    train, ev = pairs(tmp_path / "train.jsonl", 2, 4), pairs(tmp_path / "eval.jsonl", 300, 2)
+    recipe = Recipe.model_validate({"model": str(tiny_llama), "tracking": {"tensorboard": False}, "stages": [
+        {"name": "dpo", "type": "dpo",
+         "data": {"sources": [{"reader": "jsonl", "path": str(train)}],
+                  "eval_sources": [{"reader": "jsonl", "path": str(ev)}]},
+         "train": {"max_steps": 1, "batch_size": 2, "max_length": 128}}]})
+    with pytest.raises(DataError, match=rf"stage dpo: none of the 2 eval preference pairs \(from {re.escape(str(ev))}\) keeps a "
+                                        r"target within max_length 128"):
+        run_pipeline(recipe, tmp_path / "run")

@@ -189,6 +189,18 @@ class StageData:
                 per_card[i][reason] += 1
         return per_card
 
+    def eval_origin(self) -> str:
+        """Where the eval examples came from, for messages: the eval sources' paths, or the train split.
+
+        Example:
+            >>> StageData(train=[], eval=[{}], cards=[{"role": "eval", "path": "/d/val.jsonl"}]).eval_origin()
+            'from /d/val.jsonl'
+            >>> StageData(train=[], eval=[{}]).eval_origin()
+            'split off the train sources by data.eval_fraction'
+        """
+        paths = [str(c.get("path")) for c in self.cards if c.get("role") == "eval"]
+        return f"from {', '.join(paths)}" if paths else "split off the train sources by data.eval_fraction"
+
 
 def _is_prepared_dataset(path: Path) -> bool:
     folder = path / "dataset" if (path / "dataset").is_dir() else path
@@ -329,8 +341,11 @@ def split_eval(train: list[Any], evals: list[Any], spec: DataSpec, seed: int, wh
     return train, evals
 
 
-def check_eval_kept(stage: str, given: int, kept: int, max_length: int, what: str = "examples") -> None:
+def check_eval_kept(stage: str, given: int, kept: int, max_length: int, what: str = "examples",
+                    origin: str | None = None) -> None:
     """Raise a DataError when eval data was given and fitting it to ``max_length`` left nothing.
+
+    ``origin`` (e.g. ``StageData.eval_origin()``) says in the message where the eval examples came from.
 
     A stage would otherwise train without the held-out loss it was asked for, or (with ``train.eval_every``) stop at
     its first evaluation with transformers' message about its own arguments.
@@ -344,7 +359,8 @@ def check_eval_kept(stage: str, given: int, kept: int, max_length: int, what: st
 raise train.max_length or give shorter eval data
     """
     if given and not kept:
-        raise DataError(f"stage {stage}: none of the {given} eval {what} keeps a target within max_length "
+        where = f" ({origin})" if origin else ""
+        raise DataError(f"stage {stage}: none of the {given} eval {what}{where} keeps a target within max_length "
                         f"{max_length}; raise train.max_length or give shorter eval data")
 
 

@@ -135,7 +135,9 @@ def fit_preference(stage: AlignStage, model: Any, tokenizer: Any, examples: list
     if not rows:
         raise DataError(f"stage {stage.spec.name}: every preference pair's prompt fills max_length {max_length} "
                         f"({fitted['pairs_dropped_prompt_too_long']} dropped); raise train.max_length")
-    check_eval_kept(stage.spec.name, len(eval_examples or []), len(eval_rows), max_length, what="preference pairs")
+    eval_paths = [str(src.path or src.prepared) for src in stage.spec.data.eval_sources]
+    check_eval_kept(stage.spec.name, len(eval_examples or []), len(eval_rows), max_length, what="preference pairs",
+                    origin=f"from {', '.join(eval_paths)}" if eval_paths else None)
     if options.is_kto:
         from trl import KTOConfig, KTOTrainer
         from trl.data_utils import unpair_preference_dataset

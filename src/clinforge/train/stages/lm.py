@@ -81,7 +81,8 @@ class LMStage(Stage):
         if not train_rows:
             raise DataError(f"stage {self.spec.name}: no example has a target within max_length "
                             f"{self.spec.train.max_length} ({dropped} dropped)")
-        check_eval_kept(self.spec.name, len(data.eval), len(eval_rows), self.spec.train.max_length)
+        check_eval_kept(self.spec.name, len(data.eval), len(eval_rows), self.spec.train.max_length,
+                        origin=data.eval_origin())
         # each card counts its own source's examples (with eval_fraction, a train card's count includes those of
         # its examples that went to the eval set: the card's `examples` counts them too)
         for card, counts in zip(data.cards, data.count_dropped_per_card(dropped_examples), strict=True):

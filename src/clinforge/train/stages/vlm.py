@@ -157,7 +157,8 @@ class VlmStage(Stage):
         if not rows:
             raise DataError(f"stage {self.spec.name}: no image-text example fits max_length {t.max_length} "
                             f"(dropped: {dict(dropped)})")
-        check_eval_kept(self.spec.name, len(data.eval), len(eval_rows), t.max_length, what="image-text examples")
+        check_eval_kept(self.spec.name, len(data.eval), len(eval_rows), t.max_length, what="image-text examples",
+                        origin=data.eval_origin())
         if is_main_process():
             write_loss_tokens(self.ctx.out_dir / "loss_tokens.jsonl",
                               describe_loss_tokens(rows, tok, image, self.options.loss_token_examples))
