@@ -146,3 +146,53 @@ def test_cli_never_prints_phi_on_stderr(tmp_path: Path) -> None:
                          "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert "NAME 2" in " ".join(ok.stderr.split()) and not any(p in ok.stderr + ok.stdout for p in PHI)
+
+
+def _deid(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    return subprocess.run([sys.executable, "-m", "clinforge", "--no-progress", "data", "deid", *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_reads_excel_csv_with_a_byte_order_mark_and_keeps_it(tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8" starts with a BOM; it used to end up in the first column's name, so --patient-column
+    # mrn matched nothing and every note silently shared one date offset and one surrogate map
+    src = tmp_path / "notes.csv"
+    src.write_bytes(b"\xef\xbb\xbfmrn,note\r\n" + f'1,"{NOTE.strip()}"\r\n2,"{NOTE.strip()}"\r\n'.encode())
+    out = tmp_path / "clean.csv"
+    run = _deid(str(src), "--text-column", "note", "--patient-column", "mrn", "--mode", "surrogate", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfmrn,note\n")  # written back as it came, for Excel
+    rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+    assert [r["mrn"] for r in rows] == ["1", "2"] and not any(p in r["note"] for r in rows for p in PHI)
+    # per-patient surrogates: the same note of two patients gets two different replacements
+    assert rows[0]["note"] != rows[1]["note"]
+
+
+def test_cli_names_a_patient_column_that_is_not_there(tmp_path: Path) -> None:
+    src = tmp_path / "notes.csv"
+    src.write_text(f'mrn,note\n1,"{NOTE.strip()}"\n', encoding="utf-8")
+    run = _deid(str(src), "--text-column", "note", "--patient-column", "patient", "-o", str(tmp_path / "o.csv"))
+    assert run.returncode == 2 and "line 1, field patient: no column 'patient' (columns: mrn, note)" in " ".join(
+        run.stderr.split())
+    jsonl = tmp_path / "notes.jsonl"
+    jsonl.write_text(json.dumps({"text": NOTE, "mrn": "1"}) + "\n", encoding="utf-8")
+    run = _deid(str(jsonl), "--patient-column", "patient", "-o", str(tmp_path / "o.jsonl"))
+    assert run.returncode == 2 and "field patient: no row has the --patient-column 'patient'" in " ".join(
+        run.stderr.split())
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / "o.jsonl").exists()
+    assert not any(p in run.stderr + run.stdout for p in PHI)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_cli_names_the_line_of_text_that_is_not_utf8(tmp_path: Path, suffix: str) -> None:
+    src = tmp_path / f"notes.{suffix}"
+    first = f'id,text\n1,"{NOTE.strip()}"\n' if suffix == "csv" else json.dumps({"text": NOTE}) + "\n"
+    second = '2,"Seen by Dr. Müller."\n' if suffix == "csv" else json.dumps({"text": "Dr. Müller."},
+                                                                          ensure_ascii=False) + "\n"
+    src.write_bytes(first.encode() + second.encode("latin-1"))  # a Windows export, not UTF-8
+    run = _deid(str(src), "-o", str(tmp_path / f"o.{suffix}"))
+    line = 3 if suffix == "csv" else 2
+    assert run.returncode == 2 and f"line {line}: not valid UTF-8 at byte" in " ".join(run.stderr.split())
+    assert "Traceback" not in run.stderr and not (tmp_path / f"o.{suffix}").exists()

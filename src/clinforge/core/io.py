@@ -108,14 +108,28 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict], *, overwrite: boo
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line; a bad line raises DataError with its number.
 
+    Lines are decoded one by one, so bytes that are not UTF-8 are an error naming their line (not a
+    UnicodeDecodeError from somewhere in the file); a byte-order mark on the first line (spreadsheet and Windows
+    editors write one) is dropped.
+
     Example:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"; _ = p.write_text('{"a": 1}\\n')
         >>> list(read_jsonl(p))
         [(1, {'a': 1})]
+        >>> _ = p.write_bytes(b'\\xef\\xbb\\xbf{"a": 1}\\n{"b": "caf\\xe9"}\\n')
+        >>> list(read_jsonl(p))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        clinforge.core.errors.DataError: .../r.jsonl, line 2: not valid UTF-8 at byte 10 of the line
     """
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not valid UTF-8 at byte {exc.start} of the line", file=str(path),
+                                line=lineno) from None
             if not line.strip():
                 continue
             try:

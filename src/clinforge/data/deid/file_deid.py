@@ -83,19 +83,32 @@ def _cell(row: dict, column: str, path: Path, line: int, optional: bool = False)
     return value
 
 
-def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]], bool]:
+    """The header, the rows (with their line) and whether the file starts with a byte-order mark.
+
+    Decoded line by line (``iter_lines``), so a byte that is not UTF-8 is an error naming its line, and a BOM
+    (Excel's "CSV UTF-8") does not end up in the first column's name.
+    """
+    from clinforge.data.readers.common import iter_lines
+
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    fh = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed when the generator ends
-    reader = csv.DictReader(fh, delimiter=delimiter)
+    with open(path, "rb") as fh:
+        bom = fh.read(3) == b"\xef\xbb\xbf"
+
+    def decoded() -> Iterator[str]:
+        for lineno, line in iter_lines(path):
+            if isinstance(line, UnicodeDecodeError):
+                raise DataError(f"not valid UTF-8 at byte {line.start} of the line (save the file as UTF-8)",
+                                file=str(path), line=lineno)
+            yield line
+
+    reader = csv.DictReader(decoded(), delimiter=delimiter)
 
     def rows() -> Iterator[tuple[int, dict]]:
-        try:
-            for row in reader:
-                yield reader.line_num, row
-        finally:
-            fh.close()
+        for row in reader:
+            yield reader.line_num, row
 
-    return list(reader.fieldnames or []), rows()
+    return list(reader.fieldnames or []), rows(), bom
 
 
 def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask", json_out: bool = False,
@@ -179,21 +192,29 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                 else:
                     sink = io.StringIO()
                 if kind == "jsonl":
-                    with open(input, encoding="utf-8") as fh:
+                    with open(input, "rb") as fh:
                         total = sum(1 for _ in fh)
                     bar.reset(total=total)
+                    patient_key_seen = patient_column is None
                     for line, row in read_jsonl(input):
                         text = _cell(row, text_column, input, line)
                         pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
+                        patient_key_seen = patient_key_seen or patient_column in row
                         if text is not None:
                             row[text_column] = process(text, pid, {"line": line})
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                         bar.update(1)
+                    if not patient_key_seen:  # a typo would give every text one date offset and surrogate map
+                        raise DataError(f"no row has the --patient-column {patient_column!r}", file=str(input),
+                                        field=patient_column)
                 else:
-                    fields, rows = _csv_rows(input)
-                    if text_column not in fields:
-                        raise DataError(f"no column {text_column!r} (columns: {', '.join(fields)})",
-                                        file=str(input), line=1, field=text_column)
+                    fields, rows, bom = _csv_rows(input)
+                    for column in (text_column, patient_column):
+                        if column is not None and column not in fields:
+                            raise DataError(f"no column {column!r} (columns: {', '.join(fields)})",
+                                            file=str(input), line=1, field=column)
+                    if bom:  # written back as it came: Excel reads UTF-8 CSV correctly only with it
+                        sink.write("\ufeff")
                     delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
                     writer = csv.DictWriter(sink, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
                     writer.writeheader()
