@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -138,6 +143,18 @@ def test_chat_format_unloadable_tokenizer_is_a_config_error(tmp_path):
         get_transform("chat_format", tokenizer=str(tmp_path / "no-such"))
     with pytest.raises(ConfigError, match="chat_format.tokenizer: cannot load"):
         get_transform("chat_format", tokenizer="no/such/tok")
+    # a hub id with the hub unreachable (a closed loopback port) and nothing cached: at once, naming the id
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("from clinforge.data.transforms.base import get_transform\n"
+            "get_transform('chat_format', tokenizer='clinforge-test/not-cached')\n")
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and ("chat_format.tokenizer: cannot load a tokenizer: 'clinforge-test/not-cached' is "
+                                    "not a local folder and not in the Hugging Face cache") in run.stderr, run.stderr
+    assert "Retry" not in run.stderr
 
 
 def test_chat_format_template_error_names_the_record(tmp_path, chat_tokenizer):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from clinforge.core.errors import ClinforgeError, OfflineError, OutputExistsError
+from clinforge.core.hub_access import hub_or_cached
 from clinforge.core.registry import Registry
 from clinforge.models.gguf_import import MARKER, convert_gguf, progress_message
 
@@ -117,64 +118,13 @@ def resolve_model_ref(ref: str) -> str:
         return ref
     if ref not in OFFLINE_MODELS:
         refuse_hub_id(ref)  # no-egress mode: a reference that is no local path would go to the hub; refuse it here
-        return _hub_or_cached(ref)
+        return hub_or_cached(ref, also=f"not a registered offline model ({', '.join(OFFLINE_MODELS.names())})")
     entry = OFFLINE_MODELS.get(ref)
     folder = cached_model_dir(ref)
     if not _is_complete(folder, entry):
         raise ClinforgeError(f"model {ref!r} is in clinforge's offline registry but has not been fetched into "
                              f"{folder}; run: clinforge models fetch {ref}")
     return str(folder)
-
-
-_HUB_REACHABLE: dict[str, bool] = {}
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``) opens; False under
-    ``HF_HUB_OFFLINE=1``. Probed once per process and endpoint.
-
-    Example:
-        >>> # hub_reachable()  -> False on an air-gapped machine, in at most ``timeout`` seconds
-    """
-    import socket
-    from urllib.parse import urlsplit
-
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    if endpoint not in _HUB_REACHABLE:
-        url = urlsplit(endpoint)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            with socket.create_connection((url.hostname or "", port), timeout=timeout):
-                _HUB_REACHABLE[endpoint] = True
-        except OSError:
-            _HUB_REACHABLE[endpoint] = False
-    return _HUB_REACHABLE[endpoint]
-
-
-def _hub_or_cached(ref: str) -> str:
-    """A hub id as it is when the hub answers; when it does not, the id's snapshot in the local Hugging Face cache,
-    or an OfflineError at once (the libraries would first retry the unreachable hub with back-off, ~50 s, and then
-    say less)."""
-    if not _looks_like_repo_id(ref) or hub_reachable():
-        return ref
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(ref, local_files_only=True)
-    except Exception as exc:  # LocalEntryNotFoundError, or a malformed id the hub client refuses
-        raise OfflineError(
-            f"{ref!r} is not a local folder, not a registered offline model ({', '.join(OFFLINE_MODELS.names())}) "
-            f"and not in the Hugging Face cache, and the hub ({os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}"
-            ") cannot be reached from here; give a local folder, or fetch it where there is a network "
-            "(hf download ...) and copy the cache or the folder here") from exc
-
-
-def _looks_like_repo_id(ref: str) -> bool:
-    """``name`` or ``org/name``: what the hub could resolve (a path with more parts, or a relative path, is not)."""
-    parts = ref.split("/")
-    return 1 <= len(parts) <= 2 and all(parts) and not ref.startswith((".", "~")) and ":" not in ref
 
 
 def _download_wheel(entry: OfflineModel, dest: Path) -> Path:

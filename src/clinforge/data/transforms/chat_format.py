@@ -88,8 +88,15 @@ class ChatFormat(OptionsTransform):
             from clinforge.core.no_egress import refuse_hub_id
 
             refuse_hub_id(self.opts.tokenizer)  # no-egress mode: a tokenizer that is not local is refused up front
+            from clinforge.core.errors import OfflineError
+            from clinforge.core.hub_access import hub_or_cached
+
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.opts.tokenizer)
+                source = hub_or_cached(self.opts.tokenizer)  # offline: the HF cache's copy, or an error at once
+            except OfflineError as exc:
+                raise ConfigError(f"cannot load a tokenizer: {exc}", key="chat_format.tokenizer") from None
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(source)
             except (OSError, ValueError) as exc:  # not a tokenizer folder, or a hub id while offline
                 raise ConfigError(f"cannot load a tokenizer from {self.opts.tokenizer!r} (give a local tokenizer "
                                   f"folder; hub ids need the network): {type(exc).__name__}",

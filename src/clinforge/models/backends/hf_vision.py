@@ -93,8 +93,10 @@ class HFVisionBackend(HFBackend):
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if device == "auto" else device))
         if model is None or processor is None:
+            from clinforge.models.offline_models import resolve_model_ref
+
             torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-            model, processor = _load_vision_model(target, torch_dtype, trust_remote_code)
+            model, processor = _load_vision_model(resolve_model_ref(target), torch_dtype, trust_remote_code)
         self.processor = processor
         self.tokenizer = tokenizer or processor.tokenizer
         self.tokenizer.padding_side = "left"  # generation continues at the right end of every row
