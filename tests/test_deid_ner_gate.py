@@ -49,6 +49,30 @@ def test_gate_rules() -> None:
         NerGate.from_json({"min_score": {"NAME": "high"}})
 
 
+def test_lexicon_names_need_a_census_name_and_no_eponym_after_it() -> None:
+    gate = NerGate(types=("NAME",), lexicon_names=True)
+    # the probe tagger's names beyond the rules on unseen dev patients: true ones, then false ones it was sure of
+    assert gate.keeps("NAME", 0.96, "reid") and gate.keeps("NAME", 0.94, "don") and gate.keeps("NAME", 0.6, "MARY ANN")
+    for shorthand_drug_or_typo in ("HO", "aldactone", "Milrinone", "TRAZADONE", "aline", "brwn", "tomrrow", "paged"):
+        assert not gate.keeps("NAME", 0.95, shorthand_drug_or_typo), shorthand_drug_or_typo
+    for eponym, after in (("Swan", "-Ganz in place"), ("Passy", " Muir valve"), ("HICKMAN", " CATHETER"),
+                          ("Foley", " catheter")):
+        assert not gate.keeps("NAME", 0.95, eponym, after) and NerGate(types=("NAME",)).keeps("NAME", 0.95, eponym)
+    assert not gate.keeps("NAME", 0.4, "reid")  # the score threshold still applies
+    assert NerGate.from_json(json.loads(json.dumps(gate.to_json()))) == gate
+
+
+def test_choose_gate_tries_lexicon_names_and_keeps_them_when_they_hold_precision() -> None:
+    def score(g: NerGate) -> tuple[float, float]:  # names add recall; only the lexicon keeps their precision
+        names = "NAME" in g.types
+        return 0.90 + 0.05 * names, 0.95 - (0.0 if g.lexicon_names else 0.15) * names
+
+    best, table = choose_gate(score, extra=(), plain=(None,), min_precision=0.9)
+    assert best is not None and best.types == ("NAME",) and best.lexicon_names
+    assert any(r["gate"]["types"] == ["NAME"] and not r["gate"]["lexicon_names"] for r in table)
+    assert not any(r["gate"]["lexicon_names"] for r in table if "NAME" not in r["gate"]["types"])
+
+
 def test_choose_gate_takes_the_best_recall_that_keeps_precision() -> None:
     def score(g: NerGate) -> tuple[float, float]:
         recall = 0.90 + 0.04 * ("NAME" in g.types) + 0.02 * ("LOCATION" in g.types) + 0.01 * ("DATE" in g.types)
@@ -78,6 +102,25 @@ def test_a_saved_gate_is_applied_and_settings_override_it(trained: Path) -> None
     dates = TransformersNerRecognizer(trained, types=["DATE"])
     assert {s.entity_type for s in dates.analyze(TEXT)} == {"DATE"}
     assert TransformersNerRecognizer(trained, min_score=1.01).analyze(TEXT) == []
+
+
+def test_a_saved_lexicon_gate_keeps_its_lexicon_condition(trained: Path, tmp_path: Path) -> None:
+    # the 14th held-out look ran without it: the folder's gate lost lexicon_names on loading
+    import shutil
+
+    from clinforge.data.deid.ner import TransformersNerRecognizer
+
+    folder = tmp_path / "model"
+    shutil.copytree(trained, folder)
+    card = json.loads((folder / "deid_training.json").read_text())
+    card["gate"] = {**card["gate"], "lexicon_names": True}
+    (folder / "deid_training.json").write_text(json.dumps(card))
+    for recognizer in (TransformersNerRecognizer(folder), TransformersNerRecognizer(folder, min_score=0.5),
+                       TransformersNerRecognizer(folder, types=["NAME", "DATE"])):
+        assert recognizer.gate.lexicon_names, recognizer.gate
+    text = "PT STABLE. SON QUINN CALLED ON 3/9. SWAN GANZ IN PLACE."
+    kept = {text[s.start:s.end] for s in TransformersNerRecognizer(folder).analyze(text)}
+    assert "QUINN" in kept and "SWAN" not in kept
 
 
 def test_gate_scorer_matches_the_engine_on_the_same_notes(trained: Path) -> None:

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
@@ -118,7 +119,8 @@ class TransformersNerRecognizer(Recognizer):
         self.unmapped: Counter[str] = Counter()
 
     def analyze(self, text: str) -> list[Span]:
-        out = [s for s in self.entities_of(text) if self.gate.keeps(s.entity_type, s.score, text[s.start:s.end])]
+        out = [s for s in self.entities_of(text)
+               if self.gate.keeps(s.entity_type, s.score, text[s.start:s.end], text[s.end:s.end + 60])]
         if self.propagate:
             out += self.propagated(text, out)
         return out
@@ -230,9 +232,9 @@ def _resolve_gate(path: Path, gate: bool | NerGate, min_score: float | dict[str,
         scores = {**scores, **{str(k): float(v) for k, v in min_score.items()}}
     elif min_score is not None:
         scores, default = {}, float(min_score)
-    return NerGate(types=tuple(types) if types is not None else saved.types, min_score=scores,
-                   plain_min_score=plain_min_score if plain_min_score is not None else saved.plain_min_score,
-                   default_min_score=default)
+    return dataclasses.replace(saved, types=tuple(types) if types is not None else saved.types, min_score=scores,
+                               plain_min_score=plain_min_score if plain_min_score is not None else
+                               saved.plain_min_score, default_min_score=default)  # other fields as saved
 
 
 def _widen(text: str, start: int, end: int) -> tuple[int, int]:
