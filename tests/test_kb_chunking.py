@@ -77,6 +77,15 @@ def test_folder_and_jsonl_sources(tmp_path):
         SourceSpec.parse("nocolon")
 
 
+def test_folder_files_with_a_byte_order_mark(tmp_path):
+    # Windows editors save UTF-8 with a BOM: it hid the Markdown title and sat at the start of the first chunk
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_bytes("\ufeff# Asthma\nWheeze.\n".encode())
+    (tmp_path / "docs" / "b.txt").write_bytes("\ufeffPlain note.".encode())
+    docs = list(iter_documents(SourceSpec(format="folder", path=str(tmp_path / "docs"))))
+    assert [(d.title, d.sections[0].text) for d in docs] == [("Asthma", "Wheeze."), ("b", "Plain note.")]
+
+
 def test_reader_sources_on_real_data(data_root):
     med = list(iter_documents(SourceSpec(format="medquad", path=str(data_root / "medquad"), limit=3)))
     assert len(med) == 3 and med[0].licence == "CC-BY-4.0" and med[0].title

@@ -143,7 +143,7 @@ def _folder_documents(spec: SourceSpec) -> Iterator[Document]:
         raise DataError(f"no file matching {', '.join(FOLDER_PATTERNS)} in this folder", file=str(root))
     for file in files:
         try:
-            raw = file.read_text(encoding="utf-8")
+            raw = file.read_text(encoding="utf-8-sig")  # -sig: a BOM would hide a Markdown title and sit in chunks
         except UnicodeDecodeError as exc:
             raise DataError(f"not valid UTF-8 at byte {exc.start}", file=str(file)) from None
         rel = str(file.relative_to(root)) if root.is_dir() else file.name
