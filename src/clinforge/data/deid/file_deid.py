@@ -213,7 +213,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                         if column is not None and column not in fields:
                             raise DataError(f"no column {column!r} (columns: {', '.join(fields)})",
                                             file=str(input), line=1, field=column)
-                    if bom:  # written back as it came: Excel reads UTF-8 CSV correctly only with it
+                    if bom and out is not None:  # a file as it came: Excel reads UTF-8 CSV right only with it
                         sink.write("\ufeff")
                     delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
                     writer = csv.DictWriter(sink, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
