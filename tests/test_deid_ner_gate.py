@@ -185,3 +185,35 @@ def test_cli_choose_gate_saves_it_and_deid_applies_it(tmp_path: Path) -> None:
     card = json.loads((out / "deid_training.json").read_text())
     assert card["gate"]["chosen_on"]["max_precision_loss"] is None and card["gate"]["chosen_on"]["precision_bar"] == 0.5
     assert card["gate"]["chosen_on"]["patients"] == 4 and (tmp_path / "model.gate-probe" / GATE_SEARCH_FILE).is_file()
+
+
+def test_a_prepare_recipe_can_join_the_tagger_to_the_rules(trained: Path, tmp_path: Path) -> None:
+    # `clinforge data prepare` users get what `clinforge data deid --ner-model` gives: the deid step's ner_model
+
+    from clinforge.data.deid.ner import TransformersNerRecognizer
+    from clinforge.data.prepare import load_prepared, load_recipe, prepare
+    from clinforge.data.records import Record
+    from clinforge.data.transforms.deid import DeidTransform
+
+    text = "PT STABLE. SON QUINN CALLED ON 3/9. SEEN BY DR AND PT STABLE."
+    joined = DeidTransform(mode="mask", ner_model=str(trained))
+    assert isinstance(joined.deid.recognizers[-1], TransformersNerRecognizer)
+    spans = joined.deid.detect(text)
+    tagger_only = TransformersNerRecognizer(trained).analyze(text)
+    assert tagger_only and all(any(s.start <= t.start and t.end <= s.end for s in spans) for t in tagger_only)
+    out = list(joined.apply([Record(id="n", kind="note", text=text)]))
+    assert "QUINN" not in out[0].text
+    src = tmp_path / "notes.jsonl"
+    src.write_text("".join(json.dumps({"id": f"n{i}", "kind": "note", "text": text, "patient_id": str(i)}) + "\n"
+                           for i in range(4)))
+    recipe = tmp_path / "prep.yaml"
+    recipe.write_text(f"sources:\n  - {{reader: jsonl, path: {src}}}\nsteps:\n"
+                      f"  - {{transform: deid, options: {{mode: mask, ner_model: {trained}}}}}\n")
+    prepare(load_recipe(recipe), tmp_path / "run", recipe_file=str(recipe), progress=False)
+    card = json.loads((tmp_path / "run" / "data_card.json").read_text())
+    step = card["steps"][0]["report"]
+    assert step["ner_model"] == {"path": str(trained), "gate": NerGate(types=("NAME",), min_score={"NAME": 0.5})
+                                 .to_json()}, step
+    assert all("QUINN" not in r.text for recs in load_prepared(tmp_path / "run").values() for r in recs)
+    inputs = json.loads((tmp_path / "run" / "run.json").read_text())["inputs"]
+    assert any(str(trained) in str(k) for k in inputs), inputs  # the tagger's files are hashed in the run record

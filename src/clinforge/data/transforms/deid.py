@@ -44,8 +44,10 @@ class DeidTransform(Transform):
     """De-identify records.
 
     Options: ``mode`` (mask | redact | surrogate, default mask), ``seed`` (0), ``meta`` (deid | keep | drop,
-    default deid), ``patient_ids`` (pseudonymize | keep, default pseudonymize), and any ``Deidentifier`` keyword
-    (``entities``, ``min_score``, ``allow``, ``redact_with``).
+    default deid), ``patient_ids`` (pseudonymize | keep, default pseudonymize), ``ner_model`` (a local PHI tagger
+    folder, e.g. from ``clinforge data deid-train``, joined to the rules with the gate saved in it, as
+    ``clinforge data deid --ner-model`` does), and any ``Deidentifier`` keyword (``entities``, ``min_score``,
+    ``allow``, ``redact_with``).
 
     ``patient_ids: pseudonymize`` replaces ``record.patient_id`` (often an MRN, itself an identifier) with
     ``pt-`` + the first 16 hex digits of HMAC-SHA256(key, id). The key is ``$CLINFORGE_DEID_KEY`` when set (ids stay
@@ -78,10 +80,20 @@ class DeidTransform(Transform):
         env_key = os.environ.get("CLINFORGE_DEID_KEY")
         self._id_key = env_key.encode("utf-8") if env_key else secrets.token_bytes(32)
         self._id_key_source = "$CLINFORGE_DEID_KEY" if env_key else "random per-run key (not stored)"
+        self.ner_model = opts.pop("ner_model", None)
+        if self.ner_model is not None:  # the rules plus the tagger, the union removed (docs/deid.md)
+            from clinforge.data.deid.ner import TransformersNerRecognizer
+            from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
+
+            opts["recognizers"] = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=str(self.ner_model))]
         self.deid = Deidentifier(mode=opts.pop("mode", "mask"), seed=int(opts.pop("seed", 0)), **opts)
         self.phi: Counter[str] = Counter()
         self.fields_changed = 0
         self.records_changed = 0
+
+    def input_paths(self) -> list[str]:
+        """The tagger folder (``ner_model``), for the run record's input hashes."""
+        return [str(self.ner_model)] if self.ner_model is not None else []
 
     def _count(self, result) -> None:
         if result.spans:
@@ -186,8 +198,11 @@ class DeidTransform(Transform):
 
     def report(self) -> dict[str, Any]:
         """Counts for the data card: records in/out and changed, fields changed, PHI spans by type."""
-        return {"in": self.n_in, "out": self.n_out, "mode": self.deid.mode, "records_changed": self.records_changed,
-                "fields_changed": self.fields_changed, "phi_by_type": dict(sorted(self.phi.items())),
-                "phi_total": sum(self.phi.values()), "unparsed_dates_masked": self.deid.unparsed_dates,
-                "patient_ids": (f"pseudonymized: HMAC-SHA256 with {self._id_key_source}"
-                                if self.patient_ids == "pseudonymize" else "kept as in the source")}
+        out = {"in": self.n_in, "out": self.n_out, "mode": self.deid.mode, "records_changed": self.records_changed,
+               "fields_changed": self.fields_changed, "phi_by_type": dict(sorted(self.phi.items())),
+               "phi_total": sum(self.phi.values()), "unparsed_dates_masked": self.deid.unparsed_dates,
+               "patient_ids": (f"pseudonymized: HMAC-SHA256 with {self._id_key_source}"
+                               if self.patient_ids == "pseudonymize" else "kept as in the source")}
+        if self.ner_model is not None:  # which tagger, and which of its entities joined the rules
+            out["ner_model"] = {"path": str(self.ner_model), "gate": self.deid.recognizers[-1].gate.to_json()}
+        return out
