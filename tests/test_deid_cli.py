@@ -196,3 +196,22 @@ def test_cli_names_the_line_of_text_that_is_not_utf8(tmp_path: Path, suffix: str
     line = 3 if suffix == "csv" else 2
     assert run.returncode == 2 and f"line {line}: not valid UTF-8 at byte" in " ".join(run.stderr.split())
     assert "Traceback" not in run.stderr and not (tmp_path / f"o.{suffix}").exists()
+
+
+def test_a_misspelt_deid_option_is_an_error_naming_its_recipe_line(tmp_path: Path) -> None:
+    # it used to be handed to the recognizers and ignored: `min_scor: 0.9` de-identified at the default 0.4
+    with pytest.raises(ConfigError, match=r"min_scor: unknown de-identification option 'min_scor'; valid: .*min_score"):
+        get_transform("deid", mode="mask", min_scor=0.9)
+    t = get_transform("deid", mode="mask", min_score=0.9, meta="keep", context_chars=30)  # every real option still
+    assert t.deid.min_score == 0.9 and t.deid.recognizers[1]._context == 30
+    src = tmp_path / "notes.jsonl"
+    src.write_text(json.dumps({"id": "n1", "kind": "note", "text": NOTE}) + "\n", encoding="utf-8")
+    recipe = tmp_path / "prep.yaml"
+    recipe.write_text(f"sources:\n  - {{reader: jsonl, path: {src}}}\nsteps:\n  - transform: deid\n"
+                      "    options: {mode: mask, min_scor: 0.5}\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    run = subprocess.run([sys.executable, "-m", "clinforge", "--no-progress", "data", "prepare", str(recipe), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    err = " ".join(run.stderr.split())
+    assert run.returncode == 2 and "prep.yaml:5: steps.0.options.min_scor: unknown de-identification option" in err
+    assert not (tmp_path / "out").exists()

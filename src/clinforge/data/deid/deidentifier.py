@@ -69,6 +69,7 @@ class Deidentifier:
             if unknown:
                 raise ConfigError(f"unknown entity types {unknown}; valid: {', '.join(ENTITY_TYPES)}", key="entities")
         self.recognizers: list[Recognizer] = []
+        check_recognizer_options(recognizers or DEFAULT_RECOGNIZERS, recognizer_options)
         for item in recognizers or DEFAULT_RECOGNIZERS:
             self.recognizers.append(RECOGNIZERS.get(item)(**recognizer_options) if isinstance(item, str) else item)
         self._surrogates = None
@@ -167,6 +168,40 @@ class Deidentifier:
     def unparsed_dates(self) -> int:
         """Dates that surrogate mode could not parse and masked instead (0 in other modes)."""
         return self._surrogates.unparsed_dates if self._surrogates is not None else 0
+
+
+def check_recognizer_options(recognizers: Sequence[str | Recognizer], options: dict[str, Any],
+                             also_valid: Iterable[str] = ()) -> None:
+    """A keyword option that no recognizer named by string reads is a ConfigError (a misspelt ``min_scor`` used to
+    be handed to the recognizers and ignored); skipped when one of them does not declare its options.
+    ``also_valid``: options a caller reads itself (the ``deid`` transform's ``meta``, ...), for the message.
+
+    Example:
+        >>> check_recognizer_options(["patterns", "names"], {"context_chars": 30})
+        >>> check_recognizer_options(["patterns", "names"], {"min_scor": 0.5})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        clinforge.core.errors.ConfigError: min_scor: unknown de-identification option 'min_scor'; valid: ...
+    """
+    import inspect
+
+    if not options:
+        return
+    valid = {"mode", "seed", "recognizers", "entities", "min_score", "allow", "redact_with", "mask_format",
+             *also_valid}
+    for item in recognizers:
+        if not isinstance(item, str):
+            continue
+        cls = RECOGNIZERS.get(item)
+        if cls.option_names is None:
+            return
+        params = inspect.signature(cls.__init__).parameters.values()
+        valid |= set(cls.option_names) | {p.name for p in params if p.name != "self" and p.kind in (
+            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ConfigError(f"unknown de-identification option {unknown[0]!r}; valid: {', '.join(sorted(valid))}",
+                          key=unknown[0])
 
 
 _INITIAL_BEFORE = re.compile(r"(?<![^\W\d_])[A-Z]\.[ \t]?$")

@@ -139,6 +139,7 @@ class NameRecognizer(Recognizer):
     """
 
     name = "names"
+    option_names = ("context_chars",)
     entities = ("NAME", "LOCATION")
 
     def __init__(self, **options):

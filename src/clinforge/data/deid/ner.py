@@ -71,6 +71,7 @@ class TransformersNerRecognizer(Recognizer):
     """
 
     name = "transformers_ner"
+    option_names = ()
     entities = tuple(ENTITY_TYPES)
 
     def __init__(self, model: str | Path | None = None, label_map: dict[str, str] | None = None,

@@ -218,6 +218,7 @@ class NoteRecognizer(Recognizer):
     """
 
     name = "notes"
+    option_names = ()
     entities = ("NAME", "DATE", "PHONE", "LOCATION")
 
     def __init__(self, **options):

@@ -353,6 +353,7 @@ class PatternRecognizer(Recognizer):
     """
 
     name = "patterns"
+    option_names = ()
     entities = ("DATE", "AGE", "PHONE", "EMAIL", "URL", "IP", "SSN", "MRN", "HEALTH_PLAN", "ACCOUNT", "LICENSE",
                 "VEHICLE", "DEVICE", "ID", "ADDRESS", "LOCATION", "ZIP")
 

@@ -27,6 +27,9 @@ class Recognizer:
 
     name: str = ""
     entities: tuple[str, ...] = ()
+    # the keyword options the recognizer reads (beyond its named __init__ parameters); None: not declared, so
+    # ``Deidentifier`` cannot tell a misspelt option from one this recognizer reads, and checks none
+    option_names: tuple[str, ...] | None = None
 
     def __init__(self, **options: Any):
         self.options = options

@@ -21,6 +21,7 @@ from typing import Any
 
 from clinforge.core.errors import ConfigError
 from clinforge.data.deid import Deidentifier, Span
+from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
 from clinforge.data.records import Message, Record
 from clinforge.data.transforms.base import TRANSFORMS, Transform
 
@@ -81,9 +82,14 @@ class DeidTransform(Transform):
         self._id_key = env_key.encode("utf-8") if env_key else secrets.token_bytes(32)
         self._id_key_source = "$CLINFORGE_DEID_KEY" if env_key else "random per-run key (not stored)"
         self.ner_model = opts.pop("ner_model", None)
+        from clinforge.data.deid.deidentifier import check_recognizer_options
+
+        check_recognizer_options(opts.get("recognizers") or DEFAULT_RECOGNIZERS, {
+            k: v for k, v in opts.items() if k not in ("mode", "seed", "recognizers", "entities", "min_score", "allow",
+                                                        "redact_with", "mask_format")},
+            also_valid=("meta", "patient_ids", "ner_model"))
         if self.ner_model is not None:  # the rules plus the tagger, the union removed (docs/deid.md)
             from clinforge.data.deid.ner import TransformersNerRecognizer
-            from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
 
             opts["recognizers"] = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=str(self.ner_model))]
         self.deid = Deidentifier(mode=opts.pop("mode", "mask"), seed=int(opts.pop("seed", 0)), **opts)
