@@ -21,27 +21,57 @@ def hub_endpoint() -> str:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to ``hub_endpoint()`` opens; False under ``HF_HUB_OFFLINE=1``. Probed once per
-    process and endpoint.
+    """Whether a TCP connection to ``hub_endpoint()`` opens within ``timeout`` seconds, name look-up included;
+    False under ``HF_HUB_OFFLINE=1``. Probed once per process and endpoint.
+
+    The look-up runs in a daemon thread: on an air-gapped network whose DNS server does not answer, the system
+    resolver can block for tens of seconds, which a socket timeout does not cover.
 
     Example:
         >>> # hub_reachable()  -> False on an air-gapped machine, in about ``timeout`` seconds at most
     """
-    import socket
-    from urllib.parse import urlsplit
-
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
     endpoint = hub_endpoint()
     if endpoint not in _REACHABLE:
-        url = urlsplit(endpoint)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            with socket.create_connection((url.hostname or "", port), timeout=timeout):
-                _REACHABLE[endpoint] = True
-        except OSError:
-            _REACHABLE[endpoint] = False
+        _REACHABLE[endpoint] = _connects(endpoint, timeout)
     return _REACHABLE[endpoint]
+
+
+def _connects(endpoint: str, timeout: float) -> bool:
+    import socket
+    import threading
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    found: list = []
+
+    def look_up() -> None:
+        try:
+            found.append(socket.getaddrinfo(url.hostname or "", port, type=socket.SOCK_STREAM))
+        except OSError:
+            found.append([])
+
+    start = time.monotonic()
+    thread = threading.Thread(target=look_up, name="clinforge-hub-dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not found or not found[0]:
+        return False  # no answer in time, or no address
+    for family, kind, proto, _, address in found[0]:
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            return False
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(left)
+                sock.connect(address)
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def looks_like_repo_id(ref: str) -> bool:
