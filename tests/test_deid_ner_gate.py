@@ -62,6 +62,33 @@ def test_lexicon_names_need_a_census_name_and_no_eponym_after_it() -> None:
     assert NerGate.from_json(json.loads(json.dumps(gate.to_json()))) == gate
 
 
+def test_small_places_need_a_word_below_state_level() -> None:
+    # Safe Harbor removes places smaller than a state; the probes' false places on unseen dev patients were states,
+    # continents, nationalities and shorthand, their true ones towns, regions of a state, hospitals and wards
+    gate = NerGate(types=("LOCATION",), small_places=True)
+    for place in ("Baltimore", "EASTERN SHORE", "QUARTERMAIN", "general", "Boston, MA", "St. Brigid"):
+        assert gate.keeps("LOCATION", 0.9, place), place
+    for large_or_short in ("CALIFORNIA", "Calif", "EUROPE", "Iranian", "New York", "russian", "gd", "GD", "Q7", "ST",
+                           "c'g", "Puerto Rico", "middle east"):
+        assert not gate.keeps("LOCATION", 0.9, large_or_short), large_or_short
+        assert NerGate(types=("LOCATION",)).keeps("LOCATION", 0.9, large_or_short)
+    assert not gate.keeps("LOCATION", 0.9, "Hickman", " catheter")  # an eponym, as for names
+    assert gate.keeps("NAME", 0.9, "Georgia") is False and NerGate(small_places=True).keeps("NAME", 0.9, "Georgia")
+    assert not gate.keeps("LOCATION", 0.4, "Baltimore")  # the score threshold still applies
+    assert NerGate.from_json(json.loads(json.dumps(gate.to_json()))) == gate
+
+
+def test_choose_gate_tries_small_places_only_with_places_on() -> None:
+    def score(g: NerGate) -> tuple[float, float]:  # places add recall; only small_places keeps their precision
+        places = "LOCATION" in g.types
+        return 0.90 + 0.03 * places, 0.95 - (0.0 if g.small_places else 0.1) * places
+
+    best, table = choose_gate(score, extra=(), plain=(None,), min_precision=0.9)
+    assert best is not None and best.types == ("LOCATION",) and best.small_places
+    assert any(r["gate"]["types"] == ["LOCATION"] and not r["gate"]["small_places"] for r in table)
+    assert not any(r["gate"]["small_places"] for r in table if "LOCATION" not in r["gate"]["types"])
+
+
 def test_choose_gate_tries_lexicon_names_and_keeps_them_when_they_hold_precision() -> None:
     def score(g: NerGate) -> tuple[float, float]:  # names add recall; only the lexicon keeps their precision
         names = "NAME" in g.types
@@ -145,17 +172,24 @@ def test_gated_training_chooses_on_other_patients_and_resumes_from_its_probe(tmp
     out = tmp_path / "gated"
     kw = dict(base=base, seed=0, epochs=6, lr=3e-3, batch_size=8, freeze_layers=-1, progress=False)
     card = train_gated_deid_ner(_records(36), out, min_precision=0.5, **kw)
-    probe = tmp_path / "gated.gate-probe"
+    probe, probe_2 = tmp_path / "gated.gate-probe", tmp_path / "gated.gate-probe-2"
     probe_card = json.loads((probe / "deid_training.json").read_text())
-    # the probe trained on one part of the patients and was validated (and its gate chosen) on the other
+    probe_card_2 = json.loads((probe_2 / "deid_training.json").read_text())
+    # each probe trained on one part of the patients and was validated (and scored) on the other: cross-fitting
     assert not set(probe_card["patients"]) & set(probe_card["val_patients"])
     assert set(probe_card["patients"]) | set(probe_card["val_patients"]) == set(card["patients"])
-    assert 1 <= probe_card["best_epoch"] <= 6 and len(probe_card["val_loss_by_epoch"]) >= probe_card["best_epoch"]
-    val = probe_card["val_loss_by_epoch"]  # early stopping kept the epoch of the lowest validation loss
-    assert probe_card["best_epoch"] == 1 + val.index(min(val)) and len(val) - probe_card["best_epoch"] <= 2
-    assert card["epochs"] == probe_card["best_epoch"] and card["val_patients"] == []
+    assert (probe_card_2["patients"], probe_card_2["val_patients"]) == (probe_card["val_patients"],
+                                                                        probe_card["patients"])
+    for pc in (probe_card, probe_card_2):
+        assert 1 <= pc["best_epoch"] <= 6 and len(pc["val_loss_by_epoch"]) >= pc["best_epoch"]
+        val = pc["val_loss_by_epoch"]  # early stopping kept the epoch of the lowest validation loss
+        assert pc["best_epoch"] == 1 + val.index(min(val)) and len(val) - pc["best_epoch"] <= 2
+    assert card["epochs"] == (probe_card["best_epoch"] + probe_card_2["best_epoch"]) // 2 and card["val_patients"] == []
     on = card["gate"]["chosen_on"]
-    assert on["patients"] == 6 and on["precision"] >= 0.5 and on["recall"] >= on["rules_recall"]
+    # the gate was chosen on every patient's notes, each scored by the probe that did not train on it
+    assert on["cross_fit"] and on["patients"] == 12 and on["notes"] == 36
+    assert on["probe_best_epochs"] == [probe_card["best_epoch"], probe_card_2["best_epoch"]]
+    assert on["precision"] >= 0.5 and on["recall"] >= on["rules_recall"]
     search = json.loads((probe / GATE_SEARCH_FILE).read_text())
     assert search["chosen"] == {k: v for k, v in card["gate"].items() if k != "chosen_on"} and len(search["table"]) > 50
     # the bar is the stricter of 0.5 and "at most 1 point under the rules alone on the probe notes" (the default)
@@ -163,10 +197,14 @@ def test_gated_training_chooses_on_other_patients_and_resumes_from_its_probe(tmp
     assert on["max_precision_loss"] == 0.01 and abs(bar - max(0.5, on["rules_precision"] - 0.01)) < 1e-3
     assert on["precision"] >= bar - 1e-4
     assert not [g for g in search["table"] if g["precision"] >= bar + 1e-4 and g["recall"] > on["recall"] + 1e-4]
-    stamp = (probe / "model.safetensors").stat().st_mtime_ns
+    stamps = [(p / "model.safetensors").stat().st_mtime_ns for p in (probe, probe_2)]
     again = train_gated_deid_ner(_records(36), out, min_precision=0.5, overwrite=True, **kw)
-    assert (probe / "model.safetensors").stat().st_mtime_ns == stamp  # the finished probe was reused
+    # the finished probes were reused
+    assert [(p / "model.safetensors").stat().st_mtime_ns for p in (probe, probe_2)] == stamps
     assert again["gate"] == card["gate"]
+    one = train_gated_deid_ner(_records(36), tmp_path / "one", min_precision=0.5, cross_fit=False, **kw)
+    assert one["gate"]["chosen_on"]["patients"] == 6 and not one["gate"]["chosen_on"]["cross_fit"]
+    assert not (tmp_path / "one.gate-probe-2").exists() and one["epochs"] == probe_card["best_epoch"]
     with pytest.raises(DataError, match="at least 4 annotated patients"):
         train_gated_deid_ner(_records(6), tmp_path / "few", **kw)
 
@@ -181,10 +219,11 @@ def test_cli_choose_gate_saves_it_and_deid_applies_it(tmp_path: Path) -> None:
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     said = " ".join(done.stderr.split())  # the console wraps long lines
-    assert "gate: types" in said and "notes of 4 other patients: recall" in said
+    assert "gate: types" in said and "notes of 8 patients, each scored by the probe that did not train on it: recall" in said
     card = json.loads((out / "deid_training.json").read_text())
     assert card["gate"]["chosen_on"]["max_precision_loss"] is None and card["gate"]["chosen_on"]["precision_bar"] == 0.5
-    assert card["gate"]["chosen_on"]["patients"] == 4 and (tmp_path / "model.gate-probe" / GATE_SEARCH_FILE).is_file()
+    assert card["gate"]["chosen_on"]["patients"] == 8 and (tmp_path / "model.gate-probe" / GATE_SEARCH_FILE).is_file()
+    assert (tmp_path / "model.gate-probe-2" / "deid_training.json").is_file()
 
 
 def test_a_prepare_recipe_can_join_the_tagger_to_the_rules(trained: Path, tmp_path: Path) -> None:

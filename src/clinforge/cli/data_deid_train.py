@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
                                          "one part, choose the per-type score gate on the other (recall at "
                                          "precision >= --min-precision and at most --max-precision-loss under the "
                                          "rules alone), then train on all and save the gate."),
+        cross_fit: bool = typer.Option(True, "--cross-fit/--no-cross-fit", help="With --choose-gate: a second "
+                                       "probe trained the other way round, so the gate is chosen on every "
+                                       "patient's notes (each scored by the probe that did not train on it)."),
         min_precision: float = typer.Option(0.85, "--min-precision", help="Precision the chosen gate must keep "
                                                                           "(rules + tagger, probe notes)."),
         max_precision_loss: float = typer.Option(0.01, "--max-precision-loss", help="Precision the chosen gate may "
@@ -60,7 +63,7 @@ def register(app: typer.Typer) -> None:
                        freeze_layers=freeze_layers, threads=threads, overwrite=overwrite, progress=not no_progress,
                        source=f"{input} ({part})")
         if choose_gate:
-            card = train_gated_deid_ner(records, out, min_precision=min_precision,
+            card = train_gated_deid_ner(records, out, min_precision=min_precision, cross_fit=cross_fit,
                                         max_precision_loss=None if max_precision_loss < 0 else max_precision_loss,
                                         **options)
         else:
@@ -74,7 +77,11 @@ def register(app: typer.Typer) -> None:
         if gate:
             on = gate["chosen_on"]
             plain = "" if gate["plain_min_score"] is None else f", ordinary words >= {gate['plain_min_score']}"
+            plain += ", names need a census name" if gate.get("lexicon_names") else ""
+            plain += ", places below state level" if gate.get("small_places") else ""
+            scored = ("patients, each scored by the probe that did not train on it" if on.get("cross_fit")
+                      else "other patients")
             console.print(f"gate: types {gate['types']}, min score {gate['min_score']}{plain}; on {on['notes']} "
-                          f"notes of {on['patients']} other patients: "
+                          f"notes of {on['patients']} {scored}: "
                           f"recall {on['rules_recall']} -> {on['recall']}, precision {on['rules_precision']} -> "
                           f"{on['precision']} (bar {on.get('precision_bar', on['min_precision'])})", highlight=False)

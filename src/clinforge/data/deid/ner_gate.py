@@ -15,6 +15,10 @@ price of precision (0.61 on held-out notes). The gate keeps an entity only when:
   eponym head follows it (``Swan`` Ganz, ``Passy`` Muir valve, ``Hickman`` line): the tagger brings the context
   the rules lack, a general name list the name-ness a small tagger guesses wrong on shorthand, drugs and misspellings
   (on patients the probe never saw, 2 of its 3 names beyond the rules kept and 1 of its 76 false ones).
+* with ``small_places``, a place entity holds a word of 3+ letters that names no state, country, continent,
+  nationality or language (``place_scale.names_small_place``: Safe Harbor removes only places smaller than a
+  state), and no eponym head follows it (``Quinton`` cath): the tagger's false places on dev patients it never saw
+  were ``CALIFORNIA``, ``EUROPE``, ``Iranian`` and shorthand such as ``gd`` and ``Q7``.
 
 Example:
     >>> g = NerGate(types=("NAME",), min_score={"NAME": 0.6}, plain_min_score=0.95)
@@ -87,6 +91,8 @@ class NerGate:
             extra condition).
         default_min_score: the threshold of types not in ``min_score``.
         lexicon_names: a NAME entity needs a census name word and no eponym after it (module docstring).
+        small_places: a LOCATION entity needs a word of 3+ letters naming no place at or above a state, and no
+            eponym after it (module docstring).
     """
 
     types: tuple[str, ...] | None = None
@@ -94,6 +100,7 @@ class NerGate:
     plain_min_score: float | None = None
     default_min_score: float = 0.5
     lexicon_names: bool = False
+    small_places: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted((set(self.types or ()) | set(self.min_score)) - set(ENTITY_TYPES))
@@ -119,6 +126,12 @@ class NerGate:
 
             if not has_census_name(text) or EPONYM_AFTER.match(after):
                 return False
+        if self.small_places and entity_type == "LOCATION":
+            from clinforge.data.deid.name_patterns import EPONYM_AFTER
+            from clinforge.data.deid.place_scale import names_small_place
+
+            if not names_small_place(text) or EPONYM_AFTER.match(after):
+                return False
         if self.plain_min_score is not None and entity_type in ("NAME", "LOCATION") and score < self.plain_min_score:
             return not all_plain(text)
         return True
@@ -143,7 +156,8 @@ class NerGate:
                        min_score={str(k): float(v) for k, v in (data.get("min_score") or {}).items()},
                        plain_min_score=None if data.get("plain_min_score") is None else float(data["plain_min_score"]),
                        default_min_score=float(data.get("default_min_score", 0.5)),
-                       lexicon_names=bool(data.get("lexicon_names", False)))
+                       lexicon_names=bool(data.get("lexicon_names", False)),
+                       small_places=bool(data.get("small_places", False)))
         except (AttributeError, TypeError, ValueError) as err:
             raise ConfigError(f"bad gate {data!r}: {err}", key="gate") from err
 
@@ -159,7 +173,7 @@ def choose_gate(score: Callable[[NerGate], tuple[float, float]], *, main: Sequen
 
     The search: every combination of the ``main`` types, each off or on at one of ``thresholds``, times the
     ordinary-word condition ``plain`` (1.01: an entity of ordinary words never passes), times, when names are on,
-    ``lexicon_names`` off and on; then, from the best of
+    ``lexicon_names`` off and on, times, when places are on, ``small_places`` off and on; then, from the best of
     those, each ``extra`` type in turn at the threshold that raises recall most while precision holds (greedy:
     their spans rarely overlap the main types').
 
@@ -188,14 +202,17 @@ def choose_gate(score: Callable[[NerGate], tuple[float, float]], *, main: Sequen
         on = {t: th for t, th in g.items() if th is not None}
         for p in (plain if on.keys() & {"NAME", "LOCATION"} else (None,)):
             for lexicon in ((False, True) if "NAME" in on else (False,)):
-                consider(NerGate(types=tuple(sorted(on)), min_score=on, plain_min_score=p, lexicon_names=lexicon))
+                for small in ((False, True) if "LOCATION" in on else (False,)):
+                    consider(NerGate(types=tuple(sorted(on)), min_score=on, plain_min_score=p, lexicon_names=lexicon,
+                                     small_places=small))
     for t in extra:
         if best is None:
             break
         base = best[1]
         for th in thresholds:
             consider(NerGate(types=tuple(sorted({*(base.types or ()), t})), min_score={**base.min_score, t: th},
-                             plain_min_score=base.plain_min_score, lexicon_names=base.lexicon_names))
+                             plain_min_score=base.plain_min_score, lexicon_names=base.lexicon_names,
+                             small_places=base.small_places))
     return (best[1] if best else None), table
 
 
@@ -265,5 +282,35 @@ class GateScorer:
 
     def score(self, gate: NerGate) -> tuple[float, float]:
         """(recall, precision) over all groups, the objective of ``choose_gate``."""
+        s = self.summary(gate)
+        return s["recall_all"].value, s["precision_all"].value
+
+
+class PooledGateScorer:
+    """Scores a gate on the notes of several ``GateScorer``s at once (each with its own tagger): cross-fitting, where
+    each probe is scored on the patients the other trained on, so a gate is chosen on every training patient
+    instead of half of them.
+
+    Example:
+        >>> pooled = PooledGateScorer([GateScorer(probe_1, part_2), GateScorer(probe_2, part_1)])  # doctest: +SKIP
+        >>> best, table = choose_gate(pooled.score)  # doctest: +SKIP
+    """
+
+    def __init__(self, scorers: Sequence[GateScorer]):
+        self.scorers = list(scorers)
+        self.records = [r for s in self.scorers for r in s.records]
+
+    def note_scores(self, gate: NerGate) -> list:
+        """Every scorer's ``note_scores(gate)``, concatenated."""
+        return [n for s in self.scorers for n in s.note_scores(gate)]
+
+    def summary(self, gate: NerGate) -> dict:
+        """``phrase_score.summarize`` over the notes of every scorer."""
+        from clinforge.data.deid.phrase_score import summarize
+
+        return summarize(self.note_scores(gate))
+
+    def score(self, gate: NerGate) -> tuple[float, float]:
+        """(recall, precision) over all groups and notes."""
         s = self.summary(gate)
         return s["recall_all"].value, s["precision_all"].value
