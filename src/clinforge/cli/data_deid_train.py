@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from clinforge.cli.data_deid_eval import FORMAT_HELP, LABEL_MAP_HELP, PATTERN_HELP, parse_label_map
 from clinforge.cli.shared_options import NO_PROGRESS
 
 
@@ -18,8 +19,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("deid-train")
     def deid_train(
-        input: Path = typer.Argument(..., exists=True, help="Annotated notes: a PhysioNet deid folder (id.text + "
-                                                            "id-phi.phrase)."),
+        input: Path = typer.Argument(..., exists=True, help="Annotated notes: a folder in PhysioNet deid, brat "
+                                                            "standoff or i2b2 2014 XML format."),
+        fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
+        patient_pattern: str | None = typer.Option(None, "--patient-pattern", help=PATTERN_HELP),
+        label_map: list[str] | None = typer.Option(None, "--label-map", help=LABEL_MAP_HELP),
         out: Path = typer.Option(..., "--out", "-o", help="Model folder to write."),
         part: str = typer.Option("dev", "--part", help="Patients to train on: dev (the seed-0 patient split's dev "
                                                        "half, keeping the other half for scoring) or all."),
@@ -58,7 +62,8 @@ def register(app: typer.Typer) -> None:
         from clinforge.data.deid.ner_gated_training import train_gated_deid_ner
         from clinforge.data.deid.ner_training import train_deid_ner, training_records
 
-        records = training_records(input, part)
+        records = training_records(input, part, fmt=fmt, label_map=parse_label_map(label_map),
+                                   patient_pattern=patient_pattern)
         options = dict(base=base, seed=seed, epochs=epochs, lr=lr, keep_empty=keep_empty, phi_weight=phi_weight,
                        freeze_layers=freeze_layers, threads=threads, overwrite=overwrite, progress=not no_progress,
                        source=f"{input} ({part})")

@@ -35,7 +35,7 @@ from clinforge.core.io import atomic_path
 
 TYPE_OF_PHI: dict[str, str | None] = {
     "HCPName": "NAME", "PTName": "NAME", "PTNameInitial": "NAME", "RelativeProxyName": "NAME", "Date": "DATE",
-    "DateYear": None, "Location": "LOCATION", "Phone": "PHONE", "Age": "AGE", "Other": "ID",
+    "DateYear": None, "Location": "LOCATION", "Phone": "PHONE", "Age": "AGE", "Other": "ID", "Unscored": None,
 }
 ENTITY_LABELS: tuple[str, ...] = ("NAME", "DATE", "LOCATION", "PHONE", "AGE", "ID")
 LABELS: tuple[str, ...] = ("O", *(f"{p}-{t}" for t in ENTITY_LABELS for p in ("B", "I")))
@@ -334,20 +334,22 @@ def _freeze_lower(model: Any, layers: int) -> list[str]:
 PARTS: tuple[str, ...] = ("dev", "held-out", "all")
 
 
-def training_records(path: str | Path, part: str = "dev", seed: int = 0) -> list:
-    """The ``physionet_deid`` records of ``path`` for one patient part: ``dev`` / ``held-out`` are the two halves
-    of ``split_patients(seed)`` (the split ``benchmarks/deid.py`` scores on), ``all`` every patient.
+def training_records(path: str | Path, part: str = "dev", seed: int = 0, fmt: str = "auto", **options) -> list:
+    """The annotated notes of ``path`` (PhysioNet deid, brat or i2b2 2014: ``readers.deid_annotations``) for one
+    patient part: ``dev`` / ``held-out`` are the two halves of ``split_patients(seed)`` (on PhysioNet, the split
+    ``benchmarks/deid.py`` scores on), ``all`` every patient. ``options`` (``label_map``, ``patient_pattern``) go
+    to the brat / i2b2 readers.
 
     Example:
         >>> len(training_records("data/physionet-deid", "dev"))  # doctest: +SKIP
         990
     """
     from clinforge.data.deid.phrase_score import split_patients
-    from clinforge.data.readers import get_reader
+    from clinforge.data.readers.deid_annotations import read_annotated
 
     if part not in PARTS:
         raise ConfigError(f"unknown part {part!r}; valid: {', '.join(PARTS)}", key="part")
-    records = list(get_reader("physionet_deid").read(path))
+    records, _ = read_annotated(path, fmt, **options)
     if part == "all":
         return records
     dev, held = split_patients([r.patient_id for r in records], seed=seed)

@@ -5,11 +5,13 @@ Definitions (issue 7), for one note with input text T, output text O and gold PH
 * **recall**: a gold instance with phrase p is REMOVED when O holds fewer word-bounded occurrences of p than T, by
   at least the number of gold instances of p in the note (``count(T, p) - count(O, p) >= k(p)``); every instance
   of p in the note shares that outcome. Occurrences are exact (case-sensitive) and word-bounded: not preceded or
-  followed by a letter, digit or underscore. ``DateYear`` (a bare year: not Safe Harbor PHI) is not scored. Groups:
+  followed by a letter, digit or underscore. ``DateYear`` (a bare year: not Safe Harbor PHI) and ``Unscored`` (a
+  state, country or profession of brat / i2b2 annotations) are not scored. Groups:
   ``name`` = HCPName + PTName + PTNameInitial + RelativeProxyName, ``date``, ``location``, ``phone``, ``age``,
   ``other``.
 * **precision**: predicted spans that touch (share at least one character with) a gold PHI span, over all
-  predicted spans; a span whose only gold contact is a ``DateYear`` is left out of both counts (not held against).
+  predicted spans; a span whose only gold contact is a ``DateYear`` / ``Unscored`` is left out of both counts (not
+  held against).
   Per type = by the predicted span's entity type.
 * **words kept**: word tokens (with a letter) that lie outside every gold span and outside every predicted span,
   over word tokens outside every gold span: how much ordinary clinical text survives.
@@ -29,6 +31,7 @@ from clinforge.core.intervals import wilson  # noqa: F401  (re-exported: the sco
 GROUP_OF_PHI: dict[str, str | None] = {
     "HCPName": "name", "PTName": "name", "PTNameInitial": "name", "RelativeProxyName": "name", "Date": "date",
     "DateYear": None, "Location": "location", "Phone": "phone", "Age": "age", "Other": "other",
+    "Unscored": None,  # annotated but no Safe Harbor PHI (a state, a country, a profession: brat / i2b2 labels)
 }
 PHI_GROUPS: tuple[str, ...] = ("name", "date", "location", "phone", "age", "other")
 _WORD = re.compile(r"\w*[^\W\d_]\w*")
@@ -102,7 +105,7 @@ def score_note(text: str, output: str, phi: Sequence[dict], spans: Iterable[tupl
     spans = list(spans)
     for start, end, entity_type in spans:
         touched = [g for g in phi if start < g["end"] and g["start"] < end]
-        if touched and all(g["type"] == "DateYear" for g in touched):
+        if touched and all(GROUP_OF_PHI[g["type"]] is None for g in touched):
             out.pred.append(PredOutcome(entity_type, None))
         else:
             out.pred.append(PredOutcome(entity_type, bool(touched)))

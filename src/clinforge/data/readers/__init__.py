@@ -18,6 +18,7 @@ _BUILTINS = {
     "vqa_rad": "imaging", "iu_xray": "imaging", "slake": "vqa_sets", "pathvqa": "vqa_sets",
     "alpaca": "instruction", "sharegpt": "instruction", "hf": "hf_datasets",
     "medqa": "mcq", "medmcqa": "mcq", "pubmedqa": "mcq", "mmlu": "mcq", "physionet_deid": "physionet",
+    "brat_deid": "deid_annotations", "i2b2_deid": "deid_annotations",
 }
 for _name, _module in _BUILTINS.items():
     READERS.add_builtin(_name, f"clinforge.data.readers.{_module}")
