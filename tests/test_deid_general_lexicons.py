@@ -128,6 +128,17 @@ def test_phone_with_a_slash_after_the_area_code(notes: NoteRecognizer) -> None:
     assert ("617/555-1234", "PHONE") in found(notes, "wife's cell 617/555-1234." + VITALS)
 
 
+def test_seven_digit_numbers_after_a_relative_a_short_label_or_before_one(notes: NoteRecognizer) -> None:
+    # a generic checklist of how phone numbers are written beside a relative or a one-word label
+    for text, number in (("wife (555-1234) aware.", "555-1234"), ("Hm: 555-1234.", "555-1234"),
+                         ("w: 555-1234.", "555-1234"), ("dtr Gale 555-1234.", "555-1234"),
+                         ("555-1234 (home) for updates.", "555-1234"), ("call 555-1234 cell.", "555-1234")):
+        assert (number, "PHONE") in found(notes, text + VITALS), text
+    # ranges stay ranges: a unit after them, or no cue
+    for text in ("wife in. uo 200-1000 cc.", "uo 200-1500 over shift.", "pt home 500-1000ml."):
+        assert not [f for f in found(notes, text + VITALS) if f[1] == "PHONE"], text
+
+
 def test_name_in_the_rare_end_of_the_word_list_after_a_relative(notes: NoteRecognizer) -> None:
     # "dmitri" and "tyrone" are in the English word list (BERT's vocabulary holds many names) but past its 10,000
     # most frequent words; "will", "may" and "frank" are frequent words and stay words after a relative

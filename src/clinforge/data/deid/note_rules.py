@@ -142,13 +142,19 @@ _TOKEN_BEFORE = re.compile(r"(?<![a-z'’-])(" + _TOKEN + r")[ \t]+$")
 # (one character class first and the look-behinds after it, so that the scan jumps between digits and brackets: a
 # branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
 _PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t./-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]?\d{4}(?!\d))")
-# 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number
+# 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number (a full stop
+# after it ends a sentence: "wife 555-1234." is a number, "555-1234.5" is not)
 # (matched from its hyphen, the three digits before it in a look-behind: re then tries the pattern at hyphens only,
 # not at every digit; the number starts 3 characters before the match. A match is 8 characters and ends before no
 # digit or hyphen, so none can start inside the previous one: the matches are those of "\d\d\d-\d{4}..." shifted by 3)
-_LOCAL_PHONE = re.compile(r"-(?<=(?<![\d.\-/])\d\d\d-)\d{4}(?![\d\-/.]|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
+_LOCAL_PHONE = re.compile(r"-(?<=(?<![\d.\-/])\d\d\d-)\d{4}(?![\d\-/]|\.\d|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
+# A phone cue shortly before the number: a word for a telephone, a relative or proxy whose number it is ("wife
+# (555-1234)"), or a one- or two-letter label with a colon ("Hm: 555-1234", "w: 555-1234", "c: ...").
 _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
-                             r"reached|reach|contact|ph|ext)")
+                             r"reached|reach|contact|ph|ext|mobile|(?:hm|wk|h|w|c)[ \t]*:|" + _RELATIVE_CUE + r")"
+                             r"(?![a-z])")
+# ... or a label right after it: "555-1234 (home)", "555-1234 cell"
+_PHONE_CUE_AFTER = re.compile(r"[ \t]*[(\[-]?[ \t]*(?:home|cell|work|office|mobile|pager|beeper|hm|wk)(?![a-z])")
 # (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
 # The number right after its cue, or one or two small words later ("pager # is 12345", "page me at 12345": group
 # ``via``); after such words four digits are no number to call ("call at 1400" is a time: refused in _phones)
@@ -493,7 +499,7 @@ class NoteRecognizer(Recognizer):
                     out.append(self.span(who.start("a"), who.end("b"), "NAME", 0.65, "name before a phone number"))
         for m in _LOCAL_PHONE.finditer(lower):
             start = m.start() - 3  # the three digits before the hyphen (see _LOCAL_PHONE)
-            if _PHONE_CUE_NEAR.search(lower, max(0, start - 30), start):
+            if _PHONE_CUE_NEAR.search(lower, max(0, start - 30), start) or _PHONE_CUE_AFTER.match(lower, m.end()):
                 out.append(self.span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
         if "#" in lower or not words.isdisjoint(_PAGER_WORDS):
             for m in _PAGER.finditer(lower):
