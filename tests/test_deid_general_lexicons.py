@@ -139,6 +139,17 @@ def test_seven_digit_numbers_after_a_relative_a_short_label_or_before_one(notes:
         assert not [f for f in found(notes, text + VITALS) if f[1] == "PHONE"], text
 
 
+def test_years_of_date_shifted_corpora_make_dates_too() -> None:
+    # MIMIC and i2b2 shift dates into the 2100s: a month with such a year is a date, not a time or a phone number
+    from clinforge.data.deid import Deidentifier
+
+    deid = Deidentifier(mode="mask")
+    for text, date in (("seen Sep 2101.", "Sep 2101"), ("SEEN SEP 2101.", "SEP 2101"), ("in sep 2101.", "sep 2101"),
+                       ("echo 2101-07-22 normal.", "2101-07-22"), ("cabg 7/2101.", "7/2101")):
+        assert (date, "DATE") in [(text[s.start:s.end], s.entity_type) for s in deid.detect(text)], text
+    assert not [s for s in deid.detect("may 2100 hrs give lasix.") if s.entity_type == "DATE"]
+
+
 def test_name_in_the_rare_end_of_the_word_list_after_a_relative(notes: NoteRecognizer) -> None:
     # "dmitri" and "tyrone" are in the English word list (BERT's vocabulary holds many names) but past its 10,000
     # most frequent words; "will", "may" and "frank" are frequent words and stay words after a relative

@@ -55,10 +55,10 @@ _ABBR_MONTH_DAY = re.compile(word_start_regex(("jan", "feb", "mar", "apr", "jun"
                              + r"(?:\.[ \t]*|[ \t]+)(?P<d>[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?" + _NOT_A_DAY_AFTER)
 _DAY_ABBR_MONTH = re.compile(r"(?<![\w./:-])(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?[ \t]+(?:of[ \t]+)?"
                              r"(?P<mon>jan|feb|apr|jun|jul|aug|sept|sep|oct|nov)\.?(?![a-z])"
-                             r"(?:,[ \t]*(?:\d\d|(?:19|20)\d\d)(?![\d:/.]|[ \t]*(?:mg|mcg|ml|cc|units?|%)))?")  # "21 apr, 21"
+                             r"(?:,[ \t]*(?:\d\d|(?:19|20|21)\d\d)(?![\d:/.]|[ \t]*(?:mg|mcg|ml|cc|units?|%)))?")  # "21 apr, 21"
 _ABBR_MONTH_YEAR = re.compile(word_start_regex(("jan", "feb", "march", "mar", "apr", "may", "jun", "jul", "aug", "sept",
                                                 "sep", "oct", "nov", "dec"), "[a-z]")
-                              + r"\.?,?[ \t]+(?:of[ \t]+)?(?:19|20)\d\d(?!\d|[/.:-]\d|[ \t]*(?:mg|mcg|ml|cc|units?)\b)")
+                              + r"\.?,?[ \t]+(?:of[ \t]+)?(?:19|20|21)\d\d(?!\d|[/.:-]\d|[ \t]*(?:mg|mcg|ml|cc|units?|hrs?|hours?)\b)")
 _MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
 _FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
 _NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|muscle|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|bipap|cpap|"

@@ -66,7 +66,8 @@ def _month_regex(full_forms: list[str], abbreviations: list[str]) -> str:
 MONTH = _month_regex(sorted(_MONTH_FULL_FORMS), sorted(_MONTH_ABBR_FORMS))
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _ORD = r"(?:st|nd|rd|th|ST|ND|RD|TH)?"  # "JAN 5TH" in an all-capitals note
-_YEAR = r"(?:1[89]\d\d|20\d\d)"
+# 1800-2199: the 2100s are where date-shifted corpora (MIMIC, i2b2) put their notes
+_YEAR = r"(?:1[89]\d\d|2[01]\d\d)"
 _SEP_NUM = r"(?<![\d./:-])"  # not part of a longer number / version / time
 _END_NUM = r"(?![\d]|[./:-]\d)"
 
@@ -105,7 +106,7 @@ _LOWER_MONTH_HINTS = tuple(sorted(m for m in _MONTH_FULL_FORMS if m.islower()))
 RULES: list[Rule] = [
     ("DATE", "numeric date with year", re.compile(r"\d\d?([/-])\d\d?\1(?:\d{4}|\d{2})" + _END_NUM), 0.85, _NUMERIC_LEFT),
     ("DATE", "numeric date with year", re.compile(r"\d\d?\.\d\d?\.\d{4}" + _END_NUM), 0.8, _NUMERIC_LEFT),
-    ("DATE", "ISO date", re.compile(r"(?:1[89]|20)\d\d([/.-])(?:0?[1-9]|1[0-2])\1" + _DAY + _END_NUM), 0.9,
+    ("DATE", "ISO date", re.compile(r"(?:1[89]|2[01])\d\d([/.-])(?:0?[1-9]|1[0-2])\1" + _DAY + _END_NUM), 0.9,
      _NUMERIC_LEFT),
     ("DATE", "month name with day or year", re.compile(
         MONTH + r"(?:[\s-]?" + _DAY + _ORD + r"\b(?:,?[\s-]+(?:" + _YEAR + r"|'\d\d)\b)?|,?\s+(?:of\s+)?" + _YEAR
