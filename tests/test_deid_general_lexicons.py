@@ -150,6 +150,15 @@ def test_years_of_date_shifted_corpora_make_dates_too() -> None:
     assert not [s for s in deid.detect("may 2100 hrs give lasix.") if s.entity_type == "DATE"]
 
 
+def test_a_name_right_before_its_relation_in_brackets(notes: NoteRecognizer) -> None:
+    # first names that are also words ("tom", "bill") and relations with a role ("brother/HCP") included
+    for text, name in (("Tom (brother/HCP) aware.", "Tom"), ("BILL (SON) CALLED.", "BILL"),
+                       ("Mary (niece) called.", "Mary"), ("spoke with Rose (dtr, hcp).", "Rose")):
+        assert (name, "NAME") in found(notes, text + VITALS), text
+    for text in ("pt will (son) call.", "dopamine (wife aware)."):
+        assert not [f for f in found(notes, text + VITALS) if f[1] == "NAME"], text
+
+
 def test_name_in_the_rare_end_of_the_word_list_after_a_relative(notes: NoteRecognizer) -> None:
     # "dmitri" and "tyrone" are in the English word list (BERT's vocabulary holds many names) but past its 10,000
     # most frequent words; "will", "may" and "frank" are frequent words and stay words after a relative

@@ -136,7 +136,8 @@ _CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp
 _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
 _PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|d/w|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
                        + r")\b")
-_RELATIVE_IN_PARENS = re.compile(r"\((?:" + _RELATIVE_CUE + r")\)")
+# "(son)", "(brother/hcp)", "(dtr, hcp)": a relation in brackets after the name
+_RELATIVE_IN_PARENS = re.compile(r"\((?:" + _RELATIVE_CUE + r")(?:[ \t]*[/,][ \t]*(?:" + _RELATIVE_CUE + r"))?\)")
 _TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]+)?(?P<t2>" + _TOKEN + r")[ \t]*$")
 _TOKEN_BEFORE = re.compile(r"(?<![a-z'’-])(" + _TOKEN + r")[ \t]+$")
 # (one character class first and the look-behinds after it, so that the scan jumps between digits and brackets: a
@@ -419,7 +420,9 @@ class NoteRecognizer(Recognizer):
             if before is None:  # "hank przybylo (son)": the name written before its relation
                 continue
             t1, t2 = before.group("t1"), before.group("t2")
-            if not (self._name_like(t2, generous=True) and t2 not in self._plain):
+            # a first name that is also a word ("tom", "bill") is a name right before its relation in brackets
+            if not (self._name_like(t2, generous=True) and t2 not in self._plain or t2 in self._first
+                    and t2 not in FUNCTION_WORDS):
                 continue
             start = before.start("t1") if t1 and (t1 in self._names_all or self._name_like(t1)) else before.start("t2")
             add(self.span(start, before.end("t2"), "NAME", 0.7, "name before a relation in brackets"))
