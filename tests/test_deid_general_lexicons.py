@@ -159,6 +159,16 @@ def test_a_name_right_before_its_relation_in_brackets(notes: NoteRecognizer) -> 
         assert not [f for f in found(notes, text + VITALS) if f[1] == "NAME"], text
 
 
+def test_cities_that_are_words_after_resident_of_in_brackets_after_a_hospital_or_hyphened(
+        notes: NoteRecognizer) -> None:
+    for text, place in (("resident of Quincy.", "Quincy"), ("OUTSIDE HOSPITAL (QUINCY) RECORDS.", "QUINCY"),
+                        ("osh (revere) records.", "revere"), ("admitted to Melrose-Wakefield.", "Wakefield")):
+        assert (place, "LOCATION") in found(notes, text + (LOWER_VITALS if text.islower() else VITALS)), text
+    # an eponymous test of two surnames is no hospital; "of" alone is no place cue
+    for text in ("positive hawkins-kennedy and neer's test.", "a quincy of patience."):
+        assert not [f for f in found(notes, text + VITALS) if f[1] == "LOCATION"], text
+
+
 def test_name_in_the_rare_end_of_the_word_list_after_a_relative(notes: NoteRecognizer) -> None:
     # "dmitri" and "tyrone" are in the English word list (BERT's vocabulary holds many names) but past its 10,000
     # most frequent words; "will", "may" and "frank" are frequent words and stay words after a relative

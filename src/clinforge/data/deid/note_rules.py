@@ -185,9 +185,12 @@ _UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x|da
                          r"times|mins?|minutes?)\b)")  # a ward number, not "to sternum 3 days ago"
 # Before a city that is also a word: "in / from / near / at", or "to" after a verb of going ("went back to X");
 # a bare "to" is mostly an infinitive ("able to bear", "unable to progress", "change to cool mist").
-_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:from|in|at|near|(?:go|goes|going|went|gone|back|moved?|moving|drove|"
+# What makes a city that is also a word ("Quincy", "Orange") a place: "in/from/at/near", a verb of going with
+# "to", "resident/native of", or brackets right after a hospital word ("OUTSIDE HOSPITAL (QUINCY)", "OSH (Revere)")
+_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:(?:from|in|at|near|(?:go|goes|going|went|gone|back|moved?|moving|drove|"
                            r"flew|fly|flying|travel(?:l?ed)?|trip|return(?:ed|ing)?|transfer(?:red)?|sent|home)"
-                           r"[ \t]+to)[ \t]+$")
+                           r"[ \t]+to|(?:resident|native)[ \t]+of)[ \t]+|(?:hospital|hosp|osh|rehab|snf|facility)"
+                           r"[ \t]*\([ \t]*)$")
 _COUNTY = re.compile(r"(?<![a-z])(?P<w>[a-z]{3,})(?:[ \t]+[a-z]{3,})?[ \t]+county(?![a-z])")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
@@ -587,12 +590,16 @@ class NoteRecognizer(Recognizer):
         firsts = words & self._city_first.keys()
         if firsts:  # a regex of only the cities whose first word occurs here (one set intersection per text)
             mixed = not text.isupper() and not text.islower()
+            city_ends: set[int] = set()
             for start, end in find_prefixed(lower, [(f, self._city_by_len[f]) for f in firsts]):
                 if mixed and not text[start].isupper():
                     continue
-                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(lower, max(0, start - 24),
-                                                                                       start):
-                    continue  # "ORANGE", "reading": a word unless a place cue comes before it
+                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(
+                        lower, max(0, start - 24), start) and start - 1 not in city_ends:
+                    continue  # "ORANGE", "reading": a word unless a place cue, or a city found and a hyphen
+                    # ("Melrose-Wakefield"; not "hawkins-kennedy test", where "hawkins" had no cue either)
+                if lower[end:end + 1] == "-":
+                    city_ends.add(end)
                 add(self.span(start, end, "LOCATION", 0.6, "US city (GeoNames)"))
 
     def _propagate(self, text: str, lower: str, spans: list[Span]) -> list[Span]:
