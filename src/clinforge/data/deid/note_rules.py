@@ -10,7 +10,7 @@ What this recognizer (``notes``) adds to ``patterns`` and ``names`` for such tex
   year (``8/87``), ordinals after ``the``/``on`` (``the 11th``), month names alone, lower-case month abbreviations
   with a day or year (``jan 5``); fractions (``1/2``), pain scores (``7/10``), motor grades, ratios and settings
   are not;
-* phone and pager numbers: ``301 944-5032``, ``Pager #54321``, ``PG 33445``;
+* phone and pager numbers (``note_phones``): ``301 944-5032``, ``wife (555-1234)``, ``Pager #54321``, ``PG 33445``;
 * places: words before a facility word (``MILLBROOK HOSPITAL``, ``oakridge valley hosp``, ``BRIARWOOD HOUSE``),
   hospital abbreviations after a place cue (``TO GH``, ``at gh``, ``UMMC``), unknown words after a transfer cue
   (``TRANSFERRED TO WEXFORD``), US places of the GeoNames gazetteer (``lexicons.us_places``: 1,000+ people;
@@ -48,8 +48,9 @@ from clinforge.data.deid.lexicons import (
     word_start_regex,
 )
 from clinforge.data.deid.medical_words import medical_words
-from clinforge.data.deid.name_patterns import EPONYM_AFTER, MEDICAL_SHAPE, MR_STUDIES
+from clinforge.data.deid.name_patterns import EPONYM_AFTER, MEDICAL_SHAPE, MR_STUDIES, RELATIVE_CUE
 from clinforge.data.deid.note_dates import find_note_dates
+from clinforge.data.deid.note_phones import find_note_phones
 from clinforge.data.deid.note_text_search import (
     cue_word_before,
     derived_word,
@@ -74,10 +75,7 @@ marshall santos dixie stella
 """)
 _TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|social worker|"
               r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
-_RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|brother|bro|sister|sis|mother|mom|"
-                 r"father|dad|niece|nephew|grand ?son|grand ?daughter|grand ?child|aunt|uncle|cousin|friend|fiance|"
-                 r"fiancee|boyfriend|girlfriend|partner|proxy|hcp|neighbor|neighbour|(?:sister|brother|son|daughter|"
-                 r"mother|father)-in-law|step ?daughter|step ?son|grandmother|grandfather")
+_RELATIVE_CUE = RELATIVE_CUE
 _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
 # A name of some locale that is also in the English word list but past its 10,000 most frequent words ("tyrone",
 # "dmitri"; not "tom", "sue", "will") is taken as a name right after a relative ("son dmitri visited")
@@ -103,8 +101,6 @@ _LAST_LINE = re.compile(r"(?:^|\n|[.!?][ \t]+)[ \t]*(?P<n>[a-z][a-z'’-]+(?:\.?
 _PAIR_TAIL = re.compile(r"[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
 _PAIR_TAIL_MIDDLE = re.compile(r"[ \t]+(?P<m>[a-z]+|[a-z]\.)[ \t]+(?P<l>[a-z][a-z'’-]{2,})(?![a-z])")
 _HOUSE_WORD_AFTER = re.compile(r"[ \t]*(?:diet|staff|officer|md|doctor|call|keeping)")
-_PAGER_CUES = ("pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number", "#")
-_PAGER_WORDS = frozenset(_PAGER_CUES) - {"#"}
 _FACILITY_WORDS = frozenset(["hospital", "hosp", "hospiatal", "medical", "med", "memorial", "rehab", "rehabilitation", "nursing", "house", "campus", "clinic", "hospice", "health", "healthcare", "manor", "infirmary"])
 _NP_NOT_CREDENTIAL = re.compile(r"[ \t]*(?:\d|cough|coughing|sputum|secretions|at[ \t]*\d|o2)")
 # Before "clinic", "health": a specialty names a department, not a place ("NEUROLOGY CLINIC", "pain clinic")
@@ -122,8 +118,6 @@ to at on of and or re see said says was is will would also who with for from by 
 """)
 _NAME_PARTICLES = frozenset({"van", "von", "de", "del", "della", "der", "den", "da", "di", "du", "le", "la", "bin",
                              "ben", "al", "el", "st", "mac", "mc"})
-_NAME_BEFORE_PHONE = re.compile(r"(?<![a-z'’-])(?P<a>[a-z][a-z'’-]+)[ \t]+(?P<b>[a-z][a-z'’-]+)[ \t,:-]*(?:(?:cell|home|work|"
-                                r"phone|ph|tel|mobile|pager|beeper)[ \t]*(?:#|no\.?|number)?[ \t:]*|#[ \t]*)?$")
 _LIST_NEXT = re.compile(r"(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+(?:and|&)[ \t]+)(?P<n>[a-z][a-z'’-]+)(?![a-z])")
 _SPEAKER_START = re.compile(r"(?:^|\n)[ \t]*$")
 _ARTICLE_BEFORE = re.compile(r"(?<![a-z])(?:the|a|her|his|their|your|my|our|its)[ \t]+$")
@@ -140,28 +134,6 @@ _PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|d/w|by|called|paged|notified|s
 _RELATIVE_IN_PARENS = re.compile(r"\((?:" + _RELATIVE_CUE + r")(?:[ \t]*[/,][ \t]*(?:" + _RELATIVE_CUE + r"))?\)")
 _TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]+)?(?P<t2>" + _TOKEN + r")[ \t]*$")
 _TOKEN_BEFORE = re.compile(r"(?<![a-z'’-])(" + _TOKEN + r")[ \t]+$")
-# (one character class first and the look-behinds after it, so that the scan jumps between digits and brackets: a
-# branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
-_PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t./-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]?\d{4}(?!\d))")
-# 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number (a full stop
-# after it ends a sentence: "wife 555-1234." is a number, "555-1234.5" is not)
-# (matched from its hyphen, the three digits before it in a look-behind: re then tries the pattern at hyphens only,
-# not at every digit; the number starts 3 characters before the match. A match is 8 characters and ends before no
-# digit or hyphen, so none can start inside the previous one: the matches are those of "\d\d\d-\d{4}..." shifted by 3)
-_LOCAL_PHONE = re.compile(r"-(?<=(?<![\d.\-/])\d\d\d-)\d{4}(?![\d\-/]|\.\d|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
-# A phone cue shortly before the number: a word for a telephone, a relative or proxy whose number it is ("wife
-# (555-1234)"), or a one- or two-letter label with a colon ("Hm: 555-1234", "w: 555-1234", "c: ...").
-_PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
-                             r"reached|reach|contact|ph|ext|mobile|(?:hm|wk|h|w|c)[ \t]*:|" + _RELATIVE_CUE + r")"
-                             r"(?![a-z])")
-# ... or a label right after it: "555-1234 (home)", "555-1234 cell"
-_PHONE_CUE_AFTER = re.compile(r"[ \t]*[(\[-]?[ \t]*(?:home|cell|work|office|mobile|pager|beeper|hm|wk)(?![a-z])")
-# (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
-# The number right after its cue, or one or two small words later ("pager # is 12345", "page me at 12345": group
-# ``via``); after such words four digits are no number to call ("call at 1400" is a time: refused in _phones)
-_PAGER = re.compile(word_start_regex(_PAGER_CUES, "[a-z]") + r"[ \t.:#]*"
-                    r"(?P<via>(?:(?:is|at|me|him|her|them|no|num|number|on)[ \t.:#]+){1,2})?"
-                    r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{3}-\d{4}|\d{10})(?![\d/:-]|\.\d)")
 _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
                             r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
                             r"health center|healthcare|manor|infirmary)(?![a-z])")
@@ -325,7 +297,7 @@ class NoteRecognizer(Recognizer):
         words = set(_WORDS.findall(lower))
         self._names(text, lower, words, out)
         find_note_dates(text, lower, words, out, self.span)
-        self._phones(lower, words, out)
+        find_note_phones(lower, words, out, self.span, self._phone_owner)
         self._places(text, lower, words, out)
         out += self._propagate(text, lower, out)
         return out
@@ -490,29 +462,13 @@ class NoteRecognizer(Recognizer):
                 if not EPONYM_AFTER.match(text[end:end + 60]):
                     add(self.span(start, end, "NAME", 0.55, "US surname in a note"))
 
-    def _phones(self, lower: str, words: set[str], out: list[Span]) -> None:
-        for m in _PHONE.finditer(lower):
-            out.append(self.span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
-            # whose number: "lopie certusi cell# 410-...", "daughter ann 555-..." (two words in no word list, or a
-            # first name and such a word, right before the number and its cue)
-            who = _NAME_BEFORE_PHONE.search(lower, max(0, m.start() - 50), m.start())
-            if who is not None:
-                a, b = who.group("a"), who.group("b")
-                parts = set(re.split(r"[-'’]", a + "-" + b))
-                if parts.isdisjoint(_CUE_WORDS) and "grand" not in parts and self._name_like(
-                        b, generous=True) and b not in self._plain and (
-                        self._name_like(a, generous=True) and a not in self._plain or a in self._first):
-                    out.append(self.span(who.start("a"), who.end("b"), "NAME", 0.65, "name before a phone number"))
-        for m in _LOCAL_PHONE.finditer(lower):
-            start = m.start() - 3  # the three digits before the hyphen (see _LOCAL_PHONE)
-            if _PHONE_CUE_NEAR.search(lower, max(0, start - 30), start) or _PHONE_CUE_AFTER.match(lower, m.end()):
-                out.append(self.span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
-        if "#" in lower or not words.isdisjoint(_PAGER_WORDS):
-            for m in _PAGER.finditer(lower):
-                if m.group("via") is None:
-                    out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
-                elif m.end("n") - m.start("n") != 4:
-                    out.append(self.span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / phone number after 'is' / 'at'"))
+    def _phone_owner(self, a: str, b: str) -> bool:
+        """Whether the two words before a phone number ("lopie certusi cell# 410-...", "daughter ann 555-...") are
+        the name of its owner: two words in no word list, or a first name and such a word, and no relation word."""
+        parts = set(re.split(r"[-'’]", a + "-" + b))
+        return parts.isdisjoint(_CUE_WORDS) and "grand" not in parts and self._name_like(
+            b, generous=True) and b not in self._plain and (
+            self._name_like(a, generous=True) and a not in self._plain or a in self._first)
 
     def _places(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append

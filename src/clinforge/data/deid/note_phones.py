@@ -1,0 +1,79 @@
+"""Phone and pager numbers in clinical notes, one of the rule families of the notes recognizer (``note_rules``).
+
+Numbers with an area code (``301 944-5032``, ``(617) 555-1234``); seven-digit numbers near a phone cue, a relative
+or a short label (``wife (555-1234)``, ``Hm: 555-1234``, ``555-1234 (home)``) but not ranges with a unit
+(``100-1500cc``); pager and extension numbers after their cue (``Pager #54321``, ``PG 33445``, ``x4321``); and the
+name written right before a number (``daughter ann 555-...``), when the recognizer says the words are a name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from clinforge.data.deid.lexicons import word_start_regex
+from clinforge.data.deid.name_patterns import RELATIVE_CUE
+from clinforge.data.deid.spans import Span
+
+# the recognizer's span factory: (start, end, entity type, score, explanation) -> Span
+SpanMaker = Callable[[int, int, str, float, str], Span]
+
+_PAGER_CUES = ("pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number", "#")
+_PAGER_WORDS = frozenset(_PAGER_CUES) - {"#"}
+
+_NAME_BEFORE_PHONE = re.compile(r"(?<![a-z'’-])(?P<a>[a-z][a-z'’-]+)[ \t]+(?P<b>[a-z][a-z'’-]+)[ \t,:-]*(?:(?:cell|home|work|"
+                                r"phone|ph|tel|mobile|pager|beeper)[ \t]*(?:#|no\.?|number)?[ \t:]*|#[ \t]*)?$")
+
+# (one character class first and the look-behinds after it, so that the scan jumps between digits and brackets: a
+# branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
+_PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t./-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]?\d{4}(?!\d))")
+# 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number (a full stop
+# after it ends a sentence: "wife 555-1234." is a number, "555-1234.5" is not)
+# (matched from its hyphen, the three digits before it in a look-behind: re then tries the pattern at hyphens only,
+# not at every digit; the number starts 3 characters before the match. A match is 8 characters and ends before no
+# digit or hyphen, so none can start inside the previous one: the matches are those of "\d\d\d-\d{4}..." shifted by 3)
+_LOCAL_PHONE = re.compile(r"-(?<=(?<![\d.\-/])\d\d\d-)\d{4}(?![\d\-/]|\.\d|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
+# A phone cue shortly before the number: a word for a telephone, a relative or proxy whose number it is ("wife
+# (555-1234)"), or a one- or two-letter label with a colon ("Hm: 555-1234", "w: 555-1234", "c: ...").
+_PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
+                             r"reached|reach|contact|ph|ext|mobile|(?:hm|wk|h|w|c)[ \t]*:|" + RELATIVE_CUE + r")"
+                             r"(?![a-z])")
+# ... or a label right after it: "555-1234 (home)", "555-1234 cell"
+_PHONE_CUE_AFTER = re.compile(r"[ \t]*[(\[-]?[ \t]*(?:home|cell|work|office|mobile|pager|beeper|hm|wk)(?![a-z])")
+# (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
+# The number right after its cue, or one or two small words later ("pager # is 12345", "page me at 12345": group
+# ``via``); after such words four digits are no number to call ("call at 1400" is a time: refused in _phones)
+_PAGER = re.compile(word_start_regex(_PAGER_CUES, "[a-z]") + r"[ \t.:#]*"
+                    r"(?P<via>(?:(?:is|at|me|him|her|them|no|num|number|on)[ \t.:#]+){1,2})?"
+                    r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{3}-\d{4}|\d{10})(?![\d/:-]|\.\d)")
+
+
+def find_note_phones(lower: str, words: set[str], out: list[Span], span: SpanMaker,
+                     owner_named: Callable[[str, str], bool]) -> None:
+    """Append to ``out`` the phone and pager numbers of a note, and the name of a number's owner written right
+    before it: ``lower`` is the note lower-cased, ``words`` its distinct ``[a-z]+`` words, ``span`` the recognizer's
+    span factory, ``owner_named(a, b)`` whether the two words before a number are a name.
+
+    Example:
+        >>> from clinforge.data.deid.spans import make_span
+        >>> out = []; t = "wife (555-1234) aware, pager #54321."
+        >>> find_note_phones(t, {"wife", "aware", "pager"}, out, lambda *a: make_span(*a, "notes"), lambda a, b: False)
+        >>> [t[s.start:s.end] for s in out]
+        ['555-1234', '54321']
+    """
+    for m in _PHONE.finditer(lower):
+        out.append(span(m.start(), m.end(), "PHONE", 0.8, "phone number"))
+        # whose number: "lopie certusi cell# 410-...", "daughter ann 555-..." (the recognizer judges the two words)
+        who = _NAME_BEFORE_PHONE.search(lower, max(0, m.start() - 50), m.start())
+        if who is not None and owner_named(who.group("a"), who.group("b")):
+            out.append(span(who.start("a"), who.end("b"), "NAME", 0.65, "name before a phone number"))
+    for m in _LOCAL_PHONE.finditer(lower):
+        start = m.start() - 3  # the three digits before the hyphen (see _LOCAL_PHONE)
+        if _PHONE_CUE_NEAR.search(lower, max(0, start - 30), start) or _PHONE_CUE_AFTER.match(lower, m.end()):
+            out.append(span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
+    if "#" in lower or not words.isdisjoint(_PAGER_WORDS):
+        for m in _PAGER.finditer(lower):
+            if m.group("via") is None:
+                out.append(span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
+            elif m.end("n") - m.start("n") != 4:
+                out.append(span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / phone number after 'is' / 'at'"))
