@@ -40,6 +40,9 @@ def found(d: Deidentifier, text: str) -> list[tuple[str, str]]:
     ("Symptoms since 3/14.", "DATE", "3/14"),
     ("Last seen in March 2021.", "DATE", "March 2021"),
     ("A 92-year-old woman.", "AGE", "92"),
+    ("PT IS A 96 Y/O F.", "AGE", "96"),  # a note in capitals
+    ("A woman in her late 90s.", "AGE", "90s"),
+    ("IN HIS 90S, LIVES ALONE.", "AGE", "90S"),
     ("Call 617-555-0134 today.", "PHONE", "617-555-0134"),
     ("Fax: (617) 555-0199.", "PHONE", "(617) 555-0199"),
     ("Mobile +44 20 7946 0958.", "PHONE", "+44 20 7946 0958"),

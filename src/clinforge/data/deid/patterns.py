@@ -116,7 +116,10 @@ RULES: list[Rule] = [
                                                  + r"(?:,?[\s-]+(?:" + _YEAR + r"|\d\d)\b)?"), 0.85, _WORD_LEFT),
     ("DATE", "month/year", re.compile(r"\d\d?/" + _YEAR + _END_NUM), 0.7, _NUMERIC_LEFT),
     ("AGE", "age > 89 before 'year(s) old/yo'", re.compile(
-        r"(?P<value>9\d|1[0-4]\d)(?:\s*|-)(?:[Yy]ears?|YEARS?|[Yy]rs?|[Yy]\.?\s?[Oo]\.?|y/o|yo)(?![a-z])"), 0.9, _WORD_LEFT),
+        r"(?P<value>9\d|1[0-4]\d)(?:\s*|-)(?:[Yy]ears?|YEARS?|[Yy]rs?|[Yy]\.?\s?[Oo]\.?|[Yy]/[Oo]|yo)(?![a-z])"), 0.9,
+     _WORD_LEFT),
+    ("AGE", "age > 89 as a decade of life", re.compile(r"(?i:in\s+(?:his|her|their)\s+(?:(?:early|mid|late)[\s-]+)?)"
+                                                      r"(?P<value>(?:9|1[0-4])0'?[sS])\b"), 0.8, _WORD_LEFT),
     ("AGE", "age > 89 after 'age/aged'", re.compile(r"(?:Age|age|AGE)(?:[Dd]|\s+of)?\s*:?\s*(?P<value>9\d|1[0-4]\d)\b"
                                                    r"(?!\.\d)"), 0.85, _WORD_LEFT),
     ("AGE", "age > 89 before sex letter", re.compile(r"(?:9\d|1[0-4]\d)\s?(?:M|F|yoM|yoF|yM|yF)\b"), 0.6, _WORD_LEFT),
