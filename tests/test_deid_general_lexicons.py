@@ -169,6 +169,18 @@ def test_cities_that_are_words_after_resident_of_in_brackets_after_a_hospital_or
         assert not [f for f in found(notes, text + VITALS) if f[1] == "LOCATION"], text
 
 
+def test_word_names_between_a_relative_and_what_they_did_and_an_initial_after_a_title(notes: NoteRecognizer) -> None:
+    # "faith", "joy", "crystal" are words on the stop list; between a relative and "called" / "visited" they are
+    # names. An initial after "dr" is followed by the surname.
+    for text, name in (("dtr faith called.", "faith"), ("SISTER JOY VISITED.", "JOY"),
+                       ("GRANDDAUGHTER CRYSTAL CALLED.", "CRYSTAL"), ("per dr. v. patel.", "patel")):
+        vitals = LOWER_VITALS if text.islower() else VITALS
+        assert any(name in f[0] and f[1] == "NAME" for f in found(notes, text + vitals)), text
+    for text in ("son will call.", "wife sad at bedside.", "son also called.", "dr. s aware."):
+        vitals = LOWER_VITALS if text.islower() else VITALS
+        assert not [f for f in found(notes, text + vitals) if f[1] == "NAME"], text
+
+
 def test_name_in_the_rare_end_of_the_word_list_after_a_relative(notes: NoteRecognizer) -> None:
     # "dmitri" and "tyrone" are in the English word list (BERT's vocabulary holds many names) but past its 10,000
     # most frequent words; "will", "may" and "frank" are frequent words and stay words after a relative

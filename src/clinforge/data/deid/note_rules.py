@@ -264,6 +264,9 @@ class NoteRecognizer(Recognizer):
         if t2 in _PERSON_DID and (t1 in self._names_all or t1 in self._first) and t1 not in self._stop \
                 and t1 not in FUNCTION_WORDS and self._rank.get(t1, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK:
             return True  # "DAUGHTER TESSA CALLED"
+        if t2 in _PERSON_DID and t1 in self._first and t1 not in FUNCTION_WORDS:
+            return True  # "dtr faith called", "SISTER JOY VISITED": a US first name that is a word, between a
+            # relative and what a person did, is a name even on the stop list
         if t1 in self._names_all and (t1 not in self._english_all or self._rank.get(t1, 0) >= _RARE_WORD_RANK):
             return True  # "son dmitri visited"
         if t1 in self._names_all and (mixed and text[m.start("t1")].isupper() or (t2 is not None and self._name_like(
@@ -328,8 +331,9 @@ class NoteRecognizer(Recognizer):
                 # (a word ending in -ed / -ing is a verb after "dr" ("dr ordered") unless it is a US surname or
                 # first name ("DR.KING", "dr reed"); so is a note term ("dr. foley"))
                 census = t1 in self._last or t1 in self._first
-                if t1 in ("o", "d") and m.group("t2") and self._name_like(m.group("t2"), generous=True):
-                    census = True  # "dr. o rourke", "dr d angelo": the surname's O' / D' written apart
+                if len(t1) == 1 and m.group("t2") and self._name_like(m.group("t2"), generous=True):
+                    census = True  # "dr. o rourke", "dr d angelo": the surname's O' / D' written apart; "dr. v.
+                    # patel": an initial and the surname
                 ok = ((len(t1) >= 2 or census) and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS
                       and (census or (t1 not in NOTE_TERMS and t1 not in CLINICAL_TERMS
                                       and not t1.endswith(("ed", "ing")))))
