@@ -181,6 +181,17 @@ def test_word_names_between_a_relative_and_what_they_did_and_an_initial_after_a_
         assert not [f for f in found(notes, text + vitals) if f[1] == "NAME"], text
 
 
+def test_names_listed_after_drs_and_a_first_name_in_brackets_after_a_relative(notes: NoteRecognizer) -> None:
+    got = found(notes, "ICU TEAM: DRS SMITH, JONES AND LEE AWARE." + VITALS)
+    assert {("SMITH", "NAME"), ("JONES", "NAME"), ("LEE", "NAME")} <= set(got)
+    assert ("mark", "NAME") in found(notes, "wife (linda) and son (mark) in." + LOWER_VITALS)
+    assert ("Hope", "NAME") in found(notes, "Met with daughter Hope at bedside." + VITALS)
+    # a sentence that starts after the relative, and a word in brackets that is no first name, stay words
+    for text in ("Met with daughter. Hope to wean.", "son (hcp) aware.", "drs aware, will follow."):
+        vitals = LOWER_VITALS if text.islower() else VITALS
+        assert not [f for f in found(notes, text + vitals) if f[1] == "NAME"], text
+
+
 def test_name_in_the_rare_end_of_the_word_list_after_a_relative(notes: NoteRecognizer) -> None:
     # "dmitri" and "tyrone" are in the English word list (BERT's vocabulary holds many names) but past its 10,000
     # most frequent words; "will", "may" and "frank" are frequent words and stay words after a relative

@@ -267,6 +267,10 @@ class NoteRecognizer(Recognizer):
         if t2 in _PERSON_DID and t1 in self._first and t1 not in FUNCTION_WORDS:
             return True  # "dtr faith called", "SISTER JOY VISITED": a US first name that is a word, between a
             # relative and what a person did, is a name even on the stop list
+        if t1 in self._first and t1 not in FUNCTION_WORDS and "." not in sep and (
+                "(" in sep and lower.startswith(")", m.end("t1"))
+                or mixed and text[m.start("t1")].isupper() and text[m.start("t1") + 1:m.end("t1")].islower()):
+            return True  # "son (mark)", "husband Ed": a first name in brackets, or capitalised in text with case
         if t1 in self._names_all and (t1 not in self._english_all or self._rank.get(t1, 0) >= _RARE_WORD_RANK):
             return True  # "son dmitri visited"
         if t1 in self._names_all and (mixed and text[m.start("t1")].isupper() or (t2 is not None and self._name_like(
@@ -356,7 +360,8 @@ class NoteRecognizer(Recognizer):
             add(self.span(m.start("t1"), end, "NAME", 0.8 if titled else 0.7,
                           "name after a title" if titled else "name after a relative"))
             pos = end
-            while not titled:  # "sons smokey, morris and roger": the other names of a list after a relative
+            while not titled or cue == "drs":  # "sons smokey, morris and roger", "drs smith, jones and lee": the
+                # other names of a list after a relative or doctors
                 nxt = _LIST_NEXT.match(lower, pos)
                 if nxt is None or nxt.group("n") in FUNCTION_WORDS or not (
                         nxt.group("n") in self._first or nxt.group("n") in self._last or self._name_like(nxt.group("n"))):
