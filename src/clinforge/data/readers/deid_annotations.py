@@ -96,8 +96,9 @@ class _AnnotatedNotesReader(Reader):
     def gold(self, label: str, start: int, end: int, text: str, covered: str | None, where: dict) -> dict:
         phi_type = self.type_of.get(label.upper())
         if phi_type is None:
-            raise DataError(f"unknown PHI label {label!r}; map it with the reader option label_map (known: i2b2 "
-                            "2014 types and subtypes, see PHI_TYPE_OF_LABEL)", **where, field="label")
+            raise DataError(f"unknown PHI label {label!r}; map it to a PhysioNet type with the reader option "
+                            f"label_map (command line: --label-map {label}=HCPName, or Location, Date, ...); known: "
+                            "i2b2 2014 types and subtypes, see PHI_TYPE_OF_LABEL", **where, field="label")
         if not 0 <= start < end <= len(text):
             raise DataError(f"offsets {start}-{end} outside the note ({len(text)} characters)", **where,
                             field="start")
