@@ -200,12 +200,14 @@ def test_deid_train_reads_brat_notes_with_their_patients(real_formats: dict[str,
 
     out = tmp_path / "tagger"
     done = _cli("data", "deid-train", str(real_formats["brat"]), "--out", str(out), "--part", "dev",
-                "--patient-pattern", r"^(\d+)-", "--base", str(_tiny_base(tmp_path / "base")), "--epochs", "1")
+                "--patient-pattern", r"^(\d+)-", "--base", str(_tiny_base(tmp_path / "base")), "--epochs", "1",
+                "--augment", "1")
     assert done.returncode == 0, done.stderr[-2000:]
     card = json.loads((out / "deid_training.json").read_text())
     records, _ = read_annotated(real_formats["brat"], patient_pattern=r"^(\d+)-")
     patients = {r.patient_id for r in records}
     assert set(card["patients"]) < patients and len(card["patients"]) == 3  # the dev half, by patient
+    assert card["augment"] == 1 and card["windows_with_phi"] > 0
     scored = _cli("data", "deid-eval", str(real_formats["i2b2"]), "--ner-model", str(out), "--json")
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert json.loads(scored.stdout)["ner_model"]["path"] == str(out)

@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         phi_weight: float = typer.Option(8.0, "--phi-weight", help="Loss weight of PHI labels against O."),
         freeze_layers: int = typer.Option(1, "--freeze-layers", help="Lowest encoder layers kept frozen (with the "
                                                                      "embeddings); -1 trains everything."),
+        augment: int = typer.Option(0, "--augment", help="Surrogate copies of each training note (other names and "
+                                    "places in the same contexts), so the tagger learns contexts, not the "
+                                    "corpus's names."),
         choose_gate: bool = typer.Option(False, "--choose-gate", help="Split the patients again, train a probe on "
                                          "one part, choose the per-type score gate on the other (recall at "
                                          "precision >= --min-precision and at most --max-precision-loss under the "
@@ -65,7 +68,8 @@ def register(app: typer.Typer) -> None:
         records = training_records(input, part, fmt=fmt, label_map=parse_label_map(label_map),
                                    patient_pattern=patient_pattern)
         options = dict(base=base, seed=seed, epochs=epochs, lr=lr, keep_empty=keep_empty, phi_weight=phi_weight,
-                       freeze_layers=freeze_layers, threads=threads, overwrite=overwrite, progress=not no_progress,
+                       freeze_layers=freeze_layers, threads=threads, augment=augment, overwrite=overwrite,
+                       progress=not no_progress,
                        source=f"{input} ({part})")
         if choose_gate:
             card = train_gated_deid_ner(records, out, min_precision=min_precision, cross_fit=cross_fit,

@@ -50,7 +50,7 @@ def train_gated_deid_ner(records: Sequence, out: str | Path, *, split_seed: int 
     """Probe run, gate choice, final run (see the module docstring); returns the final model's card.
 
     ``train_options`` go to every run of ``train_deid_ner`` (seed, lr, keep_empty, phi_weight, freeze_layers,
-    first_piece, threads, ...).
+    first_piece, threads, augment, ...).
     """
     from clinforge.data.deid.ner import TransformersNerRecognizer
 
@@ -64,7 +64,8 @@ def train_gated_deid_ner(records: Sequence, out: str | Path, *, split_seed: int 
                         "scored on patients it did not train on", field="patient_id")
     fit_ids, gate_ids = split_patients(patients, seed=split_seed)
     probe = out.with_name(out.name + ".gate-probe")
-    settings = {"epochs": epochs, "first_piece": train_options.get("first_piece", True), **{
+    settings = {"epochs": epochs, "first_piece": train_options.get("first_piece", True),
+                "augment": train_options.get("augment", 0), **{
         k: v for k, v in train_options.items() if k in ("seed", "lr", "keep_empty", "phi_weight", "freeze_layers")}}
     train_options.setdefault("first_piece", True)
     folds = [(probe, fit_ids, gate_ids, 1)]
@@ -112,4 +113,4 @@ def _probe_matches(probe: Path, fit_ids: set[str], gate_ids: set[str], settings:
         return False
     card = json.loads(card_path.read_text(encoding="utf-8"))
     same = set(card.get("patients", ())) == fit_ids and set(card.get("val_patients", ())) == gate_ids
-    return same and all(card.get(k) == v for k, v in settings.items())
+    return same and all(card.get(k, 0 if k == "augment" else None) == v for k, v in settings.items())

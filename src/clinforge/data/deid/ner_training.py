@@ -128,7 +128,7 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
                    epochs: int = 5, lr: float = 3e-4, batch_size: int = 16, max_length: int = 128,
                    stride: int = 16, keep_empty: float = 0.15, phi_weight: float = 8.0, freeze_layers: int = 1,
                    first_piece: bool = True, label_smoothing: float = 0.0, val_records: Sequence = (),
-                   patience: int = 2, gate: dict | None = None, threads: int | None = None,
+                   patience: int = 2, gate: dict | None = None, threads: int | None = None, augment: int = 0,
                    overwrite: bool = False, progress: bool = True, source: str = "") -> dict:
     """Fine-tune ``base`` for BIO PHI tagging on ``records`` (``meta["phi"]`` gold spans) and save it to ``out``.
 
@@ -139,6 +139,8 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
     not trained; ``first_piece`` labels only the first piece of each word (one decision per word). The defaults
     are ``clinforge data deid-train``'s, the settings that learned on the PhysioNet dev patients (``docs/deid.md``;
     25% empty windows at PHI weight 2 collapsed to all-O there).
+    ``augment``: that many surrogate copies of each training note are added (``ner_augment.surrogate_copies``:
+    other names and places in the same contexts), so that the tagger learns contexts, not a corpus's names.
     ``val_records`` (other patients): after each epoch the loss on their windows (those with PHI and a fixed
     ``keep_empty`` share of the others) is computed, the weights of
     the best epoch are kept and training stops after ``patience`` epochs without a better one. ``gate`` (the
@@ -175,7 +177,13 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
     tokenizer = AutoTokenizer.from_pretrained(base, model_max_length=max_length)
     if not tokenizer.is_fast:
         raise ConfigError(f"{base} has no fast tokenizer (tokenizer.json): offsets are needed", key="base")
-    windows = _encode_all(tokenizer, records, max_length, stride, first_piece)
+    if augment:
+        from clinforge.data.deid.ner_augment import surrogate_copies
+
+        records_fit = [*records, *surrogate_copies(records, augment, seed)]
+    else:
+        records_fit = records
+    windows = _encode_all(tokenizer, records_fit, max_length, stride, first_piece)
     val_windows = _encode_all(tokenizer, [r for r in val_records if r.meta.get("phi") is not None], max_length,
                               stride, first_piece)
     # the validation windows: all with PHI and a fixed seeded ``keep_empty`` share of the rest (the training mix;
@@ -256,6 +264,7 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
         "notes": len(records), "windows_with_phi": len(with_phi), "windows_without_phi": len(empty),
         "steps": steps, "loss_by_epoch": losses, "train_seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(), "first_piece": first_piece, "label_smoothing": label_smoothing,
+        "augment": augment,
         "val_patients": sorted({str(r.patient_id) for r in val_records}, key=lambda p: (len(p), p)),
         "val_loss_by_epoch": val_losses, "best_epoch": best[1] if best else len(losses), "gate": gate,
     }
