@@ -72,7 +72,8 @@ def register(app: typer.Typer) -> None:
             raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
         records, reader = read_annotated(input, fmt, label_map=parse_label_map(label_map),
                                          patient_pattern=patient_pattern)
-        result = {"input": str(input), "reader": reader, **evaluate_annotated(records, ner_model=ner_model)}
+        result = {"input": str(input), "reader": reader,
+                  **evaluate_annotated(records, ner_model=ner_model, progress=not no_progress)}
         text = json.dumps(result, indent=1) + "\n"
         if out is not None:
             atomic_write_text(out, text, overwrite=True)
