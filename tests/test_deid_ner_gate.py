@@ -78,26 +78,21 @@ def test_small_places_need_a_word_below_state_level() -> None:
     assert NerGate.from_json(json.loads(json.dumps(gate.to_json()))) == gate
 
 
-def test_choose_gate_tries_small_places_only_with_places_on() -> None:
-    def score(g: NerGate) -> tuple[float, float]:  # places add recall; only small_places keeps their precision
-        places = "LOCATION" in g.types
-        return 0.90 + 0.03 * places, 0.95 - (0.0 if g.small_places else 0.1) * places
+@pytest.mark.parametrize(
+    ("entity", "option", "gain", "cost"),
+    [("LOCATION", "small_places", 0.03, 0.1), ("NAME", "lexicon_names", 0.05, 0.15)],
+)
+def test_choose_gate_tries_each_condition_only_with_its_type_and_keeps_it_when_it_holds_precision(
+    entity: str, option: str, gain: float, cost: float
+) -> None:
+    def score(g: NerGate) -> tuple[float, float]:  # the type adds recall; only the condition keeps its precision
+        on = entity in g.types
+        return 0.90 + gain * on, 0.95 - (0.0 if getattr(g, option) else cost) * on
 
     best, table = choose_gate(score, extra=(), plain=(None,), min_precision=0.9)
-    assert best is not None and best.types == ("LOCATION",) and best.small_places
-    assert any(r["gate"]["types"] == ["LOCATION"] and not r["gate"]["small_places"] for r in table)
-    assert not any(r["gate"]["small_places"] for r in table if "LOCATION" not in r["gate"]["types"])
-
-
-def test_choose_gate_tries_lexicon_names_and_keeps_them_when_they_hold_precision() -> None:
-    def score(g: NerGate) -> tuple[float, float]:  # names add recall; only the lexicon keeps their precision
-        names = "NAME" in g.types
-        return 0.90 + 0.05 * names, 0.95 - (0.0 if g.lexicon_names else 0.15) * names
-
-    best, table = choose_gate(score, extra=(), plain=(None,), min_precision=0.9)
-    assert best is not None and best.types == ("NAME",) and best.lexicon_names
-    assert any(r["gate"]["types"] == ["NAME"] and not r["gate"]["lexicon_names"] for r in table)
-    assert not any(r["gate"]["lexicon_names"] for r in table if "NAME" not in r["gate"]["types"])
+    assert best is not None and best.types == (entity,) and getattr(best, option)
+    assert any(r["gate"]["types"] == [entity] and not r["gate"][option] for r in table)
+    assert not any(r["gate"][option] for r in table if entity not in r["gate"]["types"])
 
 
 def test_choose_gate_takes_the_best_recall_that_keeps_precision() -> None:
