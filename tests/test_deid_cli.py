@@ -101,6 +101,33 @@ def test_cli_folder(tmp_path: Path) -> None:
     assert (out / "sub" / "b.txt").read_text() == "Patient: [NAME], SSN [SSN]."
 
 
+@pytest.mark.parametrize("kind", ["folder", "jsonl", "text"])
+def test_cli_progress_in_a_log_starts_with_its_total(tmp_path: Path, kind: str) -> None:
+    """Piped to a log (no terminal), the bar's lines carry the total from the first; a bar reset after it had
+    started used to leave a stray ``0text [00:00, ?text/s]`` line first."""
+    if kind == "folder":
+        src = tmp_path / "notes"
+        src.mkdir()
+        for i in range(3):
+            (src / f"{i}.txt").write_text(NOTE, encoding="utf-8")
+        total = 3
+    elif kind == "jsonl":
+        src = tmp_path / "notes.jsonl"
+        src.write_text("".join(json.dumps({"text": NOTE}) + "\n" for _ in range(2)), encoding="utf-8")
+        total = 2
+    else:
+        src = tmp_path / "note.txt"
+        src.write_text(NOTE, encoding="utf-8")
+        total = 1
+    env = {k: v for k, v in os.environ.items() if k != "CLINFORGE_NO_PROGRESS"}
+    proc = subprocess.run([sys.executable, "-m", "clinforge", "data", "deid", str(src), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    bar_lines = [x for x in proc.stderr.splitlines() if x.startswith("de-identifying")]
+    assert bar_lines and all(f"/{total} " in x for x in bar_lines), proc.stderr
+    assert f"{total}/{total}" in bar_lines[-1]
+
+
 def test_cli_jsonl_and_csv_columns(tmp_path: Path) -> None:
     src = tmp_path / "notes.jsonl"
     src.write_text(json.dumps({"id": 1, "note": NOTE, "pid": "p1"}) + "\n" + json.dumps({"id": 2, "note": ""}) + "\n",

@@ -162,18 +162,23 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             stdout_lines.append(json.dumps(row, ensure_ascii=False))
         return result.text
 
-    bar = progress_bar(desc="de-identifying", unit="text", enabled=progress)
+    # The total is known before the bar starts: a bar reset after it started prints a stray "0text" line in a log.
+    files = _text_files(input) if kind == "folder" else []
+    total: int | None = 1 if kind == "text" else len(files) if kind == "folder" else None
+    if kind == "jsonl":
+        with open(input, "rb") as fh:
+            total = sum(1 for _ in fh)
+    bar = progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress)
     with bar:
         if kind == "text":
             cleaned = process(_read_text(input), None, {"file": str(input)})
+            bar.update(1)
             if out is not None:
                 with atomic_path(out, overwrite=overwrite) as tmp:
                     tmp.write_text(cleaned, encoding="utf-8")
             elif not json_out:
                 stdout.write(cleaned)
         elif kind == "folder":
-            files = _text_files(input)
-            bar.reset(total=len(files))
             with atomic_path(out, overwrite=overwrite) as tmp:
                 tmp.mkdir(parents=True)
                 for path in files:
@@ -192,9 +197,6 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                 else:
                     sink = io.StringIO()
                 if kind == "jsonl":
-                    with open(input, "rb") as fh:
-                        total = sum(1 for _ in fh)
-                    bar.reset(total=total)
                     patient_key_seen = patient_column is None
                     for line, row in read_jsonl(input):
                         text = _cell(row, text_column, input, line)
