@@ -118,14 +118,16 @@ class ClinforgeNerSystem(ClinforgeSystem):
 
     name = "clinforge+ner"
 
-    def __init__(self, model: Path, gated: bool = True) -> None:
+    def __init__(self, model: Path, gated: bool = True, int8: bool = False) -> None:
         from clinforge.data.deid.ner import TransformersNerRecognizer
         from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
 
         self.model = model
-        ner = TransformersNerRecognizer(model, gate=gated)
+        ner = TransformersNerRecognizer(model, gate=gated, int8=int8)
         if not gated:
             self.name = "clinforge+ner(ungated)"
+        if int8:
+            self.name += "(int8)"
         print(f"{self.name}: {model}, gate {ner.gate.to_json()}")
         self.deid = Deidentifier(mode="mask", recognizers=[*DEFAULT_RECOGNIZERS, ner])
 
@@ -325,8 +327,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="also score the rules + this local model (clinforge data deid-train --part dev)")
     parser.add_argument("--ner-ungated", action="store_true",
                         help="with --ner-model: also the rules + every entity of the model at score >= 0.5 (no gate)")
+    parser.add_argument("--ner-int8", action="store_true",
+                        help="with --ner-model: also the rules + that model with int8 linear layers (faster, not exact)")
     args = parser.parse_args(argv)
     extra = [ClinforgeNerSystem(args.ner_model)] if args.ner_model else []
+    if args.ner_model and args.ner_int8:
+        extra.append(ClinforgeNerSystem(args.ner_model, int8=True))
     if args.ner_model and args.ner_ungated:
         extra.append(ClinforgeNerSystem(args.ner_model, gated=False))
     if args.only_real:

@@ -211,6 +211,10 @@ def test_deid_train_reads_brat_notes_with_their_patients(real_formats: dict[str,
     scored = _cli("data", "deid-eval", str(real_formats["i2b2"]), "--ner-model", str(out), "--json")
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert json.loads(scored.stdout)["ner_model"]["path"] == str(out)
+    assert json.loads(scored.stdout)["ner_model"]["int8"] is False
+    small = _cli("data", "deid-eval", str(real_formats["i2b2"]), "--ner-model", str(out), "--ner-int8", "--json")
+    assert small.returncode == 0, small.stderr[-2000:]
+    assert json.loads(small.stdout)["ner_model"]["int8"] is True
 
 
 def test_unscored_labels_count_neither_way() -> None:

@@ -247,7 +247,46 @@ def test_a_prepare_recipe_can_join_the_tagger_to_the_rules(trained: Path, tmp_pa
     card = json.loads((tmp_path / "run" / "data_card.json").read_text())
     step = card["steps"][0]["report"]
     assert step["ner_model"] == {"path": str(trained), "gate": NerGate(types=("NAME",), min_score={"NAME": 0.5})
-                                 .to_json()}, step
+                                 .to_json(), "int8": False}, step
     assert all("QUINN" not in r.text for recs in load_prepared(tmp_path / "run").values() for r in recs)
     inputs = json.loads((tmp_path / "run" / "run.json").read_text())["inputs"]
     assert any(str(trained) in str(k) for k in inputs), inputs  # the tagger's files are hashed in the run record
+
+
+def test_an_int8_tagger_finds_what_the_float_one_finds_on_every_user_path(trained: Path, tmp_path: Path) -> None:
+    """``int8=True`` (``--ner-int8``, the deid step's ``ner_int8``): every linear layer runs in int8, the entities
+    stay those of the float model on a text it learned, and each user path refuses it without a tagger."""
+    import torch
+
+    from clinforge.data.deid.ner import TransformersNerRecognizer
+    from clinforge.data.transforms.deid import DeidTransform
+
+    plain = TransformersNerRecognizer(trained, gate=False)
+    small = TransformersNerRecognizer(trained, gate=False, int8=True)
+    linear = [m for m in small.model.modules() if type(m).__name__ == "Linear"]
+    assert linear and all(type(m).__module__.startswith("torch.ao.nn.quantized") for m in linear)
+    assert not any(isinstance(m, torch.nn.Linear) and type(m) is torch.nn.Linear for m in small.model.modules())
+    float_entities = {(TEXT[s.start:s.end], s.entity_type): s.score for s in plain.entities_of(TEXT)}
+    int8_entities = {(TEXT[s.start:s.end], s.entity_type): s.score for s in small.entities_of(TEXT)}
+    assert ("QUINN", "NAME") in float_entities and set(int8_entities) == set(float_entities)
+    assert all(abs(int8_entities[k] - v) < 0.05 for k, v in float_entities.items())
+    with pytest.raises(ConfigError, match="int8 runs the tagger on the CPU"):
+        TransformersNerRecognizer(trained, int8=True, device="cuda")
+
+    note = tmp_path / "note.txt"
+    note.write_text(TEXT, encoding="utf-8")
+    env = {**os.environ, "CLINFORGE_NO_PROGRESS": "1"}
+    cli = [sys.executable, "-m", "clinforge", "data", "deid", str(note)]
+    refused = subprocess.run([*cli, "--ner-int8"], capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode == 2 and "--ner-int8 needs --ner-model" in refused.stderr, refused.stderr
+    used = subprocess.run([*cli, "--ner-model", str(trained), "--ner-int8"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert used.returncode == 0, used.stderr[-2000:]
+    assert "QUINN" not in used.stdout and "[NAME]" in used.stdout
+
+    step = DeidTransform(mode="mask", ner_model=str(trained), ner_int8=True)
+    assert step.deid.recognizers[-1].int8 and step.report()["ner_model"]["int8"] is True
+    with pytest.raises(ConfigError, match="needs ner_model"):
+        DeidTransform(mode="mask", ner_int8=True)
+    with pytest.raises(ConfigError, match="true or false"):
+        DeidTransform(mode="mask", ner_model=str(trained), ner_int8="yes")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clinforge.core.errors import DataError
+from clinforge.core.errors import ConfigError, DataError
 
 DEFINITIONS: dict[str, str] = {
     "recall": "gold PHI instances removed / scored gold instances (a phrase is removed when the masked output holds "
@@ -36,10 +36,10 @@ def _rate(rate: Any) -> dict:
     return {"value": round(rate.value, 4), "k": rate.k, "n": rate.n, "ci": [round(lo, 4), round(hi, 4)]}
 
 
-def evaluate_annotated(records: Sequence, *, ner_model: str | Path | None = None,
+def evaluate_annotated(records: Sequence, *, ner_model: str | Path | None = None, ner_int8: bool = False,
                        recognizers: Sequence[str] | None = None, progress: bool = True) -> dict:
     """Score ``Deidentifier(mode="mask")`` (default recognizers, plus the tagger folder ``ner_model`` with its saved
-    gate) on annotated ``records`` (``meta["phi"]`` gold spans); returns a JSON-ready dict (module docstring).
+    gate; ``ner_int8``: its linear layers in int8) on annotated ``records`` (``meta["phi"]`` gold spans); returns a JSON-ready dict (module docstring).
 
     Example:
         >>> from clinforge.data.records import Record
@@ -55,12 +55,14 @@ def evaluate_annotated(records: Sequence, *, ner_model: str | Path | None = None
     annotated = [r for r in records if r.meta.get("phi") is not None]
     if not annotated:
         raise DataError("no annotated note to score (every note lacks gold PHI annotations)", field="phi")
+    if ner_int8 and ner_model is None:
+        raise ConfigError("--ner-int8 needs --ner-model (the tagger it quantises)", key="--ner-int8")
     rules = list(recognizers or DEFAULT_RECOGNIZERS)
     gate = None
     if ner_model is not None:
         from clinforge.data.deid.ner import TransformersNerRecognizer
 
-        tagger = TransformersNerRecognizer(ner_model)
+        tagger = TransformersNerRecognizer(ner_model, int8=ner_int8)
         gate = tagger.gate.to_json() if tagger.gate is not None else None
         deid = Deidentifier(mode="mask", recognizers=[*rules, tagger])
     else:
@@ -79,7 +81,8 @@ def evaluate_annotated(records: Sequence, *, ner_model: str | Path | None = None
     return {
         "notes": len(annotated), "notes_without_annotations": len(records) - len(annotated),
         "patients": len({r.patient_id for r in annotated}),
-        "recognizers": rules, "ner_model": None if ner_model is None else {"path": str(ner_model), "gate": gate},
+        "recognizers": rules, "ner_model": None if ner_model is None else {"path": str(ner_model), "gate": gate,
+                                                                   "int8": ner_int8},
         "recall": {k.removeprefix("recall_"): _rate(v) for k, v in summary.items() if k.startswith("recall_")},
         "precision": {k.removeprefix("precision_"): _rate(v) for k, v in summary.items()
                       if k.startswith("precision_")},

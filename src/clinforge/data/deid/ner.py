@@ -68,6 +68,9 @@ class TransformersNerRecognizer(Recognizer):
         types: entity types kept; overrides the saved gate.
         plain_min_score: the least score of a name/place entity of ordinary words; overrides the saved gate.
         gate: ``True``: the saved gate (when the folder has one), ``False``: none, or a ``NerGate``.
+        int8: run the model's linear layers in int8 (``int8_linear_layers``: weights quantised once, activations
+            per batch; CPU only). About 3.7x faster on one core for the MiniLM tagger, and not exact: measured on
+            the PhysioNet dev notes in docs/deid.md ("A faster tagger").
     """
 
     name = "transformers_ner"
@@ -78,7 +81,7 @@ class TransformersNerRecognizer(Recognizer):
                  min_score: float | dict[str, float] | None = None, device: int | str = -1, batch_size: int = 8,
                  stride: int = 32, whole_words: bool = True, propagate: bool = True, *,
                  types: Sequence[str] | None = None, plain_min_score: float | None = None,
-                 gate: bool | NerGate = True, **options: Any):
+                 gate: bool | NerGate = True, int8: bool = False, **options: Any):
         super().__init__(**options)
         if model is None:
             raise ConfigError("the transformers_ner recognizer needs model=PATH (a local model folder)", key="model")
@@ -94,7 +97,13 @@ class TransformersNerRecognizer(Recognizer):
             raise ConfigError(f"{path} has no fast tokenizer (tokenizer.json): word offsets are needed", key="model")
         self.device = torch.device("cpu" if device in (-1, "cpu") else
                                    (f"cuda:{device}" if isinstance(device, int) else device))
+        if int8 and self.device.type != "cpu":
+            raise ConfigError(f"int8 runs the tagger on the CPU; device {device!r} was given (use one or the other)",
+                              key="int8")
         self.model = AutoModelForTokenClassification.from_pretrained(str(path)).to(self.device).eval()
+        self.int8 = int8
+        if int8:
+            self.model = int8_linear_layers(self.model)
         self.max_length = min(int(self.tokenizer.model_max_length or 512), 512,
                               int(getattr(self.model.config, "max_position_embeddings", 512)))
         self.label_map = {k.upper(): v for k, v in (label_map or DEFAULT_LABEL_MAP).items()}
@@ -212,6 +221,34 @@ class TransformersNerRecognizer(Recognizer):
                 out.append(self.span(m.start(), m.end(), src.entity_type, src.score,
                                      "same word as an NER entity elsewhere in the text"))
         return out
+
+
+def int8_linear_layers(model: Any) -> Any:
+    """``model`` with every ``torch.nn.Linear`` replaced by a dynamically quantised int8 one (weights quantised
+    once, each batch's activations on the fly; CPU), through ``torch.ao.quantization.quantize_dynamic``.
+
+    Why this API: it needs no calibration data and no compiler, and on CPU its int8 matrix products (fbgemm /
+    oneDNN) run eager; torchao's replacement is built around ``torch.compile``. torch marks the eager API
+    deprecated; a torch without it gets a ConfigError that says so rather than an AttributeError.
+
+    Example:
+        >>> import torch
+        >>> m = int8_linear_layers(torch.nn.Sequential(torch.nn.Linear(8, 4)))
+        >>> type(m[0]).__name__, tuple(m(torch.ones(1, 8)).shape)
+        ('Linear', (1, 4))
+    """
+    import warnings
+
+    import torch
+
+    quantization = getattr(getattr(torch, "ao", None), "quantization", None)
+    if quantization is None or not hasattr(quantization, "quantize_dynamic"):
+        raise ConfigError(f"int8: torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic; run the "
+                          "tagger without int8", key="int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"(?s).*quantiz", category=UserWarning)
+        return quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _strip_bio(label: str) -> str:

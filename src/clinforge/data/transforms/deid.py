@@ -47,7 +47,8 @@ class DeidTransform(Transform):
     Options: ``mode`` (mask | redact | surrogate, default mask), ``seed`` (0), ``meta`` (deid | keep | drop,
     default deid), ``patient_ids`` (pseudonymize | keep, default pseudonymize), ``ner_model`` (a local PHI tagger
     folder, e.g. from ``clinforge data deid-train``, joined to the rules with the gate saved in it, as
-    ``clinforge data deid --ner-model`` does), and any ``Deidentifier`` keyword (``entities``, ``min_score``,
+    ``clinforge data deid --ner-model`` does), ``ner_int8`` (true: that tagger with int8 linear layers, faster and
+    not exact, as ``--ner-int8``), and any ``Deidentifier`` keyword (``entities``, ``min_score``,
     ``allow``, ``redact_with``).
 
     ``patient_ids: pseudonymize`` replaces ``record.patient_id`` (often an MRN, itself an identifier) with
@@ -82,16 +83,22 @@ class DeidTransform(Transform):
         self._id_key = env_key.encode("utf-8") if env_key else secrets.token_bytes(32)
         self._id_key_source = "$CLINFORGE_DEID_KEY" if env_key else "random per-run key (not stored)"
         self.ner_model = opts.pop("ner_model", None)
+        self.ner_int8 = opts.pop("ner_int8", False)
+        if not isinstance(self.ner_int8, bool):
+            raise ConfigError(f"deid option ner_int8 must be true or false, not {self.ner_int8!r}", key="ner_int8")
+        if self.ner_int8 and self.ner_model is None:
+            raise ConfigError("deid option ner_int8 needs ner_model (the tagger it quantises)", key="ner_int8")
         from clinforge.data.deid.deidentifier import check_recognizer_options
 
         check_recognizer_options(opts.get("recognizers") or DEFAULT_RECOGNIZERS, {
             k: v for k, v in opts.items() if k not in ("mode", "seed", "recognizers", "entities", "min_score", "allow",
                                                         "redact_with", "mask_format")},
-            also_valid=("meta", "patient_ids", "ner_model"))
+            also_valid=("meta", "patient_ids", "ner_model", "ner_int8"))
         if self.ner_model is not None:  # the rules plus the tagger, the union removed (docs/deid.md)
             from clinforge.data.deid.ner import TransformersNerRecognizer
 
-            opts["recognizers"] = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=str(self.ner_model))]
+            opts["recognizers"] = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=str(self.ner_model),
+                                                                                       int8=self.ner_int8)]
         self.deid = Deidentifier(mode=opts.pop("mode", "mask"), seed=int(opts.pop("seed", 0)), **opts)
         self.phi: Counter[str] = Counter()
         self.fields_changed = 0
@@ -210,5 +217,6 @@ class DeidTransform(Transform):
                "patient_ids": (f"pseudonymized: HMAC-SHA256 with {self._id_key_source}"
                                if self.patient_ids == "pseudonymize" else "kept as in the source")}
         if self.ner_model is not None:  # which tagger, and which of its entities joined the rules
-            out["ner_model"] = {"path": str(self.ner_model), "gate": self.deid.recognizers[-1].gate.to_json()}
+            out["ner_model"] = {"path": str(self.ner_model), "gate": self.deid.recognizers[-1].gate.to_json(),
+                                "int8": self.ner_int8}
         return out
