@@ -195,6 +195,7 @@ carevue careview brady tachy aline pts thermodilution derm camode transplant
 am pm noc eve days nights shift today tonight yesterday tomorrow wkend weekend
 tmax t-max maes doppler hugger bair passy muir amber aloe vesta lue rue lle rle
 pager pgr beeper bpr paged paging
+oncoming offgoing on-coming off-going preceptor orientee
 """)
 # Shorthand words that are also surnames: kept out of the allow-list (a credential or title before them still
 # makes them a name: "Walter Foley CRT").

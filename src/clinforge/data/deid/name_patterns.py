@@ -154,7 +154,10 @@ POSSESSIVE_HEADS = STRICT_HEADS + r"|signs|tests|point|points|body|law|method|po
 EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
                            r"(?i:" + POSSESSIVE_HEADS + r"))\b")
 # Words for a relative or proxy (a regex alternation): a name cue after them, a phone cue before a number.
-RELATIVE_CUE = (r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|brother|bro|sister|sis|mother|mom|"
+# (the in-law forms first: a regex takes the first alternative that matches, and "son" would leave "-in-law
+# deshawn" behind as if "-in-law" were the name)
+RELATIVE_CUE = (r"(?:sister|brother|son|daughter|mother|father)-in-law|"
+                r"son|sons|daughter|daughters|dtr|dau|wife|husband|hus|spouse|brother|bro|sister|sis|mother|mom|"
                 r"father|dad|niece|nephew|grand ?son|grand ?daughter|grand ?child|aunt|uncle|cousin|friend|fiance|"
-                r"fiancee|boyfriend|girlfriend|partner|proxy|hcp|neighbor|neighbour|(?:sister|brother|son|daughter|"
-                r"mother|father)-in-law|step ?daughter|step ?son|grandmother|grandfather")
+                r"fiancee|boyfriend|girlfriend|partner|proxy|hcp|neighbor|neighbour|"
+                r"step ?daughter|step ?son|grandmother|grandfather")

@@ -31,11 +31,13 @@ from __future__ import annotations
 import re
 
 from clinforge.data.deid.lexicons import (
+    CENSUS_COMMON_RANK,
     CLINICAL_CAPITALISED,
     CLINICAL_TERMS,
     FUNCTION_WORDS,
     NOTE_TERMS,
     allow_words,
+    census_names,
     census_tail,
     common_words,
     english_rank,
@@ -74,7 +76,8 @@ ginger pearl hazel olive violet earnest kay jan mack noel roman rex israel georg
 marshall santos dixie stella
 """)
 _TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|social worker|"
-              r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain")
+              r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain|pcp|guardian|"
+              r"interpreter")
 _RELATIVE_CUE = RELATIVE_CUE
 _TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
 # A name of some locale that is also in the English word list but past its 10,000 most frequent words ("tyrone",
@@ -87,6 +90,12 @@ _CONFIRMED_NAME_RANK = 3_000
 _PERSON_DID = frozenset({"called", "calls", "phoned", "visited", "visiting", "updated", "aware", "here", "present",
                          "states", "stated", "said", "says", "spoke", "came", "arrived", "left", "wants", "wishes",
                          "requests", "requested", "agrees", "agreed", "declined"})
+# ...or where it says the person is there: "SISTER SUE AT BEDSIDE", "son bob in to visit", "wife al on the phone"
+_PRESENT_AFTER = re.compile(r"[ \t]+(?:at[ \t]+(?:the[ \t]+)?(?:bedside|bs)|in[ \t]+to[ \t]+(?:visit|see)|"
+                            r"on[ \t]+(?:the[ \t]+)?phone|(?:is|was)[ \t]+here)\b")
+# Short first names ("al", "sue", "ted"): us_names keeps names of 4+ letters; after a relative and before what a
+# person did they are names too. Census rank <= 1,000 of either gender.
+_SHORT_FIRST_RANK = 1000
 _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
@@ -130,6 +139,13 @@ _CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp
 _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
 _PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|d/w|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
                        + r")\b")
+# A person is the object of these verbs ("spoke with kowalczyk", "d/w przybylski", "paged okonkwo"): the cue is strong
+# enough for any census name that is no word (``census_tail``), where a bare "with" / "by" / "per" needs a common one.
+_SPOKE_WITH = re.compile(r"(?<![a-z])(?:(?:spoke|spoken|talked|discussed)[ \t]+(?:with|to)|d/w|paged|notified|"
+                         r"informed|(?:called|seen|evaluated|examined)[ \t]+by|signed[ \t]+out[ \t]+to|"
+                         r"handed[ \t]+off[ \t]+to|report[ \t]+(?:given[ \t]+)?to)[ \t]+(?P<a>" + _TOKEN + r")\b")
+_SPOKE_WORDS = frozenset(["spoke", "spoken", "talked", "discussed", "d", "paged", "notified", "informed", "called",
+                          "seen", "evaluated", "examined", "signed", "handed", "report"])
 # "(son)", "(brother/hcp)", "(dtr, hcp)": a relation in brackets after the name
 _RELATIVE_IN_PARENS = re.compile(r"\((?:" + _RELATIVE_CUE + r")(?:[ \t]*[/,][ \t]*(?:" + _RELATIVE_CUE + r"))?\)")
 _TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]+)?(?P<t2>" + _TOKEN + r")[ \t]*$")
@@ -209,12 +225,23 @@ class NoteRecognizer(Recognizer):
         english = english_words() | medical_words()  # "coronary", "pediatrician": words, not rare names
         self._stop = (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | WORD_NAMES
                       | _STOP_BEFORE_FACILITY)
-        # An ordinary word: in the English list and no US name (frequent names are in the English list too).
-        self._english = english - self._first - self._last
-        first_all, last_all = person_names()
-        self._names_all = (first_all | last_all | self._first | self._last | census_tail()) - self._stop
-        self._plain = english - self._names_all  # a word that is no name in any of faker's locales
         self._rank = english_rank()
+        # Common census names that the English list holds only in its rare end (BERT's vocabulary has many surnames:
+        # "kowalski" is its 20,889th word): names where a cue says one follows ("NP KOWALSKI AWARE").
+        census = census_names()
+        self._rare_word_names = frozenset(
+            n for key in ("last", "male", "female") for n, rank in census[key].items()
+            if rank <= CENSUS_COMMON_RANK[key] and len(n) >= 4 and n.isalpha()
+            and self._rank.get(n, 0) >= _RARE_WORD_RANK and n not in medical_words()) - self._stop - allow_words()
+        # An ordinary word: in the English list and no US name (frequent names are in the English list too).
+        self._english = english - self._first - self._last - self._rare_word_names
+        first_all, last_all = person_names()
+        self._names_all = (first_all | last_all | self._first | self._last | census_tail()
+                           | self._rare_word_names) - self._stop
+        self._short_first = frozenset(n for key in ("male", "female") for n, rank in census_names()[key].items()
+                                      if 2 <= len(n) <= 3 and rank <= _SHORT_FIRST_RANK) - self._stop - FUNCTION_WORDS
+        self._plain = english - self._names_all  # a word that is no name in any of faker's locales
+        self._tail = census_tail() - self._stop - english - allow_words()
         self._english_all = english
         self._common = common_words()
         self._allow = allow_words()
@@ -249,7 +276,8 @@ class NoteRecognizer(Recognizer):
         """A US first/last name (``generous``: a name of any faker locale), or a word in no list (a rare surname)."""
         if token in self._stop or len(token) < 2:
             return False
-        if token in self._first or token in self._last or (generous and token in self._names_all):
+        if token in self._first or token in self._last or (generous and token in self._names_all) \
+                or token in self._rare_word_names:
             return True
         return (len(token) >= 4 and not self._is_word(token) and token.replace("-", "").isalpha()
                 and not MEDICAL_SHAPE.search(token))
@@ -261,12 +289,15 @@ class NoteRecognizer(Recognizer):
             return False
         if self._appositive(text, lower, m, sep, mixed) or self._name_like(t1):  # "Son, Ed,"; "dtr marisol"
             return True
+        did = t2 in _PERSON_DID or _PRESENT_AFTER.match(lower, m.end("t1")) is not None
         if t2 in _PERSON_DID and (t1 in self._names_all or t1 in self._first) and t1 not in self._stop \
                 and t1 not in FUNCTION_WORDS and self._rank.get(t1, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK:
             return True  # "DAUGHTER TESSA CALLED"
-        if t2 in _PERSON_DID and t1 in self._first and t1 not in FUNCTION_WORDS:
+        if did and t1 in self._first and t1 not in FUNCTION_WORDS:  # a US name, not any locale's ("wife sad at")
             return True  # "dtr faith called", "SISTER JOY VISITED": a US first name that is a word, between a
             # relative and what a person did, is a name even on the stop list
+        if did and t1 in self._short_first:
+            return True  # "husband al called", "SISTER SUE AT BEDSIDE"
         if t1 in self._first and t1 not in FUNCTION_WORDS and "." not in sep and (
                 "(" in sep and lower.startswith(")", m.end("t1"))
                 or mixed and text[m.start("t1")].isupper() and text[m.start("t1") + 1:m.end("t1")].islower()):
@@ -417,6 +448,12 @@ class NoteRecognizer(Recognizer):
                                                 or (token in self._last and token not in self._english_all)) \
                         and not EPONYM_AFTER.match(text[m.end("a"):m.end("a") + 60]):  # "with Whipple disease"
                     add(self.span(m.start("a"), m.end("a"), "NAME", 0.6, "name after 'per' / 'with'"))
+        for m in matches_at(_SPOKE_WITH, lower, words & _SPOKE_WORDS):
+            token = m.group("a")
+            if (token in self._tail or token in self._rare_word_names) and not self._is_word(token) \
+                    and not MEDICAL_SHAPE.search(token) \
+                    and not EPONYM_AFTER.match(text[m.end("a"):m.end("a") + 60]):
+                add(self.span(m.start("a"), m.end("a"), "NAME", 0.6, "census name after 'spoke with' / 'paged'"))
         for aware, _ in find_words(lower, words & _AWARE_WORDS):
             before = _TOKEN_BEFORE.search(lower, max(0, aware - 40), aware)
             if before is None:
