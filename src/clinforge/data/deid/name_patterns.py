@@ -161,3 +161,40 @@ RELATIVE_CUE = (r"(?:sister|brother|son|daughter|mother|father)-in-law|"
                 r"father|dad|niece|nephew|grand ?son|grand ?daughter|grand ?child|aunt|uncle|cousin|friend|fiance|"
                 r"fiancee|boyfriend|girlfriend|partner|proxy|hcp|neighbor|neighbour|"
                 r"step ?daughter|step ?son|grandmother|grandfather")
+
+# Words that look like first names but are ordinary words in notes (and the months): never a name alone.
+WORD_NAMES = word_set("""
+will may mark bill pat grace hope joy faith rose june april august art bob don jack jean sue guy rich ray ted
+dean drew chase hunter ivy lily iris ruby amber crystal dawn eve frank gene sky summer autumn angel carol chip
+chuck cliff dale dick earl glen hal herb jay kit lance lou max miles nick norm rob rod sal sterling ward wade
+bud buck christian major royal king prince precious mercy sunny misty brandy candy cherry tag lane mae ada al
+ed em ali lea ina ira abe doc ken lee rocky young page golden love win major penny star tom neil bay clay
+terry kelly shirley carter cole mason tyler parker porter baker cook price rich long short small hall wall
+ginger pearl hazel olive violet earnest kay jan mack noel roman rex israel georgia geneva dallas flora
+marshall santos dixie stella
+""")
+# After a relative and a name, what a person did ("DAUGHTER TESSA CALLED")
+PERSON_DID = frozenset({"called", "calls", "phoned", "visited", "visiting", "updated", "aware", "here", "present",
+                         "states", "stated", "said", "says", "spoke", "came", "arrived", "left", "wants", "wishes",
+                         "requests", "requested", "agrees", "agreed", "declined"})
+# ...or where it says the person is there: "SISTER SUE AT BEDSIDE", "son bob in to visit", "wife al on the phone"
+PRESENT_AFTER = re.compile(r"[ \t]+(?:at[ \t]+(?:the[ \t]+)?(?:bedside|bs)|in[ \t]+to[ \t]+(?:visit|see)|"
+                           r"on[ \t]+(?:the[ \t]+)?phone|(?:is|was)[ \t]+here)\b")
+# Words that follow "dr" in notes without being a name ("dr aware", "dr here", "dr's order").
+AFTER_TITLE = word_set("""
+aware notified paged called here there in made updated informed present team office rounds note notes order orders
+to at on of and or re see said says was is will would also who with for from by into about re: please
+""")
+# One word of a note read in lower case ("o'brien", "smith-jones")
+NOTE_TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
+# A name after "per" / "with" / "called" ... ("per kowalski"); PER_WORDS, their words, gate the regex
+PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|d/w|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + NOTE_TOKEN
+                      + r")\b")
+PER_WORDS = frozenset(["per", "with", "w", "d", "by", "called", "paged", "notified", "spoke"])  # "d/w": discussed with
+# A person is the object of these verbs ("spoke with kowalczyk", "d/w przybylski", "paged okonkwo"): the cue is strong
+# enough for any census name that is no word (``census_tail``), where a bare "with" / "by" / "per" needs a common one.
+SPOKE_WITH = re.compile(r"(?<![a-z])(?:(?:spoke|spoken|talked|discussed)[ \t]+(?:with|to)|d/w|paged|notified|"
+                        r"informed|(?:called|seen|evaluated|examined)[ \t]+by|signed[ \t]+out[ \t]+to|"
+                        r"handed[ \t]+off[ \t]+to|report[ \t]+(?:given[ \t]+)?to)[ \t]+(?P<a>" + NOTE_TOKEN + r")\b")
+SPOKE_WORDS = frozenset(["spoke", "spoken", "talked", "discussed", "d", "paged", "notified", "informed", "called",
+                         "seen", "evaluated", "examined", "signed", "handed", "report"])

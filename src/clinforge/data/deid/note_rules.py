@@ -50,7 +50,21 @@ from clinforge.data.deid.lexicons import (
     word_start_regex,
 )
 from clinforge.data.deid.medical_words import medical_words
-from clinforge.data.deid.name_patterns import EPONYM_AFTER, MEDICAL_SHAPE, MR_STUDIES, RELATIVE_CUE
+from clinforge.data.deid.name_patterns import (
+    AFTER_TITLE,
+    EPONYM_AFTER,
+    MEDICAL_SHAPE,
+    MR_STUDIES,
+    NOTE_TOKEN,
+    PER_NAME,
+    PER_WORDS,
+    PERSON_DID,
+    PRESENT_AFTER,
+    RELATIVE_CUE,
+    SPOKE_WITH,
+    SPOKE_WORDS,
+    WORD_NAMES,
+)
 from clinforge.data.deid.note_dates import find_note_dates
 from clinforge.data.deid.note_phones import find_note_phones
 from clinforge.data.deid.note_text_search import (
@@ -64,22 +78,11 @@ from clinforge.data.deid.note_text_search import (
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
-# Words that look like first names but are ordinary words in notes (and the months): never a name alone.
-WORD_NAMES = word_set("""
-will may mark bill pat grace hope joy faith rose june april august art bob don jack jean sue guy rich ray ted
-dean drew chase hunter ivy lily iris ruby amber crystal dawn eve frank gene sky summer autumn angel carol chip
-chuck cliff dale dick earl glen hal herb jay kit lance lou max miles nick norm rob rod sal sterling ward wade
-bud buck christian major royal king prince precious mercy sunny misty brandy candy cherry tag lane mae ada al
-ed em ali lea ina ira abe doc ken lee rocky young page golden love win major penny star tom neil bay clay
-terry kelly shirley carter cole mason tyler parker porter baker cook price rich long short small hall wall
-ginger pearl hazel olive violet earnest kay jan mack noel roman rex israel georgia geneva dallas flora
-marshall santos dixie stella
-""")
 _TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|social worker|"
               r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain|pcp|guardian|"
               r"interpreter")
 _RELATIVE_CUE = RELATIVE_CUE
-_TOKEN = r"[a-z][a-z'’]*(?:-[a-z]+)?"
+_TOKEN = NOTE_TOKEN
 # A name of some locale that is also in the English word list but past its 10,000 most frequent words ("tyrone",
 # "dmitri"; not "tom", "sue", "will") is taken as a name right after a relative ("son dmitri visited")
 _RARE_WORD_RANK = 10_000
@@ -87,12 +90,6 @@ _RARE_WORD_RANK = 10_000
 # the next word says what a person did ("DAUGHTER TESSA CALLED": "tessa" is the 9,340th word); "wife sad at bedside" and
 # "son will call" stay words (an adjective, and a word in the frequent end of the list)
 _CONFIRMED_NAME_RANK = 3_000
-_PERSON_DID = frozenset({"called", "calls", "phoned", "visited", "visiting", "updated", "aware", "here", "present",
-                         "states", "stated", "said", "says", "spoke", "came", "arrived", "left", "wants", "wishes",
-                         "requests", "requested", "agrees", "agreed", "declined"})
-# ...or where it says the person is there: "SISTER SUE AT BEDSIDE", "son bob in to visit", "wife al on the phone"
-_PRESENT_AFTER = re.compile(r"[ \t]+(?:at[ \t]+(?:the[ \t]+)?(?:bedside|bs)|in[ \t]+to[ \t]+(?:visit|see)|"
-                            r"on[ \t]+(?:the[ \t]+)?phone|(?:is|was)[ \t]+here)\b")
 # Short first names ("al", "sue", "ted"): us_names keeps names of 4+ letters; after a relative and before what a
 # person did they are names too. Census rank <= 1,000 of either gender.
 _SHORT_FIRST_RANK = 1000
@@ -116,15 +113,9 @@ _NP_NOT_CREDENTIAL = re.compile(r"[ \t]*(?:\d|cough|coughing|sputum|secretions|a
 _SPECIALTY = re.compile(r"[a-z]*(?:ology|ologic|iatry|iatric|iatrics|pedic|pedics|surgical|surgery|medicine)|pain|neuro|"
                         r"ortho|cardiac|renal|transplant|dialysis|wound|diabetes|heart|eye|cancer|infusion|"
                         r"anticoagulation|coumadin|methadone|urgent|walk-in|fertility|sleep|memory|headache")
-_PER_WORDS = frozenset(["per", "with", "w", "d", "by", "called", "paged", "notified", "spoke"])  # "d/w": discussed with
 _AWARE_WORDS = frozenset(["aware", "notified", "paged", "see", "family"])
 _CREDENTIALS = frozenset(["rn", "rrt", "crt", "rpt", "lpn", "msw", "licsw", "lcsw", "np", "slp", "otr", "cna", "bsn", "ccrn",
                           "md"])
-# Words that follow "dr" in notes without being a name ("dr aware", "dr here", "dr's order").
-_AFTER_TITLE = word_set("""
-aware notified paged called here there in made updated informed present team office rounds note notes order orders
-to at on of and or re see said says was is will would also who with for from by into about re: please
-""")
 _NAME_PARTICLES = frozenset({"van", "von", "de", "del", "della", "der", "den", "da", "di", "du", "le", "la", "bin",
                              "ben", "al", "el", "st", "mac", "mc"})
 _LIST_NEXT = re.compile(r"(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+(?:and|&)[ \t]+)(?P<n>[a-z][a-z'’-]+)(?![a-z])")
@@ -137,15 +128,6 @@ _CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|
 _TITLE_WORDS = frozenset(re.sub(r"\\?[ ]", " ", _TITLE_CUE).split("|"))
 _CREDENTIAL = re.compile(r"(?<![a-z])(?:rn|rrt|crt|rpt|lpn|msw|licsw|lcsw|np|slp|otr|cna|bsn|ccrn|md)(?![a-z])")
 _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]+){0,2}" + _TOKEN + r")[ \t]*,?[ \t]*$")
-_PER_NAME = re.compile(r"(?<![a-z])(?:per|with|w/|d/w|by|called|paged|notified|spoke to|spoke with)[ \t]+(?P<a>" + _TOKEN
-                       + r")\b")
-# A person is the object of these verbs ("spoke with kowalczyk", "d/w przybylski", "paged okonkwo"): the cue is strong
-# enough for any census name that is no word (``census_tail``), where a bare "with" / "by" / "per" needs a common one.
-_SPOKE_WITH = re.compile(r"(?<![a-z])(?:(?:spoke|spoken|talked|discussed)[ \t]+(?:with|to)|d/w|paged|notified|"
-                         r"informed|(?:called|seen|evaluated|examined)[ \t]+by|signed[ \t]+out[ \t]+to|"
-                         r"handed[ \t]+off[ \t]+to|report[ \t]+(?:given[ \t]+)?to)[ \t]+(?P<a>" + _TOKEN + r")\b")
-_SPOKE_WORDS = frozenset(["spoke", "spoken", "talked", "discussed", "d", "paged", "notified", "informed", "called",
-                          "seen", "evaluated", "examined", "signed", "handed", "report"])
 # "(son)", "(brother/hcp)", "(dtr, hcp)": a relation in brackets after the name
 _RELATIVE_IN_PARENS = re.compile(r"\((?:" + _RELATIVE_CUE + r")(?:[ \t]*[/,][ \t]*(?:" + _RELATIVE_CUE + r"))?\)")
 _TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]+)?(?P<t2>" + _TOKEN + r")[ \t]*$")
@@ -289,8 +271,8 @@ class NoteRecognizer(Recognizer):
             return False
         if self._appositive(text, lower, m, sep, mixed) or self._name_like(t1):  # "Son, Ed,"; "dtr marisol"
             return True
-        did = t2 in _PERSON_DID or _PRESENT_AFTER.match(lower, m.end("t1")) is not None
-        if t2 in _PERSON_DID and (t1 in self._names_all or t1 in self._first) and t1 not in self._stop \
+        did = t2 in PERSON_DID or PRESENT_AFTER.match(lower, m.end("t1")) is not None
+        if t2 in PERSON_DID and (t1 in self._names_all or t1 in self._first) and t1 not in self._stop \
                 and t1 not in FUNCTION_WORDS and self._rank.get(t1, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK:
             return True  # "DAUGHTER TESSA CALLED"
         if did and t1 in self._first and t1 not in FUNCTION_WORDS:  # a US name, not any locale's ("wife sad at")
@@ -369,7 +351,7 @@ class NoteRecognizer(Recognizer):
                 if len(t1) == 1 and m.group("t2") and self._name_like(m.group("t2"), generous=True):
                     census = True  # "dr. o rourke", "dr d angelo": the surname's O' / D' written apart; "dr. v.
                     # patel": an initial and the surname
-                ok = ((len(t1) >= 2 or census) and t1 not in _AFTER_TITLE and t1 not in FUNCTION_WORDS
+                ok = ((len(t1) >= 2 or census) and t1 not in AFTER_TITLE and t1 not in FUNCTION_WORDS
                       and (census or (t1 not in NOTE_TERMS and t1 not in CLINICAL_TERMS
                                       and not t1.endswith(("ed", "ing")))))
             elif titled:  # a role ("np", "ms", "caseworker"): a name of some locale ("ms sedated" is no name)
@@ -442,13 +424,13 @@ class NoteRecognizer(Recognizer):
             start = before.start("t1") if t1 and (t1 in self._names_all or self._name_like(t1)) else before.start("t2")
             add(self.span(start, before.end("t2"), "NAME", 0.7, "name before a relation in brackets"))
         if not (words.isdisjoint(self._first) and words.isdisjoint(self._last)):
-            for m in matches_at(_PER_NAME, lower, words & _PER_WORDS):
+            for m in matches_at(PER_NAME, lower, words & PER_WORDS):
                 token = m.group("a")
                 if token not in self._stop and ((token in self._first and token not in WORD_NAMES)
                                                 or (token in self._last and token not in self._english_all)) \
                         and not EPONYM_AFTER.match(text[m.end("a"):m.end("a") + 60]):  # "with Whipple disease"
                     add(self.span(m.start("a"), m.end("a"), "NAME", 0.6, "name after 'per' / 'with'"))
-        for m in matches_at(_SPOKE_WITH, lower, words & _SPOKE_WORDS):
+        for m in matches_at(SPOKE_WITH, lower, words & SPOKE_WORDS):
             token = m.group("a")
             if (token in self._tail or token in self._rare_word_names) and not self._is_word(token) \
                     and not MEDICAL_SHAPE.search(token) \
