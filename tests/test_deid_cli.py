@@ -137,7 +137,7 @@ def test_cli_jsonl_and_csv_columns(tmp_path: Path) -> None:
                               "--mode", "surrogate", "--out", str(out)])
     assert res.exit_code == 0, res.output
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert rows[0]["id"] == 1 and rows[0]["pid"] == "p1" and rows[1]["note"] == ""
+    assert rows[0]["id"] == 1 and rows[0]["pid"].startswith("pt-") and rows[1]["note"] == ""
     assert not any(p in rows[0]["note"] for p in PHI) and "Graves disease" in rows[0]["note"]
     res = runner.invoke(app, ["data", "deid", str(src), "--text-column", "body"])
     assert res.exit_code != 0 and "line 1, field body" in str(res.exception)
@@ -192,9 +192,53 @@ def test_cli_reads_excel_csv_with_a_byte_order_mark_and_keeps_it(tmp_path: Path)
     raw = out.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbfmrn,note\n")  # written back as it came, for Excel
     rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
-    assert [r["mrn"] for r in rows] == ["1", "2"] and not any(p in r["note"] for r in rows for p in PHI)
+    assert all(r["mrn"].startswith("pt-") for r in rows) and not any(p in r["note"] for r in rows for p in PHI)
+    assert rows[0]["mrn"] != rows[1]["mrn"]
     # per-patient surrogates: the same note of two patients gets two different replacements
     assert rows[0]["note"] != rows[1]["note"]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_cli_pseudonymizes_the_patient_column_and_names_the_columns_it_kept(tmp_path: Path, suffix: str) -> None:
+    """The patient column (an MRN is an identifier) leaves as keyed pseudonyms unless --patient-ids keep; with one
+    $CLINFORGE_DEID_KEY two runs give the same pseudonyms; the other columns are named on stderr (not their
+    values) since only the text column is de-identified."""
+    rows = [{"mrn": "4456781", "note": NOTE.strip(), "visit": "2021-03-04"},
+            {"mrn": "4456781", "note": "BP 118/76.", "visit": "2021-03-05"},
+            {"mrn": "9920013", "note": NOTE.strip(), "visit": "2021-03-06"}]
+    src = tmp_path / f"notes.{suffix}"
+    if suffix == "csv":
+        with open(src, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["mrn", "note", "visit"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def run(out: str, *extra: str, key: str | None = None) -> list[dict]:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        env.pop("CLINFORGE_DEID_KEY", None)
+        if key:
+            env["CLINFORGE_DEID_KEY"] = key
+        done = subprocess.run([sys.executable, "-m", "clinforge", "--no-progress", "data", "deid", str(src),
+                               "--text-column", "note", "--patient-column", "mrn", "-o", str(tmp_path / out), *extra],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        said = " ".join(done.stderr.split())
+        assert "column(s) 'visit'" in said and "2021-03-04" not in said and "4456781" not in said
+        text = (tmp_path / out).read_text(encoding="utf-8")
+        return list(csv.DictReader(text.splitlines())) if suffix == "csv" else [json.loads(x) for x in text.splitlines()]
+
+    first, second = run(f"a.{suffix}", key="site-key"), run(f"b.{suffix}", key="site-key")
+    ids = [r["mrn"] for r in first]
+    assert all(i.startswith("pt-") for i in ids) and ids[0] == ids[1] != ids[2]
+    assert [r["mrn"] for r in second] == ids  # one key: the same pseudonyms, linkable across runs
+    assert [r["mrn"] for r in run(f"c.{suffix}")] != ids  # a random per-run key: unlinkable
+    assert [r["visit"] for r in first] == [r["visit"] for r in rows]  # kept, and said so
+    kept = run(f"d.{suffix}", "--patient-ids", "keep")
+    assert [r["mrn"] for r in kept] == ["4456781", "4456781", "9920013"]
+    bad = _deid(str(src), "--text-column", "note", "--patient-ids", "hash", "-o", str(tmp_path / f"e.{suffix}"))
+    assert bad.returncode == 2 and "must be one of pseudonymize, keep" in " ".join(bad.stderr.split())
 
 
 def test_cli_names_a_patient_column_that_is_not_there(tmp_path: Path) -> None:

@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", "--text-column", help="Column/key holding the text (JSONL/CSV)."),
         patient_column: str | None = typer.Option(None, "--patient-column",
                                                   help="Column/key with a patient id (surrogate consistency)."),
+        patient_ids: str = typer.Option("pseudonymize", "--patient-ids", help="What the --patient-column becomes "
+                                        "in the output: pseudonymize (keyed HMAC pseudonyms, key from "
+                                        "$CLINFORGE_DEID_KEY or random per run) or keep."),
         seed: int = typer.Option(0, "--seed", help="Seed of surrogates and per-patient date offsets."),
         ner_model: Path | None = typer.Option(None, "--ner-model", help="Local token-classification model folder "
                                               "(e.g. from `clinforge data deid-train`) added to the rules; the "
@@ -46,8 +49,13 @@ def register(app: typer.Typer) -> None:
 
         s = deidentify_file(input, out, mode=mode, json_out=json_out, text_column=text_column,
                             patient_column=patient_column, seed=seed, overwrite=overwrite,
-                            ner_model=ner_model, ner_int8=ner_int8)
+                            ner_model=ner_model, ner_int8=ner_int8, patient_ids=patient_ids)
         found = ", ".join(f"{k} {v}" for k, v in sorted(s["phi"].items())) or "none"
         Console(stderr=True).print(f"de-identified {s['items']} text(s), {s['bytes'] / 1e6:.2f} MB in {s['cpu_s']:.1f} s "
                                    f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else ""),
                                    highlight=False)
+        if s["patient_ids"]:
+            Console(stderr=True).print(f"patient column {patient_column!r}: {s['patient_ids']}", highlight=False)
+        if s["kept_columns"]:  # column names only: only the text column was de-identified
+            Console(stderr=True).print("written as they came (not de-identified): column(s) "
+                                       + ", ".join(repr(c) for c in s["kept_columns"]), highlight=False)

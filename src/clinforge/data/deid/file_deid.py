@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
+from clinforge.data.deid.patient_ids import PATIENT_ID_MODES, PatientPseudonymizer
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -114,9 +115,14 @@ def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]], bool]:
 def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask", json_out: bool = False,
                     text_column: str = "text", patient_column: str | None = None, seed: int = 0,
                     overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None,
-                    ner_model: Path | None = None, ner_int8: bool = False) -> dict[str, Any]:
+                    ner_model: Path | None = None, ner_int8: bool = False,
+                    patient_ids: str = "pseudonymize") -> dict[str, Any]:
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
-    ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``.
+    ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``,
+    ``patient_ids`` (what became of the patient column) and ``kept_columns`` (the JSONL/CSV columns written as they
+    came: only ``text_column`` is de-identified, and the user should know what else leaves the building).
+    ``patient_ids``: ``pseudonymize`` (default) writes the ``patient_column`` as keyed pseudonyms
+    (``patient_ids.PatientPseudonymizer``: an MRN is an identifier), ``keep`` writes it unchanged.
     ``ner_model``: a local token-classification model folder (e.g. from ``clinforge data deid-train``) whose spans
     are added to the rules' (their union is removed); the gate saved with it (``deid_training.json``) applies;
     ``ner_int8`` runs it with int8 linear layers (``ner.int8_linear_layers``: faster, not exact).
@@ -138,6 +144,16 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         raise ConfigError("--out must differ from the input", key="--out")
     if kind == "folder" and out is None:
         raise ConfigError("a folder input needs --out FOLDER", key="--out")
+    if patient_ids not in PATIENT_ID_MODES:
+        raise ConfigError(f"must be one of {', '.join(PATIENT_ID_MODES)}, not {patient_ids!r}",
+                          key="--patient-ids")
+    ids = PatientPseudonymizer()
+    kept_columns: dict[str, None] = {}  # in order of appearance
+
+    def hide_patient(row: dict) -> None:
+        value = row.get(patient_column) if patient_column else None
+        if patient_ids == "pseudonymize" and value is not None and str(value).strip():
+            row[patient_column] = ids.pseudonym(str(value))
     if ner_int8 and ner_model is None:
         raise ConfigError("--ner-int8 needs --ner-model (the tagger it quantises)", key="--ner-int8")
     recognizers = None
@@ -207,6 +223,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                         patient_key_seen = patient_key_seen or patient_column in row
                         if text is not None:
                             row[text_column] = process(text, pid, {"line": line})
+                        hide_patient(row)
+                        kept_columns.update(dict.fromkeys(k for k in row if k not in (text_column, patient_column)))
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                         bar.update(1)
                     if not patient_key_seen:  # a typo would give every text one date offset and surrogate map
@@ -223,12 +241,14 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
                     writer = csv.DictWriter(sink, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
                     writer.writeheader()
+                    kept_columns.update(dict.fromkeys(f for f in fields if f not in (text_column, patient_column)))
 
                     for line, row in rows:
                         text = _cell(row, text_column, input, line)
                         pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
                         if text is not None:
                             row[text_column] = process(text, pid, {"line": line})
+                        hide_patient(row)
                         writer.writerow(row)
                         bar.update(1)
                 if out is None and not json_out:
@@ -236,4 +256,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     for line in stdout_lines:
         stdout.write(line + "\n")
     return {"items": n_items, "bytes": n_bytes, "cpu_s": time.process_time() - started, "phi": dict(counts),
-            "mode": mode, "out": str(out) if out is not None else None}
+            "mode": mode, "out": str(out) if out is not None else None,
+            "patient_ids": None if patient_column is None else (
+                ids.describe() if patient_ids == "pseudonymize" else "kept as in the input"),
+            "kept_columns": list(kept_columns)}

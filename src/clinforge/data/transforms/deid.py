@@ -10,23 +10,19 @@ The report gives counts only (records, fields changed, PHI spans by type), never
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import re
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from clinforge.core.errors import ConfigError
 from clinforge.data.deid import Deidentifier, Span
+from clinforge.data.deid.patient_ids import PATIENT_ID_MODES, PatientPseudonymizer
 from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
 from clinforge.data.records import Message, Record
 from clinforge.data.transforms.base import TRANSFORMS, Transform
 
 META_MODES = ("deid", "keep", "drop")
-PATIENT_ID_MODES = ("pseudonymize", "keep")
 # A meta key that says its whole value is one identifier ("patient_firstname": "Brian"): no context is needed.
 META_KEY_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:patient|doctor|physician|provider|author|nurse|attending|first|last|family|given|middle|sur|"
@@ -79,9 +75,7 @@ class DeidTransform(Transform):
         if self.patient_ids not in PATIENT_ID_MODES:
             raise ConfigError(f"deid option patient_ids={self.patient_ids!r} is not one of "
                               f"{', '.join(PATIENT_ID_MODES)}", key="patient_ids")
-        env_key = os.environ.get("CLINFORGE_DEID_KEY")
-        self._id_key = env_key.encode("utf-8") if env_key else secrets.token_bytes(32)
-        self._id_key_source = "$CLINFORGE_DEID_KEY" if env_key else "random per-run key (not stored)"
+        self._ids = PatientPseudonymizer()
         self.ner_model = opts.pop("ner_model", None)
         self.ner_int8 = opts.pop("ner_int8", False)
         if not isinstance(self.ner_int8, bool):
@@ -195,12 +189,11 @@ class DeidTransform(Transform):
     def per_run_patient_ids(self) -> bool:
         """Whether this step's patient pseudonyms change from run to run (random key; a later ``split`` then
         anchors groups on record ids, see ``clinforge.data.transforms.split``)."""
-        return self.patient_ids == "pseudonymize" and self._id_key_source != "$CLINFORGE_DEID_KEY"
+        return self.patient_ids == "pseudonymize" and self._ids.per_run
 
     def pseudonym(self, patient_id: str) -> str:
         """The keyed pseudonym of a patient id (see the class docstring)."""
-        digest = hmac.new(self._id_key, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
-        return f"pt-{digest[:16]}"
+        return self._ids.pseudonym(patient_id)
 
     def apply(self, records: Iterable[Record]) -> Iterator[Record]:
         for record in records:
@@ -214,7 +207,7 @@ class DeidTransform(Transform):
         out = {"in": self.n_in, "out": self.n_out, "mode": self.deid.mode, "records_changed": self.records_changed,
                "fields_changed": self.fields_changed, "phi_by_type": dict(sorted(self.phi.items())),
                "phi_total": sum(self.phi.values()), "unparsed_dates_masked": self.deid.unparsed_dates,
-               "patient_ids": (f"pseudonymized: HMAC-SHA256 with {self._id_key_source}"
+               "patient_ids": (self._ids.describe()
                                if self.patient_ids == "pseudonymize" else "kept as in the source")}
         if self.ner_model is not None:  # which tagger, and which of its entities joined the rules
             out["ner_model"] = {"path": str(self.ner_model), "gate": self.deid.recognizers[-1].gate.to_json(),
