@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 
 from clinforge.data.deid.lexicons import (
-    US_STATE_CODES,
     US_TERRITORY_CODES,
     allow_words,
     english_words,
@@ -34,57 +33,27 @@ from clinforge.data.deid.pattern_checks import (
     ssn_valid,
     valid_numeric_date,
 )
+from clinforge.data.deid.pattern_words import (
+    CAP,
+    DAY,
+    END_NUM,
+    GLUED_SUFFIX,
+    MONTH,
+    MONTH_ABBR_FORMS,
+    MONTH_FULL_FORMS,
+    ORD,
+    PREFIX_STREET,
+    STATE_NAMES,
+    STATES,
+    STREET_SUFFIX,
+    UNIT,
+    YEAR,
+    month_regex,
+)
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.single_case_addresses import find_single_case_addresses
 from clinforge.data.deid.spans import Span
 
-_MONTHS_FULL = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-                "November", "December"]
-_MONTH_FULL_FORMS = ({m for m in _MONTHS_FULL} | {m.upper() for m in _MONTHS_FULL}
-                     | {m.lower() for m in _MONTHS_FULL if m not in ("May", "March")})
-_MONTH_ABBR_FORMS = {m[:3] for m in _MONTHS_FULL} | {m[:3].upper() for m in _MONTHS_FULL} | {"Sept", "SEPT"}
-
-
-def _month_regex(full_forms: list[str], abbreviations: list[str]) -> str:
-    """Month names, full forms before abbreviations, a dot only after an abbreviation ("Jan."), so "2nd of
-    January." leaves the full stop alone.
-
-    Written as one branch per first letter (``J(?:anuary|...|(?:an|...)\\.?)``) rather than ``(?:FULL|(?:ABBR)\\.?)``:
-    every branch then starts with a literal, so ``re`` skips in C to the positions holding one of those letters
-    instead of trying the whole pattern at every character. At any position only one first letter's branches can
-    match, and there the full forms are still tried before the abbreviations, so the matches are the same.
-    """
-    branches = []
-    for first in sorted({w[0] for w in full_forms} | {w[0] for w in abbreviations}):
-        full = [w[1:] for w in full_forms if w[0] == first]
-        abbr = [w[1:] for w in abbreviations if w[0] == first]
-        parts = ([trie_regex(full)] if full else []) + (["(?:" + trie_regex(abbr) + r")\.?"] if abbr else [])
-        branches.append(first + "(?:" + "|".join(parts) + ")")
-    return "(?:" + "|".join(branches) + ")"
-
-
-MONTH = _month_regex(sorted(_MONTH_FULL_FORMS), sorted(_MONTH_ABBR_FORMS))
-_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
-_ORD = r"(?:st|nd|rd|th|ST|ND|RD|TH)?"  # "JAN 5TH" in an all-capitals note
-# 1800-2199: the 2100s are where date-shifted corpora (MIMIC, i2b2) put their notes
-_YEAR = r"(?:1[89]\d\d|2[01]\d\d)"
-_SEP_NUM = r"(?<![\d./:-])"  # not part of a longer number / version / time
-_END_NUM = r"(?![\d]|[./:-]\d)"
-
-def _usps_suffixes() -> list[str]:
-    """Street suffixes from faker's en_US address provider (the USPS list), plus their common abbreviations."""
-    from faker.providers.address.en_US import Provider
-
-    return list(Provider.street_suffixes)
-
-
-_STREET_SUFFIX = trie_regex(sorted(set(['Street', 'St', 'Avenue', 'Ave', 'Av', 'Road', 'Rd', 'Boulevard', 'Blvd', 'Lane', 'Ln', 'Drive', 'Dr', 'Court', 'Ct', 'Way', 'Place', 'Pl', 'Terrace', 'Ter', 'Circle', 'Cir', 'Parkway', 'Pkwy', 'Highway', 'Hwy', 'Square', 'Sq', 'Trail', 'Trl', 'Loop', 'Row', 'Alley', 'Aly', 'Plaza', 'Plz', 'Crescent', 'Cres', 'Close', 'Grove', 'Gardens', 'Gdns', 'Hill', 'Hills', 'Heights', 'Hts', 'Park', 'Pike', 'Path', 'Run', 'Walk', 'Expressway', 'Expy', 'Freeway', 'Fwy', 'Turnpike', 'Tpke', 'Crossing', 'Xing', 'Bypass', 'Byp', 'Point', 'Pt', 'Ridge', 'Rdg', 'View', 'Vw', 'Harbor', 'Hbr', 'Junction', 'Jct', 'Mall', 'Manor', 'Mews', 'Meadows', 'Mill', 'Mills', 'Pass', 'Port', 'Ranch', 'Route', 'Rte', 'Shore', 'Shores', 'Springs', 'Station', 'Sta', 'Summit', 'Smt', 'Track', 'Trace', 'Union', 'Valley', 'Vly', 'Village', 'Vlg', 'Wells', 'Club', 'Common', 'Commons', 'Estates', 'Falls', 'Fields', 'Forest', 'Forge', 'Fork', 'Glen', 'Green', 'Haven', 'Hollow', 'Isle', 'Key', 'Knolls', 'Lake', 'Lakes', 'Landing', 'Light', 'Lodge', 'Motorway', 'Oval', 'Overpass', 'Prairie', 'Radial', 'Rest', 'Spur', 'Stream', 'Underpass', 'Ville', 'Vista', 'Wall', 'Well']) | set(_usps_suffixes())))
-_GLUED_SUFFIX = trie_regex(['straße', 'strasse', 'str.', 'weg', 'gasse', 'platz', 'allee', 'damm', 'ring', 'ufer', 'laan', 'straat', 'plein', 'gracht', 'kade', 'singel', 'dreef', 'vägen', 'väg', 'gatan', 'gata', 'gränd', 'stigen', 'gade', 'vej', 'veien', 'vegen', 'gate', 'katu', 'tie', 'kuja', 'polku', 'tori', 'kaari', 'rinne', 'väylä', 'utca', 'út', 'tér', 'sor', 'ulice', 'cesta', 'ulica', 'iela', 'gatvė', 'tänav'])
-_PREFIX_STREET = trie_regex(['Rue', 'Avenue', 'Av.', 'Avda', 'Avda.', 'Avenida', 'Calle', 'C/', 'Camino', 'Paseo', 'Plaza', 'Via', 'Viale', 'Vicolo', 'Piazza', 'Corso', 'Largo', 'Rua', 'Travessa', 'Praça', 'Estrada', 'Alameda', 'ul.', 'ulica', 'al.', 'Aleja', 'Plac', 'os.', 'Osiedle', 'Strada', 'Calea', 'Bulevardul', 'Boulevard', 'Bd', 'Bd.', 'Chemin', 'Place', 'Impasse', 'Allée', 'Quai', 'Route', 'Cours', 'Passage', 'Sentier', 'Carrer', 'Ronda', 'Avinguda', 'Odos', 'Leoforos', 'Ulitsa', 'Prospekt', 'Pereulok'])
-_CAP = r"[A-ZÀ-ÖØ-ÞĀ-Ž][\w'’.-]*"
-_UNIT = r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|Bldg|Building|Floor|Fl|Room|Rm|#)\.?\s*#?\s*[\w-]+)?"
-_STATE_NAMES = [*US_STATE_CODES, 'Alabama', 'Alaska', 'Arizona', 'Arkansas', 'California', 'Colorado', 'Connecticut', 'Delaware', 'Florida', 'Georgia', 'Hawaii', 'Idaho', 'Illinois', 'Indiana', 'Iowa', 'Kansas', 'Kentucky', 'Louisiana', 'Maine', 'Maryland', 'Massachusetts', 'Michigan', 'Minnesota', 'Mississippi', 'Missouri', 'Montana', 'Nebraska', 'Nevada', 'New Hampshire', 'New Jersey', 'New Mexico', 'New York', 'North Carolina', 'North Dakota', 'Ohio', 'Oklahoma', 'Oregon', 'Pennsylvania', 'Rhode Island', 'South Carolina', 'South Dakota', 'Tennessee', 'Texas', 'Utah', 'Vermont', 'Virginia', 'Washington', 'West Virginia', 'Wisconsin', 'Wyoming']
-_STATES = trie_regex(_STATE_NAMES)
 # Each rule: (entity type, explanation, regex, score, characters that may NOT precede the match).
 # Possessive quantifiers (*+) where giving characters back can never let the next item match (a letter run before
 # a digit) keep the lookaheads linear on long capitalised words.
@@ -98,23 +67,23 @@ _NUMERIC_LEFT = "0123456789./:-"
 _WORD_LEFT = "WORD"  # any letter, digit or underscore
 Rule = tuple[str, str, "re.Pattern[str]", float, str]
 
-_MONTH_CASED = _month_regex(sorted(m for m in _MONTH_FULL_FORMS if not m.islower()), sorted(_MONTH_ABBR_FORMS))
+_MONTH_CASED = month_regex(sorted(m for m in MONTH_FULL_FORMS if not m.islower()), sorted(MONTH_ABBR_FORMS))
 # The lower-case month names themselves (not fragments such as "ember", which "remember" and "member" contain): when
 # none is in the text the lower-case alternatives cannot match, and the cheaper cased patterns find the same dates.
-_LOWER_MONTH_HINTS = tuple(sorted(m for m in _MONTH_FULL_FORMS if m.islower()))
+_LOWER_MONTH_HINTS = tuple(sorted(m for m in MONTH_FULL_FORMS if m.islower()))
 
 RULES: list[Rule] = [
-    ("DATE", "numeric date with year", re.compile(r"\d\d?([/-])\d\d?\1(?:\d{4}|\d{2})" + _END_NUM), 0.85, _NUMERIC_LEFT),
-    ("DATE", "numeric date with year", re.compile(r"\d\d?\.\d\d?\.\d{4}" + _END_NUM), 0.8, _NUMERIC_LEFT),
-    ("DATE", "ISO date", re.compile(r"(?:1[89]|2[01])\d\d([/.-])(?:0?[1-9]|1[0-2])\1" + _DAY + _END_NUM), 0.9,
+    ("DATE", "numeric date with year", re.compile(r"\d\d?([/-])\d\d?\1(?:\d{4}|\d{2})" + END_NUM), 0.85, _NUMERIC_LEFT),
+    ("DATE", "numeric date with year", re.compile(r"\d\d?\.\d\d?\.\d{4}" + END_NUM), 0.8, _NUMERIC_LEFT),
+    ("DATE", "ISO date", re.compile(r"(?:1[89]|2[01])\d\d([/.-])(?:0?[1-9]|1[0-2])\1" + DAY + END_NUM), 0.9,
      _NUMERIC_LEFT),
     ("DATE", "month name with day or year", re.compile(
-        MONTH + r"(?:[\s-]?" + _DAY + _ORD + r"\b(?:,?[\s-]+(?:" + _YEAR + r"|'\d\d)\b)?|,?\s+(?:of\s+)?" + _YEAR
+        MONTH + r"(?:[\s-]?" + DAY + ORD + r"\b(?:,?[\s-]+(?:" + YEAR + r"|'\d\d)\b)?|,?\s+(?:of\s+)?" + YEAR
         + r"\b)"), 0.85, _WORD_LEFT),
     # (a month ends at a word end: "3-DECREASED", "2 MARKED" hold no date)
-    ("DATE", "day month-name [year]", re.compile(r"\d\d?" + _ORD + r"(?:\s+of)?[\s-]+" + MONTH + r"(?![^\W\d_])"
-                                                 + r"(?:,?[\s-]+(?:" + _YEAR + r"|\d\d)\b)?"), 0.85, _WORD_LEFT),
-    ("DATE", "month/year", re.compile(r"\d\d?/" + _YEAR + _END_NUM), 0.7, _NUMERIC_LEFT),
+    ("DATE", "day month-name [year]", re.compile(r"\d\d?" + ORD + r"(?:\s+of)?[\s-]+" + MONTH + r"(?![^\W\d_])"
+                                                 + r"(?:,?[\s-]+(?:" + YEAR + r"|\d\d)\b)?"), 0.85, _WORD_LEFT),
+    ("DATE", "month/year", re.compile(r"\d\d?/" + YEAR + END_NUM), 0.7, _NUMERIC_LEFT),
     ("AGE", "age > 89 before 'year(s) old/yo'", re.compile(
         r"(?P<value>9\d|1[0-4]\d)(?:\s*|-)(?:[Yy]ears?|YEARS?|[Yy]rs?|[Yy]\.?\s?[Oo]\.?|[Yy]/[Oo]|yo)(?![a-z])"), 0.9,
      _WORD_LEFT),
@@ -133,13 +102,13 @@ RULES: list[Rule] = [
         r"[A-Z0-9](?<![\w-].)(?:(?<=[A-Z])(?=(?:[A-Z-]*+\d){4})|(?<=\d)(?=[0-9-]*+[A-Z])(?=(?:[A-Z-]*+\d){3}))[A-Z0-9]*(?:-[A-Z0-9]+)*\b"), 0.5, _WORD_LEFT + "-"),
     ("ID", "number of 7+ digits", re.compile(r"\d\d{6,}(?![\d]|[.,]\d)"), 0.5, "0123456789.,"),
     ("ADDRESS", "number + street name + suffix", re.compile(
-        r"\d\d{0,5}[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:" + _CAP + r"[ \t]+){0,4}?(?:" + _STREET_SUFFIX + r")\b\.?" + _UNIT), 0.85,
+        r"\d\d{0,5}[A-Za-z]?[ \t]+(?:[NSEW]\.?[ \t]+)?(?:" + CAP + r"[ \t]+){0,4}?(?:" + STREET_SUFFIX + r")\b\.?" + UNIT), 0.85,
      _WORD_LEFT),
     ("ADDRESS", "street-type prefix + name + number", re.compile(
-        r"(?:" + _PREFIX_STREET + r")\s+(?:[\w'’.-]+\s+){0,4}?\d{1,5}[A-Za-z]?\b" + _UNIT), 0.75, _WORD_LEFT + "-"),
+        r"(?:" + PREFIX_STREET + r")\s+(?:[\w'’.-]+\s+){0,4}?\d{1,5}[A-Za-z]?\b" + UNIT), 0.75, _WORD_LEFT + "-"),
     ("ADDRESS", "number + street-type prefix + name", re.compile(
-        r"\d\d{0,4}[A-Za-z]?\s+(?:" + _PREFIX_STREET + r")\s+(?:" + _CAP + r"|de|del|la|di|da|du|des)"
-        r"(?:\s+(?:" + _CAP + r"|de|del|la|di|da|du|des)){0,3}"), 0.75, _WORD_LEFT),
+        r"\d\d{0,4}[A-Za-z]?\s+(?:" + PREFIX_STREET + r")\s+(?:" + CAP + r"|de|del|la|di|da|du|des)"
+        r"(?:\s+(?:" + CAP + r"|de|del|la|di|da|du|des)){0,3}"), 0.75, _WORD_LEFT),
     ("ADDRESS", "apartment / suite / PO box", re.compile(
         "|".join(w + r"\.?\s*#?\s*\d+[A-Za-z]?\b" for w in ("Apt", "Apartment", "Suite", "Ste", "Unit"))
         + r"|P\.?\s?O\.?\s*Box\s+\d+\b"), 0.7, _WORD_LEFT),
@@ -153,10 +122,10 @@ RULES: list[Rule] = [
     # lower-case "may" and "march" are verbs unless an ordinal day or a year follows ("on may 8th", "may 18, 2020")
     # (one rule per word, each led by its literal, which re finds by a substring search)
     *[("DATE", f"lower-case {word} with an ordinal day or a year", re.compile(
-        word + r"[ \t]+" + _DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + _YEAR + r"\b)"), 0.8, _WORD_LEFT)
+        word + r"[ \t]+" + DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + YEAR + r"\b)"), 0.8, _WORD_LEFT)
       for word in ("may", "march")],
     ("DATE", "day-month-year, month abbreviated in lower case", re.compile(
-        r"\d\d?-(?:jan|feb|mar|apr|may|jun|jul|aug|sept?|oct|nov|dec)-(?:\d{4}|\d\d)" + _END_NUM), 0.85,
+        r"\d\d?-(?:jan|feb|mar|apr|may|jun|jul|aug|sept?|oct|nov|dec)-(?:\d{4}|\d\d)" + END_NUM), 0.85,
      _NUMERIC_LEFT),
 ]
 
@@ -206,23 +175,23 @@ _EXTENSION = re.compile(r"\s*(?i:x|ext\.?|extension)\s*\d{1,5}")  # "X 221", "EX
 _DECIMAL_IN = re.compile(r"(?<!\d)\d{1,2}\.\d|\d\.\d{1,2}(?!\d)")
 _PHONE_CUES = re.compile(r"(?i:phone|tel\b|telephone|fax|facsimile|cell|mobile|call|contact|number|no\.|#|reach|"
                          r"dial|text|sms|whatsapp|answering|registered|ring|pager|beeper|landline|hotline|\bat\b)")
-_MONTH_DAY = re.compile(r"\d\d?[/-]\d\d?" + _END_NUM)
+_MONTH_DAY = re.compile(r"\d\d?[/-]\d\d?" + END_NUM)
 _DATE_CUES = word_set("""
 on since from until till by dated date dos dob admitted discharged seen due started stopped through thru between
 effective born expires exp exp. onset
 """)
 _RANGE_UNIT_AFTER = re.compile(r"\s?(?:[a-zA-Z]|%)")
 _FIVE_DIGITS = re.compile(r"\d\d{4}(?:-\d{4})?(?![\d-])")
-_STATE_WORDS = frozenset(w.lower() for w in _STATE_NAMES)
+_STATE_WORDS = frozenset(w.lower() for w in STATE_NAMES)
 _TERRITORY_WORDS = frozenset(c.lower() for c in US_TERRITORY_CODES)  # "APO AE 09012": a ZIP after them too
 # "Salem, MA." / "Salem, MA 01970"; before a lower-case word ("lives in Lebanon, NH with her son") only a state
 # name or a code that is no word and no clinical shorthand ("Neuro, MS unchanged", "Pt, OR today" are no places)
-_UNAMBIGUOUS_STATES = trie_regex([s for s in _STATE_NAMES if len(s) > 2] + [
+_UNAMBIGUOUS_STATES = trie_regex([s for s in STATE_NAMES if len(s) > 2] + [
     "AK", "AZ", "CT", "DC", "FL", "IA", "KS", "KY", "MA", "MN", "NH", "NJ", "NM", "NV", "NY", "RI", "TN", "TX", "UT",
     "VT", "WI", "WV", "WY"])
-_STATE_COMMA = re.compile(r", ?(?:(?:" + _STATES + r")\b(?=\s+\d{5}|\s*[,.\n]|\s*$)|(?:" + _UNAMBIGUOUS_STATES
+_STATE_COMMA = re.compile(r", ?(?:(?:" + STATES + r")\b(?=\s+\d{5}|\s*[,.\n]|\s*$)|(?:" + _UNAMBIGUOUS_STATES
                           + r")\b(?=[ \t]+[a-z]))")
-_GLUED_STREET = re.compile(r"(?:" + _GLUED_SUFFIX + r")\s+\d{1,5}[A-Za-z]?\b" + _UNIT)
+_GLUED_STREET = re.compile(r"(?:" + GLUED_SUFFIX + r")\s+\d{1,5}[A-Za-z]?\b" + UNIT)
 _FACILITY = re.compile(r"(?:Hospital|Medical Cent(?:er|re)|Health Cent(?:er|re)|Clinic|Infirmary|Nursing Home|"
                        r"Rehabilitation Center|Hospice|Healthcare)\b")
 # A number with a unit or a vital-sign / ventilator label glued to it (nursing notes write "1300CC", "AC700X10").
@@ -290,7 +259,7 @@ _SENTENCE_STOP = re.compile(r"(?<![A-Z][a-z])(?<!\b[A-Z])\.(?=\s+[A-Z]|\s*$)|[?!
 # unless it closes an initial or an abbreviation of an address ("45 maple st. apt 2").
 _ONE_CASE_STOP = re.compile(r"(?<!\b[a-z])(?<!\b(?:st|dr|rd|mt|ft|jr|sr|no))(?<!\b(?:ave|apt|ste))\.(?=\s)|[?!;](?:\s|$)|"
                             r"\n\n|\s(?:in case|for|because|but|last|yesterday|today|tomorrow)\b")
-_PREFIX_STREET_RE = re.compile(r"(?:" + _PREFIX_STREET + r")\s")
+_PREFIX_STREET_RE = re.compile(r"(?:" + PREFIX_STREET + r")\s")
 _PREFIX_RULES = frozenset({"street-type prefix + name + number", "number + street-type prefix + name"})
 # Shapes that every match of a rule contains, led by a rare character (a separator), so that one search of the text
 # is cheap: without one the rule, which re tries at every digit, is skipped. Two numbers after separators for the
@@ -298,7 +267,7 @@ _PREFIX_RULES = frozenset({"street-type prefix + name + number", "number + stree
 # notes in 10), a slash and a year for month/year. One search per text serves every rule that shares the shape.
 _DATE_SHAPE = re.compile(r"[/.-]\d\d?\d?[/.-]\d")
 _SHAPES: dict[str, re.Pattern[str]] = {"numeric date with year": _DATE_SHAPE, "ISO date": _DATE_SHAPE,
-                                       "IPv4 address": _DATE_SHAPE, "month/year": re.compile(r"/" + _YEAR)}
+                                       "IPv4 address": _DATE_SHAPE, "month/year": re.compile(r"/" + YEAR)}
 # Rules that only match lower-case letters: skipped in a text written in capitals (half of the nursing notes).
 _LOWER_CASE_RULES = frozenset({"lower-case plate after a licence plate label", "lower-case may with an ordinal day or a year",
                                "lower-case march with an ordinal day or a year",
