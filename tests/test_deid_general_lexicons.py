@@ -340,3 +340,14 @@ def test_common_census_names_in_the_rare_end_of_the_word_list_are_names_where_a_
     for text in ("NP AWARE.", "pastor in to pray.", "guardian papers signed."):
         vitals = VITALS if text.isupper() else LOWER_VITALS
         assert not [f for f in found(notes, text + vitals) if f[1] == "NAME"], text
+
+
+def test_pager_number_after_paged_or_a_role_but_times_stay(deid: Deidentifier) -> None:
+    # "page np at 12345", "call icu at 4-5678", "paged 5-1234": a role or unit between the cue and "at", or the
+    # past tense, still announce a number; four digits there are a clock time ("md paged 0300", "page np at 0300")
+    got = found(deid, "PAGE NP AT 12345. CALL ICU AT 4-5678. PAGED 5-1234." + VITALS)
+    assert {("12345", "PHONE"), ("4-5678", "PHONE"), ("5-1234", "PHONE")} <= set(got)
+    for text in ("DR PAGED AT 1400.", "MD PAGED 0300 RE BP.", "PAGE NP AT 0300.", "CALL ICU AT 1400.",
+                 "PAGED TEAM AT 2100.", "paged resident at 2330, no response."):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert not [f for f in found(deid, text + vitals) if f[1] == "PHONE"], text

@@ -18,7 +18,8 @@ from clinforge.data.deid.spans import Span
 # the recognizer's span factory: (start, end, entity type, score, explanation) -> Span
 SpanMaker = Callable[[int, int, str, float, str], Span]
 
-_PAGER_CUES = ("pager", "pgr", "pg", "beeper", "bpr", "page", "ext", "x", "phone", "tel", "cell", "call", "number", "#")
+_PAGER_CUES = ("pager", "pgr", "pg", "beeper", "bpr", "page", "paged", "ext", "x", "phone", "tel", "cell", "call",
+               "number", "#")
 _PAGER_WORDS = frozenset(_PAGER_CUES) - {"#"}
 
 _NAME_BEFORE_PHONE = re.compile(r"(?<![a-z'’-])(?P<a>[a-z][a-z'’-]+)[ \t]+(?P<b>[a-z][a-z'’-]+)[ \t,:-]*(?:(?:cell|home|work|"
@@ -41,10 +42,12 @@ _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|page
 # ... or a label right after it: "555-1234 (home)", "555-1234 cell"
 _PHONE_CUE_AFTER = re.compile(r"[ \t]*[(\[-]?[ \t]*(?:home|cell|work|office|mobile|pager|beeper|hm|wk)(?![a-z])")
 # (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
-# The number right after its cue, or one or two small words later ("pager # is 12345", "page me at 12345": group
-# ``via``); after such words four digits are no number to call ("call at 1400" is a time: refused in _phones)
+# The number right after its cue, or one or two small words later ("pager # is 12345", "page me at 12345", "page
+# np at 12345", "call icu at 4-5678": group ``via``); after such words four digits are no number to call ("call at
+# 1400", "page np at 0300" are times: refused in find_note_phones), nor right after "paged" ("md paged 0300")
 _PAGER = re.compile(word_start_regex(_PAGER_CUES, "[a-z]") + r"[ \t.:#]*"
-                    r"(?P<via>(?:(?:is|at|me|him|her|them|no|num|number|on)[ \t.:#]+){1,2})?"
+                    r"(?P<via>(?:(?:is|at|me|him|her|them|no|num|number|on|np|md|dr|ho|pa|rn|icu|micu|sicu|ccu|"
+                    r"team|fellow|resident|attending|covering)[ \t.:#]+){1,2})?"
                     r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{3}-\d{4}|\d{10})(?![\d/:-]|\.\d)")
 
 
@@ -73,7 +76,10 @@ def find_note_phones(lower: str, words: set[str], out: list[Span], span: SpanMak
             out.append(span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
     if "#" in lower or not words.isdisjoint(_PAGER_WORDS):
         for m in _PAGER.finditer(lower):
+            four = m.end("n") - m.start("n") == 4
+            if four and lower.startswith("paged", m.start()):
+                continue
             if m.group("via") is None:
                 out.append(span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
-            elif m.end("n") - m.start("n") != 4:
+            elif not four:
                 out.append(span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / phone number after 'is' / 'at'"))
