@@ -154,6 +154,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         value = row.get(patient_column) if patient_column else None
         if patient_ids == "pseudonymize" and value is not None and str(value).strip():
             row[patient_column] = ids.pseudonym(str(value))
+
     if ner_int8 and ner_model is None:
         raise ConfigError("--ner-int8 needs --ner-model (the tagger it quantises)", key="--ner-int8")
     recognizers = None
