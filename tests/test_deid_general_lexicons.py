@@ -351,3 +351,16 @@ def test_pager_number_after_paged_or_a_role_but_times_stay(deid: Deidentifier) -
                  "PAGED TEAM AT 2100.", "paged resident at 2330, no response."):
         vitals = VITALS if text.isupper() else VITALS.lower()
         assert not [f for f in found(deid, text + vitals) if f[1] == "PHONE"], text
+
+
+def test_month_day_with_a_later_day_or_a_time_a_dotted_date_and_an_ordinal_after_since(deid: Deidentifier) -> None:
+    # "7/22-23" (a later day of the month), "7/22pm" (a time written on), "7.22.01" (two dots: no pH or lab value),
+    # "since 22nd"; a motor grade, a pain range or a reflex grade with a smaller second number stays
+    for text, date in (("CT 7/22-23 UNCHANGED.", "7/22-23"), ("last dose 7/22pm.", "7/22"),
+                       ("ECHO 7.22.01 EF 30%.", "7.22.01"), ("SINCE 22ND NO BM.", "22ND")):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert (date, "DATE") in found(deid, text + vitals), text
+    for text in ("STRENGTH 4/5-5 IN LUE.", "PAIN 3/10-5 WITH MEDS.", "GIVE 1/2-1 TAB.", "PS 10/5-8 TOL WELL.",
+                 "reflexes 2/4-3.", "grade 2/6-3 murmur.", "PH 7.22.", "ABG 7.22/45/80."):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert not [f for f in found(deid, text + vitals) if f[1] == "DATE"], text

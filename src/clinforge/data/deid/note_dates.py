@@ -60,6 +60,13 @@ _ABBR_MONTH_YEAR = re.compile(word_start_regex(("jan", "feb", "march", "mar", "a
                                                 "sep", "oct", "nov", "dec"), "[a-z]")
                               + r"\.?,?[ \t]+(?:of[ \t]+)?(?:19|20|21)\d\d(?!\d|[/.:-]\d|[ \t]*(?:mg|mcg|ml|cc|units?|hrs?|hours?)\b)")
 _MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
+# A month/day with a tail: a later day of the same month ("CT 7/22-23": one span, the second day must come after the
+# first) or a time of day written on ("last dose 7/22pm": the span is the date)
+_MONTH_DAY_TAIL = re.compile(r"(?<![\w/.+-])(?P<md>(?:1[0-2]|0?[1-9])/(?P<d1>3[01]|[12]\d|0?[1-9]))"
+                             r"(?:-(?P<d2>3[01]|[12]\d|0?[1-9])|(?P<ampm>am|pm))(?![\w%]|/\d|\.\d|-\d)")
+# Month.day.year ("echo 7.22.01"): a pH or a lab value has one dot, never two
+_DOTTED_DATE = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])\.(?:3[01]|[12]\d|0?[1-9])\.(?:(?:19|20|21)\d\d|\d\d)"
+                          r"(?![\w%]|[./-]\d)")
 _FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "2/4", "0/4", "1/1", "2/2", "3/3", "4/4", "5/5"})
 _NOT_DATE_AFTER = re.compile(r"[ \t]*(?:str|strength|muscle|ns|nss|assist|pain|of|x\d|tab|tabs|amp|ml|cc|l\b|units?|bipap|cpap|"
                              r"psv|peep|fio2|ps\b|"
@@ -68,7 +75,7 @@ _NOT_DATE_BEFORE = re.compile(r"(?<![a-z])(?:pain|score|strength|grade|gr|murmur
                               r"psv|ps|cpap|bi-?pap|peep|ips|eps|settings|vent|&|mode|flowby|flow-by|apgar|apgars|gcs|ratio)"
                               r"(?:[ \t]+(?:is|was|of|=))?[ \t:]*$",
                               re.I)
-_ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
+_ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of|since|until|till|thru|through)[ \t]+(?P<d>(?:[12]?\d|3[01])(?:st|nd|rd|th))(?![a-z])(?![ \t]*"
                       r"(?:degree|floor|ics|intercostal|time|dose|rib|percentile|grade|generation|day|week|hour|step|"
                       r"cpap|trial|attempt|bag|unit|liter|stage|vertebra|toe|finger|digit|metacarp|cranial|nerve|"
                       r"trimester|line|set|round|cycle|course|episode|admission|shift|left|right|posterior|anterior|"
@@ -101,11 +108,14 @@ def find_note_dates(text: str, lower: str, words: set[str], out: list[Span], spa
                 add(span(m.start("a"), m.end("a"), "DATE", 0.6, "month/day range"))
                 add(span(m.start("b"), m.end("b"), "DATE", 0.6, "month/day range"))
             continue
-        for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year")):
+        for pattern, expl in ((_MONTH_DAY, "month/day"), (_MONTH_YEAR, "month/two-digit year"),
+                              (_MONTH_DAY_TAIL, "month/day with a later day or a time")):
             m = pattern.match(lower, pos)
             if m is None:
                 continue
-            value = m.group()
+            value = m.group("md") if pattern is _MONTH_DAY_TAIL else m.group()
+            if pattern is _MONTH_DAY_TAIL and m.group("d2") and int(m.group("d2")) <= int(m.group("d1")):
+                continue  # "4/5-3", "7/22-5": no later day of the month
             if value in _FRACTIONS or _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(
                     lower, max(0, m.start() - 12), m.start()):
                 continue
@@ -115,7 +125,10 @@ def find_note_dates(text: str, lower: str, words: set[str], out: list[Span], spa
                 continue  # pain scores "c/o cp, 4/10", "developed 4/10 cp"
             if _VENT_NEAR.search(lower, max(0, m.start() - 30), m.start()) and not _DATE_CUE_BEFORE.search(window):
                 continue  # pressure support / PEEP settings "cpap 10/5", "PSV increased to 10/5"
-            add(span(m.start(), m.end(), "DATE", 0.6, expl))
+            add(span(m.start(), m.end("md") if pattern is _MONTH_DAY_TAIL and m.group("ampm") else m.end(), "DATE",
+                     0.6, expl))
+    for m in (_DOTTED_DATE.finditer(lower) if "." in lower else ()):
+        add(span(m.start(), m.end(), "DATE", 0.6, "month.day.year"))
     if not words.isdisjoint(_LOWER_MONTH_ABBR) and not text.isupper():
         _lower_month_abbreviations(text, lower, out, span)
     if "-" in lower and not words.isdisjoint(("on", "since", "dated", "until", "till", "thru", "through")):
