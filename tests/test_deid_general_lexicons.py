@@ -364,3 +364,13 @@ def test_month_day_with_a_later_day_or_a_time_a_dotted_date_and_an_ordinal_after
                  "reflexes 2/4-3.", "grade 2/6-3 murmur.", "PH 7.22.", "ABG 7.22/45/80."):
         vitals = VITALS if text.isupper() else VITALS.lower()
         assert not [f for f in found(deid, text + vitals) if f[1] == "DATE"], text
+
+
+def test_unknown_word_after_resident_of_or_home_in_is_a_place(deid: Deidentifier) -> None:
+    for text, place in (("PT IS A RESIDENT OF HARBORSIDE.", "HARBORSIDE"), ("native of zabrovia, moved here.", "zabrovia"),
+                        ("FROM HOME IN QUARTERMAIN.", "QUARTERMAIN")):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert (place, "LOCATION") in found(deid, text + vitals), text
+    for text in ("PT IS A RESIDENT OF THE ICU.", "resident of note aware.", "HOME IN AM."):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert not [f for f in found(deid, text + vitals) if f[1] == "LOCATION"], text

@@ -138,16 +138,17 @@ _FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical cente
 _PLACE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent to|admitted to|arrived from|"
                         r"presented to|came into|taken to|go to|going to|discharged to|d/c'?d to|followed at|"
                         r"lives in|lives at|called from|return to|returned to|referred to|accepted (?:by|at)|"
-                        r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in)[ \t]+(?:the[ \t]+)?$")
+                        r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in|"
+                        r"resident of|native of|resides in|resides at|home in)[ \t]+(?:the[ \t]+)?$")
 # The last word of every _PLACE_CUE_BEFORE phrase: a cheap test before the regex (which is tried at 40 positions).
-_PLACE_CUE_LAST = frozenset({"to", "from", "into", "at", "in", "by"})
+_PLACE_CUE_LAST = frozenset({"to", "from", "into", "at", "in", "by", "of"})
 _ABBREV_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?$")
 _UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
 # A word right after any cue of _PLACE_CUE_LAST or _UNIT_CUE_BEFORE (and spaces, and one optional "the"): the only
 # occurrences that the two unknown-word place rules can accept. One scan per note finds them, instead of finding
 # every occurrence of each of a note's ~11 candidate words and testing what stands before each (the word is in a
 # look-ahead, so "in to X" yields both "to" and "X").
-_AFTER_PLACE_CUE = re.compile(word_start_regex(("to", "from", "into", "at", "in", "by", "on", "per"), "[a-z]")
+_AFTER_PLACE_CUE = re.compile(word_start_regex(("to", "from", "into", "at", "in", "by", "on", "per", "of"), "[a-z]")
                               + r"[ \t]+(?:the[ \t]+)?(?=(?P<w>[a-z]+))")
 _ROLE_ENDINGS = ("ician", "icians", "ologist", "ologists", "iatrist", "iatrists")
 _WARD_AFTER = re.compile(r"[ \t]+(?:care|unit|icu|ward|floor|service|team|department|dept|clinic|lab|suite)(?![a-z])")
