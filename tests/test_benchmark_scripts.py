@@ -25,7 +25,7 @@ def _run(script: str, data_root: Path, *args: str) -> str:
 def test_eval_throughput_runs_and_checks_identity(data_root):
     last = _run("eval_throughput.py", data_root)
     m = re.fullmatch(r"RESULT speedup=\S+ identical=(\S+) max_abs_ll_diff=(\S+) clinforge_qps=\S+ lmeval_qps=\S+ "
-                     r"speedup_0shot=\S+", last)
+                     r"speedup_3shot=\S+", last)
     assert m, last
     assert float(m.group(1)) == 1.0 and float(m.group(2)) <= 1e-4
 
