@@ -34,8 +34,9 @@ with ``bf16=True``, both bf16 autocast over float32 weights (the same precision)
 
 Reported per trainer: tokens/s (real, non-padding tokens / ``train_runtime``), padding share, peak memory, the
 training loss per step (side by side), and ONE yardstick for every model: the mean assistant-token loss on held-out
-MTS-Dialog validation dialogues (``heldout``). The last line is the real model's LoRA job:
-``RESULT speedup_best=X speedup_default=Y clinforge_tok_s=A trl_best_tok_s=B trl_default_tok_s=C``.
+MTS-Dialog validation dialogues (``heldout``). The last line is the real model's LoRA job, then every other job's
+ratio to TRL best: ``RESULT speedup_best=X speedup_default=Y clinforge_tok_s=A trl_best_tok_s=B trl_default_tok_s=C
+speedup_best_smollm2_full=D speedup_best_tiny_full=E`` (the jobs that ran).
 
 Sizes: the defaults (tiny: 8 steps x 4 examples, max_length 512; SmolLM2: 3 steps x 4 examples, max_length 256)
 are sized for the whole script -- 3 jobs x (1 + 4 search runs + 3 x 3 timed runs), each its own process -- to take
@@ -440,7 +441,11 @@ def main() -> None:
                       f"{r['clinforge_bf16']['tok_s'] / r['trl_default']['tok_s']:.2f}x")
         print(f"RESULT speedup_best={final['speedup_best']:.2f} speedup_default={final['speedup_default']:.2f} "
               f"clinforge_tok_s={final['clinforge']['tok_s']:.0f} trl_best_tok_s={final['trl_best']['tok_s']:.0f} "
-              f"trl_default_tok_s={final['trl_default']['tok_s']:.0f}")
+              f"trl_default_tok_s={final['trl_default']['tok_s']:.0f}"
+              # every other job's ratio to TRL best after it, so that the full fine-tuning figure (1.3x not met
+              # there) cannot be left off the line that LoRA leads
+              + "".join(f" speedup_best_{n.replace('-', '_')}={r['speedup_best']:.2f}" for n, r in results.items()
+                        if r is not final))
     finally:  # GBs of models and checkpoints (16 GB for smollm2-full): never left behind unless asked
         if a.keep_work:
             print(f"work folder kept: {work}")
