@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
                                               "(e.g. from `clinforge data deid-train`) added to the rules; the "
                                               "score gate saved with it (deid_training.json) is applied."),
         ner_int8: bool = typer.Option(False, "--ner-int8", help="Run the --ner-model tagger with int8 linear "
-                                      "layers on the CPU: ~3.7x faster, not exact (docs/deid.md)."),
+                                      "layers on the CPU: ~3.5x faster, not exact (docs/deid.md)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         no_progress: bool = NO_PROGRESS,
     ) -> None:

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         ner_model: Path | None = typer.Option(None, "--ner-model", help="Also join this local tagger folder (e.g. "
                                               "from `clinforge data deid-train`) to the rules, with its saved gate."),
         ner_int8: bool = typer.Option(False, "--ner-int8", help="Run the --ner-model tagger with int8 linear "
-                                      "layers on the CPU: ~3.7x faster, not exact (docs/deid.md)."),
+                                      "layers on the CPU: ~3.5x faster, not exact (docs/deid.md)."),
         patient_pattern: str | None = typer.Option(None, "--patient-pattern", help=PATTERN_HELP),
         label_map: list[str] | None = typer.Option(None, "--label-map", help=LABEL_MAP_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),

@@ -69,7 +69,7 @@ class TransformersNerRecognizer(Recognizer):
         plain_min_score: the least score of a name/place entity of ordinary words; overrides the saved gate.
         gate: ``True``: the saved gate (when the folder has one), ``False``: none, or a ``NerGate``.
         int8: run the model's linear layers in int8 (``int8_linear_layers``: weights quantised once, activations
-            per batch; CPU only). About 3.7x faster on one core for the MiniLM tagger, and not exact: measured on
+            per batch; CPU only). 3.2-3.5x faster on one core for the MiniLM tagger, and not exact: measured on
             the PhysioNet dev notes in docs/deid.md ("A faster tagger").
     """
 
