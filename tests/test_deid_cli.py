@@ -241,6 +241,25 @@ def test_cli_pseudonymizes_the_patient_column_and_names_the_columns_it_kept(tmp_
     assert bad.returncode == 2 and "must be one of pseudonymize, keep" in " ".join(bad.stderr.split())
 
 
+def test_cli_refuses_table_options_for_plain_text(tmp_path: Path) -> None:
+    """--patient-column / --text-column on a text file or a folder used to be ignored without a word (and the summary
+    even said the patient column was pseudonymized): a user who meant per-patient surrogates got none."""
+    note = tmp_path / "note.txt"
+    note.write_text(NOTE, encoding="utf-8")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text(NOTE, encoding="utf-8")
+    for args, option in (([str(note), "--patient-column", "mrn"], "--patient-column"),
+                         ([str(note), "--text-column", "body"], "--text-column"),
+                         ([str(folder), "--out", str(tmp_path / "clean"), "--patient-column", "mrn"], "--patient-column")):
+        run = _deid(*args)
+        said = " ".join(run.stderr.split())
+        assert run.returncode == 2 and f"{option}: applies to a JSONL or CSV input" in said, run.stderr
+        assert not any(p in run.stderr + run.stdout for p in PHI)
+    assert not (tmp_path / "clean").exists()
+    assert _deid(str(note)).returncode == 0
+
+
 def test_cli_names_a_patient_column_that_is_not_there(tmp_path: Path) -> None:
     src = tmp_path / "notes.csv"
     src.write_text(f'mrn,note\n1,"{NOTE.strip()}"\n', encoding="utf-8")

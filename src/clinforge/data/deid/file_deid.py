@@ -144,6 +144,13 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         raise ConfigError("--out must differ from the input", key="--out")
     if kind == "folder" and out is None:
         raise ConfigError("a folder input needs --out FOLDER", key="--out")
+    if kind in ("text", "folder"):  # options of a table given for plain text: refused, not silently ignored
+        what = "a folder of text files (a text per file" if kind == "folder" else "a text file (one text"
+        if patient_column is not None:
+            raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)",
+                              key="--patient-column")
+        if text_column != "text":
+            raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)", key="--text-column")
     if patient_ids not in PATIENT_ID_MODES:
         raise ConfigError(f"must be one of {', '.join(PATIENT_ID_MODES)}, not {patient_ids!r}",
                           key="--patient-ids")
