@@ -251,6 +251,7 @@ def test_cli_refuses_table_options_for_plain_text(tmp_path: Path) -> None:
     (folder / "a.txt").write_text(NOTE, encoding="utf-8")
     for args, option in (([str(note), "--patient-column", "mrn"], "--patient-column"),
                          ([str(note), "--text-column", "body"], "--text-column"),
+                         ([str(note), "--patient-ids", "keep"], "--patient-ids"),
                          ([str(folder), "--out", str(tmp_path / "clean"), "--patient-column", "mrn"], "--patient-column")):
         run = _deid(*args)
         said = " ".join(run.stderr.split())

@@ -151,6 +151,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                               key="--patient-column")
         if text_column != "text":
             raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)", key="--text-column")
+        if patient_ids != "pseudonymize":
+            raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)", key="--patient-ids")
     if patient_ids not in PATIENT_ID_MODES:
         raise ConfigError(f"must be one of {', '.join(PATIENT_ID_MODES)}, not {patient_ids!r}",
                           key="--patient-ids")
