@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from clinforge.cli.shared_options import NO_PROGRESS
+from clinforge.cli.shared_options import NER_INT8, NO_PROGRESS
 
 
 def register(app: typer.Typer) -> None:
@@ -34,8 +34,7 @@ def register(app: typer.Typer) -> None:
         ner_model: Path | None = typer.Option(None, "--ner-model", help="Local token-classification model folder "
                                               "(e.g. from `clinforge data deid-train`) added to the rules; the "
                                               "score gate saved with it (deid_training.json) is applied."),
-        ner_int8: bool = typer.Option(False, "--ner-int8", help="Run the --ner-model tagger with int8 linear "
-                                      "layers on the CPU: ~3.5x faster, not exact (docs/deid.md)."),
+        ner_int8: bool = NER_INT8,
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         no_progress: bool = NO_PROGRESS,
     ) -> None:

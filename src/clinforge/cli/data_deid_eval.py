@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from clinforge.cli.shared_options import NO_PROGRESS
+from clinforge.cli.shared_options import NER_INT8, NO_PROGRESS
 
 FORMAT_HELP = "Annotation format: auto (from the files), physionet (id.text + id-phi.phrase), brat (.txt + .ann), i2b2 (2014 XML)."
 PATTERN_HELP = ("brat / i2b2: regex on a file's name (no suffix) whose first group is the patient id (default: i2b2 "
@@ -49,8 +49,7 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("auto", "--format", help=FORMAT_HELP),
         ner_model: Path | None = typer.Option(None, "--ner-model", help="Also join this local tagger folder (e.g. "
                                               "from `clinforge data deid-train`) to the rules, with its saved gate."),
-        ner_int8: bool = typer.Option(False, "--ner-int8", help="Run the --ner-model tagger with int8 linear "
-                                      "layers on the CPU: ~3.5x faster, not exact (docs/deid.md)."),
+        ner_int8: bool = NER_INT8,
         patient_pattern: str | None = typer.Option(None, "--patient-pattern", help=PATTERN_HELP),
         label_map: list[str] | None = typer.Option(None, "--label-map", help=LABEL_MAP_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),

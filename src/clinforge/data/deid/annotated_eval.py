@@ -75,8 +75,8 @@ def evaluate_annotated(records: Sequence, *, ner_model: str | Path | None = None
         bar.update(1)  # a tagger reads ~0.01 MB/s on one core: a large set takes minutes
         return [(s.start, s.end, s.entity_type) for s in deid.detect(text)]
 
-    scores, cpu, nbytes = score_records(annotated, predict)
-    bar.close()
+    with bar:  # closed on an error too, so the terminal line is not left half drawn
+        scores, cpu, nbytes = score_records(annotated, predict)
     summary = summarize(scores)
     return {
         "notes": len(annotated), "notes_without_annotations": len(records) - len(annotated),

@@ -209,8 +209,9 @@ class NoteRecognizer(Recognizer):
         self._stop = (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | WORD_NAMES
                       | _STOP_BEFORE_FACILITY)
         self._rank = english_rank()
-        # Common census names that the English list holds only in its rare end (BERT's vocabulary has many surnames:
-        # "kowalski" is its 20,889th word): names where a cue says one follows ("NP KOWALSKI AWARE").
+        # Common census names past the English list's 10,000th entry (the list is BERT's vocabulary, which holds many
+        # surnames there: "kowalski" is its 20,889th; its order is no frequency order, hence the census condition):
+        # names where a cue says one follows ("NP KOWALSKI AWARE").
         census = census_names()
         self._rare_word_names = frozenset(
             n for key in ("last", "male", "female") for n, rank in census[key].items()
@@ -221,7 +222,7 @@ class NoteRecognizer(Recognizer):
         first_all, last_all = person_names()
         self._names_all = (first_all | last_all | self._first | self._last | census_tail()
                            | self._rare_word_names) - self._stop
-        self._short_first = frozenset(n for key in ("male", "female") for n, rank in census_names()[key].items()
+        self._short_first = frozenset(n for key in ("male", "female") for n, rank in census[key].items()
                                       if 2 <= len(n) <= 3 and rank <= _SHORT_FIRST_RANK) - self._stop - FUNCTION_WORDS
         self._plain = english - self._names_all  # a word that is no name in any of faker's locales
         self._tail = census_tail() - self._stop - english - allow_words()
