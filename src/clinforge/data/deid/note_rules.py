@@ -83,12 +83,13 @@ _TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|ms|miss|md|np|rn|nurse|caseworker|ca
               r"interpreter")
 _RELATIVE_CUE = RELATIVE_CUE
 _TOKEN = NOTE_TOKEN
-# A name of some locale that is also in the English word list but past its 10,000 most frequent words ("tyrone",
+# (English-list ranks are positions in BERT's vocabulary, roughly commoner words first but no frequency count.)
+# A name of some locale that is also in the English word list but past its 10,000th entry ("tyrone",
 # "dmitri"; not "tom", "sue", "will") is taken as a name right after a relative ("son dmitri visited")
 _RARE_WORD_RANK = 10_000
-# After a relative, a name of some locale past the English list's 3,000 most frequent words is taken as a name when
+# After a relative, a name of some locale past the English list's 3,000th entry is taken as a name when
 # the next word says what a person did ("DAUGHTER TESSA CALLED": "tessa" is the 9,340th word); "wife sad at bedside" and
-# "son will call" stay words (an adjective, and a word in the frequent end of the list)
+# "son will call" stay words (an adjective, and a word in the early part of the list)
 _CONFIRMED_NAME_RANK = 3_000
 # Short first names ("al", "sue", "ted"): us_names keeps names of 4+ letters; after a relative and before what a
 # person did they are names too. Census rank <= 1,000 of either gender.
