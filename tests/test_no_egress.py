@@ -251,3 +251,18 @@ def test_server_round_trip_inside_a_network_namespace(tmp_path, tiny_llama):
     assert lines["SERVER"] == "True 0", proc.stdout  # the server ran its self-test and drained cleanly on SIGTERM
     assert lines["GUARD"] == "192.0.2.1"
     assert lines["ATTEMPTS"] == "['192.0.2.1:80']"
+
+
+def test_hub_kernels_are_off_unless_the_user_turns_them_on():
+    """transformers 5.2x downloads "hub kernels" at every CUDA from_pretrained unless USE_HUB_KERNELS says no; on a
+    lent GPU with no route out every clinforge load failed on that download (2026-12-04). Importing clinforge turns
+    them off; a user's own USE_HUB_KERNELS=1 stays."""
+    code = ("import clinforge, os; from transformers.integrations.hub_kernels import _kernels_enabled; "
+            "print(os.environ['USE_HUB_KERNELS'], _kernels_enabled())")
+    env = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
+    env["PYTHONPATH"] = SRC
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert off.stdout.split() == ["0", "False"]
+    on = subprocess.run([sys.executable, "-c", code], env={**env, "USE_HUB_KERNELS": "1"}, capture_output=True,
+                        text=True, check=True)
+    assert on.stdout.split() == ["1", "True"]
