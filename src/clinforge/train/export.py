@@ -8,8 +8,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,37 @@ def gather_full_state_dict(model, trainer=None) -> dict[str, Any] | None:
     return get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
+@contextlib.contextmanager
+def single_process_construction() -> Iterator[None]:
+    """Build models as plain single-process modules even inside a DeepSpeed ZeRO-3 run.
+
+    While the Trainer's ZeRO-3 config is registered, transformers builds every model (``from_pretrained``,
+    ``_from_config``) inside ``deepspeed.zero.Init``, a collective that partitions the new weights across ranks.
+    Rank 0 building its save copy or loading the adapter to merge would enter it alone while the other ranks wait
+    at the save barrier: a deadlock (seen with ``recipes/accelerate/deepspeed_zero3.yaml`` on two CPU ranks).
+
+    Example:
+        >>> with single_process_construction():
+        ...     pass   # AutoModelForCausalLM.from_pretrained(...) here holds full tensors on this rank
+    """
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # no deepspeed integration in this transformers: nothing to suspend
+        yield
+        return
+    # transformers keeps the registered config behind a module-level weak reference and offers set/unset only
+    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    config = ref() if ref is not None else None
+    if config is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)
+
+
 def unsharded_copy(model, state_dict: dict[str, Any]):
     """A plain, single-process copy of ``model`` (a transformers model or a peft model around one) holding
     ``state_dict``: the object :func:`save_model_folder` saves and merges when the trained one is sharded.
@@ -113,7 +146,8 @@ def unsharded_copy(model, state_dict: dict[str, Any]):
     # FSDP2 swaps the class for a generated ``FSDP<Name>`` subclass; build the original transformers class
     cls = next(c for c in type(base).__mro__ if issubclass(c, PreTrainedModel) and not c.__name__.startswith("FSDP"))
     dtype = next((t.dtype for t in state_dict.values() if t.is_floating_point()), None)
-    fresh = cls._from_config(copy.deepcopy(base.config), dtype=dtype)
+    with single_process_construction():
+        fresh = cls._from_config(copy.deepcopy(base.config), dtype=dtype)
     if getattr(base, "generation_config", None) is not None:
         fresh.generation_config = copy.deepcopy(base.generation_config)
     if peft:
@@ -250,7 +284,8 @@ def finalize_model(run_dir: Path, recipe: Recipe, results: list[StageResult], *,
         if last.adapter and recipe.merge:
             from clinforge.models.load import load_llm
 
-            model, tok = load_llm(last.model_dir, recipe.precision)
+            with single_process_construction():  # rank 0 alone: no ZeRO-3 partitioning collective
+                model, tok = load_llm(last.model_dir, recipe.precision)
             model = model.merge_and_unload()
             model.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
