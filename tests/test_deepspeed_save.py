@@ -1,5 +1,5 @@
-"""Saving a model trained under DeepSpeed ZeRO-3 (parameters sharded across ranks): ``accelerate launch`` with the
-shipped ``recipes/accelerate/deepspeed_zero3.yaml`` on two CPU ranks (DeepSpeed's CPU accelerator, gloo) trains a
+"""Saving a model trained under DeepSpeed ZeRO-3 (parameters sharded across ranks) and ZeRO-2: ``accelerate launch``
+with the shipped ``recipes/accelerate/deepspeed_zero{3,2}.yaml`` on two CPU ranks (DeepSpeed's CPU accelerator, gloo) trains a
 recipe, and OUT/model must hold the weights that the same recipe reaches under plain DDP (``torchrun``, the same
 two data shards, the same steps): full tensors, not ZeRO-3's empty placeholders, and the same numbers.
 
@@ -42,8 +42,8 @@ def launch(cmd: list[str], cwd: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["full", "lora"])
-def test_zero3_on_two_cpu_ranks_saves_what_ddp_reaches(tmp_path, data_root, method):
+@pytest.mark.parametrize(("zero", "method"), [(3, "full"), (3, "lora"), (2, "full")])
+def test_deepspeed_on_two_cpu_ranks_saves_what_ddp_reaches(tmp_path, data_root, zero, method):
     require_deepspeed()
     from safetensors.torch import load_file
 
@@ -60,26 +60,27 @@ def test_zero3_on_two_cpu_ranks_saves_what_ddp_reaches(tmp_path, data_root, meth
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"model": str(model_dir), "tracking": {"tensorboard": False},
                                       "stages": [stage]}))
-    # the shipped ZeRO-3 config, sized for two CPU processes (fp32: the DDP reference runs in fp32 too)
-    config = yaml.safe_load((ROOT / "recipes/accelerate/deepspeed_zero3.yaml").read_text())
-    assert config["deepspeed_config"]["zero_stage"] == 3 and config["deepspeed_config"]["zero3_save_16bit_model"]
+    # the shipped config, sized for two CPU processes (fp32: the DDP reference runs in fp32 too)
+    config = yaml.safe_load((ROOT / f"recipes/accelerate/deepspeed_zero{zero}.yaml").read_text())
+    assert config["deepspeed_config"]["zero_stage"] == zero
+    assert zero != 3 or config["deepspeed_config"]["zero3_save_16bit_model"]
     config.update(num_processes=2, mixed_precision="no")
-    (tmp_path / "zero3.yaml").write_text(yaml.safe_dump(config))
-    launch([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(tmp_path / "zero3.yaml"),
-            "--main_process_port", str(free_port()), "-m", "clinforge", "train", str(recipe), "--out", "zero3"],
+    (tmp_path / "zero.yaml").write_text(yaml.safe_dump(config))
+    launch([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(tmp_path / "zero.yaml"),
+            "--main_process_port", str(free_port()), "-m", "clinforge", "train", str(recipe), "--out", "deepspeed"],
            tmp_path)
     launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
             "clinforge", "train", str(recipe), "--out", "ddp"], tmp_path)
 
-    zero3 = load_file(tmp_path / "zero3" / "model" / "model.safetensors")
+    saved = load_file(tmp_path / "deepspeed" / "model" / "model.safetensors")
     ddp = load_file(tmp_path / "ddp" / "model" / "model.safetensors")
     base = load_file(model_dir / "model.safetensors")
-    assert set(zero3) == set(base)  # plain weight names: merged, no lora_ keys, no ZeRO bookkeeping
+    assert set(saved) == set(base)  # plain weight names: merged, no lora_ keys, no ZeRO bookkeeping
     moved = max((ddp[k].float() - base[k].float()).abs().max().item() for k in base)
     assert moved > 1e-4  # training moved the weights, so agreeing with DDP is not agreeing with the start
     for key, tensor in base.items():
-        assert zero3[key].shape == tensor.shape, key  # full tensors, not ZeRO-3's empty placeholders
-        torch.testing.assert_close(zero3[key], ddp[key], rtol=1e-4, atol=1e-5, msg=key)
+        assert saved[key].shape == tensor.shape, key  # full tensors, not ZeRO-3's empty placeholders
+        torch.testing.assert_close(saved[key], ddp[key], rtol=1e-4, atol=1e-5, msg=key)
     if method == "lora":
-        adapter = tmp_path / "zero3" / "stages" / "sft" / "model"
+        adapter = tmp_path / "deepspeed" / "stages" / "sft" / "model"
         assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
