@@ -5,7 +5,8 @@
 # Prepare here (where pip reaches the registries), then run there from the repository root:
 #   .whl/      wheels the GPU machine lacks, for its Python (3.12): trl, datasets, dill, multiprocess, peft,
 #              accelerate, transformers + huggingface-hub + kernels + httpx2/httpcore2, pydantic(-core),
-#              datasketch, bitsandbytes (its wheel may be cut down to the CUDA build the machine needs)
+#              datasketch, bitsandbytes (its wheel may be cut down to the CUDA build the machine needs),
+#              deepspeed + hjson + py-cpuinfo (pip wheel --no-deps builds deepspeed's pure-Python wheel)
 #   .devdata/  the real data the tests read: pubmedqa/data/ori_pqal.json
 #   bash scripts/device_checks.sh            # logs under $OUT (default /tmp/device-checks)
 # Exit status: that of the GPU tests (the CPU learning tests re-run on the GPU are reported, not gating).
@@ -30,7 +31,7 @@ EOF
 date -u | tee "$OUT/date.txt"
 start=$SECONDS
 timeout 240 python3 -m pytest -q -rs -s -p no:cacheprovider tests/test_gpu_paths.py \
-  tests/test_fsdp_save.py::test_fsdp_recipe_on_gpus_saves_a_full_model 2>&1 | tee "$OUT/gpu_tests.log"
+  tests/test_fsdp_save.py::test_fsdp_recipe_on_gpus_saves_a_full_model tests/test_deepspeed_save.py 2>&1 | tee "$OUT/gpu_tests.log"
 status=${PIPESTATUS[0]}
 echo "GPU tests: exit $status in $((SECONDS - start)) s" | tee -a "$OUT/gpu_tests.log"
 start=$SECONDS

@@ -34,22 +34,19 @@ def require_deepspeed() -> None:
         pytest.skip("deepspeed is not installed (pip install 'clinforge[deepspeed]')")
 
 
-def launch(cmd: list[str], cwd: Path) -> None:
+def launch(cmd: list[str], cwd: Path, **extra_env: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+               OMP_NUM_THREADS="1", **extra_env)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("zero", "method"), [(3, "full"), (3, "lora"), (2, "full")])
-def test_deepspeed_on_two_cpu_ranks_saves_what_ddp_reaches(tmp_path, data_root, zero, method):
-    require_deepspeed()
-    from safetensors.torch import load_file
-
+def write_recipe(tmp_path: Path, data_root: Path, method: str, precision: str = "fp32") -> tuple[Path, Path]:
+    """A tiny random Llama and a 3-step SFT recipe on 16 short real examples (a PubMedQA question and the first
+    sentence of its answer); returns (model folder, recipe file)."""
     model_dir = build_tiny("llama", tmp_path / "tiny", vocab_size=512, hidden_size=64, num_heads=4, seed=0)
     raw = json.loads((data_root / "pubmedqa/data/ori_pqal.json").read_text(encoding="utf-8"))
-    data = tmp_path / "qa.jsonl"  # short real examples: a PubMedQA question and the first sentence of its answer
+    data = tmp_path / "qa.jsonl"
     data.write_text("".join(json.dumps({"id": k, "kind": "qa", "question": r["QUESTION"],
                                         "answer": r["LONG_ANSWER"].split(". ")[0] + "."}) + "\n"
                             for k, r in list(raw.items())[:16]), encoding="utf-8")
@@ -58,8 +55,19 @@ def test_deepspeed_on_two_cpu_ranks_saves_what_ddp_reaches(tmp_path, data_root, 
     if method == "lora":  # merged into OUT/model at the end (recipe merge: true), by rank 0 alone
         stage["method"] = {"type": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({"model": str(model_dir), "tracking": {"tensorboard": False},
-                                      "stages": [stage]}))
+    recipe.write_text(yaml.safe_dump({"model": str(model_dir), "precision": precision,
+                                      "tracking": {"tensorboard": False}, "stages": [stage]}))
+    return model_dir, recipe
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="two CPU ranks; on a GPU machine the GPU test below runs")
+@pytest.mark.parametrize(("zero", "method"), [(3, "full"), (3, "lora"), (2, "full")])
+def test_deepspeed_on_two_cpu_ranks_saves_what_ddp_reaches(tmp_path, data_root, zero, method):
+    require_deepspeed()
+    from safetensors.torch import load_file
+
+    model_dir, recipe = write_recipe(tmp_path, data_root, method)
     # the shipped config, sized for two CPU processes (fp32: the DDP reference runs in fp32 too)
     config = yaml.safe_load((ROOT / f"recipes/accelerate/deepspeed_zero{zero}.yaml").read_text())
     assert config["deepspeed_config"]["zero_stage"] == zero
@@ -68,7 +76,7 @@ def test_deepspeed_on_two_cpu_ranks_saves_what_ddp_reaches(tmp_path, data_root, 
     (tmp_path / "zero.yaml").write_text(yaml.safe_dump(config))
     launch([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(tmp_path / "zero.yaml"),
             "--main_process_port", str(free_port()), "-m", "clinforge", "train", str(recipe), "--out", "deepspeed"],
-           tmp_path)
+           tmp_path, DS_ACCELERATOR="cpu")
     launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
             "clinforge", "train", str(recipe), "--out", "ddp"], tmp_path)
 
@@ -84,3 +92,25 @@ def test_deepspeed_on_two_cpu_ranks_saves_what_ddp_reaches(tmp_path, data_root, 
     if method == "lora":
         adapter = tmp_path / "deepspeed" / "stages" / "sft" / "model"
         assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run scripts/device_checks.sh)")
+def test_deepspeed_zero3_shipped_config_on_gpus_saves_a_full_model(tmp_path, data_root):
+    """The shipped ZeRO-3 config as it is (bf16) on min(2, GPUs) processes: OUT/model holds full tensors, shaped
+    like the base model, changed by training, that transformers loads."""
+    require_deepspeed()
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    model_dir, recipe = write_recipe(tmp_path, data_root, "full", precision="bf16")
+    launch([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+            str(ROOT / "recipes/accelerate/deepspeed_zero3.yaml"), "--num_processes",
+            str(min(2, torch.cuda.device_count())), "--main_process_port", str(free_port()), "-m", "clinforge",
+            "train", str(recipe), "--out", "deepspeed"], tmp_path)
+    saved = load_file(tmp_path / "deepspeed" / "model" / "model.safetensors")
+    base = load_file(model_dir / "model.safetensors")
+    assert set(saved) == set(base)
+    for key, tensor in base.items():
+        assert saved[key].shape == tensor.shape and saved[key].numel() > 0, key
+    assert any(not torch.equal(saved[k].float(), base[k].float()) for k in base)
+    AutoModelForCausalLM.from_pretrained(tmp_path / "deepspeed" / "model")
