@@ -31,7 +31,12 @@ extras="${CLINFORGE_EXTRAS:-all}"
 echo "== [3/3] clinforge with the optional parts [$extras]"
 # llama-cpp-python (extra "edge") has no Linux wheel on PyPI: pip builds llama.cpp from source once (~10 minutes
 # on 2 cores, a C++ compiler needed) and keeps the wheel in its cache, so later installs reuse it. The vision
-# (llava/mtmd) part is not needed by the text backend: skipping it shortens the build.
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
+# (llava/mtmd) part is not needed by the text backend: skipping it shortens the build. AMX is compiled out:
+# llama.cpp's native build turns on its AMX int8 backend on Intel Sapphire Rapids and later, and that backend
+# crashed every decode on such a VM (segfault in llama_decode, 2026-12-04; ggml-org/llama.cpp#20824); the flags are
+# no-ops on CPUs without AMX. A wheel already in pip's cache was built with the old flags: remove it
+# (pip cache remove llama_cpp_python) for a rebuild.
+no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF '-DCMAKE_C_FLAGS=$no_amx' '-DCMAKE_CXX_FLAGS=$no_amx'}"
 "${PIP[@]}" install -c constraints.txt -e ".[$extras]"
 echo "== installed: $(python3 -c 'import clinforge, torch; print("clinforge", clinforge.__version__, "| torch", torch.__version__, "| CUDA", torch.version.cuda or "none")')"

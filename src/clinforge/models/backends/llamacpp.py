@@ -40,7 +40,7 @@ from clinforge.models.backends.base import (
 
 DEFAULT_N_CTX = 4096  # capped by the model's trained context; a bigger window costs KV-cache memory on small devices
 INSTALL_HINT = ("the llamacpp backend needs llama-cpp-python: pip install 'clinforge[edge]' (it builds llama.cpp from "
-                "source, ~12 minutes on 2 cores; CMAKE_ARGS=-DLLAVA_BUILD=OFF skips the vision part)")
+                "source, ~12 minutes on 2 cores; scripts/install.sh sets the CMAKE_ARGS it needs, docs/edge.md)")
 
 # options accepted in the SPEC fragment, with the type each value is parsed to
 OPTION_TYPES: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_threads_batch": int, "n_batch": int, "seed": int,
