@@ -66,6 +66,25 @@ def tiny_lm(tmp_path_factory, data_root) -> Path:
     return build_once(tmp_path_factory, "tiny-lm-medqa", lambda d: build_tiny_lm(d, data_root))
 
 
+def short_qa(data_root: Path, n: int) -> list[dict]:
+    """The first ``n`` PubMedQA questions with the first sentence of their long answer, as ``qa`` records: short
+    real examples that fit a tiny model's 96-128 tokens and that it memorises in a few dozen steps."""
+    import json
+    import re
+
+    raw = json.loads((data_root / "pubmedqa/data/ori_pqal.json").read_text(encoding="utf-8"))
+    return [{"id": pmid, "kind": "qa", "question": r["QUESTION"],
+             "answer": re.split(r"(?<=[.!?])\s", r["LONG_ANSWER"])[0]} for pmid, r in list(raw.items())[:n]]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """``rows`` as JSON Lines at ``path``; returns ``path``."""
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def free_port() -> int:
     """A TCP port free right now on 127.0.0.1 (the OS picks it), for launchers that need a number, e.g. torchrun's
     --master_port: parallel workers never collide on a fixed one."""

@@ -9,7 +9,6 @@ its unsharded copy inside ``deepspeed.zero.Init``, a collective the other rank n
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import torch
 import yaml
 
 from clinforge.models.tiny import build_tiny
-from conftest import free_port
+from conftest import free_port, short_qa, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,11 +44,7 @@ def write_recipe(tmp_path: Path, data_root: Path, method: str, precision: str = 
     """A tiny random Llama and a 3-step SFT recipe on 16 short real examples (a PubMedQA question and the first
     sentence of its answer); returns (model folder, recipe file)."""
     model_dir = build_tiny("llama", tmp_path / "tiny", vocab_size=512, hidden_size=64, num_heads=4, seed=0)
-    raw = json.loads((data_root / "pubmedqa/data/ori_pqal.json").read_text(encoding="utf-8"))
-    data = tmp_path / "qa.jsonl"
-    data.write_text("".join(json.dumps({"id": k, "kind": "qa", "question": r["QUESTION"],
-                                        "answer": r["LONG_ANSWER"].split(". ")[0] + "."}) + "\n"
-                            for k, r in list(raw.items())[:16]), encoding="utf-8")
+    data = write_jsonl(tmp_path / "qa.jsonl", short_qa(data_root, 16))
     stage = {"name": "sft", "type": "sft", "data": {"sources": [{"reader": "jsonl", "path": str(data)}]},
              "train": {"max_steps": 3, "batch_size": 2, "max_length": 128, "lr": 1e-3}}
     if method == "lora":  # merged into OUT/model at the end (recipe merge: true), by rank 0 alone

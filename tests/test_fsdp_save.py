@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from clinforge.models.tiny import build_tiny
-from conftest import free_port
+from conftest import free_port, short_qa, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_fsdp_save_worker.py")
@@ -80,11 +80,7 @@ def test_fsdp_recipe_on_gpus_saves_a_full_model(tmp_path, data_root):
     model_dir = build_tiny("llama", tmp_path / "tiny", vocab_size=512, hidden_size=64, num_heads=4, seed=0)
     # short real examples (a PubMedQA question and the first sentence of its answer): whole PubMedQA records do not
     # fit the tiny model's 128 tokens (the first run on a GPU dropped all 16)
-    raw = json.loads((data_root / "pubmedqa/data/ori_pqal.json").read_text(encoding="utf-8"))
-    data = tmp_path / "qa.jsonl"
-    data.write_text("".join(json.dumps({"id": k, "kind": "qa", "question": r["QUESTION"],
-                                        "answer": r["LONG_ANSWER"].split(". ")[0] + "."}) + "\n"
-                            for k, r in list(raw.items())[:16]), encoding="utf-8")
+    data = write_jsonl(tmp_path / "qa.jsonl", short_qa(data_root, 16))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""
 model: {model_dir}

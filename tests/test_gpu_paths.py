@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,25 +20,17 @@ import pytest
 import torch
 
 from clinforge.models.tiny import build_tiny
+from conftest import short_qa, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run scripts/device_checks.sh)")
-
-
-def short_qa(data_root: Path, n: int) -> list[dict]:
-    raw = json.loads((data_root / "pubmedqa/data/ori_pqal.json").read_text(encoding="utf-8"))
-    return [{"id": pmid, "kind": "qa", "question": r["QUESTION"],
-             "answer": re.split(r"(?<=[.!?])\s", r["LONG_ANSWER"])[0]} for pmid, r in list(raw.items())[:n]]
 
 
 def train(tmp_path: Path, model: Path, data_root: Path, *, method: dict, precision: str, steps: int,
           lr: float) -> tuple[list[float], dict, Path]:
     """``clinforge train`` on four real examples (full batch each step) in a subprocess; returns the per-step
     training losses, the stage's metrics and the run folder."""
-    rows = short_qa(data_root, 4)
-    data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    src = {"reader": "jsonl", "path": str(data)}
+    src = {"reader": "jsonl", "path": str(write_jsonl(tmp_path / "data.jsonl", short_qa(data_root, 4)))}
     recipe = tmp_path / "recipe.yaml"  # JSON is YAML
     recipe.write_text(json.dumps({
         "model": str(model), "precision": precision, "tracking": {"tensorboard": False},

@@ -26,6 +26,7 @@ import torch
 from align_helpers import JudgeServer
 from clinforge.train.pipeline import run_pipeline
 from clinforge.train.recipe import Recipe
+from conftest import short_qa, write_jsonl
 
 PUBMEDQA = "pubmedqa/data/ori_pqal.json"
 
@@ -48,18 +49,6 @@ def losses(summary: dict, index: int = 0) -> list[float]:
 def pubmedqa_rows(data_root: Path, n: int) -> list[dict]:
     raw = json.loads((data_root / PUBMEDQA).read_text(encoding="utf-8"))
     return [{"pmid": k, **v} for k, v in list(raw.items())[:n]]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def short_qa(data_root: Path, n: int) -> list[dict]:
-    """PubMedQA questions with the first sentence of their long answer: short real examples a tiny model can
-    memorise in a few dozen steps."""
-    return [{"id": r["pmid"], "kind": "qa", "question": r["QUESTION"],
-             "answer": re.split(r"(?<=[.!?])\s", r["LONG_ANSWER"])[0]} for r in pubmedqa_rows(data_root, n)]
 
 
 # ---- cpt / ift / sft ---------------------------------------------------------------------------------------
