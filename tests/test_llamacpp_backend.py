@@ -126,3 +126,20 @@ def test_agreement_with_the_hf_backend(llamacpp, hf):
     with torch.no_grad():
         ref_logits = hf.model(torch.tensor([ids])).logits[0].numpy()
     assert (ours_logits.argmax(1) == ref_logits.argmax(1)).mean() >= 0.95
+
+
+def test_an_amx_build_is_named_before_native_code_can_crash(capsys, monkeypatch):
+    """llama.cpp's AMX backend segfaulted every decode on a Sapphire Rapids VM (2026-12-04): a segfault leaves no
+    Python error, so loading warns first, once per process, and only for such a build."""
+    import types
+
+    from clinforge.models.backends import llamacpp as module
+
+    monkeypatch.setattr(module, "_amx_warned", False)
+    plain = types.SimpleNamespace(llama_print_system_info=lambda: b"CPU : AVX512 = 1 | REPACK = 1 | ")
+    amx = types.SimpleNamespace(llama_print_system_info=lambda: b"CPU : AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 | ")
+    assert module.warn_if_amx_build(plain) is False
+    assert capsys.readouterr().err == ""
+    assert module.warn_if_amx_build(amx) is True and module.warn_if_amx_build(amx) is True
+    err = capsys.readouterr().err
+    assert err.count("AMX backend") == 1 and "docs/edge.md" in err

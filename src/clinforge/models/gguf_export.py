@@ -388,6 +388,9 @@ def verify_gguf(model: Any, tok: Any, gguf_file: str | os.PathLike, *, outtype: 
     except ImportError:
         result["llama_cpp"] = "not installed (pip install 'clinforge[edge]')"
     else:
+        from clinforge.models.backends.llamacpp import warn_if_amx_build
+
+        warn_if_amx_build(llama_cpp)
         _progress("verifying: loading the GGUF with llama.cpp")
         width = max(len(row) for row in ids) + 1
         llm = llama_cpp.Llama(str(path), n_ctx=max(64, width), logits_all=True, verbose=False, n_threads=2)

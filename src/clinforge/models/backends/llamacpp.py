@@ -88,7 +88,38 @@ def _import_llama_cpp():
         import llama_cpp
     except ImportError as exc:
         raise ClinforgeError(INSTALL_HINT) from exc
+    warn_if_amx_build(llama_cpp)
     return llama_cpp
+
+
+AMX_WARNING = ("warning: this llama-cpp-python was built with llama.cpp's AMX backend (AMX_INT8 = 1), which "
+               "segfaults on some Intel Sapphire Rapids machines and VMs (llama.cpp#20824). If this process dies "
+               "with a segmentation fault, rebuild without AMX: docs/edge.md (scripts/install.sh does it).")
+_amx_warned = False
+
+
+def warn_if_amx_build(llama_cpp) -> bool:
+    """Print :data:`AMX_WARNING` to stderr once per process when ``llama_cpp`` reports ``AMX_INT8 = 1``; returns
+    whether it does. A crash in native code kills the process without a Python error, so the hint must come first.
+
+    Example:
+        >>> import types
+        >>> fake = types.SimpleNamespace(llama_print_system_info=lambda: b"CPU : AVX2 = 1 | REPACK = 1 |")
+        >>> warn_if_amx_build(fake)
+        False
+    """
+    global _amx_warned
+    try:
+        info = llama_cpp.llama_print_system_info()
+    except Exception:  # an older or different binding: nothing to report
+        return False
+    amx = "AMX_INT8 = 1" in (info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info))
+    if amx and not _amx_warned:
+        _amx_warned = True
+        import sys
+
+        print(AMX_WARNING, file=sys.stderr)
+    return amx
 
 
 class LlamaCppBackend(Backend):
