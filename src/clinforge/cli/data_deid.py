@@ -35,6 +35,10 @@ def register(app: typer.Typer) -> None:
                                               "(e.g. from `clinforge data deid-train`) added to the rules; the "
                                               "score gate saved with it (deid_training.json) is applied."),
         ner_int8: bool = NER_INT8,
+        site_terms: Path | None = typer.Option(None, "--site-terms", exists=True, dir_okay=False,
+                                               help="The site's own list (TYPE<TAB>term a line: staff and patient "
+                                               "NAMEs, LOCATIONs, ..., and KEEP words): found in any case "
+                                               "(docs/deid.md, 'Site lists')."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         no_progress: bool = NO_PROGRESS,
     ) -> None:
@@ -48,7 +52,8 @@ def register(app: typer.Typer) -> None:
 
         s = deidentify_file(input, out, mode=mode, json_out=json_out, text_column=text_column,
                             patient_column=patient_column, seed=seed, overwrite=overwrite,
-                            ner_model=ner_model, ner_int8=ner_int8, patient_ids=patient_ids)
+                            ner_model=ner_model, ner_int8=ner_int8, patient_ids=patient_ids,
+                            site_terms=site_terms)
         found = ", ".join(f"{k} {v}" for k, v in sorted(s["phi"].items())) or "none"
         Console(stderr=True).print(f"de-identified {s['items']} text(s), {s['bytes'] / 1e6:.2f} MB in {s['cpu_s']:.1f} s "
                                    f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else ""),

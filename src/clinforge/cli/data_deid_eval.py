@@ -50,6 +50,9 @@ def register(app: typer.Typer) -> None:
         ner_model: Path | None = typer.Option(None, "--ner-model", help="Also join this local tagger folder (e.g. "
                                               "from `clinforge data deid-train`) to the rules, with its saved gate."),
         ner_int8: bool = NER_INT8,
+        site_terms: Path | None = typer.Option(None, "--site-terms", exists=True, dir_okay=False,
+                                               help="Also use the site's own list (TYPE<TAB>term a line), as "
+                                               "`clinforge data deid --site-terms` does."),
         patient_pattern: str | None = typer.Option(None, "--patient-pattern", help=PATTERN_HELP),
         label_map: list[str] | None = typer.Option(None, "--label-map", help=LABEL_MAP_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
@@ -75,7 +78,7 @@ def register(app: typer.Typer) -> None:
                                          patient_pattern=patient_pattern)
         result = {"input": str(input), "reader": reader,
                   **evaluate_annotated(records, ner_model=ner_model, ner_int8=ner_int8,
-                                        progress=not no_progress)}
+                                        progress=not no_progress, site_terms=site_terms)}
         text = json.dumps(result, indent=1) + "\n"
         if out is not None:
             atomic_write_text(out, text, overwrite=True)
@@ -94,5 +97,6 @@ def register(app: typer.Typer) -> None:
         console = Console()
         console.print(table)
         console.print(f"speed {result['mb_s']} MB per CPU second; recognizers {', '.join(result['recognizers'])}"
-                      + (f" + tagger {ner_model}" + (" (int8)" if ner_int8 else "") if ner_model else "") + (f"; written to {out}" if out else ""),
+                      + (f" + tagger {ner_model}" + (" (int8)" if ner_int8 else "") if ner_model else "")
+                      + (f" + site terms {site_terms}" if site_terms else "") + (f"; written to {out}" if out else ""),
                       highlight=False)

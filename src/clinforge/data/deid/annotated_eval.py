@@ -37,9 +37,11 @@ def _rate(rate: Any) -> dict:
 
 
 def evaluate_annotated(records: Sequence, *, ner_model: str | Path | None = None, ner_int8: bool = False,
-                       recognizers: Sequence[str] | None = None, progress: bool = True) -> dict:
+                       recognizers: Sequence[str] | None = None, progress: bool = True,
+                       site_terms: str | Path | None = None) -> dict:
     """Score ``Deidentifier(mode="mask")`` (default recognizers, plus the tagger folder ``ner_model`` with its saved
-    gate; ``ner_int8``: its linear layers in int8) on annotated ``records`` (``meta["phi"]`` gold spans); returns a JSON-ready dict (module docstring).
+    gate; ``ner_int8``: its linear layers in int8; ``site_terms``: a site list, ``site_terms.py``) on annotated
+    ``records`` (``meta["phi"]`` gold spans); returns a JSON-ready dict (module docstring).
 
     Example:
         >>> from clinforge.data.records import Record
@@ -64,9 +66,9 @@ def evaluate_annotated(records: Sequence, *, ner_model: str | Path | None = None
 
         tagger = TransformersNerRecognizer(ner_model, int8=ner_int8)
         gate = tagger.gate.to_json() if tagger.gate is not None else None
-        deid = Deidentifier(mode="mask", recognizers=[*rules, tagger])
+        deid = Deidentifier(mode="mask", recognizers=[*rules, tagger], site_terms=site_terms)
     else:
-        deid = Deidentifier(mode="mask", recognizers=rules)
+        deid = Deidentifier(mode="mask", recognizers=rules, site_terms=site_terms)
     from clinforge.core.progress import progress_bar
 
     bar = progress_bar(total=len(annotated), desc="deid-eval", unit="note", enabled=progress)
@@ -83,6 +85,7 @@ def evaluate_annotated(records: Sequence, *, ner_model: str | Path | None = None
         "patients": len({r.patient_id for r in annotated}),
         "recognizers": rules, "ner_model": None if ner_model is None else {"path": str(ner_model), "gate": gate,
                                                                    "int8": ner_int8},
+        "site_terms": None if site_terms is None else str(site_terms),
         "recall": {k.removeprefix("recall_"): _rate(v) for k, v in summary.items() if k.startswith("recall_")},
         "precision": {k.removeprefix("precision_"): _rate(v) for k, v in summary.items()
                       if k.startswith("precision_")},

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from clinforge.core.errors import ConfigError
 from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS, RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import ENTITY_TYPES, DeidResult, Span, make_span, merge_spans
+
+if TYPE_CHECKING:
+    from clinforge.data.deid.site_terms import SiteTerms
 
 Mode = Literal["mask", "redact", "surrogate"]
 MODES: tuple[str, ...] = ("mask", "redact", "surrogate")
@@ -43,6 +47,9 @@ class Deidentifier:
         entities: keep only these entity types (default: all of ``ENTITY_TYPES``).
         min_score: drop spans scored below this before merging.
         allow: extra words or phrases never treated as PHI (case-insensitive, whole span).
+        site_terms: a site list (``site_terms.SiteTerms`` or the path of its file: the staff directory, patient
+            names, local places, and ``KEEP`` words): its PHI terms are found in any case by a ``site_terms``
+            recognizer added to the others, its ``KEEP`` terms join ``allow``.
 
     Example:
         >>> d = Deidentifier(mode="mask")
@@ -52,7 +59,8 @@ class Deidentifier:
 
     def __init__(self, mode: Mode = "mask", seed: int = 0, *, recognizers: Sequence[str | Recognizer] | None = None,
                  entities: Iterable[str] | None = None, min_score: float = 0.4, allow: Iterable[str] = (),
-                 redact_with: str = "***", mask_format: str = "[{entity_type}]", **recognizer_options: Any):
+                 redact_with: str = "***", mask_format: str = "[{entity_type}]",
+                 site_terms: SiteTerms | str | Path | None = None, **recognizer_options: Any):
         if mode not in MODES:
             raise ConfigError(f"unknown de-identification mode {mode!r}; valid: {', '.join(MODES)}", key="mode")
         self.mode = mode
@@ -69,9 +77,22 @@ class Deidentifier:
             if unknown:
                 raise ConfigError(f"unknown entity types {unknown}; valid: {', '.join(ENTITY_TYPES)}", key="entities")
         self.recognizers: list[Recognizer] = []
-        check_recognizer_options(recognizers or DEFAULT_RECOGNIZERS, recognizer_options)
-        for item in recognizers or DEFAULT_RECOGNIZERS:
-            self.recognizers.append(RECOGNIZERS.get(item)(**recognizer_options) if isinstance(item, str) else item)
+        items = list(recognizers or DEFAULT_RECOGNIZERS)
+        check_recognizer_options([i for i in items if i != "site_terms"], recognizer_options)
+        site = None
+        if site_terms is not None:
+            from clinforge.data.deid.site_terms import SiteTerms
+
+            site = site_terms if isinstance(site_terms, SiteTerms) else SiteTerms.from_file(site_terms)
+            if "site_terms" not in items:
+                items.append("site_terms")
+            self.allow |= site.keep
+        for item in items:
+            if item == "site_terms":  # the one recognizer built from this argument, not from the options
+                self.recognizers.append(RECOGNIZERS.get(item)(site))
+            else:
+                self.recognizers.append(RECOGNIZERS.get(item)(**recognizer_options) if isinstance(item, str)
+                                        else item)
         self._surrogates = None
         if mode == "surrogate":
             from clinforge.data.deid.surrogate import SurrogateGenerator
@@ -188,7 +209,7 @@ def check_recognizer_options(recognizers: Sequence[str | Recognizer], options: d
     if not options:
         return
     valid = {"mode", "seed", "recognizers", "entities", "min_score", "allow", "redact_with", "mask_format",
-             *also_valid}
+             "site_terms", *also_valid}
     for item in recognizers:
         if not isinstance(item, str):
             continue

@@ -116,7 +116,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     text_column: str = "text", patient_column: str | None = None, seed: int = 0,
                     overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None,
                     ner_model: Path | None = None, ner_int8: bool = False,
-                    patient_ids: str = "pseudonymize") -> dict[str, Any]:
+                    patient_ids: str = "pseudonymize", site_terms: Path | None = None) -> dict[str, Any]:
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
     ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``,
     ``patient_ids`` (what became of the patient column) and ``kept_columns`` (the JSONL/CSV columns written as they
@@ -126,6 +126,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     ``ner_model``: a local token-classification model folder (e.g. from ``clinforge data deid-train``) whose spans
     are added to the rules' (their union is removed); the gate saved with it (``deid_training.json``) applies;
     ``ner_int8`` runs it with int8 linear layers (``ner.int8_linear_layers``: faster, not exact).
+    ``site_terms``: a site list (``site_terms.py``: staff and patient names, local places, ``KEEP`` words).
 
     A bad row stops the run and leaves no output (the output is written atomically; without ``out`` rows are
     buffered so nothing is half-printed).
@@ -172,7 +173,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
 
         recognizers = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=ner_model, int8=ner_int8)]
-    deidentifier = Deidentifier(mode=mode, seed=seed, recognizers=recognizers)
+    deidentifier = Deidentifier(mode=mode, seed=seed, recognizers=recognizers, site_terms=site_terms)
     counts: Counter[str] = Counter()
     n_items = n_bytes = 0
     started = time.process_time()

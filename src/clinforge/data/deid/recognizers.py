@@ -49,6 +49,7 @@ RECOGNIZERS: Registry[type[Recognizer]] = Registry(
         "names": "clinforge.data.deid.names",
         "transformers_ner": "clinforge.data.deid.ner",
         "notes": "clinforge.data.deid.note_rules",
+        "site_terms": "clinforge.data.deid.site_terms",
     },
 )
 

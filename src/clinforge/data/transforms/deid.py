@@ -45,7 +45,7 @@ class DeidTransform(Transform):
     folder, e.g. from ``clinforge data deid-train``, joined to the rules with the gate saved in it, as
     ``clinforge data deid --ner-model`` does), ``ner_int8`` (true: that tagger with int8 linear layers, faster and
     not exact, as ``--ner-int8``), and any ``Deidentifier`` keyword (``entities``, ``min_score``,
-    ``allow``, ``redact_with``).
+    ``allow``, ``redact_with``, ``site_terms``: the path of a site list, as ``--site-terms``).
 
     ``patient_ids: pseudonymize`` replaces ``record.patient_id`` (often an MRN, itself an identifier) with
     ``pt-`` + the first 16 hex digits of HMAC-SHA256(key, id). The key is ``$CLINFORGE_DEID_KEY`` when set (ids stay
@@ -77,6 +77,7 @@ class DeidTransform(Transform):
                               f"{', '.join(PATIENT_ID_MODES)}", key="patient_ids")
         self._ids = PatientPseudonymizer()
         self.ner_model = opts.pop("ner_model", None)
+        self.site_terms = opts.get("site_terms")
         self.ner_int8 = opts.pop("ner_int8", False)
         if not isinstance(self.ner_int8, bool):
             raise ConfigError(f"deid option ner_int8 must be true or false, not {self.ner_int8!r}", key="ner_int8")
@@ -99,8 +100,8 @@ class DeidTransform(Transform):
         self.records_changed = 0
 
     def input_paths(self) -> list[str]:
-        """The tagger folder (``ner_model``), for the run record's input hashes."""
-        return [str(self.ner_model)] if self.ner_model is not None else []
+        """The tagger folder (``ner_model``) and the site list (``site_terms``), for the run record's input hashes."""
+        return [str(p) for p in (self.ner_model, self.site_terms) if p is not None]
 
     def _count(self, result) -> None:
         if result.spans:
