@@ -34,9 +34,18 @@ echo "== [3/3] clinforge with the optional parts [$extras]"
 # (llava/mtmd) part is not needed by the text backend: skipping it shortens the build. AMX is compiled out:
 # llama.cpp's native build turns on its AMX int8 backend on Intel Sapphire Rapids and later, and that backend
 # crashed every decode on such a VM (segfault in llama_decode, 2026-12-04; ggml-org/llama.cpp#20824); the flags are
-# no-ops on CPUs without AMX. A wheel already in pip's cache was built with the old flags: remove it
-# (pip cache remove llama_cpp_python) for a rebuild.
+# no-ops on CPUs without AMX. pip keys its cache of built wheels by the sdist, not by CMAKE_ARGS, so a wheel built
+# earlier with AMX would be reinstalled as it is: the check after the install rebuilds it, without the cache.
 no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF '-DCMAKE_C_FLAGS=$no_amx' '-DCMAKE_CXX_FLAGS=$no_amx'}"
 "${PIP[@]}" install -c constraints.txt -e ".[$extras]"
+# Importing the binding and asking what it was built with runs no model code, so it cannot hit the crash.
+if python3 -c 'import sys, llama_cpp; sys.exit(b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info())' \
+    2>/dev/null; then
+  version="$(python3 -c 'import importlib.metadata as m; print(m.version("llama_cpp_python"))')"
+  echo "== llama-cpp-python $version came from a cached build with llama.cpp's AMX backend: rebuilding it without"
+  no_cache=(--no-cache-dir)
+  [[ "${PIP[0]}" == uv ]] && no_cache=(--no-cache)
+  "${PIP[@]}" install "${no_cache[@]}" --force-reinstall --no-deps "llama-cpp-python==$version"
+fi
 echo "== installed: $(python3 -c 'import clinforge, torch; print("clinforge", clinforge.__version__, "| torch", torch.__version__, "| CUDA", torch.version.cuda or "none")')"
