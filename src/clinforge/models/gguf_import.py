@@ -7,9 +7,13 @@ build a fresh model from the same config (without ``quantization_config``), load
 it, and save that, together with the tokenizer (its chat template included), a generation config, the licence
 and a model card naming the source.
 
-Verification: the saved folder is loaded back and must give the same tokens and the same logits as the model
-transformers built from the GGUF, on a fixed chat prompt (``max_abs_logit_diff``, recorded in the card and in
-``clinforge_import.json``). The folder is written beside its destination and renamed into place in one step, so a
+Verification: the saved folder is loaded back; every weight must equal the de-quantised GGUF weight bit for bit, and
+on a fixed chat prompt it must give the same tokens and the same logits as the model transformers built from the
+GGUF, to ``VERIFY_TOLERANCE`` of the logits' scale (``max_abs_logit_diff``, recorded in the card and in
+``clinforge_import.json``). Usually the difference is exactly 0, but two float32 forward passes over equal weights
+are not always bit-identical across processes (once, on the first run of a fresh machine, 0.003 on logits of
+magnitude 39, never reproduced), so the exact check is on the weights and the logits check is relative: a wrong
+config (RoPE, norms, tied embeddings) moves logits by units, not by 1e-4 of their scale. The folder is written beside its destination and renamed into place in one step, so a
 crash never leaves half a model where a loader would pick it up.
 """
 
@@ -25,7 +29,7 @@ from typing import Any
 from clinforge.core.errors import ClinforgeError, OutputExistsError
 
 MARKER = "clinforge_import.json"  # written last into every converted folder: its presence means complete
-VERIFY_TOLERANCE = 1e-4
+VERIFY_TOLERANCE = 1e-3  # max |logit difference| / max |logit| of the GGUF model on the check prompt
 VERIFY_MESSAGES = [{"role": "user", "content": "A 54-year-old man has crushing chest pain. What is the first test?"}]
 
 
@@ -117,9 +121,10 @@ def _model_card(meta: dict[str, Any], source: dict[str, Any], verification: dict
               f"{meta.get('general.file_type', '?')}); transformers de-quantised them to fp32, so this model equals "
               "the GGUF model, not the original full-precision checkpoint: expect small differences from it.", "",
               "## Verification", "",
-              f"Reloaded from this folder, the model gives the same token ids ({verification['n_tokens']}) and logits "
-              f"as the GGUF on a fixed chat prompt: max |logit difference| = {verification['max_abs_logit_diff']:.3g} "
-              f"(tolerance {VERIFY_TOLERANCE:g}).", "",
+              f"Reloaded from this folder, every weight equals the de-quantised GGUF weight bit for bit, and the "
+              f"model gives the same token ids ({verification['n_tokens']}) and logits as the GGUF on a fixed chat "
+              f"prompt: max |logit difference| = {verification['max_abs_logit_diff']:.3g} (tolerance "
+              f"{VERIFY_TOLERANCE:g} of the largest logit, {verification['max_abs_logit']:.3g}).", "",
               "## Intended use", "",
               "Research and development of medical language models with clinforge. Not a medical device; "
               "outputs are drafts for clinician review.", ""]
@@ -192,12 +197,18 @@ def convert_gguf(gguf_path: str | os.PathLike, out: str | os.PathLike, *, overwr
         if re_ids != ids:
             raise ClinforgeError(f"{src}: the saved tokenizer encodes the check prompt differently from the GGUF "
                                  f"({len(re_ids)} vs {len(ids)} tokens); the conversion is not exact")
+        saved = reloaded.state_dict()
+        for key, value in model.state_dict().items():
+            if key not in saved or saved[key].dtype != value.dtype or not torch.equal(saved[key], value):
+                raise ClinforgeError(f"{src}: the saved weight {key} differs from the de-quantised GGUF weight; "
+                                     "the conversion is not exact")
         diff = float((_logits(reloaded, re_ids) - reference).abs().max())
-        if not diff <= VERIFY_TOLERANCE:
-            raise ClinforgeError(f"{src}: the saved model's logits differ from the GGUF's by {diff:.3g} "
-                                 f"(> {VERIFY_TOLERANCE:g}); the conversion is not exact")
-        verification = {"n_tokens": len(ids), "max_abs_logit_diff": diff, "tolerance": VERIFY_TOLERANCE,
-                        "prompt": VERIFY_MESSAGES}
+        scale = float(reference.abs().max())
+        if not diff <= VERIFY_TOLERANCE * scale:
+            raise ClinforgeError(f"{src}: the saved model's logits differ from the GGUF's by {diff:.3g} (> "
+                                 f"{VERIFY_TOLERANCE:g} x the largest logit, {scale:.3g}); the conversion is not exact")
+        verification = {"n_tokens": len(ids), "max_abs_logit_diff": diff, "max_abs_logit": scale,
+                        "tolerance": VERIFY_TOLERANCE, "weights_equal": True, "prompt": VERIFY_MESSAGES}
         (tmp / "README.md").write_text(_model_card(meta, source, verification, n_params,
                                                      license_file is not None), encoding="utf-8")
         record = {"source": source, "architecture": arch, "parameters": n_params,
