@@ -109,3 +109,19 @@ def test_deepspeed_zero3_shipped_config_on_gpus_saves_a_full_model(tmp_path, dat
         assert saved[key].shape == tensor.shape and saved[key].numel() > 0, key
     assert any(not torch.equal(saved[k].float(), base[k].float()) for k in base)
     AutoModelForCausalLM.from_pretrained(tmp_path / "deepspeed" / "model")
+
+
+def test_importing_clinforge_keeps_deepspeeds_cpu_notice_off_stdout() -> None:
+    """accelerate imports deepspeed from every ``save_pretrained``; without a GPU deepspeed then logs "Setting
+    accelerator to CPU" on stdout, which ``path=$(clinforge models fetch NAME)`` captured with the path."""
+    require_deepspeed()
+    if torch.cuda.is_available():
+        pytest.skip("deepspeed prints the notice only where it finds no accelerator")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("DS_ACCELERATOR", None)
+    plain = subprocess.run([sys.executable, "-c", "import deepspeed"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert "Setting accelerator to CPU" in plain.stdout  # what deepspeed does on its own
+    ours = subprocess.run([sys.executable, "-c", "import clinforge, deepspeed; print('ok')"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert ours.returncode == 0 and ours.stdout == "ok\n", ours.stdout + ours.stderr[-2000:]
