@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from clinforge.core.errors import DataError
+from clinforge.core.sqlite_wal import enable_wal
 
 
 def request_key(kind: str, request: Any) -> str:
@@ -48,29 +49,11 @@ class RequestCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fingerprint = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()
         self._db = sqlite3.connect(str(self.path), timeout=60.0)
-        self._enable_wal(deadline_s=60.0)
+        enable_wal(self._db, deadline_s=60.0)  # shard processes open one file at once
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS results (fingerprint TEXT, key TEXT, value TEXT, "
                          "PRIMARY KEY (fingerprint, key))")
         self._db.commit()
-
-    def _enable_wal(self, deadline_s: float) -> None:
-        # Switching to WAL needs a moment of exclusive access, and SQLite can answer "database is locked" at once
-        # instead of waiting out the busy timeout while another process opens the same file: two torchrun ranks
-        # opening one cache failed that way (2026-12-04). Retry with a short backoff up to the deadline.
-        import time
-
-        waited, pause = 0.0, 0.02
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or waited >= deadline_s:
-                    raise
-            time.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 0.5)
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """Cached values of ``keys`` (missing keys are absent from the result)."""
