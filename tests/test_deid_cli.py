@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -306,3 +307,41 @@ def test_a_misspelt_deid_option_is_an_error_naming_its_recipe_line(tmp_path: Pat
     err = " ".join(run.stderr.split())
     assert run.returncode == 2 and "prep.yaml:5: steps.0.options.min_scor: unknown de-identification option" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_name_columns_are_replaced_and_their_names_found_in_the_rows_text(tmp_path: Path) -> None:
+    """An EHR export carries the patient's name beside the note: `--name-column` replaces the cell and finds its
+    words in that row's text in any case, where the rules alone find no cue (a lower-case first name alone)."""
+    note = "pt quenvaro seen, family aware. dastrelik stable. BP 120/80."
+    src = tmp_path / "notes.csv"
+    src.write_text(f'mrn,patient_name,note\n1,Quenvaro Dastrelik,"{note}"\n2,,"no name here; BP 120/80"\n')
+    plain = _deid(str(src), "--text-column", "note", "-o", str(tmp_path / "plain.csv"))
+    assert plain.returncode == 0, plain.stderr
+    assert "quenvaro" in (tmp_path / "plain.csv").read_text()  # the rules alone keep it
+    assert "written as they came" in plain.stderr and "patient_name" in plain.stderr
+    run = _deid(str(src), "--text-column", "note", "--patient-column", "mrn", "--name-column", "patient_name",
+                "-o", str(tmp_path / "clean.csv"))
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader((tmp_path / "clean.csv").read_text().splitlines()))
+    assert rows[0]["patient_name"] == "[NAME]" and rows[1]["patient_name"] == ""
+    assert rows[0]["note"] == "pt [NAME] seen, family aware. [NAME] stable. BP 120/80."
+    assert rows[1]["note"] == "no name here; BP 120/80"
+    err = " ".join(run.stderr.split())
+    assert "name column(s) 'patient_name': 1 cell(s) replaced" in err and "written as they came" not in err
+    assert "Quenvaro" not in run.stderr + run.stdout and "Dastrelik" not in run.stderr + run.stdout
+
+    jsonl = tmp_path / "notes.jsonl"
+    jsonl.write_text(json.dumps({"id": 1, "name": "Quenvaro Dastrelik", "text": note}) + "\n")
+    out = _deid(str(jsonl), "--name-column", "name", "--mode", "surrogate")
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout)
+    assert row["name"] != "Quenvaro Dastrelik" and not re.search("(?i)quenvaro|dastrelik", json.dumps(row))
+    # a misspelt column stops the run (naming it); one that is the text column is refused
+    typo = _deid(str(jsonl), "--name-column", "nmae")
+    assert typo.returncode != 0 and "no row has the --name-column 'nmae'" in " ".join(typo.stderr.split())
+    same = _deid(str(jsonl), "--name-column", "text")
+    assert same.returncode != 0 and "--name-column cannot be the --text-column" in " ".join(same.stderr.split())
+    text_file = tmp_path / "note.txt"
+    text_file.write_text(note)
+    refused = _deid(str(text_file), "--name-column", "name")
+    assert refused.returncode != 0 and "applies to a JSONL or CSV input" in " ".join(refused.stderr.split())

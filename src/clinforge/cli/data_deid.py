@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", "--text-column", help="Column/key holding the text (JSONL/CSV)."),
         patient_column: str | None = typer.Option(None, "--patient-column",
                                                   help="Column/key with a patient id (surrogate consistency)."),
+        name_columns: list[str] | None = typer.Option(None, "--name-column", help="Column/key holding a person's "
+                                                      "name (JSONL/CSV; repeatable): replaced as a NAME, and searched "
+                                                      "for in that row's text in any case."),
         patient_ids: str = typer.Option("pseudonymize", "--patient-ids", help="What the --patient-column becomes "
                                         "in the output: pseudonymize (keyed HMAC pseudonyms, key from "
                                         "$CLINFORGE_DEID_KEY or random per run) or keep."),
@@ -53,13 +56,17 @@ def register(app: typer.Typer) -> None:
         s = deidentify_file(input, out, mode=mode, json_out=json_out, text_column=text_column,
                             patient_column=patient_column, seed=seed, overwrite=overwrite,
                             ner_model=ner_model, ner_int8=ner_int8, patient_ids=patient_ids,
-                            site_terms=site_terms)
+                            site_terms=site_terms, name_columns=name_columns or ())
         found = ", ".join(f"{k} {v}" for k, v in sorted(s["phi"].items())) or "none"
         Console(stderr=True).print(f"de-identified {s['items']} text(s), {s['bytes'] / 1e6:.2f} MB in {s['cpu_s']:.1f} s "
                                    f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else ""),
                                    highlight=False)
         if s["patient_ids"]:
             Console(stderr=True).print(f"patient column {patient_column!r}: {s['patient_ids']}", highlight=False)
+        if s["name_cells"] or name_columns:
+            Console(stderr=True).print(f"name column(s) {', '.join(repr(c) for c in name_columns or [])}: "
+                                       f"{s['name_cells']} cell(s) replaced and searched for in their row's text",
+                                       highlight=False)
         if s["kept_columns"]:  # column names only: only the text column was de-identified
             Console(stderr=True).print("written as they came (not de-identified): column(s) "
                                        + ", ".join(repr(c) for c in s["kept_columns"]), highlight=False)

@@ -21,12 +21,13 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
 from clinforge.data.deid.patient_ids import PATIENT_ID_MODES, PatientPseudonymizer
+from clinforge.data.deid.spans import make_span
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -116,7 +117,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     text_column: str = "text", patient_column: str | None = None, seed: int = 0,
                     overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None,
                     ner_model: Path | None = None, ner_int8: bool = False,
-                    patient_ids: str = "pseudonymize", site_terms: Path | None = None) -> dict[str, Any]:
+                    patient_ids: str = "pseudonymize", site_terms: Path | None = None,
+                    name_columns: Sequence[str] = ()) -> dict[str, Any]:
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
     ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``,
     ``patient_ids`` (what became of the patient column) and ``kept_columns`` (the JSONL/CSV columns written as they
@@ -127,6 +129,9 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     are added to the rules' (their union is removed); the gate saved with it (``deid_training.json``) applies;
     ``ner_int8`` runs it with int8 linear layers (``ner.int8_linear_layers``: faster, not exact).
     ``site_terms``: a site list (``site_terms.py``: staff and patient names, local places, ``KEEP`` words).
+    ``name_columns``: JSONL/CSV columns holding a person's name (``patient_name``, ``attending``): each cell is
+    replaced as a NAME (mask, redact or surrogate) and its words are searched for in that row's text, in any case
+    (``Deidentifier.deidentify_many``'s ``known_names``), so a name the rules would miss still goes.
 
     A bad row stops the run and leaves no output (the output is written atomically; without ``out`` rows are
     buffered so nothing is half-printed).
@@ -154,6 +159,11 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)", key="--text-column")
         if patient_ids != "pseudonymize":
             raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)", key="--patient-ids")
+        if name_columns:
+            raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)", key="--name-column")
+    name_columns = list(dict.fromkeys(name_columns))
+    if text_column in name_columns or (patient_column is not None and patient_column in name_columns):
+        raise ConfigError("a --name-column cannot be the --text-column or the --patient-column", key="--name-column")
     if patient_ids not in PATIENT_ID_MODES:
         raise ConfigError(f"must be one of {', '.join(PATIENT_ID_MODES)}, not {patient_ids!r}",
                           key="--patient-ids")
@@ -175,13 +185,14 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         recognizers = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=ner_model, int8=ner_int8)]
     deidentifier = Deidentifier(mode=mode, seed=seed, recognizers=recognizers, site_terms=site_terms)
     counts: Counter[str] = Counter()
-    n_items = n_bytes = 0
+    n_items = n_bytes = n_name_cells = 0
     started = time.process_time()
     stdout_lines: list[str] = []
 
-    def process(text: str, patient_id: str | None, where: dict) -> str:
+    def process(text: str, patient_id: str | None, where: dict, names: Sequence[str] = ()) -> str:
         nonlocal n_items, n_bytes
-        result = deidentifier.deidentify(text, patient_id=patient_id)
+        result = (deidentifier.deidentify_many([text], patient_id, known_names=names)[0] if names
+                  else deidentifier.deidentify(text, patient_id=patient_id))
         counts.update(s.entity_type for s in result.spans)
         n_items += 1
         n_bytes += len(text.encode("utf-8"))
@@ -191,6 +202,20 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                 row["text"] = result.text
             stdout_lines.append(json.dumps(row, ensure_ascii=False))
         return result.text
+
+    def hide_names(row: dict, pid: str | None, line: int) -> list[str]:
+        """Replace the row's name cells as NAMEs; returns their values, to be searched for in the row's text."""
+        nonlocal n_name_cells
+        names = []
+        for column in name_columns:
+            value = _cell(row, column, input, line, optional=True)
+            if value is None or not value.strip():
+                continue
+            names.append(value)
+            span = make_span(0, len(value), "NAME", 1.0, "a --name-column cell", "name_column")
+            row[column] = deidentifier.replacement(span, value, pid)
+            n_name_cells += 1
+        return names
 
     # The total is known before the bar starts: a bar reset after it started prints a stray "0text" line in a log.
     files = _text_files(input) if kind == "folder" else []
@@ -228,22 +253,29 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     sink = io.StringIO()
                 if kind == "jsonl":
                     patient_key_seen = patient_column is None
+                    names_seen: set[str] = set()
                     for line, row in read_jsonl(input):
                         text = _cell(row, text_column, input, line)
                         pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
                         patient_key_seen = patient_key_seen or patient_column in row
+                        names_seen.update(c for c in name_columns if c in row)
+                        names = hide_names(row, pid, line)
                         if text is not None:
-                            row[text_column] = process(text, pid, {"line": line})
+                            row[text_column] = process(text, pid, {"line": line}, names)
                         hide_patient(row)
-                        kept_columns.update(dict.fromkeys(k for k in row if k not in (text_column, patient_column)))
+                        kept_columns.update(dict.fromkeys(k for k in row if k not in (text_column, patient_column,
+                                                                                     *name_columns)))
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                         bar.update(1)
                     if not patient_key_seen:  # a typo would give every text one date offset and surrogate map
                         raise DataError(f"no row has the --patient-column {patient_column!r}", file=str(input),
                                         field=patient_column)
+                    for column in name_columns:
+                        if column not in names_seen:  # a typo would leave every name cell as it came
+                            raise DataError(f"no row has the --name-column {column!r}", file=str(input), field=column)
                 else:
                     fields, rows, bom = _csv_rows(input)
-                    for column in (text_column, patient_column):
+                    for column in (text_column, patient_column, *name_columns):
                         if column is not None and column not in fields:
                             raise DataError(f"no column {column!r} (columns: {', '.join(fields)})",
                                             file=str(input), line=1, field=column)
@@ -252,13 +284,15 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
                     writer = csv.DictWriter(sink, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
                     writer.writeheader()
-                    kept_columns.update(dict.fromkeys(f for f in fields if f not in (text_column, patient_column)))
+                    kept_columns.update(dict.fromkeys(f for f in fields if f not in (text_column, patient_column,
+                                                                                     *name_columns)))
 
                     for line, row in rows:
                         text = _cell(row, text_column, input, line)
                         pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
+                        names = hide_names(row, pid, line)
                         if text is not None:
-                            row[text_column] = process(text, pid, {"line": line})
+                            row[text_column] = process(text, pid, {"line": line}, names)
                         hide_patient(row)
                         writer.writerow(row)
                         bar.update(1)
@@ -270,4 +304,4 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             "mode": mode, "out": str(out) if out is not None else None,
             "patient_ids": None if patient_column is None else (
                 ids.describe() if patient_ids == "pseudonymize" else "kept as in the input"),
-            "kept_columns": list(kept_columns)}
+            "kept_columns": list(kept_columns), "name_cells": n_name_cells}
