@@ -121,7 +121,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     name_columns: Sequence[str] = ()) -> dict[str, Any]:
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
     ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``,
-    ``patient_ids`` (what became of the patient column) and ``kept_columns`` (the JSONL/CSV columns written as they
+    ``patient_ids`` (what became of the patient column), ``name_cells`` (name-column cells replaced) and
+    ``kept_columns`` (the JSONL/CSV columns written as they
     came: only ``text_column`` is de-identified, and the user should know what else leaves the building).
     ``patient_ids``: ``pseudonymize`` (default) writes the ``patient_column`` as keyed pseudonyms
     (``patient_ids.PatientPseudonymizer``: an MRN is an identifier), ``keep`` writes it unchanged.
