@@ -134,6 +134,24 @@ def test_surrogates_are_consistent_per_patient_and_differ_between_patients() -> 
     assert Deidentifier(mode="surrogate", seed=8).deidentify("Martha Collins called.", patient_id="p1").text != a1
 
 
+def test_a_lone_given_name_keeps_the_surrogate_of_its_full_name() -> None:
+    """A word alone ("quenvaro", no given name of the lists) used to become a surname surrogate while the full name
+    gave it a given name: "Paul Moreno" for the name, "santiago" for the word. The role a word took in a full name of
+    the same patient now carries over (its gender too)."""
+    from clinforge.data.deid.surrogate import SurrogateGenerator
+
+    g = SurrogateGenerator(seed=0)
+    full = g.replace("NAME", "Quenvaro Dastrelik", "p1")
+    given, surname = full.split()
+    assert g.replace("NAME", "quenvaro", "p1") == given.lower()
+    assert g.replace("NAME", "DASTRELIK", "p1") == surname.upper()
+    female = g.replace("NAME", "Jennifer Okafor", "p1").split()[0]
+    assert g.replace("NAME", "Jennifer", "p1") == female  # with the gender of the full name
+    fresh = SurrogateGenerator(seed=0)
+    assert fresh.replace("NAME", "quenvaro", "p1") != given.lower()  # unseen, it is still taken for a surname
+    assert g.replace("NAME", "quenvaro", "p2") == fresh.replace("NAME", "quenvaro", "p2")  # per patient
+
+
 def test_dates_shift_by_one_offset_per_patient_keeping_format_and_intervals() -> None:
     import datetime as dt
 

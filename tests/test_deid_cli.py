@@ -336,6 +336,8 @@ def test_name_columns_are_replaced_and_their_names_found_in_the_rows_text(tmp_pa
     assert out.returncode == 0, out.stderr
     row = json.loads(out.stdout)
     assert row["name"] != "Quenvaro Dastrelik" and not re.search("(?i)quenvaro|dastrelik", json.dumps(row))
+    given, surname = row["name"].split()
+    assert f"pt {given.lower()} seen" in row["text"] and f"{surname.lower()} stable" in row["text"]  # consistent
     # a misspelt column stops the run (naming it); one that is the text column is refused
     typo = _deid(str(jsonl), "--name-column", "nmae")
     assert typo.returncode != 0 and "no row has the --name-column 'nmae'" in " ".join(typo.stderr.split())

@@ -203,6 +203,8 @@ class SurrogateGenerator:
         self.fake = Faker(locale)
         self._first, self._last = person_names()
         self._cache: dict[tuple, str] = {}
+        # (patient, lower-case token) -> (role, gender) it took in a full name: a lone word keeps that role later
+        self._name_roles: dict[tuple[str, str], tuple[str, str | None]] = {}
         self.unparsed_dates = 0
 
     def date_shift_days(self, patient_id: str | None) -> int:
@@ -244,6 +246,10 @@ class SurrogateGenerator:
             initial = self._rng(patient, "initial", token).choice(string.ascii_uppercase)
             return initial.lower() if token.islower() else initial
         low = token.lower()
+        if role == "auto" and (patient, low) in self._name_roles:
+            # "Quenvaro Dastrelik" seen before: a lone "quenvaro" is that given name, not an unknown surname
+            role, learned = self._name_roles[(patient, low)]
+            gender = gender or learned
         if role == "auto":
             role = "given" if low in self._first and low not in self._last else "surname"
         if role == "given":
@@ -263,6 +269,9 @@ class SurrogateGenerator:
             return re.sub(word, lambda m: self._name_token(m.group(), patient, role, gender), original)
         gender = gender or self.name_gender(words[0].group())
         last = words[-1].start()
+        for m in words:
+            self._name_roles.setdefault((patient, m.group().lower()), ("surname" if m.start() == last else "given",
+                                                                       gender))
         return re.sub(word, lambda m: self._name_token(m.group(), patient, "surname" if m.start() == last else
                                                        "given", gender), original)
 
@@ -277,6 +286,7 @@ class SurrogateGenerator:
             return hit
         if len(self._cache) > 200_000:  # determinism makes the cache optional: bound memory on huge corpora
             self._cache.clear()
+            self._name_roles.clear()  # lone words seen after this take their own role again
         out = self._name(original, patient, gender) if entity_type == "NAME" else \
             self._make(entity_type, original, patient)
         if entity_type != "DATE" or out != "[DATE]":
