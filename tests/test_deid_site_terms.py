@@ -119,8 +119,12 @@ def test_the_command_line_uses_the_list_and_refuses_a_bad_one_without_quoting_it
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "a.txt").write_text("JANE OKAFOR RN AT BEDSIDE. TO ST BRIGID IN AM. FOLEY DRAINING.\n", encoding="utf-8")
-    done = _cli("deid", str(notes), "--out", str(tmp_path / "clean"), "--site-terms", str(_site(tmp_path)))
+    site = _site(tmp_path, SITE + "NAME: Hope\n")
+    done = _cli("deid", str(notes), "--out", str(tmp_path / "clean"), "--site-terms", str(site))
     assert done.returncode == 0, done.stderr[-2000:]
+    assert (f"site terms {site}: 6 PHI terms, 1 KEEP; 1 one-word name is an ordinary word or an initial: found "
+            "only after a title") in " ".join(done.stderr.split())
+    assert "Hope" not in done.stderr and "Okafor" not in done.stderr
     assert (tmp_path / "clean" / "a.txt").read_text() == "[NAME] RN AT BEDSIDE. TO [LOCATION] IN AM. FOLEY DRAINING.\n"
     bad = _site(tmp_path, "NAME\tJane Okafor\nNAMES\tOkonkwo\n", "bad.txt")
     failed = _cli("deid", str(notes), "--out", str(tmp_path / "clean2"), "--site-terms", str(bad))

@@ -121,7 +121,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     name_columns: Sequence[str] = ()) -> dict[str, Any]:
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
     ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``,
-    ``patient_ids`` (what became of the patient column), ``name_cells`` (name-column cells replaced) and
+    ``patient_ids`` (what became of the patient column), ``name_cells`` (name-column cells replaced), ``site_terms`` (what the site list holds, in counts) and
     ``kept_columns`` (the JSONL/CSV columns written as they
     came: only ``text_column`` is de-identified, and the user should know what else leaves the building).
     ``patient_ids``: ``pseudonymize`` (default) writes the ``patient_column`` as keyed pseudonyms
@@ -140,6 +140,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     from clinforge.core.io import atomic_path, read_jsonl
     from clinforge.core.progress import progress_bar
     from clinforge.data.deid import MODES, Deidentifier
+    from clinforge.data.deid.site_terms import SiteTermsRecognizer
 
     stdout = sys.stdout if stdout is None else stdout
     if mode not in MODES:
@@ -305,4 +306,6 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             "mode": mode, "out": str(out) if out is not None else None,
             "patient_ids": None if patient_column is None else (
                 ids.describe() if patient_ids == "pseudonymize" else "kept as in the input"),
-            "kept_columns": list(kept_columns), "name_cells": n_name_cells}
+            "kept_columns": list(kept_columns), "name_cells": n_name_cells,
+            "site_terms": next((r.describe() for r in deidentifier.recognizers if isinstance(r, SiteTermsRecognizer)),
+                               None)}

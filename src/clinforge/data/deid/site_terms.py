@@ -187,7 +187,7 @@ class SiteTermsRecognizer(Recognizer):
             entries[:] = [e for e in entries if (e[0], e[1]) != key]
             entries.append((words, kind, titled, why))
 
-        self.ambiguous = 0  # listed names of one ambiguous word: found only after a title (counted, not shown)
+        self.ambiguous = 0  # listed names of one ambiguous word: found only after a title (a count for the user)
         for kind, term, line in terms.phi:
             words = tuple(w.lower() for w in _WORD.findall(term))
             why = f"listed in {Path(terms.source).name}, line {line}"
@@ -209,6 +209,22 @@ class SiteTermsRecognizer(Recognizer):
         self._longest = max((len(e[0]) for entries in index.values() for e in entries), default=0)
         self._first = re.compile(r"(?<![^\W_])(?:" + trie_regex(sorted(index)) + r")(?![^\W_])",
                                  re.IGNORECASE) if index else None
+
+    def describe(self) -> str:
+        """What the list holds, in counts only (terms are PHI), for a command's summary line.
+
+        Example:
+            >>> terms = SiteTerms.from_mapping({"NAME": ["Jane Okafor", "Hope"], "KEEP": ["Foley"]})
+            >>> SiteTermsRecognizer(terms).describe()
+            '2 PHI terms, 1 KEEP; 1 one-word name is an ordinary word or an initial: found only after a title'
+        """
+        n, k, a = len(self.terms.phi), len(self.terms.keep), self.ambiguous
+        out = f"{n} PHI term{'s' * (n != 1)}, {k} KEEP"
+        if a == 1:
+            out += "; 1 one-word name is an ordinary word or an initial: found only after a title"
+        elif a > 1:
+            out += f"; {a} one-word names are ordinary words or initials: found only after a title"
+        return out
 
     def analyze(self, text: str) -> list[Span]:
         # The first words of all terms are one prefix-tree regex, scanned in C; only at its hits are the words
