@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         if s["patient_ids"]:
             Console(stderr=True).print(f"patient column {patient_column!r}: {s['patient_ids']}", highlight=False)
         if s["site_terms"]:
-            Console(stderr=True).print(f"site terms {site_terms}: {s['site_terms']}", highlight=False)
+            Console(stderr=True).print(f"site terms {site_terms}: {s['site_terms']}", highlight=False, soft_wrap=True)
         if s["name_cells"] or name_columns:
             Console(stderr=True).print(f"name column(s) {', '.join(repr(c) for c in name_columns or [])}: "
                                        f"{s['name_cells']} cell(s) replaced and searched for in their row's text",
