@@ -374,3 +374,34 @@ def test_unknown_word_after_resident_of_or_home_in_is_a_place(deid: Deidentifier
     for text in ("PT IS A RESIDENT OF THE ICU.", "resident of note aware.", "HOME IN AM."):
         vitals = VITALS if text.isupper() else VITALS.lower()
         assert not [f for f in found(deid, text + vitals) if f[1] == "LOCATION"], text
+
+
+def test_pager_after_a_named_clinician_or_in_brackets_and_labels_hyphened_onto_a_number(deid: Deidentifier) -> None:
+    # "page dr jones at 54321" (a title and a name between the cue and "at"), "paged (54321)", "H-555-1234",
+    # "number-555-1234"; "Ext" after a role is no name. Four digits after a named clinician are a time, a range with
+    # a unit or a number hyphened onto a number stays.
+    for text, number in (("page dr jones at 54321 with questions.", "54321"), ("RESIDENT PAGED (54321) RE: LOW UO.", "54321"),
+                         ("WIFE H-555-1234 W-555-4321.", "555-1234"), ("WIFE H-555-1234 W-555-4321.", "555-4321"),
+                         ("wife's number-555-1234.", "555-1234"), ("CASE MANAGER EXT 51234.", "51234")):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        got = found(deid, text + vitals)
+        assert (number, "PHONE") in got, text
+        assert not [f for f in got if f[0].lower() == "ext"], text
+    for text in ("page dr jones at 0300 re k.", "MD PAGED (0300) RE BP.", "NS 10-100-1500CC GIVEN.", "hr-110-1200 x 2."):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert not [f for f in found(deid, text + vitals) if f[1] == "PHONE"], text
+
+
+def test_weekday_fraction_apostrophe_year_and_day_glued_to_a_month_are_dates(deid: Deidentifier) -> None:
+    for text, date in (("SEEN ON TUES 3/4 BY TEAM.", "3/4"), ("family mtg monday 1/2 at 1400.", "1/2"),
+                       ("S/P CABG FEB '98.", "FEB '98"), ("s/p mvr sept. '01.", "sept. '01"),
+                       ("ADMITTED 22JUL TO MICU.", "22JUL"), ("admitted 22jul98 to micu.", "22jul98"),
+                       ("ADMITTED JUL22 TO MICU.", "JUL22")):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert (date, "DATE") in found(deid, text + vitals), text
+    # a fraction after no weekday ("give 1/2 amp"; "sat" is a saturation or "sat up"), "dec5" (decreased by 5),
+    # a month abbreviation inside a word or a quoted number that is no year
+    for text in ("give 1/2 amp.", "SAT 3/4 OF THE DAY IN CHAIR.", "dec5 mg.", "pt says 'may 12 more'.",
+                 "REMOVED 3/4 OF CLOT.", "LASIX 40MG X2."):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert not [f for f in found(deid, text + vitals) if f[1] == "DATE"], text

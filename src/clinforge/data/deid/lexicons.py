@@ -194,7 +194,7 @@ foley walker pace high low mid commode bedside hall green fair white little con'
 carevue careview brady tachy aline pts thermodilution derm camode transplant
 am pm noc eve days nights shift today tonight yesterday tomorrow wkend weekend
 tmax t-max maes doppler hugger bair passy muir amber aloe vesta lue rue lle rle
-pager pgr beeper bpr paged paging
+pager pgr beeper bpr paged paging ext
 oncoming offgoing on-coming off-going preceptor orientee
 """)
 # Shorthand words that are also surnames: kept out of the allow-list (a credential or title before them still

@@ -3,7 +3,9 @@
 month/day (``7/22``) and month/two-digit year (``8/87``) away from fractions, pain scores, motor grades and
 ventilator settings; month/day ranges (``5/6-5/8``); month-day with a hyphen after ``on/since`` (``on 7-8``);
 ordinals after ``the/on/of`` (``the 11th``); holidays in a note; month names; lower-case month abbreviations with a
-day or a year (``jan 5``, ``5 jan``, ``nov 2004``: the cased forms are the ``patterns`` recognizer's).
+day or a year (``jan 5``, ``5 jan``, ``nov 2004``: the cased forms are the ``patterns`` recognizer's); a day glued to a
+month (``22JUL``, ``JUL22``), a month with an apostrophe year (``Feb '98``), a fraction-shaped date after a weekday
+(``Tues 3/4``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ _ORDINAL = re.compile(r"(?<![a-z])(?:the|on|of|since|until|till|thru|through)[ \
                       r"cpap|trial|attempt|bag|unit|liter|stage|vertebra|toe|finger|digit|metacarp|cranial|nerve|"
                       r"trimester|line|set|round|cycle|course|episode|admission|shift|left|right|posterior|anterior|"
                       r"lateral|and[ \t]+\d))")
+# A weekday right before a fraction-shaped month/day makes it a date ("Tues 3/4", "monday 1/2"; not "sat", "sun": "sat up 3/4 of the day")
+_WEEKDAY_BEFORE = re.compile(r"(?<![a-z])(?:mon(?:day)?|tue(?:s(?:day)?)?|wed(?:nesday)?|thu(?:r(?:s(?:day)?)?)?|"
+                             r"fri(?:day)?|saturday|sunday)\.?,?[ \t]*$")
+# A month with an apostrophe year ("Feb '98", "sept. '01"); a day glued to a month abbreviation ("22JUL", "22jul98",
+# "JUL22"; not "dec5" or "mar5": decreased, the MAR)
+_MONTH_APOSTROPHE_YEAR = re.compile(word_start_regex(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
+                                                      "oct", "nov", "dec"), "[a-z]")
+                                    + r"[a-z]*\.?[ \t]*['’]\d\d(?![\d'’])")
+_GLUED_MONTHS = frozenset(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"])
+_DAY_GLUED_MONTH = re.compile(r"(?<![\w./:-])(?:[12]\d|3[01]|0?[1-9])(?:jan|feb|mar|apr|may|jun|jul|aug|sept|sep|oct|"
+                              r"nov|dec)(?:\d\d(?:\d\d)?)?(?![a-z\d])")
+_MONTH_GLUED_DAY = re.compile(r"(?<![\w./:-])(?:jan|feb|apr|may|jun|jul|aug|sept|sep|oct|nov)(?:[12]\d|3[01]|0?[1-9])"
+                              r"(?![\w./:-])")
 _MONTH_WORD = re.compile(r"(?<![a-z])(?:january|february|march|april|june|july|august|september|october|november|"
                          r"december)(?![a-z])")
 
@@ -116,7 +131,9 @@ def find_note_dates(text: str, lower: str, words: set[str], out: list[Span], spa
             value = m.group("md") if pattern is _MONTH_DAY_TAIL else m.group()
             if pattern is _MONTH_DAY_TAIL and m.group("d2") and int(m.group("d2")) <= int(m.group("d1")):
                 continue  # "4/5-3", "7/22-5": no later day of the month
-            if value in _FRACTIONS or _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(
+            if value in _FRACTIONS and not _WEEKDAY_BEFORE.search(lower, max(0, m.start() - 12), m.start()):
+                continue
+            if _NOT_DATE_AFTER.match(lower, m.end()) or _NOT_DATE_BEFORE.search(
                     lower, max(0, m.start() - 12), m.start()):
                 continue
             window = lower[max(0, m.start() - 25):m.start()]
@@ -143,6 +160,13 @@ def find_note_dates(text: str, lower: str, words: set[str], out: list[Span], spa
     # a holiday names a day of the year in a note ("home by christmas"); in general prose it is an event
     for m in (_HOLIDAY.finditer(lower) if not words.isdisjoint(_HOLIDAY_WORDS) and looks_like_note(text) else ()):
         add(span(m.start(), m.end(), "DATE", 0.6, "holiday"))
+    if not words.isdisjoint(_GLUED_MONTHS):
+        for pattern, expl in ((_DAY_GLUED_MONTH, "day glued to a month"), (_MONTH_GLUED_DAY, "month glued to a day"),
+                              (_MONTH_APOSTROPHE_YEAR, "month and apostrophe year")):
+            if pattern is _MONTH_APOSTROPHE_YEAR and "'" not in lower and "’" not in lower:
+                continue
+            for m in pattern.finditer(lower):
+                add(span(m.start(), m.end(), "DATE", 0.6, expl))
     for m in (_MONTH_WORD.finditer(lower) if not words.isdisjoint(_MONTHS) else ()):
         if m.group() == "march" and text[m.start()] == "m" and not text.islower():
             continue  # "march" the verb in mixed-case text

@@ -29,25 +29,28 @@ _NAME_BEFORE_PHONE = re.compile(r"(?<![a-z'’-])(?P<a>[a-z][a-z'’-]+)[ \t]+(?
 # branch of "\d..." and "\(..." gives re no first-character set, and it would try every position)
 _PHONE = re.compile(r"[\d(](?:(?<=\d)(?<!\d\d)\d\d[ \t./-]\d{3}[ \t.-]\d{4}(?!\d)|(?<=\()(?<!\d\()\d{3}\)[ \t]?\d{3}[ \t.-]?\d{4}(?!\d))")
 # 555-1234 without an area code; not a range with a unit ("100-1500cc") nor part of a longer number (a full stop
-# after it ends a sentence: "wife 555-1234." is a number, "555-1234.5" is not)
+# after it ends a sentence: "wife 555-1234." is a number, "555-1234.5" is not); a label may be hyphened on
+# ("H-555-1234", "number-555-1234"), a number may not ("10-100-1500")
 # (matched from its hyphen, the three digits before it in a look-behind: re then tries the pattern at hyphens only,
 # not at every digit; the number starts 3 characters before the match. A match is 8 characters and ends before no
 # digit or hyphen, so none can start inside the previous one: the matches are those of "\d\d\d-\d{4}..." shifted by 3)
-_LOCAL_PHONE = re.compile(r"-(?<=(?<![\d.\-/])\d\d\d-)\d{4}(?![\d\-/]|\.\d|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
+_LOCAL_PHONE = re.compile(r"-(?<=(?<![\d./])(?<!\d-)\d\d\d-)\d{4}(?![\d\-/]|\.\d|[ \t]*(?:cc|ml|mg|mcg|u|units|l|%|x|hrs?)\b)")
 # A phone cue shortly before the number: a word for a telephone, a relative or proxy whose number it is ("wife
-# (555-1234)"), or a one- or two-letter label with a colon ("Hm: 555-1234", "w: 555-1234", "c: ...").
+# (555-1234)"), or a one- or two-letter label with a colon or a hyphen ("Hm: 555-1234", "w: 555-1234", "H-555-1234").
 _PHONE_CUE_NEAR = re.compile(r"(?<![a-z])(?:phone|tel|cell|home|work|office|pager|beeper|call|called|calls|number|#|"
-                             r"reached|reach|contact|ph|ext|mobile|(?:hm|wk|h|w|c)[ \t]*:|" + RELATIVE_CUE + r")"
+                             r"reached|reach|contact|ph|ext|mobile|(?:hm|wk|h|w|c)[ \t]*[:-]|" + RELATIVE_CUE + r")"
                              r"(?![a-z])")
 # ... or a label right after it: "555-1234 (home)", "555-1234 cell"
 _PHONE_CUE_AFTER = re.compile(r"[ \t]*[(\[-]?[ \t]*(?:home|cell|work|office|mobile|pager|beeper|hm|wk)(?![a-z])")
 # (?<![a-z])(?:pager|pgr|...|#), the look-behind after each first character (see word_start_regex)
-# The number right after its cue, or one or two small words later ("pager # is 12345", "page me at 12345", "page
-# np at 12345", "call icu at 4-5678": group ``via``); after such words four digits are no number to call ("call at
-# 1400", "page np at 0300" are times: refused in find_note_phones), nor right after "paged" ("md paged 0300")
-_PAGER = re.compile(word_start_regex(_PAGER_CUES, "[a-z]") + r"[ \t.:#]*"
+# The number right after its cue (in brackets too: "paged (54321)"), or one or two small words later ("pager # is
+# 12345", "page me at 12345", "page np at 12345", "call icu at 4-5678"), or a title and a name and "at" later ("page
+# dr jones at 54321"): group ``via``; after such words four digits are no number to call ("call at 1400", "page np
+# at 0300" are times: refused in find_note_phones), nor right after "paged" ("md paged 0300")
+_PAGER = re.compile(word_start_regex(_PAGER_CUES, "[a-z]") + r"[ \t.:#(]*"
                     r"(?P<via>(?:(?:is|at|me|him|her|them|no|num|number|on|np|md|dr|ho|pa|rn|icu|micu|sicu|ccu|"
-                    r"team|fellow|resident|attending|covering)[ \t.:#]+){1,2})?"
+                    r"team|fellow|resident|attending|covering)[ \t.:#]+){1,2}|"
+                    r"(?:dr|np|md|pa|rn|ho)\.?[ \t]+[a-z'’-]{2,}[ \t]+(?:at|on)[ \t.:#]+)?"
                     r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{3}-\d{4}|\d{10})(?![\d/:-]|\.\d)")
 
 
