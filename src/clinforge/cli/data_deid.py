@@ -58,17 +58,17 @@ def register(app: typer.Typer) -> None:
                             ner_model=ner_model, ner_int8=ner_int8, patient_ids=patient_ids,
                             site_terms=site_terms, name_columns=name_columns or ())
         found = ", ".join(f"{k} {v}" for k, v in sorted(s["phi"].items())) or "none"
-        Console(stderr=True).print(f"de-identified {s['items']} text(s), {s['bytes'] / 1e6:.2f} MB in {s['cpu_s']:.1f} s "
-                                   f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else ""),
-                                   highlight=False)
+        # one line each, never wrapped: the paths in them stay whole for copying and for grep
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        err.print(f"de-identified {s['items']} text(s), {s['bytes'] / 1e6:.2f} MB in {s['cpu_s']:.1f} s "
+                  f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else ""))
         if s["patient_ids"]:
-            Console(stderr=True).print(f"patient column {patient_column!r}: {s['patient_ids']}", highlight=False)
+            err.print(f"patient column {patient_column!r}: {s['patient_ids']}")
         if s["site_terms"]:
-            Console(stderr=True).print(f"site terms {site_terms}: {s['site_terms']}", highlight=False, soft_wrap=True)
+            err.print(f"site terms {site_terms}: {s['site_terms']}")
         if s["name_cells"] or name_columns:
-            Console(stderr=True).print(f"name column(s) {', '.join(repr(c) for c in name_columns or [])}: "
-                                       f"{s['name_cells']} cell(s) replaced and searched for in their row's text",
-                                       highlight=False)
+            err.print(f"name column(s) {', '.join(repr(c) for c in name_columns or [])}: "
+                      f"{s['name_cells']} cell(s) replaced and searched for in their row's text")
         if s["kept_columns"]:  # column names only: only the text column was de-identified
-            Console(stderr=True).print("written as they came (not de-identified): column(s) "
-                                       + ", ".join(repr(c) for c in s["kept_columns"]), highlight=False)
+            err.print("written as they came (not de-identified): column(s) "
+                      + ", ".join(repr(c) for c in s["kept_columns"]))
