@@ -42,10 +42,15 @@ def register(app: typer.Typer) -> None:
                                                help="The site's own list (TYPE<TAB>term a line: staff and patient "
                                                "NAMEs, LOCATIONs, ..., and KEEP words): found in any case "
                                                "(docs/deid.md, 'Site lists')."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (and discard the unfinished "
+                                       "run of other input or options that a rerun would otherwise resume)."),
         no_progress: bool = NO_PROGRESS,
     ) -> None:
         """De-identify free text: the 18 HIPAA Safe Harbor identifiers, masked, redacted or replaced.
+
+        A folder or a JSONL/CSV file into --out is resumable: stopped (Ctrl-C, SIGTERM), it keeps what it finished
+        and the same command continues from there (mask and redact modes; surrogate mode and per-run pseudonyms
+        start again, since their state holds PHI or a key that is never stored).
 
         Example: clinforge data deid notes.csv --text-column note --mode surrogate --patient-column mrn -o clean.csv
         """
@@ -61,7 +66,8 @@ def register(app: typer.Typer) -> None:
         # one line each, never wrapped: the paths in them stay whole for copying and for grep
         err = Console(stderr=True, soft_wrap=True, highlight=False)
         err.print(f"de-identified {s['items']} text(s), {s['bytes'] / 1e6:.2f} MB in {s['cpu_s']:.1f} s "
-                  f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else ""))
+                  f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else "")
+                  + (f" (resumed after {s['resumed_after']} done by an interrupted run)" if s["resumed_after"] else ""))
         if s["patient_ids"]:
             err.print(f"patient column {patient_column!r}: {s['patient_ids']}")
         if s["site_terms"]:

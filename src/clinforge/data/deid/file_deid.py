@@ -14,24 +14,28 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
+import os
+import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
+from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
+from clinforge.core.partial_output import PartialOutput, content_hash, file_fingerprint
 from clinforge.data.deid.patient_ids import PATIENT_ID_MODES, PatientPseudonymizer
 from clinforge.data.deid.spans import make_span
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv", ".tsv")
+CHECKPOINT_S = 30.0  # seconds between saves of a long run's progress (and at an interruption)
 
 
 def input_kind(path: Path) -> str:
@@ -135,7 +139,10 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     (``Deidentifier.deidentify_many``'s ``known_names``), so a name the rules would miss still goes.
 
     A bad row stops the run and leaves no output (the output is written atomically; without ``out`` rows are
-    buffered so nothing is half-printed).
+    buffered so nothing is half-printed). A folder or a table into ``out`` is resumable: interrupted (Ctrl-C,
+    SIGTERM), it saves what it finished in ``.OUT.partial`` beside ``out`` and the same call continues from there
+    (summary ``resumed_after``); the partial output of other input or options is refused unless ``overwrite``.
+    Surrogate mode and per-run pseudonyms are not saved (their state holds PHI or a key never stored).
     """
     from clinforge.core.io import atomic_path, read_jsonl
     from clinforge.core.progress import progress_bar
@@ -189,7 +196,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     counts: Counter[str] = Counter()
     n_items = n_bytes = n_name_cells = 0
     started = time.process_time()
-    stdout_lines: list[str] = []
+    span_lines: list[str] = []  # --json rows of the texts not yet written out
 
     def process(text: str, patient_id: str | None, where: dict, names: Sequence[str] = ()) -> str:
         nonlocal n_items, n_bytes
@@ -202,7 +209,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             row = {**where, "spans": [s.to_dict() for s in result.spans]}
             if out is None:
                 row["text"] = result.text
-            stdout_lines.append(json.dumps(row, ensure_ascii=False))
+            span_lines.append(json.dumps(row, ensure_ascii=False) + "\n")
         return result.text
 
     def hide_names(row: dict, pid: str | None, line: int) -> list[str]:
@@ -219,93 +226,222 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             n_name_cells += 1
         return names
 
+    def table_rows(done: int, write: Callable[[str], Any], bar: Any,
+                   row_done: Callable[[int, int], None] | None = None) -> None:
+        """De-identify the JSONL or CSV rows after the first ``done`` into ``write``; ``row_done(k, position)``
+        after each row, with ``position`` what ``write`` returned for it."""
+        position = 0
+        if kind == "jsonl":
+            patient_key_seen = patient_column is None
+            names_seen: set[str] = set()
+            for k, (line, row) in enumerate(read_jsonl(input)):
+                patient_key_seen = patient_key_seen or patient_column in row
+                names_seen.update(c for c in name_columns if c in row)
+                if k < done:  # written by the interrupted run this one resumes
+                    continue
+                text = _cell(row, text_column, input, line)
+                pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
+                names = hide_names(row, pid, line)
+                if text is not None:
+                    row[text_column] = process(text, pid, {"line": line}, names)
+                hide_patient(row)
+                kept_columns.update(dict.fromkeys(c for c in row if c not in (text_column, patient_column,
+                                                                             *name_columns)))
+                position = write(json.dumps(row, ensure_ascii=False) + "\n")
+                bar.update(1)
+                if row_done is not None:
+                    row_done(k + 1, position)
+            if not patient_key_seen:  # a typo would give every text one date offset and surrogate map
+                raise DataError(f"no row has the --patient-column {patient_column!r}", file=str(input),
+                                field=patient_column)
+            for column in name_columns:
+                if column not in names_seen:  # a typo would leave every name cell as it came
+                    raise DataError(f"no row has the --name-column {column!r}", file=str(input), field=column)
+            return
+        fields, rows, bom = _csv_rows(input)
+        for column in (text_column, patient_column, *name_columns):
+            if column is not None and column not in fields:
+                raise DataError(f"no column {column!r} (columns: {', '.join(fields)})",
+                                file=str(input), line=1, field=column)
+        buffer = io.StringIO()  # one row at a time, so that each row reaches the output in one write
+        delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
+        writer = csv.DictWriter(buffer, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
+        kept_columns.update(dict.fromkeys(f for f in fields if f not in (text_column, patient_column,
+                                                                         *name_columns)))
+        if not done:
+            if bom and out is not None:  # a file as it came: Excel reads UTF-8 CSV right only with it
+                buffer.write("\ufeff")
+            writer.writeheader()
+            position = write(buffer.getvalue())
+            if row_done is not None:
+                row_done(0, position)
+        for k, (line, row) in enumerate(rows):
+            if k < done:
+                continue
+            text = _cell(row, text_column, input, line)
+            pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
+            names = hide_names(row, pid, line)
+            if text is not None:
+                row[text_column] = process(text, pid, {"line": line}, names)
+            hide_patient(row)
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(row)
+            position = write(buffer.getvalue())
+            bar.update(1)
+            if row_done is not None:
+                row_done(k + 1, position)
+
     # The total is known before the bar starts: a bar reset after it started prints a stray "0text" line in a log.
     files = _text_files(input) if kind == "folder" else []
     total: int | None = 1 if kind == "text" else len(files) if kind == "folder" else None
     if kind == "jsonl":
         with open(input, "rb") as fh:
             total = sum(1 for _ in fh)
-    bar = progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress)
-    with bar:
-        if kind == "text":
-            cleaned = process(_read_text(input), None, {"file": str(input)})
-            bar.update(1)
-            if out is not None:
-                with atomic_path(out, overwrite=overwrite) as tmp:
-                    tmp.write_text(cleaned, encoding="utf-8")
-            elif not json_out:
-                stdout.write(cleaned)
-        elif kind == "folder":
-            with atomic_path(out, overwrite=overwrite) as tmp:
-                tmp.mkdir(parents=True)
-                for path in files:
-                    rel = path.relative_to(input)
-                    target = tmp / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(process(_read_text(path), None, {"file": str(rel)}), encoding="utf-8")
-                    bar.update(1)
-        else:
-            # Rows stream into the atomic temporary output (removed if a bad row stops the run); without --out
-            # they are buffered so that a bad row prints nothing rather than half a file.
-            with contextlib.ExitStack() as stack:
-                if out is not None:
-                    tmp = stack.enter_context(atomic_path(out, overwrite=overwrite))
-                    sink = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
-                else:
-                    sink = io.StringIO()
-                if kind == "jsonl":
-                    patient_key_seen = patient_column is None
-                    names_seen: set[str] = set()
-                    for line, row in read_jsonl(input):
-                        text = _cell(row, text_column, input, line)
-                        pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
-                        patient_key_seen = patient_key_seen or patient_column in row
-                        names_seen.update(c for c in name_columns if c in row)
-                        names = hide_names(row, pid, line)
-                        if text is not None:
-                            row[text_column] = process(text, pid, {"line": line}, names)
-                        hide_patient(row)
-                        kept_columns.update(dict.fromkeys(k for k in row if k not in (text_column, patient_column,
-                                                                                     *name_columns)))
-                        sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-                        bar.update(1)
-                    if not patient_key_seen:  # a typo would give every text one date offset and surrogate map
-                        raise DataError(f"no row has the --patient-column {patient_column!r}", file=str(input),
-                                        field=patient_column)
-                    for column in name_columns:
-                        if column not in names_seen:  # a typo would leave every name cell as it came
-                            raise DataError(f"no row has the --name-column {column!r}", file=str(input), field=column)
-                else:
-                    fields, rows, bom = _csv_rows(input)
-                    for column in (text_column, patient_column, *name_columns):
-                        if column is not None and column not in fields:
-                            raise DataError(f"no column {column!r} (columns: {', '.join(fields)})",
-                                            file=str(input), line=1, field=column)
-                    if bom and out is not None:  # a file as it came: Excel reads UTF-8 CSV right only with it
-                        sink.write("\ufeff")
-                    delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
-                    writer = csv.DictWriter(sink, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
-                    writer.writeheader()
-                    kept_columns.update(dict.fromkeys(f for f in fields if f not in (text_column, patient_column,
-                                                                                     *name_columns)))
 
-                    for line, row in rows:
-                        text = _cell(row, text_column, input, line)
-                        pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
-                        names = hide_names(row, pid, line)
-                        if text is not None:
-                            row[text_column] = process(text, pid, {"line": line}, names)
-                        hide_patient(row)
-                        writer.writerow(row)
-                        bar.update(1)
-                if out is None and not json_out:
+    done = 0  # rows or files an interrupted run had finished (resumed below)
+    if kind == "text" or out is None:
+        with progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress) as bar:
+            if kind == "text":
+                cleaned = process(_read_text(input), None, {"file": str(input)})
+                bar.update(1)
+                if out is not None:
+                    with atomic_path(out, overwrite=overwrite) as tmp:
+                        tmp.write_text(cleaned, encoding="utf-8")
+                elif not json_out:
+                    stdout.write(cleaned)
+            else:  # a table onto stdout: buffered, so that a bad row prints nothing rather than half a file
+                sink = io.StringIO()
+                table_rows(0, sink.write, bar)
+                if not json_out:
                     stdout.write(sink.getvalue())
-    for line in stdout_lines:
-        stdout.write(line + "\n")
+        for line in span_lines:
+            stdout.write(line)
+    else:
+        # A folder or a table into --out: written in a hidden partial folder beside it and resumed after an
+        # interruption (core/partial_output.py). Progress is saved only where it holds no PHI and resumes to the
+        # same output: not in surrogate mode (its per-patient maps hold the original names) nor with a per-run
+        # pseudonym key (it is never stored); those runs start again.
+        saveable = mode != "surrogate" and not (patient_column and patient_ids == "pseudonymize" and ids.per_run)
+        partial = PartialOutput(out, _fingerprint(input, kind, mode=mode, seed=seed, json_out=json_out,
+                                                  text_column=text_column, patient_column=patient_column,
+                                                  patient_ids=patient_ids, name_columns=name_columns,
+                                                  ner_model=ner_model, ner_int8=ner_int8, site_terms=site_terms),
+                                overwrite=overwrite)
+        saved = partial.start() or {}
+        done = int(saved.get("done", 0))
+        if saved:
+            counts.update(saved["counts"])
+            n_items, n_bytes, n_name_cells = saved["items"], saved["bytes"], saved["name_cells"]
+            started -= saved["cpu_s"]
+            kept_columns.update(dict.fromkeys(saved["kept_columns"]))
+            print(f"resuming: {done} of {total if total is not None else '?'} {'files' if kind == 'folder' else 'rows'} "
+                  f"were de-identified by an interrupted run ({partial.folder})", file=sys.stderr, flush=True)
+        spans_path = partial.folder / "spans.jsonl"
+        where = {"out": _truncated(partial.path, saved.get("out_bytes")) if kind != "folder" else 0,
+                 "spans": _truncated(spans_path, saved.get("spans_bytes")) if json_out else 0}
+        snapshot = saved or {"done": 0}
+        last_save = time.monotonic()
+
+        def row_done(k: int, out_bytes: int) -> None:
+            """Record that rows/files [0, k) are in the output (one assignment: an interruption sees the last whole
+            row); save it every 30 s."""
+            nonlocal snapshot, last_save
+            spans_bytes = where["spans"]
+            if span_lines:
+                chunk = "".join(span_lines)
+                span_lines.clear()
+                with open(spans_path, "a", encoding="utf-8") as fh:
+                    fh.write(chunk)
+                spans_bytes = where["spans"] = spans_bytes + len(chunk.encode("utf-8"))
+            snapshot = {"done": k, "out_bytes": out_bytes, "spans_bytes": spans_bytes, "counts": dict(counts),
+                        "items": n_items, "bytes": n_bytes, "name_cells": n_name_cells,
+                        "cpu_s": time.process_time() - started, "kept_columns": list(kept_columns)}
+            if saveable and time.monotonic() - last_save > CHECKPOINT_S:
+                save()
+
+        sink_box: list[Any] = []
+
+        def save() -> None:
+            """Flush the output to disk, then save the snapshot that counts it."""
+            nonlocal last_save
+            if sink_box and not sink_box[0].closed:
+                sink_box[0].flush()
+                os.fsync(sink_box[0].fileno())
+            elif kind != "folder" and partial.path.exists():  # closed by the interruption (and so flushed)
+                with open(partial.path, "rb") as fh:
+                    os.fsync(fh.fileno())
+            partial.checkpoint(snapshot)
+            last_save = time.monotonic()
+
+        try:
+            with progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress, initial=done) as bar:
+                if kind == "folder":
+                    partial.path.mkdir(exist_ok=True)
+                    for k, path in enumerate(files):
+                        if k < done:
+                            continue
+                        target = partial.path / path.relative_to(input)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_text(process(_read_text(path), None, {"file": str(path.relative_to(input))}),
+                                          encoding="utf-8")
+                        bar.update(1)
+                        row_done(k + 1, 0)
+                else:
+                    with open(partial.path, "a" if saved else "w", encoding="utf-8", newline="") as fh:
+                        sink_box.append(fh)
+                        position = where["out"]
+
+                        def write(text: str) -> int:
+                            nonlocal position
+                            fh.write(text)
+                            position += len(text.encode("utf-8"))
+                            return position
+
+                        table_rows(done, write, bar, row_done)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                        sink_box.clear()
+        except BaseException as exc:
+            if saveable and interruption_in(exc) is not None:
+                save()
+                note_interrupted(f"{snapshot['done']} of {total if total is not None else '?'} "
+                                 f"{'files' if kind == 'folder' else 'rows'} de-identified, in {partial.folder}",
+                                 rerun_command())
+            else:
+                partial.discard()
+            raise
+        if json_out and spans_path.exists():
+            with open(spans_path, encoding="utf-8") as fh:
+                shutil.copyfileobj(fh, stdout)
+        partial.commit()
     return {"items": n_items, "bytes": n_bytes, "cpu_s": time.process_time() - started, "phi": dict(counts),
+            "resumed_after": done if out is not None and kind in ("folder", "jsonl", "csv") else 0,
             "mode": mode, "out": str(out) if out is not None else None,
             "patient_ids": None if patient_column is None else (
                 ids.describe() if patient_ids == "pseudonymize" else "kept as in the input"),
             "kept_columns": list(kept_columns), "name_cells": n_name_cells,
             "site_terms": next((r.describe() for r in deidentifier.recognizers if isinstance(r, SiteTermsRecognizer)),
                                None)}
+
+
+def _fingerprint(input: Path, kind: str, *, ner_model: Path | None, site_terms: Path | None,
+                 **options: Any) -> dict[str, Any]:
+    """What must be equal for a run to resume another: the input (size and times), every option that changes the
+    output, the tagger folder, the site list's content and clinforge's version."""
+    from clinforge import __version__
+
+    return {"input": file_fingerprint(input), "kind": kind, **options,
+            "ner_model": file_fingerprint(ner_model) if ner_model is not None else None,
+            "site_terms": content_hash(site_terms) if site_terms is not None else None,
+            "clinforge": __version__}
+
+
+def _truncated(path: Path, size: int | None) -> int:
+    """Cut ``path`` back to the ``size`` bytes a checkpoint counted (what an interrupted run wrote after it goes);
+    returns that size (0 for a fresh file)."""
+    if size is None or not path.exists():
+        return 0
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+    return size
