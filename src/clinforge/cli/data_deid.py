@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
                                                help="The site's own list (TYPE<TAB>term a line: staff and patient "
                                                "NAMEs, LOCATIONs, ..., and KEEP words): found in any case "
                                                "(docs/deid.md, 'Site lists')."),
+        workers: int = typer.Option(1, "--workers", "-j", help="Processes de-identifying in parallel (mask and "
+                                    "redact modes; the output is the same as with one)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (and discard the unfinished "
                                        "run of other input or options that a rerun would otherwise resume)."),
         no_progress: bool = NO_PROGRESS,
@@ -61,12 +63,12 @@ def register(app: typer.Typer) -> None:
         s = deidentify_file(input, out, mode=mode, json_out=json_out, text_column=text_column,
                             patient_column=patient_column, seed=seed, overwrite=overwrite,
                             ner_model=ner_model, ner_int8=ner_int8, patient_ids=patient_ids,
-                            site_terms=site_terms, name_columns=name_columns or ())
+                            site_terms=site_terms, name_columns=name_columns or (), workers=workers)
         found = ", ".join(f"{k} {v}" for k, v in sorted(s["phi"].items())) or "none"
         # one line each, never wrapped: the paths in them stay whole for copying and for grep
         err = Console(stderr=True, soft_wrap=True, highlight=False)
         err.print(f"de-identified {s['items']} text(s), {s['bytes'] / 1e6:.2f} MB in {s['cpu_s']:.1f} s "
-                  f"CPU ({mode} mode); PHI found: {found}" + (f"; written to {out}" if out else "")
+                  f"CPU ({mode} mode{f', {workers} workers' if workers > 1 else ''}); PHI found: {found}" + (f"; written to {out}" if out else "")
                   + (f" (resumed after {s['resumed_after']} done by an interrupted run)" if s["resumed_after"] else ""))
         if s["patient_ids"]:
             err.print(f"patient column {patient_column!r}: {s['patient_ids']}")

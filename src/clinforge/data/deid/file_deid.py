@@ -122,7 +122,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None,
                     ner_model: Path | None = None, ner_int8: bool = False,
                     patient_ids: str = "pseudonymize", site_terms: Path | None = None,
-                    name_columns: Sequence[str] = ()) -> dict[str, Any]:
+                    name_columns: Sequence[str] = (), workers: int = 1) -> dict[str, Any]:
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
     ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``,
     ``patient_ids`` (what became of the patient column), ``name_cells`` (name-column cells replaced), ``site_terms`` (what the site list holds, in counts) and
@@ -137,6 +137,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     ``name_columns``: JSONL/CSV columns holding a person's name (``patient_name``, ``attending``): each cell is
     replaced as a NAME (mask, redact or surrogate) and its words are searched for in that row's text, in any case
     (``Deidentifier.deidentify_many``'s ``known_names``), so a name the rules would miss still goes.
+    ``workers``: processes that de-identify in parallel (mask and redact modes; each builds its own
+    de-identifier, tagger included); the output is the same as with one, in the same order.
 
     A bad row stops the run and leaves no output (the output is written atomically; without ``out`` rows are
     buffered so nothing is half-printed). A folder or a table into ``out`` is resumable: interrupted (Ctrl-C,
@@ -146,7 +148,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     """
     from clinforge.core.io import atomic_path, read_jsonl
     from clinforge.core.progress import progress_bar
-    from clinforge.data.deid import MODES, Deidentifier
+    from clinforge.data.deid import MODES
     from clinforge.data.deid.site_terms import SiteTermsRecognizer
 
     stdout = sys.stdout if stdout is None else stdout
@@ -186,31 +188,42 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
 
     if ner_int8 and ner_model is None:
         raise ConfigError("--ner-int8 needs --ner-model (the tagger it quantises)", key="--ner-int8")
-    recognizers = None
-    if ner_model is not None:
-        from clinforge.data.deid.ner import TransformersNerRecognizer
-        from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
+    if workers < 1:
+        raise ConfigError(f"must be 1 or more, not {workers}", key="--workers")
+    if workers > 1 and mode == "surrogate":
+        raise ConfigError("needs mask or redact mode: a surrogate depends on the texts of the same patient before "
+                          "it, which other workers hold", key="--workers")
+    settings = (mode, seed, ner_model, ner_int8, site_terms)
+    parallel = workers > 1 and kind != "text"
+    # with a pool, this process only replaces name cells and describes the site list: no tagger loaded here
+    deidentifier = _build_deidentifier(*settings, tagger=not parallel)
+    pool = None
+    if parallel:
+        import multiprocessing
 
-        recognizers = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=ner_model, int8=ner_int8)]
-    deidentifier = Deidentifier(mode=mode, seed=seed, recognizers=recognizers, site_terms=site_terms)
+        # spawn, not fork: a forked copy of a process holding torch threads or a tagger can deadlock
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=settings)
+    batches = _OrderedBatches(deidentifier, pool, workers)
     counts: Counter[str] = Counter()
     n_items = n_bytes = n_name_cells = 0
+    worker_cpu = 0.0
     started = time.process_time()
     span_lines: list[str] = []  # --json rows of the texts not yet written out
 
-    def process(text: str, patient_id: str | None, where: dict, names: Sequence[str] = ()) -> str:
-        nonlocal n_items, n_bytes
-        result = (deidentifier.deidentify_many([text], patient_id, known_names=names)[0] if names
-                  else deidentifier.deidentify(text, patient_id=patient_id))
-        counts.update(s.entity_type for s in result.spans)
+    def account(text: str, result: tuple[str, list, float], where: dict) -> str:
+        """Count one de-identified text (and keep its --json row); returns the text to write."""
+        nonlocal n_items, n_bytes, worker_cpu
+        cleaned, spans, cpu = result
+        counts.update(s.entity_type for s in spans)
         n_items += 1
         n_bytes += len(text.encode("utf-8"))
+        worker_cpu += cpu if pool is not None else 0.0  # the main process's own CPU time counts the rest
         if json_out:
-            row = {**where, "spans": [s.to_dict() for s in result.spans]}
+            row = {**where, "spans": [s.to_dict() for s in spans]}
             if out is None:
-                row["text"] = result.text
+                row["text"] = cleaned
             span_lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-        return result.text
+        return cleaned
 
     def hide_names(row: dict, pid: str | None, line: int) -> list[str]:
         """Replace the row's name cells as NAMEs; returns their values, to be searched for in the row's text."""
@@ -229,28 +242,41 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     def table_rows(done: int, write: Callable[[str], Any], bar: Any,
                    row_done: Callable[[int, int], None] | None = None) -> None:
         """De-identify the JSONL or CSV rows after the first ``done`` into ``write``; ``row_done(k, position)``
-        after each row, with ``position`` what ``write`` returned for it."""
+        after each row, with ``position`` what ``write`` returned for it. Rows go in batches to the pool (one at
+        a time without one) and are written in input order."""
         position = 0
+
+        def take(k: int, line: int, row: dict) -> None:
+            text = _cell(row, text_column, input, line)
+            pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
+            names = hide_names(row, pid, line)
+
+            def written(result: tuple[str, list, float] | None) -> None:
+                nonlocal position
+                if result is not None:
+                    row[text_column] = account(text, result, {"line": line})
+                hide_patient(row)
+                position = write(serialize(row))
+                bar.update(1)
+                if row_done is not None:
+                    row_done(k + 1, position)
+
+            batches.add(None if text is None else (text, pid, names), written)
+
         if kind == "jsonl":
+            def serialize(row: dict) -> str:
+                kept_columns.update(dict.fromkeys(c for c in row if c not in (text_column, patient_column,
+                                                                             *name_columns)))
+                return json.dumps(row, ensure_ascii=False) + "\n"
+
             patient_key_seen = patient_column is None
             names_seen: set[str] = set()
             for k, (line, row) in enumerate(read_jsonl(input)):
                 patient_key_seen = patient_key_seen or patient_column in row
                 names_seen.update(c for c in name_columns if c in row)
-                if k < done:  # written by the interrupted run this one resumes
-                    continue
-                text = _cell(row, text_column, input, line)
-                pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
-                names = hide_names(row, pid, line)
-                if text is not None:
-                    row[text_column] = process(text, pid, {"line": line}, names)
-                hide_patient(row)
-                kept_columns.update(dict.fromkeys(c for c in row if c not in (text_column, patient_column,
-                                                                             *name_columns)))
-                position = write(json.dumps(row, ensure_ascii=False) + "\n")
-                bar.update(1)
-                if row_done is not None:
-                    row_done(k + 1, position)
+                if k >= done:  # rows before are in the output of the interrupted run this one resumes
+                    take(k, line, row)
+            batches.finish()
             if not patient_key_seen:  # a typo would give every text one date offset and surrogate map
                 raise DataError(f"no row has the --patient-column {patient_column!r}", file=str(input),
                                 field=patient_column)
@@ -268,6 +294,13 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         writer = csv.DictWriter(buffer, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
         kept_columns.update(dict.fromkeys(f for f in fields if f not in (text_column, patient_column,
                                                                          *name_columns)))
+
+        def serialize(row: dict) -> str:  # noqa: F811 (the CSV form of the JSONL one above)
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(row)
+            return buffer.getvalue()
+
         if not done:
             if bom and out is not None:  # a file as it came: Excel reads UTF-8 CSV right only with it
                 buffer.write("\ufeff")
@@ -276,21 +309,9 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             if row_done is not None:
                 row_done(0, position)
         for k, (line, row) in enumerate(rows):
-            if k < done:
-                continue
-            text = _cell(row, text_column, input, line)
-            pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
-            names = hide_names(row, pid, line)
-            if text is not None:
-                row[text_column] = process(text, pid, {"line": line}, names)
-            hide_patient(row)
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow(row)
-            position = write(buffer.getvalue())
-            bar.update(1)
-            if row_done is not None:
-                row_done(k + 1, position)
+            if k >= done:
+                take(k, line, row)
+        batches.finish()
 
     # The total is known before the bar starts: a bar reset after it started prints a stray "0text" line in a log.
     files = _text_files(input) if kind == "folder" else []
@@ -299,123 +320,138 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         with open(input, "rb") as fh:
             total = sum(1 for _ in fh)
 
-    done = 0  # rows or files an interrupted run had finished (resumed below)
-    if kind == "text" or out is None:
-        with progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress) as bar:
-            if kind == "text":
-                cleaned = process(_read_text(input), None, {"file": str(input)})
-                bar.update(1)
-                if out is not None:
-                    with atomic_path(out, overwrite=overwrite) as tmp:
-                        tmp.write_text(cleaned, encoding="utf-8")
-                elif not json_out:
-                    stdout.write(cleaned)
-            else:  # a table onto stdout: buffered, so that a bad row prints nothing rather than half a file
-                sink = io.StringIO()
-                table_rows(0, sink.write, bar)
-                if not json_out:
-                    stdout.write(sink.getvalue())
-        for line in span_lines:
-            stdout.write(line)
-    else:
-        # A folder or a table into --out: written in a hidden partial folder beside it and resumed after an
-        # interruption (core/partial_output.py). Progress is saved only where it holds no PHI and resumes to the
-        # same output: not in surrogate mode (its per-patient maps hold the original names) nor with a per-run
-        # pseudonym key (it is never stored); those runs start again.
-        saveable = mode != "surrogate" and not (patient_column and patient_ids == "pseudonymize" and ids.per_run)
-        partial = PartialOutput(out, _fingerprint(input, kind, mode=mode, seed=seed, json_out=json_out,
-                                                  text_column=text_column, patient_column=patient_column,
-                                                  patient_ids=patient_ids, name_columns=name_columns,
-                                                  ner_model=ner_model, ner_int8=ner_int8, site_terms=site_terms),
-                                overwrite=overwrite)
-        saved = partial.start() or {}
-        done = int(saved.get("done", 0))
-        if saved:
-            counts.update(saved["counts"])
-            n_items, n_bytes, n_name_cells = saved["items"], saved["bytes"], saved["name_cells"]
-            started -= saved["cpu_s"]
-            kept_columns.update(dict.fromkeys(saved["kept_columns"]))
-            print(f"resuming: {done} of {total if total is not None else '?'} {'files' if kind == 'folder' else 'rows'} "
-                  f"were de-identified by an interrupted run ({partial.folder})", file=sys.stderr, flush=True)
-        spans_path = partial.folder / "spans.jsonl"
-        where = {"out": _truncated(partial.path, saved.get("out_bytes")) if kind != "folder" else 0,
-                 "spans": _truncated(spans_path, saved.get("spans_bytes")) if json_out else 0}
-        snapshot = saved or {"done": 0}
-        last_save = time.monotonic()
-
-        def row_done(k: int, out_bytes: int) -> None:
-            """Record that rows/files [0, k) are in the output (one assignment: an interruption sees the last whole
-            row); save it every 30 s."""
-            nonlocal snapshot, last_save
-            spans_bytes = where["spans"]
-            if span_lines:
-                chunk = "".join(span_lines)
-                span_lines.clear()
-                with open(spans_path, "a", encoding="utf-8") as fh:
-                    fh.write(chunk)
-                spans_bytes = where["spans"] = spans_bytes + len(chunk.encode("utf-8"))
-            snapshot = {"done": k, "out_bytes": out_bytes, "spans_bytes": spans_bytes, "counts": dict(counts),
-                        "items": n_items, "bytes": n_bytes, "name_cells": n_name_cells,
-                        "cpu_s": time.process_time() - started, "kept_columns": list(kept_columns)}
-            if saveable and time.monotonic() - last_save > CHECKPOINT_S:
-                save()
-
-        sink_box: list[Any] = []
-
-        def save() -> None:
-            """Flush the output to disk, then save the snapshot that counts it."""
-            nonlocal last_save
-            if sink_box and not sink_box[0].closed:
-                sink_box[0].flush()
-                os.fsync(sink_box[0].fileno())
-            elif kind != "folder" and partial.path.exists():  # closed by the interruption (and so flushed)
-                with open(partial.path, "rb") as fh:
-                    os.fsync(fh.fileno())
-            partial.checkpoint(snapshot)
+    try:
+        done = 0  # rows or files an interrupted run had finished (resumed below)
+        if kind == "text" or out is None:
+            with progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress) as bar:
+                if kind == "text":
+                    text = _read_text(input)
+                    cleaned = account(text, _deid_one(deidentifier, text, None, ()), {"file": str(input)})
+                    bar.update(1)
+                    if out is not None:
+                        with atomic_path(out, overwrite=overwrite) as tmp:
+                            tmp.write_text(cleaned, encoding="utf-8")
+                    elif not json_out:
+                        stdout.write(cleaned)
+                else:  # a table onto stdout: buffered, so that a bad row prints nothing rather than half a file
+                    sink = io.StringIO()
+                    table_rows(0, sink.write, bar)
+                    if not json_out:
+                        stdout.write(sink.getvalue())
+            for line in span_lines:
+                stdout.write(line)
+        else:
+            # A folder or a table into --out: written in a hidden partial folder beside it and resumed after an
+            # interruption (core/partial_output.py). Progress is saved only where it holds no PHI and resumes to the
+            # same output: not in surrogate mode (its per-patient maps hold the original names) nor with a per-run
+            # pseudonym key (it is never stored); those runs start again.
+            saveable = mode != "surrogate" and not (patient_column and patient_ids == "pseudonymize" and ids.per_run)
+            partial = PartialOutput(out, _fingerprint(input, kind, mode=mode, seed=seed, json_out=json_out,
+                                                      text_column=text_column, patient_column=patient_column,
+                                                      patient_ids=patient_ids, name_columns=name_columns,
+                                                      ner_model=ner_model, ner_int8=ner_int8, site_terms=site_terms),
+                                    overwrite=overwrite)
+            saved = partial.start() or {}
+            done = int(saved.get("done", 0))
+            if saved:
+                counts.update(saved["counts"])
+                n_items, n_bytes, n_name_cells = saved["items"], saved["bytes"], saved["name_cells"]
+                started -= saved["cpu_s"]
+                kept_columns.update(dict.fromkeys(saved["kept_columns"]))
+                print(f"resuming: {done} of {total if total is not None else '?'} {'files' if kind == 'folder' else 'rows'} "
+                      f"were de-identified by an interrupted run ({partial.folder})", file=sys.stderr, flush=True)
+            spans_path = partial.folder / "spans.jsonl"
+            where = {"out": _truncated(partial.path, saved.get("out_bytes")) if kind != "folder" else 0,
+                     "spans": _truncated(spans_path, saved.get("spans_bytes")) if json_out else 0}
+            snapshot = saved or {"done": 0}
             last_save = time.monotonic()
 
-        try:
-            with progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress, initial=done) as bar:
-                if kind == "folder":
-                    partial.path.mkdir(exist_ok=True)
-                    for k, path in enumerate(files):
-                        if k < done:
-                            continue
-                        target = partial.path / path.relative_to(input)
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_text(process(_read_text(path), None, {"file": str(path.relative_to(input))}),
-                                          encoding="utf-8")
-                        bar.update(1)
-                        row_done(k + 1, 0)
-                else:
-                    with open(partial.path, "a" if saved else "w", encoding="utf-8", newline="") as fh:
-                        sink_box.append(fh)
-                        position = where["out"]
+            def row_done(k: int, out_bytes: int) -> None:
+                """Record that rows/files [0, k) are in the output (one assignment: an interruption sees the last whole
+                row); save it every 30 s."""
+                nonlocal snapshot, last_save
+                spans_bytes = where["spans"]
+                if span_lines:
+                    chunk = "".join(span_lines)
+                    span_lines.clear()
+                    with open(spans_path, "a", encoding="utf-8") as fh:
+                        fh.write(chunk)
+                    spans_bytes = where["spans"] = spans_bytes + len(chunk.encode("utf-8"))
+                snapshot = {"done": k, "out_bytes": out_bytes, "spans_bytes": spans_bytes, "counts": dict(counts),
+                            "items": n_items, "bytes": n_bytes, "name_cells": n_name_cells,
+                            "cpu_s": time.process_time() - started + worker_cpu, "kept_columns": list(kept_columns)}
+                if saveable and time.monotonic() - last_save > CHECKPOINT_S:
+                    save()
 
-                        def write(text: str) -> int:
-                            nonlocal position
-                            fh.write(text)
-                            position += len(text.encode("utf-8"))
-                            return position
+            sink_box: list[Any] = []
 
-                        table_rows(done, write, bar, row_done)
-                        fh.flush()
+            def save() -> None:
+                """Flush the output to disk, then save the snapshot that counts it."""
+                nonlocal last_save
+                if sink_box and not sink_box[0].closed:
+                    sink_box[0].flush()
+                    os.fsync(sink_box[0].fileno())
+                elif kind != "folder" and partial.path.exists():  # closed by the interruption (and so flushed)
+                    with open(partial.path, "rb") as fh:
                         os.fsync(fh.fileno())
-                        sink_box.clear()
-        except BaseException as exc:
-            if saveable and interruption_in(exc) is not None:
-                save()
-                note_interrupted(f"{snapshot['done']} of {total if total is not None else '?'} "
-                                 f"{'files' if kind == 'folder' else 'rows'} de-identified, in {partial.folder}",
-                                 rerun_command())
-            else:
-                partial.discard()
-            raise
-        if json_out and spans_path.exists():
-            with open(spans_path, encoding="utf-8") as fh:
-                shutil.copyfileobj(fh, stdout)
-        partial.commit()
-    return {"items": n_items, "bytes": n_bytes, "cpu_s": time.process_time() - started, "phi": dict(counts),
+                partial.checkpoint(snapshot)
+                last_save = time.monotonic()
+
+            try:
+                with progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress, initial=done) as bar:
+                    if kind == "folder":
+                        partial.path.mkdir(exist_ok=True)
+                        for k in range(done, len(files)):
+                            rel = files[k].relative_to(input)
+                            text = _read_text(files[k])
+
+                            def written(result: tuple[str, list, float] | None, k: int = k, rel: Path = rel,
+                                        text: str = text) -> None:
+                                target = partial.path / rel
+                                target.parent.mkdir(parents=True, exist_ok=True)
+                                target.write_text(account(text, result, {"file": str(rel)}), encoding="utf-8")
+                                bar.update(1)
+                                row_done(k + 1, 0)
+
+                            batches.add((text, None, ()), written)
+                        batches.finish()
+                    else:
+                        with open(partial.path, "a" if saved else "w", encoding="utf-8", newline="") as fh:
+                            sink_box.append(fh)
+                            position = where["out"]
+
+                            def write(text: str) -> int:
+                                nonlocal position
+                                fh.write(text)
+                                position += len(text.encode("utf-8"))
+                                return position
+
+                            table_rows(done, write, bar, row_done)
+                            fh.flush()
+                            os.fsync(fh.fileno())
+                            sink_box.clear()
+            except BaseException as exc:
+                if saveable and interruption_in(exc) is not None:
+                    save()
+                    note_interrupted(f"{snapshot['done']} of {total if total is not None else '?'} "
+                                     f"{'files' if kind == 'folder' else 'rows'} de-identified, in {partial.folder}",
+                                     rerun_command())
+                else:
+                    partial.discard()
+                raise
+            if json_out and spans_path.exists():
+                with open(spans_path, encoding="utf-8") as fh:
+                    shutil.copyfileobj(fh, stdout)
+            partial.commit()
+    except BaseException:
+        if pool is not None:  # a bad row or an interruption: stop the workers now
+            pool.terminate()
+        raise
+    if pool is not None:
+        pool.close()
+        pool.join()
+    return {"items": n_items, "bytes": n_bytes, "cpu_s": time.process_time() - started + worker_cpu,
+            "workers": workers, "phi": dict(counts),
             "resumed_after": done if out is not None and kind in ("folder", "jsonl", "csv") else 0,
             "mode": mode, "out": str(out) if out is not None else None,
             "patient_ids": None if patient_column is None else (
@@ -445,3 +481,82 @@ def _truncated(path: Path, size: int | None) -> int:
     with open(path, "r+b") as fh:
         fh.truncate(size)
     return size
+
+
+def _build_deidentifier(mode: str, seed: int, ner_model: Path | None, ner_int8: bool, site_terms: Path | None, *,
+                        tagger: bool = True) -> Any:
+    from clinforge.data.deid import Deidentifier
+
+    recognizers = None
+    if ner_model is not None and tagger:
+        from clinforge.data.deid.ner import TransformersNerRecognizer
+        from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
+
+        recognizers = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=ner_model, int8=ner_int8)]
+    return Deidentifier(mode=mode, seed=seed, recognizers=recognizers, site_terms=site_terms)
+
+
+def _deid_one(deidentifier: Any, text: str, patient_id: str | None, names: Sequence[str]) -> tuple[str, list, float]:
+    """(de-identified text, spans, CPU seconds) of one text."""
+    t0 = time.process_time()
+    result = (deidentifier.deidentify_many([text], patient_id, known_names=names)[0] if names
+              else deidentifier.deidentify(text, patient_id=patient_id))
+    return result.text, result.spans, time.process_time() - t0
+
+
+_WORKER: list[Any] = []  # the de-identifier of a pool worker process
+
+
+def _init_worker(*settings: Any) -> None:
+    """A pool worker: leaves Ctrl-C to the main process (which stops the pool) and builds its de-identifier."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER[:] = [_build_deidentifier(*settings)]
+
+
+def _deid_in_worker(item: tuple[str, str | None, Sequence[str]]) -> tuple[str, list, float]:
+    return _deid_one(_WORKER[0], *item)
+
+
+class _OrderedBatches:
+    """Texts de-identified here, one at a time, or in a pool, in batches with one batch in flight while the
+    previous one is written (the workers never wait for the writer); each text's callback runs in input order.
+
+    ``add(item, callback)``: ``item`` is (text, patient id, known names), or None for a row without text (its
+    callback gets None, in its place); ``finish()`` runs every callback still waiting.
+    """
+
+    def __init__(self, deidentifier: Any, pool: Any, workers: int):
+        self.deidentifier, self.pool, self.workers = deidentifier, pool, workers
+        self.size = 32 * workers  # texts a batch: ~8 chunks of ~4 texts for each worker
+        self.pending: list[tuple[tuple[str, str | None, Sequence[str]] | None, Callable]] = []
+        self.in_flight: list[tuple[list, Any]] = []
+
+    def add(self, item: tuple[str, str | None, Sequence[str]] | None, callback: Callable) -> None:
+        if self.pool is None:
+            callback(None if item is None else _deid_one(self.deidentifier, *item))
+            return
+        self.pending.append((item, callback))
+        if len(self.pending) >= self.size:
+            self._submit()
+
+    def _submit(self) -> None:
+        items = [item for item, _ in self.pending if item is not None]
+        result = self.pool.map_async(_deid_in_worker, items, chunksize=max(1, len(items) // (8 * self.workers)))
+        self.in_flight.append((self.pending, result))
+        self.pending = []
+        while len(self.in_flight) > 1:
+            self._drain()
+
+    def _drain(self) -> None:
+        entries, result = self.in_flight.pop(0)
+        results = iter(result.get())
+        for item, callback in entries:
+            callback(None if item is None else next(results))
+
+    def finish(self) -> None:
+        if self.pending:
+            self._submit()
+        while self.in_flight:
+            self._drain()

@@ -1,0 +1,101 @@
+"""``clinforge data deid --workers N``: texts de-identified in N processes give the output of one process, in the
+same order; Ctrl-C to the whole process group (a terminal's) stops them and the run resumes; a bad row stops all."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clinforge.core.errors import ConfigError, DataError
+from clinforge.data.deid import file_deid as fd
+from clinforge.data.deid.patient_ids import KEY_ENV
+from test_deid_resume import _inputs, _long_inputs, _wait_for
+
+
+def _read(path: Path) -> dict[str, bytes] | bytes:
+    if path.is_dir():
+        return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "folder"])
+def test_two_workers_write_what_one_process_writes(tmp_path: Path, kind: str, monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "a site key")  # pseudonyms equal across the two runs
+    src = _inputs(tmp_path / "in", 150)[kind]
+    options = {"patient_column": "mrn"} if kind != "folder" else {}
+    one, two = io.StringIO(), io.StringIO()
+    a = fd.deidentify_file(src, tmp_path / f"one.{kind}", json_out=True, progress=False, stdout=one, **options)
+    b = fd.deidentify_file(src, tmp_path / f"two.{kind}", json_out=True, progress=False, stdout=two, workers=2,
+                           **options)
+    assert _read(tmp_path / f"two.{kind}") == _read(tmp_path / f"one.{kind}")
+    assert two.getvalue() == one.getvalue() and len(one.getvalue().splitlines()) == 150
+    assert (b["items"], b["bytes"], b["phi"], b["workers"]) == (a["items"], a["bytes"], a["phi"], 2)
+    assert b["cpu_s"] > 0.5 * a["cpu_s"]  # the workers' CPU time is counted, not only this process's
+
+
+def test_name_columns_and_rows_without_text_keep_their_place(tmp_path: Path) -> None:
+    src = tmp_path / "rows.jsonl"
+    rows = []
+    for i in range(90):
+        row = {"id": i, "patient_name": "Quenvaro Dastrelik" if i % 2 else "Ilse Marwick", "text": None}
+        if i % 4:  # every fourth row has no text (null): written in its place all the same
+            row["text"] = f"pt {row['patient_name'].split()[0].lower()} seen, bp 120/80, call 617-555-{i:04d}."
+        rows.append(json.dumps(row))
+    src.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    for workers in (1, 3):
+        fd.deidentify_file(src, tmp_path / f"o{workers}.jsonl", name_columns=["patient_name"], progress=False,
+                           workers=workers)
+    got = (tmp_path / "o3.jsonl").read_text(encoding="utf-8")
+    assert got == (tmp_path / "o1.jsonl").read_text(encoding="utf-8")
+    assert [json.loads(line)["id"] for line in got.splitlines()] == list(range(90))
+    assert "quenvaro" not in got.lower() and "marwick" not in got.lower()
+
+
+def test_surrogates_and_bad_counts_are_refused(tmp_path: Path) -> None:
+    src = _inputs(tmp_path / "in", 5)["jsonl"]
+    with pytest.raises(ConfigError, match="--workers: needs mask or redact mode"):
+        fd.deidentify_file(src, tmp_path / "o.jsonl", mode="surrogate", workers=2, progress=False)
+    with pytest.raises(ConfigError, match="--workers: must be 1 or more"):
+        fd.deidentify_file(src, tmp_path / "o.jsonl", workers=0, progress=False)
+
+
+def test_a_bad_row_stops_every_worker_and_leaves_nothing(tmp_path: Path) -> None:
+    src = _inputs(tmp_path / "in", 300)["jsonl"]
+    lines = src.read_text(encoding="utf-8").splitlines()
+    lines[211] = json.dumps({"id": 211, "text": 42})
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 212.*text"):
+        fd.deidentify_file(src, tmp_path / "o.jsonl", workers=2, progress=False)
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / ".o.jsonl.partial").exists()
+
+
+def test_ctrl_c_to_the_process_group_stops_the_workers_and_the_run_resumes(tmp_path: Path) -> None:
+    src = _long_inputs(tmp_path / "in", "jsonl")
+    ref = tmp_path / "ref.jsonl"
+    fd.deidentify_file(src, ref, progress=False)
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "clinforge", "--no-progress", "data", "deid", str(src), "-o", str(out), "-j", "2"]
+    # its own session: the signal goes to the command and its workers, as a terminal's Ctrl-C does
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    _wait_for(tmp_path / ".out.jsonl.partial" / "out.jsonl", min_bytes=64_000)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "saved: " in err and "to resume: clinforge --no-progress data deid" in err
+    deadline = time.monotonic() + 15  # multiprocessing's resource tracker leaves when the command's pipe closes
+    while (left := subprocess.run(["pgrep", "-a", "-s", str(proc.pid)], capture_output=True, text=True).stdout.strip()):
+        assert time.monotonic() < deadline, f"processes outlived the command: {left}"
+        time.sleep(0.1)
+    again = subprocess.run(command[:-2] + ["-j", "1"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resumed after" in again.stderr
+    assert out.read_bytes() == ref.read_bytes()
