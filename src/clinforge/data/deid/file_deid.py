@@ -195,14 +195,24 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                           "it, which other workers hold", key="--workers")
     settings = (mode, seed, ner_model, ner_int8, site_terms)
     parallel = workers > 1 and kind != "text"
-    # with a pool, this process only replaces name cells and describes the site list: no tagger loaded here
-    deidentifier = _build_deidentifier(*settings, tagger=not parallel)
     pool = None
     if parallel:
         import multiprocessing
 
-        # spawn, not fork: a forked copy of a process holding torch threads or a tagger can deadlock
+        from clinforge.data.deid.site_terms import SiteTerms
+
+        if site_terms is not None:
+            SiteTerms.from_file(site_terms)  # a bad list is one error here, not one in every worker
+        # spawn, not fork: a forked copy of a process holding torch threads or a tagger can deadlock. Started
+        # first, so that the workers build their de-identifiers while this process builds its own.
         pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=settings)
+    try:
+        # with a pool, this process only replaces name cells and describes the site list: no tagger loaded here
+        deidentifier = _build_deidentifier(*settings, tagger=not parallel)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        raise
     batches = _OrderedBatches(deidentifier, pool, workers)
     counts: Counter[str] = Counter()
     n_items = n_bytes = n_name_cells = 0
