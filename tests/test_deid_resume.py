@@ -65,8 +65,9 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, calls: int, signum: int = 
     monkeypatch.setattr(Deidentifier, "deidentify", deidentify)
 
 
+@pytest.mark.parametrize("at", [1, 17])  # at the first text (only a CSV header is out) and later
 @pytest.mark.parametrize("kind", ["jsonl", "csv", "folder"])
-def test_an_interrupted_run_resumes_to_the_output_of_an_uninterrupted_one(tmp_path: Path, kind: str,
+def test_an_interrupted_run_resumes_to_the_output_of_an_uninterrupted_one(tmp_path: Path, kind: str, at: int,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     src = _inputs(tmp_path / "in", 40)[kind]
     options = {"patient_column": "mrn", "patient_ids": "keep"} if kind != "folder" else {}
@@ -75,21 +76,21 @@ def test_an_interrupted_run_resumes_to_the_output_of_an_uninterrupted_one(tmp_pa
 
     out = tmp_path / f"out.{kind}"
     with monkeypatch.context() as m:
-        _interrupt_after(m, 17)
+        _interrupt_after(m, at)
         with pytest.raises(KeyboardInterrupt):
             fd.deidentify_file(src, out, progress=False, **options)
     notes, resume = take_notes()
-    assert notes == [f"16 of {40 if kind != 'csv' else '?'} {'files' if kind == 'folder' else 'rows'} "
+    assert notes == [f"{at - 1} of {40 if kind != 'csv' else '?'} {'files' if kind == 'folder' else 'rows'} "
                      f"de-identified, in {tmp_path / f'.out.{kind}.partial'}"]
     assert resume is not None and resume.startswith("clinforge")
     assert not out.exists()
     state = json.loads((tmp_path / f".out.{kind}.partial" / "state.json").read_text())
-    assert state["progress"]["done"] == 16
+    assert state["progress"]["done"] == at - 1
     saved = json.dumps(state)
     assert "Collins" not in saved and "617-555" not in saved  # counts and sizes, never text
 
     summary = fd.deidentify_file(src, out, progress=False, **options)
-    assert summary["resumed_after"] == 16
+    assert summary["resumed_after"] == at - 1
     assert _read(out) == _read(ref)
     assert summary["items"] == ref_summary["items"] == 40 and summary["phi"] == ref_summary["phi"]
     assert not (tmp_path / f".out.{kind}.partial").exists()

@@ -250,9 +250,10 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         return names
 
     def table_rows(done: int, write: Callable[[str], Any], bar: Any,
-                   row_done: Callable[[int, int], None] | None = None) -> None:
+                   row_done: Callable[[int, int], None] | None = None, header: bool = True) -> None:
         """De-identify the JSONL or CSV rows after the first ``done`` into ``write``; ``row_done(k, position)``
-        after each row, with ``position`` what ``write`` returned for it. Rows go in batches to the pool (one at
+        after each row, with ``position`` what ``write`` returned for it; ``header``: write the CSV header (not
+        when resuming an output that has it). Rows go in batches to the pool (one at
         a time without one) and are written in input order."""
         position = 0
 
@@ -311,7 +312,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             writer.writerow(row)
             return buffer.getvalue()
 
-        if not done:
+        if header:
             if bom and out is not None:  # a file as it came: Excel reads UTF-8 CSV right only with it
                 buffer.write("\ufeff")
             writer.writeheader()
@@ -373,7 +374,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             spans_path = partial.folder / "spans.jsonl"
             where = {"out": _truncated(partial.path, saved.get("out_bytes")) if kind != "folder" else 0,
                      "spans": _truncated(spans_path, saved.get("spans_bytes")) if json_out else 0}
-            snapshot = saved or {"done": 0}
+            snapshot = saved or {"done": 0, "out_bytes": 0, "spans_bytes": 0, "counts": {}, "items": 0, "bytes": 0,
+                             "name_cells": 0, "cpu_s": 0.0, "kept_columns": []}
             last_save = time.monotonic()
 
             def row_done(k: int, out_bytes: int) -> None:
@@ -436,7 +438,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                                 position += len(text.encode("utf-8"))
                                 return position
 
-                            table_rows(done, write, bar, row_done)
+                            table_rows(done, write, bar, row_done, header=position == 0)
                             fh.flush()
                             os.fsync(fh.fileno())
                             sink_box.clear()
