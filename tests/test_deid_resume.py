@@ -227,3 +227,13 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_drops_what_came_after
     summary = fd.deidentify_file(src, out, progress=False)
     assert summary["resumed_after"] == progress["done"]
     assert out.read_bytes() == ref.read_bytes()
+
+
+def test_an_output_inside_the_input_folder_is_refused(tmp_path: Path) -> None:
+    # the unfinished output (and a finished one, on the next run) would be read back as input notes
+    from clinforge.core.errors import ConfigError
+
+    folder = _inputs(tmp_path / "in", 3)["folder"]
+    with pytest.raises(ConfigError, match="--out: must be outside the input folder"):
+        fd.deidentify_file(folder, folder / "clean", progress=False)
+    assert not any(p.name.startswith(".") for p in folder.iterdir())

@@ -161,6 +161,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         raise ConfigError("--out must differ from the input", key="--out")
     if kind == "folder" and out is None:
         raise ConfigError("a folder input needs --out FOLDER", key="--out")
+    if kind == "folder" and input.resolve() in out.resolve().parents:  # its files would be read as input next run
+        raise ConfigError(f"must be outside the input folder {input}", key="--out")
     if kind in ("text", "folder"):  # options of a table given for plain text: refused, not silently ignored
         what = "a folder of text files (a text per file" if kind == "folder" else "a text file (one text"
         if patient_column is not None:
