@@ -99,3 +99,34 @@ def test_ctrl_c_to_the_process_group_stops_the_workers_and_the_run_resumes(tmp_p
     assert again.returncode == 0, again.stderr
     assert "resumed after" in again.stderr
     assert out.read_bytes() == ref.read_bytes()
+
+
+def test_workers_with_a_tagger_write_what_one_process_writes(tmp_path: Path) -> None:
+    # a tiny random BERT tagger whose labels vary from word to word: every worker loads it and must decide the same
+    import torch
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+
+    folder = tmp_path / "tagger"
+    folder.mkdir()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "dr", "saw", "on", "call", "bp", "spots", "."]
+    (folder / "vocab.txt").write_text("\n".join(words + list("abcdefghijklmnopqrstuvwxyz0123456789")) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=len(labels),
+                        id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)})
+    torch.manual_seed(3)
+    model = BertForTokenClassification(config)
+    with torch.no_grad():  # confident, word-dependent decisions: some words a name, some a place, most nothing
+        model.classifier.weight.mul_(40.0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+    src = _inputs(tmp_path / "in", 40)["jsonl"]
+    one, two = io.StringIO(), io.StringIO()
+    fd.deidentify_file(src, tmp_path / "one.jsonl", ner_model=folder, json_out=True, progress=False, stdout=one)
+    fd.deidentify_file(src, tmp_path / "two.jsonl", ner_model=folder, json_out=True, progress=False, stdout=two,
+                       workers=2)
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert two.getvalue() == one.getvalue()
+    assert "NER label" in one.getvalue()  # the tagger did add spans

@@ -207,7 +207,9 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             SiteTerms.from_file(site_terms)  # a bad list is one error here, not one in every worker
         # spawn, not fork: a forked copy of a process holding torch threads or a tagger can deadlock. Started
         # first, so that the workers build their de-identifiers while this process builds its own.
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=settings)
+        threads = max(1, (os.cpu_count() or 1) // workers)  # a tagger's torch threads: the cores shared out
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                                         initargs=(*settings, threads))
     try:
         # with a pool, this process only replaces name cells and describes the site list: no tagger loaded here
         deidentifier = _build_deidentifier(*settings, tagger=not parallel)
@@ -521,12 +523,18 @@ def _deid_one(deidentifier: Any, text: str, patient_id: str | None, names: Seque
 _WORKER: list[Any] = []  # the de-identifier of a pool worker process
 
 
-def _init_worker(*settings: Any) -> None:
-    """A pool worker: leaves Ctrl-C to the main process (which stops the pool) and builds its de-identifier."""
+def _init_worker(mode: str, seed: int, ner_model: Path | None, ner_int8: bool, site_terms: Path | None,
+                 threads: int) -> None:
+    """A pool worker: leaves Ctrl-C to the main process (which stops the pool), gives a tagger its share of the
+    cores (torch would take them all in every worker) and builds its de-identifier."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER[:] = [_build_deidentifier(*settings)]
+    if ner_model is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    _WORKER[:] = [_build_deidentifier(mode, seed, ner_model, ner_int8, site_terms)]
 
 
 def _deid_in_worker(item: tuple[str, str | None, Sequence[str]]) -> tuple[str, list, float]:
