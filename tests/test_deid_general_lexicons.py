@@ -387,7 +387,12 @@ def test_pager_after_a_named_clinician_or_in_brackets_and_labels_hyphened_onto_a
         got = found(deid, text + vitals)
         assert (number, "PHONE") in got, text
         assert not [f for f in got if f[0].lower() == "ext"], text
-    for text in ("page dr jones at 0300 re k.", "MD PAGED (0300) RE BP.", "NS 10-100-1500CC GIVEN.", "hr-110-1200 x 2."):
+    # four digits that no clock reads after "paged" or "at" are a number ("MD PAGED 4567", "page np at 2871")
+    for text, number in (("MD PAGED 4567 RE BP.", "4567"), ("page np at 2871 with questions.", "2871")):
+        vitals = VITALS if text.isupper() else VITALS.lower()
+        assert (number, "PHONE") in found(deid, text + vitals), text
+    for text in ("page dr jones at 0300 re k.", "MD PAGED (0300) RE BP.", "NS 10-100-1500CC GIVEN.", "hr-110-1200 x 2.",
+                 "MD PAGED 2400 RE BP.", "paged np at 2359 re k."):
         vitals = VITALS if text.isupper() else VITALS.lower()
         assert not [f for f in found(deid, text + vitals) if f[1] == "PHONE"], text
 

@@ -46,7 +46,8 @@ _PHONE_CUE_AFTER = re.compile(r"[ \t]*[(\[-]?[ \t]*(?:home|cell|work|office|mobi
 # The number right after its cue (in brackets too: "paged (54321)"), or one or two small words later ("pager # is
 # 12345", "page me at 12345", "page np at 12345", "call icu at 4-5678"), or a title and a name and "at" later ("page
 # dr jones at 54321"): group ``via``; after such words four digits are no number to call ("call at 1400", "page np
-# at 0300" are times: refused in find_note_phones), nor right after "paged" ("md paged 0300")
+# at 0300" are times: refused in find_note_phones), nor right after "paged" ("md paged 0300"), unless no clock
+# reads them ("paged 4567")
 _PAGER = re.compile(word_start_regex(_PAGER_CUES, "[a-z]") + r"[ \t.:#(]*"
                     r"(?P<via>(?:(?:is|at|me|him|her|them|no|num|number|on|np|md|dr|ho|pa|rn|icu|micu|sicu|ccu|"
                     r"team|fellow|resident|attending|covering)[ \t.:#]+){1,2}|"
@@ -79,10 +80,13 @@ def find_note_phones(lower: str, words: set[str], out: list[Span], span: SpanMak
             out.append(span(start, m.end(), "PHONE", 0.6, "seven-digit number after a phone cue"))
     if "#" in lower or not words.isdisjoint(_PAGER_WORDS):
         for m in _PAGER.finditer(lower):
-            four = m.end("n") - m.start("n") == 4
-            if four and lower.startswith("paged", m.start()):
+            # four digits after "paged" or after "at"-like words are a clock time ("md paged 0300", "call at 1400")
+            # when they can be one; "paged 4567" or "page np at 2871" (no hour 45, no minute 71) is a number
+            n = m.group("n")
+            time_like = len(n) == 4 and n.isdigit() and int(n[:2]) <= 24 and int(n[2:]) <= 59  # 2400: midnight
+            if time_like and (lower.startswith("paged", m.start()) or m.group("via") is not None):
                 continue
             if m.group("via") is None:
                 out.append(span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
-            elif not four:
+            else:
                 out.append(span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / phone number after 'is' / 'at'"))
