@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
 from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
 from clinforge.core.partial_output import PartialOutput, content_hash, file_fingerprint
+from clinforge.data.deid.parallel_deid import OrderedBatches, build_deidentifier, deid_one, start_pool
 from clinforge.data.deid.patient_ids import PATIENT_ID_MODES, PatientPseudonymizer
 from clinforge.data.deid.spans import make_span
 
@@ -199,25 +200,20 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     parallel = workers > 1 and kind != "text"
     pool = None
     if parallel:
-        import multiprocessing
-
         from clinforge.data.deid.site_terms import SiteTerms
 
         if site_terms is not None:
             SiteTerms.from_file(site_terms)  # a bad list is one error here, not one in every worker
-        # spawn, not fork: a forked copy of a process holding torch threads or a tagger can deadlock. Started
-        # first, so that the workers build their de-identifiers while this process builds its own.
-        threads = max(1, (os.cpu_count() or 1) // workers)  # a tagger's torch threads: the cores shared out
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker,
-                                                         initargs=(*settings, threads))
+        # started first, so that the workers build their de-identifiers while this process builds its own
+        pool = start_pool(workers, settings)
     try:
         # with a pool, this process only replaces name cells and describes the site list: no tagger loaded here
-        deidentifier = _build_deidentifier(*settings, tagger=not parallel)
+        deidentifier = build_deidentifier(*settings, tagger=not parallel)
     except BaseException:
         if pool is not None:
             pool.terminate()
         raise
-    batches = _OrderedBatches(deidentifier, pool, workers)
+    batches = OrderedBatches(deidentifier, pool, workers)
     counts: Counter[str] = Counter()
     n_items = n_bytes = n_name_cells = 0
     worker_cpu = 0.0
@@ -341,7 +337,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             with progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress) as bar:
                 if kind == "text":
                     text = _read_text(input)
-                    cleaned = account(text, _deid_one(deidentifier, text, None, ()), {"file": str(input)})
+                    cleaned = account(text, deid_one(deidentifier, text, None, ()), {"file": str(input)})
                     bar.update(1)
                     if out is not None:
                         with atomic_path(out, overwrite=overwrite) as tmp:
@@ -497,88 +493,3 @@ def _truncated(path: Path, size: int | None) -> int:
     with open(path, "r+b") as fh:
         fh.truncate(size)
     return size
-
-
-def _build_deidentifier(mode: str, seed: int, ner_model: Path | None, ner_int8: bool, site_terms: Path | None, *,
-                        tagger: bool = True) -> Any:
-    from clinforge.data.deid import Deidentifier
-
-    recognizers = None
-    if ner_model is not None and tagger:
-        from clinforge.data.deid.ner import TransformersNerRecognizer
-        from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
-
-        recognizers = [*DEFAULT_RECOGNIZERS, TransformersNerRecognizer(model=ner_model, int8=ner_int8)]
-    return Deidentifier(mode=mode, seed=seed, recognizers=recognizers, site_terms=site_terms)
-
-
-def _deid_one(deidentifier: Any, text: str, patient_id: str | None, names: Sequence[str]) -> tuple[str, list, float]:
-    """(de-identified text, spans, CPU seconds) of one text."""
-    t0 = time.process_time()
-    result = (deidentifier.deidentify_many([text], patient_id, known_names=names)[0] if names
-              else deidentifier.deidentify(text, patient_id=patient_id))
-    return result.text, result.spans, time.process_time() - t0
-
-
-_WORKER: list[Any] = []  # the de-identifier of a pool worker process
-
-
-def _init_worker(mode: str, seed: int, ner_model: Path | None, ner_int8: bool, site_terms: Path | None,
-                 threads: int) -> None:
-    """A pool worker: leaves Ctrl-C to the main process (which stops the pool), gives a tagger its share of the
-    cores (torch would take them all in every worker) and builds its de-identifier."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if ner_model is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    _WORKER[:] = [_build_deidentifier(mode, seed, ner_model, ner_int8, site_terms)]
-
-
-def _deid_in_worker(item: tuple[str, str | None, Sequence[str]]) -> tuple[str, list, float]:
-    return _deid_one(_WORKER[0], *item)
-
-
-class _OrderedBatches:
-    """Texts de-identified here, one at a time, or in a pool, in batches with one batch in flight while the
-    previous one is written (the workers never wait for the writer); each text's callback runs in input order.
-
-    ``add(item, callback)``: ``item`` is (text, patient id, known names), or None for a row without text (its
-    callback gets None, in its place); ``finish()`` runs every callback still waiting.
-    """
-
-    def __init__(self, deidentifier: Any, pool: Any, workers: int):
-        self.deidentifier, self.pool, self.workers = deidentifier, pool, workers
-        self.size = 32 * workers  # texts a batch: ~8 chunks of ~4 texts for each worker
-        self.pending: list[tuple[tuple[str, str | None, Sequence[str]] | None, Callable]] = []
-        self.in_flight: list[tuple[list, Any]] = []
-
-    def add(self, item: tuple[str, str | None, Sequence[str]] | None, callback: Callable) -> None:
-        if self.pool is None:
-            callback(None if item is None else _deid_one(self.deidentifier, *item))
-            return
-        self.pending.append((item, callback))
-        if len(self.pending) >= self.size:
-            self._submit()
-
-    def _submit(self) -> None:
-        items = [item for item, _ in self.pending if item is not None]
-        result = self.pool.map_async(_deid_in_worker, items, chunksize=max(1, len(items) // (8 * self.workers)))
-        self.in_flight.append((self.pending, result))
-        self.pending = []
-        while len(self.in_flight) > 1:
-            self._drain()
-
-    def _drain(self) -> None:
-        entries, result = self.in_flight.pop(0)
-        results = iter(result.get())
-        for item, callback in entries:
-            callback(None if item is None else next(results))
-
-    def finish(self) -> None:
-        if self.pending:
-            self._submit()
-        while self.in_flight:
-            self._drain()
