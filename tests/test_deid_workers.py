@@ -130,3 +130,47 @@ def test_workers_with_a_tagger_write_what_one_process_writes(tmp_path: Path) -> 
     assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
     assert two.getvalue() == one.getvalue()
     assert "NER label" in one.getvalue()  # the tagger did add spans
+
+
+def test_the_deid_step_in_workers_gives_the_records_and_report_of_one_process(data_root: Path, monkeypatch) -> None:
+    # real ACI-Bench dialogues with their name metadata (cleaned with every field) and patient ids, in 2 workers
+    from clinforge.data.load import load_records
+    from clinforge.data.transforms.deid import DeidTransform
+
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    records = load_records(data_root / "aci-bench" / "challenge_data" / "clef_taskC_test3.csv", "aci_bench")
+    records = [r.model_copy(update={"patient_id": f"P{i % 9}"}) for i, r in enumerate(records)]
+    one, two = DeidTransform(mode="mask"), DeidTransform(mode="mask", workers=2)
+    a, b = list(one.apply(records)), list(two.apply(records))
+    assert [r.model_dump() for r in b] == [r.model_dump() for r in a]
+    assert two.report() == one.report() and one.report()["phi_total"] > 100
+    assert b[0].patient_id.startswith("pt-") and b[0].patient_id == a[0].patient_id
+    with pytest.raises(ConfigError, match="workers needs mode mask or redact"):
+        DeidTransform(mode="surrogate", workers=2)
+    with pytest.raises(ConfigError, match="workers must be a whole number"):
+        DeidTransform(workers=0)
+
+
+def test_data_prepare_with_a_deid_step_in_workers_writes_the_same_dataset(tmp_path: Path, monkeypatch) -> None:
+    import yaml
+
+    from clinforge.data.prepare import load_prepared, load_recipe, prepare
+    from test_prepare import sample_recipe
+
+    monkeypatch.setenv(KEY_ENV, "a site key")  # the same patient pseudonyms in both runs
+    datasets = {}
+    for workers in (1, 2):
+        (tmp_path / f"w{workers}").mkdir()
+        path = sample_recipe(tmp_path / f"w{workers}", drop=())
+        recipe = yaml.safe_load(path.read_text())
+        for step in recipe["steps"]:
+            if step["transform"] == "deid":
+                step["options"]["workers"] = workers
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        card = prepare(load_recipe(path), tmp_path / f"run{workers}", recipe_file=str(path), progress=False)
+        deid = next(s for s in card["steps"] if s["transform"] == "deid")
+        datasets[workers] = ({name: [r.model_dump() for r in split] for name, split in
+                              load_prepared(tmp_path / f"run{workers}").items()},
+                             deid["report"])
+    assert datasets[2] == datasets[1]
+    assert datasets[1][1]["phi_total"] > 100 and sum(len(rows) for rows in datasets[1][0].values()) > 50

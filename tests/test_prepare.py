@@ -587,3 +587,29 @@ def test_run_pipeline_settles_the_anchor_of_steps_the_caller_built(tmp_path, mon
     it, _, _ = run_pipeline(load_recipe(data={"sources": [{"reader": "jsonl", "path": str(p)}]}),
                             [("1:deid", DeidTransform()), ("2:split", split)])
     assert len(list(it)) == 6 and split.anchor == "record"
+
+
+def test_only_kinds_keeps_the_order_when_a_one_to_one_transform_reads_ahead():
+    # the deid step in worker processes reads a batch before it yields: the records of other kinds must still come
+    # out where a record-by-record transform puts them (dedup and split depend on the order)
+    from clinforge.data.prepare import only_kinds
+    from clinforge.data.transforms.base import Transform
+
+    class Lazy(Transform):
+        one_to_one = True
+
+        def apply(self, records):
+            for r in records:
+                yield r.model_copy(update={"text": r.text.upper()})
+
+    class ReadsAhead(Lazy):
+        def apply(self, records):
+            batch = list(records)  # everything first, like a batch sent to workers
+            yield from (r.model_copy(update={"text": r.text.upper()}) for r in batch)
+
+    recs = [Record(id=f"{k}{i}", kind=k, text=f"t{i}") if k == "note" else
+            Record(id=f"{k}{i}", kind=k, question=f"q{i}", answer="a")
+            for i, k in enumerate(["qa", "note", "qa", "qa", "note", "note", "qa", "note", "qa"])]
+    lazy = [r.id for r in only_kinds(recs, Lazy(), {"note"})]
+    assert lazy == [r.id for r in recs]
+    assert [r.id for r in only_kinds(recs, ReadsAhead(), {"note"})] == lazy

@@ -341,26 +341,36 @@ def only_kinds(records: Iterable[Record], transform: Transform, kinds: set[str])
         >>> [r.id for r in only_kinds(recs, f, {"note"})], f.kinds_passed_through
         (['q'], 1)
     """
-    waiting: deque[Record] = deque()  # records of other kinds read while the transform was being fed
+    # records of other kinds read while the transform was being fed, with how many selected records came before
+    waiting: deque[tuple[int, Record]] = deque()
     transform.kinds_passed_through = 0
     transform.passed_through_by_kind = Counter()
     transform.kinds_processed = Counter()
+    n_selected = 0
 
     def selected() -> Iterator[Record]:
+        nonlocal n_selected
         for rec in records:
             if rec.kind in kinds:
                 transform.kinds_processed[rec.kind] += 1
+                n_selected += 1
                 yield rec
             else:
                 transform.kinds_passed_through += 1
                 transform.passed_through_by_kind[rec.kind] += 1
-                waiting.append(rec)
+                waiting.append((n_selected, rec))
 
-    for out in transform.apply(selected()):
-        while waiting:
-            yield waiting.popleft()
+    # A transform that yields one record per input, in order (``one_to_one``), may read ahead (deid in worker
+    # processes reads a batch): each passed-through record then goes out just before the output of the first
+    # selected record that followed it, which is where a record-by-record transform puts it, so the order of the
+    # dataset does not depend on the read-ahead. Other transforms (filters) go record by record.
+    one_to_one = getattr(transform, "one_to_one", False)
+    for k, out in enumerate(transform.apply(selected())):
+        while waiting and (not one_to_one or waiting[0][0] <= k):
+            yield waiting.popleft()[1]
         yield out
-    yield from waiting
+    for _, rec in waiting:
+        yield rec
 
 
 # ----------------------------------------------------------------------------------------------- storage layout

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +118,64 @@ class OrderedBatches:
             self._submit()
         while self.in_flight:
             self._drain()
+
+
+def start_record_pool(workers: int, options: dict[str, Any]) -> Any:
+    """``workers`` spawned processes, each holding a ``deid`` transform of ``options`` (for ``data prepare``'s deid
+    step with ``workers``)."""
+    import multiprocessing
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return multiprocessing.get_context("spawn").Pool(workers, initializer=_init_record_worker,
+                                                     initargs=(options, threads))
+
+
+_RECORD_WORKER: list[Any] = []  # the deid transform of a record pool worker
+
+
+def _init_record_worker(options: dict[str, Any], threads: int) -> None:
+    import signal
+
+    from clinforge.data.transforms.deid import DeidTransform
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if options.get("ner_model") is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    _RECORD_WORKER[:] = [DeidTransform(**options, patient_ids="keep")]
+
+
+def _clean_in_worker(record: Any) -> tuple[Any, dict[str, int], int, int]:
+    """(cleaned record without pseudonym, PHI spans by type, fields changed, 1 if the record changed) of one
+    record, from this worker's transform's counters."""
+    t = _RECORD_WORKER[0]
+    phi, fields, changed = dict(t.phi), t.fields_changed, t.records_changed
+    out = t._clean_record(record)
+    delta = {k: v - phi.get(k, 0) for k, v in t.phi.items() if v != phi.get(k, 0)}
+    return out, delta, t.fields_changed - fields, t.records_changed - changed
+
+
+def ordered_map(pool: Any, items: Iterable[Any], batch: int) -> Iterator[tuple[Any, Any]]:
+    """``(item, result)`` of ``_clean_in_worker`` over ``items`` in input order, in batches, with the next batch
+    working while this one is consumed.
+
+    Example:
+        >>> list(ordered_map(None, [], 4))
+        []
+    """
+    in_flight: list[tuple[list, Any]] = []
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= batch:
+            in_flight.append((chunk, pool.map_async(_clean_in_worker, chunk)))
+            chunk = []
+            while len(in_flight) > 1:
+                done, result = in_flight.pop(0)
+                yield from zip(done, result.get(), strict=True)
+    if chunk:
+        in_flight.append((chunk, pool.map_async(_clean_in_worker, chunk)))
+    for done, result in in_flight:
+        yield from zip(done, result.get(), strict=True)

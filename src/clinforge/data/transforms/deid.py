@@ -63,6 +63,7 @@ class DeidTransform(Transform):
     """
 
     name = "deid"
+    one_to_one = True  # one record out per record in, in order (``prepare.only_kinds`` relies on it)
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -76,6 +77,14 @@ class DeidTransform(Transform):
             raise ConfigError(f"deid option patient_ids={self.patient_ids!r} is not one of "
                               f"{', '.join(PATIENT_ID_MODES)}", key="patient_ids")
         self._ids = PatientPseudonymizer()
+        self.workers = opts.pop("workers", 1)
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError(f"deid option workers must be a whole number >= 1, not {self.workers!r}", key="workers")
+        if self.workers > 1 and opts.get("mode", "mask") == "surrogate":
+            raise ConfigError("deid option workers needs mode mask or redact: a surrogate depends on the same "
+                              "patient's earlier records, which other workers hold", key="workers")
+        # what a worker needs to build the same step (patient ids stay here: their key is this process's)
+        self._worker_options = {k: v for k, v in options.items() if k not in ("workers", "patient_ids")}
         self.ner_model = opts.pop("ner_model", None)
         self.site_terms = opts.get("site_terms")
         self.ner_int8 = opts.pop("ner_int8", False)
@@ -88,7 +97,7 @@ class DeidTransform(Transform):
         check_recognizer_options(opts.get("recognizers") or DEFAULT_RECOGNIZERS, {
             k: v for k, v in opts.items() if k not in ("mode", "seed", "recognizers", "entities", "min_score", "allow",
                                                         "redact_with", "mask_format")},
-            also_valid=("meta", "patient_ids", "ner_model", "ner_int8"))
+            also_valid=("meta", "patient_ids", "ner_model", "ner_int8", "workers"))
         if self.ner_model is not None:  # the rules plus the tagger, the union removed (docs/deid.md)
             from clinforge.data.deid.ner import TransformersNerRecognizer
 
@@ -144,6 +153,13 @@ class DeidTransform(Transform):
         All free-text fields of the record are cleaned together (``Deidentifier.deidentify_many``), so a name
         found in one field, or given by a name column in ``meta``, is removed from every field.
         """
+        out = self._clean_record(record)
+        if record.patient_id is not None and self.patient_ids == "pseudonymize":
+            out = out.model_copy(update={"patient_id": self.pseudonym(record.patient_id)})
+        return out
+
+    def _clean_record(self, record: Record) -> Record:
+        """``apply_one`` without the patient pseudonym (what a worker process does)."""
         pid = record.patient_id
         before = self.fields_changed
         # (field, index or None, text) for every free-text slot of the record
@@ -181,8 +197,6 @@ class DeidTransform(Transform):
             update["meta"] = {}
         elif self.meta_mode == "deid" and record.meta:
             update["meta"] = self._clean_meta(record.meta, pid, known)
-        if pid is not None and self.patient_ids == "pseudonymize":
-            update["patient_id"] = self.pseudonym(pid)
         self.records_changed += self.fields_changed > before
         return record.model_copy(update=update)
 
@@ -197,11 +211,41 @@ class DeidTransform(Transform):
         return self._ids.pseudonym(patient_id)
 
     def apply(self, records: Iterable[Record]) -> Iterator[Record]:
+        if self.workers > 1:
+            yield from self._apply_in_workers(records)
+            return
         for record in records:
             self.n_in += 1
             out = self.apply_one(record)
             self.n_out += 1
             yield out
+
+    def _apply_in_workers(self, records: Iterable[Record]) -> Iterator[Record]:
+        """``apply`` with ``workers`` processes cleaning the records (``parallel_deid.ordered_map``: in input order,
+        the same records and counts as one process); the pseudonyms are made here, under this step's key."""
+        from clinforge.data.deid.parallel_deid import ordered_map, start_record_pool
+
+        def counted(it: Iterable[Record]) -> Iterator[Record]:
+            for record in it:
+                self.n_in += 1
+                yield record
+
+        pool = start_record_pool(self.workers, self._worker_options)
+        try:
+            # (no unparsed-date count to carry: only surrogate mode has one, and it does not run in workers)
+            for record, (cleaned, phi, fields, changed) in ordered_map(pool, counted(records), 32 * self.workers):
+                self.phi.update(phi)
+                self.fields_changed += fields
+                self.records_changed += changed
+                if record.patient_id is not None and self.patient_ids == "pseudonymize":
+                    cleaned = cleaned.model_copy(update={"patient_id": self.pseudonym(record.patient_id)})
+                self.n_out += 1
+                yield cleaned
+        except BaseException:
+            pool.terminate()
+            raise
+        pool.close()
+        pool.join()
 
     def report(self) -> dict[str, Any]:
         """Counts for the data card: records in/out and changed, fields changed, PHI spans by type."""
