@@ -37,6 +37,13 @@ def found(recognizer, text: str) -> list[tuple[str, str]]:
     return sorted({(text[s.start:s.end], s.entity_type) for s in spans})
 
 
+def found_in_note(deid: Deidentifier, text: str, entity_type: str | None = None) -> list[tuple[str, str]]:
+    """``found`` on ``text`` followed by note shorthand in its letter case (the note-only rules need a note),
+    only the spans of ``entity_type`` when given."""
+    got = found(deid, text + (VITALS if text.isupper() else VITALS.lower()))
+    return [f for f in got if entity_type is None or f[1] == entity_type]
+
+
 def test_census_lists_are_read_with_ranks() -> None:
     ranks = census_names()
     assert ranks["last"]["smith"] == 1 and ranks["male"]["james"] == 1 and ranks["female"]["mary"] == 1
@@ -349,8 +356,7 @@ def test_pager_number_after_paged_or_a_role_but_times_stay(deid: Deidentifier) -
     assert {("12345", "PHONE"), ("4-5678", "PHONE"), ("5-1234", "PHONE")} <= set(got)
     for text in ("DR PAGED AT 1400.", "MD PAGED 0300 RE BP.", "PAGE NP AT 0300.", "CALL ICU AT 1400.",
                  "PAGED TEAM AT 2100.", "paged resident at 2330, no response."):
-        vitals = VITALS if text.isupper() else VITALS.lower()
-        assert not [f for f in found(deid, text + vitals) if f[1] == "PHONE"], text
+        assert not found_in_note(deid, text, "PHONE"), text
 
 
 def test_month_day_with_a_later_day_or_a_time_a_dotted_date_and_an_ordinal_after_since(deid: Deidentifier) -> None:
@@ -378,23 +384,19 @@ def test_unknown_word_after_resident_of_or_home_in_is_a_place(deid: Deidentifier
 
 def test_pager_after_a_named_clinician_or_in_brackets_and_labels_hyphened_onto_a_number(deid: Deidentifier) -> None:
     # "page dr jones at 54321" (a title and a name between the cue and "at"), "paged (54321)", "H-555-1234",
-    # "number-555-1234"; "Ext" after a role is no name. Four digits after a named clinician are a time, a range with
-    # a unit or a number hyphened onto a number stays.
+    # "number-555-1234"; "Ext" after a role is no name; four digits that no clock reads after "paged" or "at" are a
+    # number ("MD PAGED 4567", "page np at 2871"). Four digits that a clock reads, a range with a unit or a number
+    # hyphened onto a number stay.
     for text, number in (("page dr jones at 54321 with questions.", "54321"), ("RESIDENT PAGED (54321) RE: LOW UO.", "54321"),
                          ("WIFE H-555-1234 W-555-4321.", "555-1234"), ("WIFE H-555-1234 W-555-4321.", "555-4321"),
-                         ("wife's number-555-1234.", "555-1234"), ("CASE MANAGER EXT 51234.", "51234")):
-        vitals = VITALS if text.isupper() else VITALS.lower()
-        got = found(deid, text + vitals)
+                         ("wife's number-555-1234.", "555-1234"), ("CASE MANAGER EXT 51234.", "51234"),
+                         ("MD PAGED 4567 RE BP.", "4567"), ("page np at 2871 with questions.", "2871")):
+        got = found_in_note(deid, text)
         assert (number, "PHONE") in got, text
         assert not [f for f in got if f[0].lower() == "ext"], text
-    # four digits that no clock reads after "paged" or "at" are a number ("MD PAGED 4567", "page np at 2871")
-    for text, number in (("MD PAGED 4567 RE BP.", "4567"), ("page np at 2871 with questions.", "2871")):
-        vitals = VITALS if text.isupper() else VITALS.lower()
-        assert (number, "PHONE") in found(deid, text + vitals), text
     for text in ("page dr jones at 0300 re k.", "MD PAGED (0300) RE BP.", "NS 10-100-1500CC GIVEN.", "hr-110-1200 x 2.",
                  "MD PAGED 2400 RE BP.", "paged np at 2359 re k."):
-        vitals = VITALS if text.isupper() else VITALS.lower()
-        assert not [f for f in found(deid, text + vitals) if f[1] == "PHONE"], text
+        assert not found_in_note(deid, text, "PHONE"), text
 
 
 def test_weekday_fraction_apostrophe_year_and_day_glued_to_a_month_are_dates(deid: Deidentifier) -> None:
@@ -402,11 +404,9 @@ def test_weekday_fraction_apostrophe_year_and_day_glued_to_a_month_are_dates(dei
                        ("S/P CABG FEB '98.", "FEB '98"), ("s/p mvr sept. '01.", "sept. '01"),
                        ("ADMITTED 22JUL TO MICU.", "22JUL"), ("admitted 22jul98 to micu.", "22jul98"),
                        ("ADMITTED JUL22 TO MICU.", "JUL22")):
-        vitals = VITALS if text.isupper() else VITALS.lower()
-        assert (date, "DATE") in found(deid, text + vitals), text
+        assert (date, "DATE") in found_in_note(deid, text), text
     # a fraction after no weekday ("give 1/2 amp"; "sat" is a saturation or "sat up"), "dec5" (decreased by 5),
     # a month abbreviation inside a word or a quoted number that is no year
     for text in ("give 1/2 amp.", "SAT 3/4 OF THE DAY IN CHAIR.", "dec5 mg.", "pt says 'may 12 more'.",
                  "REMOVED 3/4 OF CLOT.", "LASIX 40MG X2."):
-        vitals = VITALS if text.isupper() else VITALS.lower()
-        assert not [f for f in found(deid, text + vitals) if f[1] == "DATE"], text
+        assert not found_in_note(deid, text, "DATE"), text
