@@ -237,3 +237,22 @@ def test_an_output_inside_the_input_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--out: must be outside the input folder"):
         fd.deidentify_file(folder, folder / "clean", progress=False)
     assert not any(p.name.startswith(".") for p in folder.iterdir())
+
+
+def test_overwrite_replaces_an_existing_output_folder_after_a_resume(tmp_path: Path, monkeypatch) -> None:
+    folder = _inputs(tmp_path / "in", 12)["folder"]
+    out = tmp_path / "clean"
+    out.mkdir()
+    (out / "stale.txt").write_text("an older run", encoding="utf-8")
+    with pytest.raises(OutputExistsError, match="exists; pass --overwrite"):
+        fd.deidentify_file(folder, out, progress=False)
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 6)
+        with pytest.raises(KeyboardInterrupt):
+            fd.deidentify_file(folder, out, progress=False, overwrite=True)
+    take_notes()
+    assert (out / "stale.txt").exists()  # the old output stays until the new one is complete
+    summary = fd.deidentify_file(folder, out, progress=False, overwrite=True)
+    assert summary["resumed_after"] == 5
+    assert sorted(p.name for p in out.iterdir()) == [f"n{i:03d}.txt" for i in range(12)]
+    assert not any(p.name.startswith(".clean") for p in tmp_path.iterdir())
