@@ -52,15 +52,29 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
     try:
         yield tmp
-        if target.is_dir() and not target.is_symlink():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_path(tmp, target)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def replace_path(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move ``source`` (a file or a folder) onto ``target`` in one step, replacing what is there; a folder
+    ``target`` is first renamed aside (``os.replace`` cannot replace a non-empty folder) and removed after.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "new").write_text("2"); _ = (d / "old").write_text("1")
+        >>> replace_path(d / "new", d / "old"); (d / "old").read_text(), (d / "new").exists()
+        ('2', False)
+    """
+    source, target = Path(source), Path(target)
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:

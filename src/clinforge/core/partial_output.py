@@ -29,17 +29,19 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from clinforge.core.errors import OutputExistsError
+from clinforge.core.io import replace_path
 
 STATE_FILE = "state.json"
 
 
-def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+def file_fingerprint(path: str | os.PathLike, files: Iterable[Path] | None = None) -> dict[str, Any]:
     """What identifies a file's content cheaply: resolved path, size and modification time (nanoseconds); a
-    folder: the same for each file under it, hashed.
+    folder: the same for each file under it (or each of ``files``, when the caller has listed them), hashed.
 
     Example:
         >>> import tempfile, pathlib
@@ -50,7 +52,8 @@ def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path).resolve()
     if p.is_dir():
         digest = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        for f in sorted(Path(q).resolve() for q in files) if files is not None else sorted(
+                q for q in p.rglob("*") if q.is_file()):
             st = f.stat()
             digest.update(f"{f.relative_to(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return {"path": str(p), "files": digest.hexdigest()}
@@ -125,13 +128,7 @@ class PartialOutput:
         """Move the finished output onto ``target`` in one step and remove the partial folder."""
         if self.target.exists() and not self.overwrite:
             raise OutputExistsError(f"{self.target} exists; pass --overwrite to replace it")
-        if self.target.is_dir() and not self.target.is_symlink():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, old)
-            os.replace(self.path, self.target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.path, self.target)
+        replace_path(self.path, self.target)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def discard(self) -> None:

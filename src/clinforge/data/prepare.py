@@ -364,7 +364,7 @@ def only_kinds(records: Iterable[Record], transform: Transform, kinds: set[str])
     # processes reads a batch): each passed-through record then goes out just before the output of the first
     # selected record that followed it, which is where a record-by-record transform puts it, so the order of the
     # dataset does not depend on the read-ahead. Other transforms (filters) go record by record.
-    one_to_one = getattr(transform, "one_to_one", False)
+    one_to_one = getattr(transform, "one_to_one", False)  # (a duck-typed plug-in may lack the attribute)
     for k, out in enumerate(transform.apply(selected())):
         while waiting and (not one_to_one or waiting[0][0] <= k):
             yield waiting.popleft()[1]
@@ -512,7 +512,7 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
     """
     from datasets import Dataset, DatasetDict
 
-    from clinforge.core.io import atomic_path, atomic_write_json, atomic_write_text
+    from clinforge.core.io import atomic_path, atomic_write_json, atomic_write_text, replace_path
     from clinforge.core.run_records import RunRecord, prepare_output_dir
     from clinforge.core.seed import seed_everything
     from clinforge.data.card import build_card, render_markdown
@@ -590,8 +590,5 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
                                      "contamination", "splits", "groups_crossing_splits")}
                | {"steps": [{k: s[k] for k in ("step", "in", "out")} for s in card["steps"]]})
     if replacing:
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(out, final)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_path(out, final)
     return card

@@ -17,6 +17,9 @@ class Transform:
     """Base class: subclasses set ``name`` and implement ``apply``; ``report`` returns data-card counts."""
 
     name: str = ""
+    # True when ``apply`` yields exactly one record per input, in input order (it may read ahead): the pipeline then
+    # places the records a ``kinds:`` filter passes around it by position (``prepare.only_kinds``)
+    one_to_one: bool = False
 
     def __init__(self, **options: Any):
         self.options = options
