@@ -22,14 +22,20 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
 from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
 from clinforge.core.partial_output import PartialOutput, content_hash, file_fingerprint
-from clinforge.data.deid.parallel_deid import OrderedBatches, build_deidentifier, deid_one, start_pool
+from clinforge.data.deid.parallel_deid import (
+    build_deidentifier,
+    deid_in_worker,
+    deid_one,
+    ordered_map,
+    start_text_pool,
+)
 from clinforge.data.deid.patient_ids import PATIENT_ID_MODES, PatientPseudonymizer
 from clinforge.data.deid.spans import make_span
 
@@ -205,7 +211,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         if site_terms is not None:
             SiteTerms.from_file(site_terms)  # a bad list is one error here, not one in every worker
         # started first, so that the workers build their de-identifiers while this process builds its own
-        pool = start_pool(workers, settings)
+        pool = start_text_pool(workers, settings)
     try:
         # with a pool, this process only replaces name cells and describes the site list: no tagger loaded here
         deidentifier = build_deidentifier(*settings, tagger=not parallel)
@@ -213,7 +219,6 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         if pool is not None:
             pool.terminate()
         raise
-    batches = OrderedBatches(deidentifier, pool, workers)
     counts: Counter[str] = Counter()
     n_items = n_bytes = n_name_cells = 0
     worker_cpu = 0.0
@@ -249,80 +254,79 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             n_name_cells += 1
         return names
 
+    def deid_all(items: Iterable[tuple[Any, tuple[str, str | None, Sequence[str]] | None]]) -> Iterator[tuple]:
+        """(tag, result) of each (tag, (text, patient id, known names) or None), in input order: here one at a
+        time, or in the pool (``parallel_deid.ordered_map``)."""
+        if pool is None:
+            return ordered_map(None, items, lambda p: None if p is None else deid_one(deidentifier, *p))
+        return ordered_map(pool, items, deid_in_worker, batch=32 * workers)
+
     def table_rows(done: int, write: Callable[[str], Any], bar: Any,
                    row_done: Callable[[int, int], None] | None = None, header: bool = True) -> None:
-        """De-identify the JSONL or CSV rows after the first ``done`` into ``write``; ``row_done(k, position)``
-        after each row, with ``position`` what ``write`` returned for it; ``header``: write the CSV header (not
-        when resuming an output that has it). Rows go in batches to the pool (one at
-        a time without one) and are written in input order."""
+        """De-identify the JSONL or CSV rows after the first ``done`` into ``write``, in input order;
+        ``row_done(k, position)`` after each row, with ``position`` what ``write`` returned for it; ``header``:
+        write the CSV header (not when resuming an output that has it)."""
         position = 0
+        seen = {"patient": patient_column is None, "names": set()}  # JSONL: columns found in some row
 
-        def take(k: int, line: int, row: dict) -> None:
-            text = _cell(row, text_column, input, line)
-            pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
-            names = hide_names(row, pid, line)
-
-            def written(result: tuple[str, list, float] | None) -> None:
-                nonlocal position
-                if result is not None:
-                    row[text_column] = account(text, result, {"line": line})
-                hide_patient(row)
-                position = write(serialize(row))
-                bar.update(1)
-                if row_done is not None:
-                    row_done(k + 1, position)
-
-            batches.add(None if text is None else (text, pid, names), written)
+        def prepared(rows: Iterable[tuple[int, dict]]) -> Iterator[tuple[tuple, tuple | None]]:
+            for k, (line, row) in enumerate(rows):
+                seen["patient"] = seen["patient"] or patient_column in row
+                seen["names"].update(c for c in name_columns if c in row)
+                if k < done:  # in the output of the interrupted run this one resumes
+                    continue
+                text = _cell(row, text_column, input, line)
+                pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
+                names = hide_names(row, pid, line)
+                yield (k, line, row, text), (None if text is None else (text, pid, names))
 
         if kind == "jsonl":
+            rows: Iterable[tuple[int, dict]] = read_jsonl(input)
+
             def serialize(row: dict) -> str:
                 kept_columns.update(dict.fromkeys(c for c in row if c not in (text_column, patient_column,
                                                                              *name_columns)))
                 return json.dumps(row, ensure_ascii=False) + "\n"
+        else:
+            fields, rows, bom = _csv_rows(input)
+            for column in (text_column, patient_column, *name_columns):
+                if column is not None and column not in fields:
+                    raise DataError(f"no column {column!r} (columns: {', '.join(fields)})",
+                                    file=str(input), line=1, field=column)
+            buffer = io.StringIO()  # one row at a time, so that each row reaches the output in one write
+            delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
+            writer = csv.DictWriter(buffer, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
+            kept_columns.update(dict.fromkeys(f for f in fields if f not in (text_column, patient_column,
+                                                                             *name_columns)))
 
-            patient_key_seen = patient_column is None
-            names_seen: set[str] = set()
-            for k, (line, row) in enumerate(read_jsonl(input)):
-                patient_key_seen = patient_key_seen or patient_column in row
-                names_seen.update(c for c in name_columns if c in row)
-                if k >= done:  # rows before are in the output of the interrupted run this one resumes
-                    take(k, line, row)
-            batches.finish()
-            if not patient_key_seen:  # a typo would give every text one date offset and surrogate map
+            def serialize(row: dict) -> str:
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerow(row)
+                return buffer.getvalue()
+
+            if header:
+                if bom and out is not None:  # a file as it came: Excel reads UTF-8 CSV right only with it
+                    buffer.write("\ufeff")
+                writer.writeheader()
+                position = write(buffer.getvalue())
+                if row_done is not None:
+                    row_done(0, position)
+        for (k, line, row, text), result in deid_all(prepared(rows)):
+            if result is not None:
+                row[text_column] = account(text, result, {"line": line})
+            hide_patient(row)
+            position = write(serialize(row))
+            bar.update(1)
+            if row_done is not None:
+                row_done(k + 1, position)
+        if kind == "jsonl":
+            if not seen["patient"]:  # a typo would give every text one date offset and surrogate map
                 raise DataError(f"no row has the --patient-column {patient_column!r}", file=str(input),
                                 field=patient_column)
             for column in name_columns:
-                if column not in names_seen:  # a typo would leave every name cell as it came
+                if column not in seen["names"]:  # a typo would leave every name cell as it came
                     raise DataError(f"no row has the --name-column {column!r}", file=str(input), field=column)
-            return
-        fields, rows, bom = _csv_rows(input)
-        for column in (text_column, patient_column, *name_columns):
-            if column is not None and column not in fields:
-                raise DataError(f"no column {column!r} (columns: {', '.join(fields)})",
-                                file=str(input), line=1, field=column)
-        buffer = io.StringIO()  # one row at a time, so that each row reaches the output in one write
-        delimiter = "\t" if input.suffix.lower() == ".tsv" else ","
-        writer = csv.DictWriter(buffer, fieldnames=fields, delimiter=delimiter, lineterminator="\n")
-        kept_columns.update(dict.fromkeys(f for f in fields if f not in (text_column, patient_column,
-                                                                         *name_columns)))
-
-        def serialize(row: dict) -> str:  # noqa: F811 (the CSV form of the JSONL one above)
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow(row)
-            return buffer.getvalue()
-
-        if header:
-            if bom and out is not None:  # a file as it came: Excel reads UTF-8 CSV right only with it
-                buffer.write("\ufeff")
-            writer.writeheader()
-            position = write(buffer.getvalue())
-            if row_done is not None:
-                row_done(0, position)
-        for k, (line, row) in enumerate(rows):
-            if k >= done:
-                take(k, line, row)
-        batches.finish()
 
     # The total is known before the bar starts: a bar reset after it started prints a stray "0text" line in a log.
     files = _text_files(input) if kind == "folder" else []
@@ -357,7 +361,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             # same output: not in surrogate mode (its per-patient maps hold the original names) nor with a per-run
             # pseudonym key (it is never stored); those runs start again.
             saveable = mode != "surrogate" and not (patient_column and patient_ids == "pseudonymize" and ids.per_run)
-            partial = PartialOutput(out, _fingerprint(input, kind, mode=mode, seed=seed, json_out=json_out,
+            partial = PartialOutput(out, _fingerprint(input, kind, files, mode=mode, seed=seed, json_out=json_out,
                                                       text_column=text_column, patient_column=patient_column,
                                                       patient_ids=patient_ids, name_columns=name_columns,
                                                       ner_model=ner_model, ner_int8=ner_int8, site_terms=site_terms),
@@ -375,7 +379,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             where = {"out": _truncated(partial.path, saved.get("out_bytes")) if kind != "folder" else 0,
                      "spans": _truncated(spans_path, saved.get("spans_bytes")) if json_out else 0}
             snapshot = saved or {"done": 0, "out_bytes": 0, "spans_bytes": 0, "counts": {}, "items": 0, "bytes": 0,
-                             "name_cells": 0, "cpu_s": 0.0, "kept_columns": []}
+                                 "name_cells": 0, "kept_columns": []}
             last_save = time.monotonic()
 
             def row_done(k: int, out_bytes: int) -> None:
@@ -391,7 +395,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     spans_bytes = where["spans"] = spans_bytes + len(chunk.encode("utf-8"))
                 snapshot = {"done": k, "out_bytes": out_bytes, "spans_bytes": spans_bytes, "counts": dict(counts),
                             "items": n_items, "bytes": n_bytes, "name_cells": n_name_cells,
-                            "cpu_s": time.process_time() - started + worker_cpu, "kept_columns": list(kept_columns)}
+                            "kept_columns": list(kept_columns)}
                 if saveable and time.monotonic() - last_save > CHECKPOINT_S:
                     save()
 
@@ -406,27 +410,22 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                 elif kind != "folder" and partial.path.exists():  # closed by the interruption (and so flushed)
                     with open(partial.path, "rb") as fh:
                         os.fsync(fh.fileno())
-                partial.checkpoint(snapshot)
+                # CPU time read here, not per row (a system call): a report, not part of the output
+                partial.checkpoint({**snapshot, "cpu_s": time.process_time() - started + worker_cpu})
                 last_save = time.monotonic()
 
             try:
                 with progress_bar(desc="de-identifying", unit="text", total=total, enabled=progress, initial=done) as bar:
                     if kind == "folder":
                         partial.path.mkdir(exist_ok=True)
-                        for k in range(done, len(files)):
-                            rel = files[k].relative_to(input)
-                            text = _read_text(files[k])
-
-                            def written(result: tuple[str, list, float] | None, k: int = k, rel: Path = rel,
-                                        text: str = text) -> None:
-                                target = partial.path / rel
-                                target.parent.mkdir(parents=True, exist_ok=True)
-                                target.write_text(account(text, result, {"file": str(rel)}), encoding="utf-8")
-                                bar.update(1)
-                                row_done(k + 1, 0)
-
-                            batches.add((text, None, ()), written)
-                        batches.finish()
+                        texts = ((k, files[k].relative_to(input), _read_text(files[k])) for k in range(done, len(files)))
+                        for (k, rel, text), result in deid_all(((k, rel, text), (text, None, ()))
+                                                               for k, rel, text in texts):
+                            target = partial.path / rel
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            target.write_text(account(text, result, {"file": str(rel)}), encoding="utf-8")
+                            bar.update(1)
+                            row_done(k + 1, 0)
                     else:
                         with open(partial.path, "a" if saved else "w", encoding="utf-8", newline="") as fh:
                             sink_box.append(fh)
@@ -473,13 +472,14 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                                None)}
 
 
-def _fingerprint(input: Path, kind: str, *, ner_model: Path | None, site_terms: Path | None,
+def _fingerprint(input: Path, kind: str, files: list[Path], *, ner_model: Path | None, site_terms: Path | None,
                  **options: Any) -> dict[str, Any]:
-    """What must be equal for a run to resume another: the input (size and times), every option that changes the
-    output, the tagger folder, the site list's content and clinforge's version."""
+    """What must be equal for a run to resume another: the input (size and times; a folder's text files, already
+    listed), every option that changes the output, the tagger folder, the site list's content and clinforge's
+    version."""
     from clinforge import __version__
 
-    return {"input": file_fingerprint(input), "kind": kind, **options,
+    return {"input": file_fingerprint(input, files if kind == "folder" else None), "kind": kind, **options,
             "ner_model": file_fingerprint(ner_model) if ner_model is not None else None,
             "site_terms": content_hash(site_terms) if site_terms is not None else None,
             "clinforge": __version__}

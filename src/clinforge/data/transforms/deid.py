@@ -63,7 +63,7 @@ class DeidTransform(Transform):
     """
 
     name = "deid"
-    one_to_one = True  # one record out per record in, in order (``prepare.only_kinds`` relies on it)
+    one_to_one = True  # one record out per record in, in order (see Transform.one_to_one)
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -223,7 +223,7 @@ class DeidTransform(Transform):
     def _apply_in_workers(self, records: Iterable[Record]) -> Iterator[Record]:
         """``apply`` with ``workers`` processes cleaning the records (``parallel_deid.ordered_map``: in input order,
         the same records and counts as one process); the pseudonyms are made here, under this step's key."""
-        from clinforge.data.deid.parallel_deid import ordered_map, start_record_pool
+        from clinforge.data.deid.parallel_deid import clean_in_worker, ordered_map, start_record_pool
 
         def counted(it: Iterable[Record]) -> Iterator[Record]:
             for record in it:
@@ -233,7 +233,8 @@ class DeidTransform(Transform):
         pool = start_record_pool(self.workers, self._worker_options)
         try:
             # (no unparsed-date count to carry: only surrogate mode has one, and it does not run in workers)
-            for record, (cleaned, phi, fields, changed) in ordered_map(pool, counted(records), 32 * self.workers):
+            for record, (cleaned, phi, fields, changed) in ordered_map(pool, ((r, r) for r in counted(records)),
+                                                                        clean_in_worker, batch=32 * self.workers):
                 self.phi.update(phi)
                 self.fields_changed += fields
                 self.records_changed += changed
