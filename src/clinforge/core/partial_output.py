@@ -37,6 +37,7 @@ from clinforge.core.errors import OutputExistsError
 from clinforge.core.io import replace_path
 
 STATE_FILE = "state.json"
+CHECKPOINT_S = 30.0  # seconds between saves of a long run's progress (and at an interruption)
 
 
 def file_fingerprint(path: str | os.PathLike, files: Iterable[Path] | None = None) -> dict[str, Any]:

@@ -27,9 +27,9 @@ run record (``run.json``, ``summary.json``). Records are stored with one stable 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -41,6 +41,8 @@ from pydantic import Field, PrivateAttr
 from clinforge.core.config import StrictModel, apply_overrides, load_yaml, validate
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
 from clinforge.core.paths import data_root
+from clinforge.data.prepare_resume import PrefixResume
+from clinforge.data.prepared_dataset import features, load_prepared, record_to_row, row_to_record  # noqa: F401
 from clinforge.data.records import Record, RecordKind
 from clinforge.data.transforms.base import TRANSFORMS, Transform
 
@@ -255,8 +257,12 @@ def build_steps(recipe: Recipe) -> list[tuple[str, Transform]]:
 
 
 def run_pipeline(recipe: Recipe, steps: list[tuple[str, Transform]] | None = None, *, progress: bool = False,
+                 resume: PrefixResume | None = None,
                  ) -> tuple[Iterator[Record], list[tuple[str, Transform]], dict[str, Any]]:
     """Chain sources and steps lazily; returns ``(records, steps, source_reports)``.
+
+    ``resume`` (a begun :class:`~clinforge.data.prepare_resume.PrefixResume`) saves the first step's output as it
+    comes and, for a resumed run, skips the source records that step finished and replays its saved output.
 
     ``source_reports[label]`` fills while the records are consumed (the readers' ReadReport plus the count).
     ``progress`` shows a bar per source of the records read (on a terminal): a step that holds every record
@@ -297,14 +303,26 @@ def run_pipeline(recipe: Recipe, steps: list[tuple[str, Transform]] | None = Non
     started = time.monotonic()
     if progress:
         stream = _announce(stream, f"read {len(recipe.sources)} source(s)", counts, started)
+    if resume is not None:
+        stream = resume.skip(stream)
     for k, (label, transform) in enumerate(steps, start=1):
         kinds = getattr(transform, "only_kinds", None)
         transform.kinds_processed = Counter()  # what the step actually saw, by kind, for the data card
         stream = transform.apply(_count_kinds(stream, transform.kinds_processed)) if not kinds else \
             only_kinds(stream, transform, set(kinds))
+        if resume is not None and k == 1:
+            stream = _resumed(resume, stream, kinds)
         if progress:
             stream = _announce(stream, f"step {k}/{len(steps)} {label.split(':', 1)[1]}", counts, started)
     return stream, steps, reports
+
+
+def _resumed(resume: PrefixResume, stream: Iterator[Record], kinds: list[str] | None) -> Iterator[Record]:
+    """The first step's saved output, then its new output (saved as it passes); at the end the saved records'
+    kinds join the step's per-kind counts."""
+    yield from resume.replay()
+    yield from resume.tee(stream)
+    resume.add_replayed_kinds(kinds)
 
 
 def _announce(stream: Iterable[Record], label: str, counts: list[int], started: float) -> Iterator[Record]:
@@ -373,90 +391,6 @@ def only_kinds(records: Iterable[Record], transform: Transform, kinds: set[str])
         yield rec
 
 
-# ----------------------------------------------------------------------------------------------- storage layout
-def features():
-    """The stable column layout of a prepared dataset (every Record field; ``meta`` as a JSON string).
-
-    Example:
-        >>> list(features())[:4]
-        ['id', 'kind', 'source', 'split']
-    """
-    from datasets import Features, List, Value
-
-    turn = {"role": Value("string"), "content": Value("string")}
-    return Features({
-        "id": Value("string"), "kind": Value("string"), "source": Value("string"), "split": Value("string"),
-        "text": Value("string"), "question": Value("string"), "choices": List(Value("string")),
-        "answer": Value("string"), "context": Value("string"), "target": Value("string"),
-        "messages": List(turn), "prompt": List(turn), "chosen": Value("string"), "rejected": Value("string"),
-        "images": List(Value("string")), "patient_id": Value("string"), "meta": Value("string"),
-    })
-
-
-def record_to_row(rec: Record) -> dict[str, Any]:
-    """A Record as one row of :func:`features` (``meta`` JSON-encoded).
-
-    Example:
-        >>> record_to_row(Record(id="1", kind="note", text="x", meta={"a": 1}))["meta"]
-        '{"a": 1}'
-    """
-    row = rec.model_dump(mode="json")
-    row["meta"] = json.dumps(row["meta"], ensure_ascii=False, sort_keys=True)
-    return row
-
-
-def row_to_record(row: dict[str, Any]) -> Record:
-    """Inverse of :func:`record_to_row`.
-
-    Example:
-        >>> r = Record(id="1", kind="qa", question="q?", answer="a", meta={"k": [1]})
-        >>> row_to_record(record_to_row(r)) == r
-        True
-    """
-    values = {k: v for k, v in row.items() if v is not None}
-    values["meta"] = json.loads(row.get("meta") or "{}")
-    return Record.model_validate(values)
-
-
-def load_prepared(path: str | os.PathLike) -> dict[str, list[Record]]:
-    """Records of a prepared dataset by split (``{"all": [...]}`` when no split step ran).
-
-    ``path`` is the run directory or its ``dataset`` folder.
-
-    Example:
-        >>> load_prepared("/no/such/run")
-        Traceback (most recent call last):
-        ...
-        clinforge.core.errors.DataError: /no/such/run: no prepared dataset here (expected a dataset/ folder written by clinforge data prepare)
-    """
-    from datasets import Dataset, DatasetDict, load_from_disk
-
-    p = Path(path)
-    folder = p / "dataset" if (p / "dataset").is_dir() else p
-    if not ((folder / "dataset_dict.json").exists() or (folder / "dataset_info.json").exists()):
-        raise DataError("no prepared dataset here (expected a dataset/ folder written by clinforge data prepare)",
-                        file=str(p))
-    ds = load_from_disk(str(folder))
-    if isinstance(ds, Dataset):
-        ds = DatasetDict({"all": ds})
-    return {name: [_load_row(row, folder, name, i) for i, row in enumerate(split)] for name, split in ds.items()}
-
-
-def _load_row(row: dict[str, Any], folder: Path, split: str, index: int) -> Record:
-    """One row as a Record; a row that is not one (a dataset edited by hand) names the split, row and field."""
-    from pydantic import ValidationError
-
-    try:
-        return row_to_record(row)
-    except json.JSONDecodeError:
-        raise DataError("meta is not valid JSON", file=str(folder), record=f"{split}[{index}]", field="meta") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(x) for x in err["loc"]) or None
-        raise DataError(f"not a valid record ({err['type']})", file=str(folder), record=f"{split}[{index}]",
-                        field=field) from None
-
-
 # ------------------------------------------------------------------------------------------------------ the run
 @contextlib.contextmanager
 def _quiet_datasets() -> Iterator[None]:
@@ -499,7 +433,8 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
 
     Refuses an existing non-empty ``out_dir`` unless ``overwrite``. On failure the run record says so; with
     ``overwrite`` the new run is built beside the old one and swapped in only when it succeeded, so a failed
-    re-run leaves the previous output intact.
+    re-run leaves the previous output intact. When the first step is a resumable deid step, what it finished
+    is kept when the run stops and the same call continues from there (``clinforge.data.prepare_resume``).
 
     Example:
         >>> import tempfile, pathlib
@@ -513,7 +448,7 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
     from datasets import Dataset, DatasetDict
 
     from clinforge.core.io import atomic_path, atomic_write_json, atomic_write_text, replace_path
-    from clinforge.core.run_records import RunRecord, prepare_output_dir
+    from clinforge.core.run_records import RunRecord, prepare_output_dir, unfinished_run
     from clinforge.core.seed import seed_everything
     from clinforge.data.card import build_card, render_markdown
     from clinforge.data.transforms.split import check_patient_splits
@@ -522,27 +457,37 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
     steps = build_steps(recipe)  # option errors surface before anything is written
     _check_inputs_exist(recipe)
     final = Path(out_dir)
-    replacing = overwrite and final.is_dir() and any(final.iterdir())
-    if replacing:
+    occupied = final.is_dir() and any(final.iterdir())
+    replacing = overwrite and occupied and not unfinished_run(final)
+    if overwrite and occupied:
         inside = [p for p in _input_paths(recipe, steps) + ([recipe_file] if recipe_file else [])
                   if Path(p).exists() and Path(p).resolve().is_relative_to(final.resolve())]
         if inside:
             raise ConfigError(f"input {inside[0]} is inside the output directory {final}, which --overwrite would "
                               "delete; write the run somewhere else")
-    if replacing:  # build beside the old run and swap at the end, so a failed --overwrite run keeps the old one
-        out = final.with_name(f".{final.name}.new-{os.getpid()}")
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-    else:
-        try:
-            out = prepare_output_dir(out_dir, overwrite=overwrite, replace_unfinished=True)
-        except OutputExistsError:  # the core message also offers --resume, which prepare does not have
-            raise OutputExistsError(f"{out_dir} exists and is not empty; pass --overwrite to replace it") from None
+    # With --overwrite of a finished run the new one is built beside it and swapped in at the end, so a failed run
+    # keeps the old one; the folder's name is fixed, so that a stopped --overwrite run resumes too.
+    out = final.with_name(f".{final.name}.new") if replacing else final
+    resume = PrefixResume(out, recipe, steps, overwrite=overwrite)
+    if not (out.is_dir() and resume.check()):
+        if replacing:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+        else:
+            try:
+                prepare_output_dir(out_dir, overwrite=overwrite, replace_unfinished=True)
+            except OutputExistsError:  # the core message also offers --resume; prepare resumes by itself
+                raise OutputExistsError(f"{out_dir} exists and is not empty; pass --overwrite to replace it") from None
+    resumed_after = resume.begin()
+    if resumed_after:  # said even without progress output: the run is not a fresh one
+        print(f"resuming: {resumed_after} records through step {resume.label} were kept by an interrupted run "
+              f"({resume.partial.folder})", file=sys.stderr, flush=True)
     config = recipe.model_dump(mode="json")
     run = RunRecord(out, command="data prepare", config=config, seed=recipe.seed,
                     inputs=_input_paths(recipe, steps) + ([recipe_file] if recipe_file else []))
     try:
-        stream, steps, source_reports = run_pipeline(recipe, steps, progress=progress)
+        stream, steps, source_reports = run_pipeline(recipe, steps, progress=progress,
+                                                     resume=resume if resume.active else None)
         split_step = any(t.name == "split" for _, t in steps)
         by_split: dict[str, list[Record]] = {}
         for rec in stream:
@@ -578,17 +523,29 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         atomic_write_text(out / "data_card.md", render_markdown(card))
     except BaseException as exc:
         run.fail(exc)
-        if replacing:
-            shutil.rmtree(out, ignore_errors=True)
+        # what the first step finished is kept for the same command (an error in a later step, or bad input that
+        # stopped it, too: a corrected later step resumes; changed input is refused until --overwrite)
+        kept = resume.active and resume.snapshot["records"] > 0
+        if kept:
+            resume.save()
+        else:
+            resume.discard()
+            if replacing:
+                shutil.rmtree(out, ignore_errors=True)
         from clinforge.core.interrupts import note_if_interrupted, rerun_command
 
-        note_if_interrupted(exc, lambda: "nothing yet: prepare writes its dataset at the end" + (
-            f"; the previous run in {final} is untouched" if replacing else
-            f"; {final} holds only the interrupted run record, which the same command replaces"), rerun_command())
+        untouched = f"; the previous run in {final} is untouched" if replacing else ""
+        note_if_interrupted(exc, lambda: resume.describe() + untouched if kept else (
+            "nothing yet: prepare writes its dataset at the end" + (untouched or
+            f"; {final} holds only the interrupted run record, which the same command replaces") + (
+                f" (progress is not saved: {resume.blocker})" if resume.blocker and steps else "")),
+                            rerun_command())
         raise
+    resume.discard()
     run.finish({k: card[k] for k in ("records_in", "records_out", "skipped_rows", "phi_by_type", "duplicates_removed",
                                      "contamination", "splits", "groups_crossing_splits")}
-               | {"steps": [{k: s[k] for k in ("step", "in", "out")} for s in card["steps"]]})
+               | {"steps": [{k: s[k] for k in ("step", "in", "out")} for s in card["steps"]],
+                  "resumed_after_records": resumed_after})
     if replacing:
         replace_path(out, final)
     return card

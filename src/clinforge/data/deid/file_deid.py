@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
 from clinforge.core.interrupts import interruption_in, note_interrupted, rerun_command
-from clinforge.core.partial_output import PartialOutput, content_hash, file_fingerprint
+from clinforge.core.partial_output import CHECKPOINT_S, PartialOutput, content_hash, file_fingerprint
 from clinforge.data.deid.parallel_deid import (
     build_deidentifier,
     deid_in_worker,
@@ -42,7 +42,6 @@ from clinforge.data.deid.spans import make_span
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv", ".tsv")
-CHECKPOINT_S = 30.0  # seconds between saves of a long run's progress (and at an interruption)
 
 
 def input_kind(path: Path) -> str:
@@ -360,10 +359,12 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             # interruption (core/partial_output.py). Progress is saved only where it holds no PHI and resumes to the
             # same output: not in surrogate mode (its per-patient maps hold the original names) nor with a per-run
             # pseudonym key (it is never stored); those runs start again.
-            saveable = mode != "surrogate" and not (patient_column and patient_ids == "pseudonymize" and ids.per_run)
+            keyed = bool(patient_column) and patient_ids == "pseudonymize"
+            saveable = mode != "surrogate" and not (keyed and ids.per_run)
             partial = PartialOutput(out, _fingerprint(input, kind, files, mode=mode, seed=seed, json_out=json_out,
                                                       text_column=text_column, patient_column=patient_column,
                                                       patient_ids=patient_ids, name_columns=name_columns,
+                                                      patient_key=ids.key_check if keyed else None,
                                                       ner_model=ner_model, ner_int8=ner_int8, site_terms=site_terms),
                                     overwrite=overwrite)
             saved = partial.start() or {}

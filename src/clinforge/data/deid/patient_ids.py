@@ -36,6 +36,22 @@ class PatientPseudonymizer:
         """Whether the pseudonyms change from run to run (a random key)."""
         return self.key_source != f"${KEY_ENV}"
 
+    @property
+    def key_check(self) -> str | None:
+        """A tag of the key that reveals nothing of it (HMAC of a fixed text), for a resumed run to tell that it
+        pseudonymises with the same key as the run it continues; ``None`` for a per-run key (never resumed).
+
+        Example:
+            >>> import os; os.environ["CLINFORGE_DEID_KEY"] = "k"
+            >>> PatientPseudonymizer().key_check == PatientPseudonymizer().key_check
+            True
+            >>> del os.environ["CLINFORGE_DEID_KEY"]; PatientPseudonymizer().key_check is None
+            True
+        """
+        if self.per_run:
+            return None
+        return hmac.new(self._key, b"clinforge: the key of a resumed run", hashlib.sha256).hexdigest()[:16]
+
     def pseudonym(self, patient_id: str) -> str:
         """The keyed pseudonym of ``patient_id``.
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from clinforge.core.errors import ConfigError
 from clinforge.data.deid import Deidentifier, Span
-from clinforge.data.deid.patient_ids import PATIENT_ID_MODES, PatientPseudonymizer
+from clinforge.data.deid.patient_ids import KEY_ENV, PATIENT_ID_MODES, PatientPseudonymizer
 from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
 from clinforge.data.records import Message, Record
 from clinforge.data.transforms.base import TRANSFORMS, Transform
@@ -247,6 +247,41 @@ class DeidTransform(Transform):
             raise
         pool.close()
         pool.join()
+
+    # ---- resuming a stopped ``data prepare`` (``clinforge.data.prepare_resume``): nothing here holds PHI
+    def resume_blocker(self) -> str | None:
+        """Why this step's progress cannot be saved for a resume (``None`` when it can): a surrogate map holds the
+        original names, and a per-run pseudonym key is never stored (a resumed run would pseudonymise the same
+        patient twice, differently)."""
+        if self.deid.mode == "surrogate":
+            return "surrogate mode (its per-patient maps hold the original names, which are never written to disk)"
+        if self.per_run_patient_ids:
+            return (f"patient ids are pseudonymised under a random per-run key, which is never stored; set "
+                    f"${KEY_ENV} (or patient_ids: keep) to make the run resumable")
+        return None
+
+    def resume_fingerprint(self) -> dict[str, Any]:
+        """What besides the options decides this step's output: the tagger folder, the site list's content and a
+        tag of the pseudonym key (``PatientPseudonymizer.key_check``, not the key)."""
+        from clinforge.core.partial_output import content_hash, file_fingerprint
+
+        return {"ner_model": file_fingerprint(self.ner_model) if self.ner_model is not None else None,
+                "site_terms": content_hash(self.site_terms) if self.site_terms is not None else None,
+                "patient_key": self._ids.key_check if self.patient_ids == "pseudonymize" else None}
+
+    def progress_state(self) -> dict[str, Any]:
+        """The counts of the records yielded so far (JSON), for a checkpoint (read between two yields, when they
+        count exactly the records out)."""
+        return {"out": self.n_out, "phi": dict(self.phi), "fields_changed": self.fields_changed,
+                "records_changed": self.records_changed}
+
+    def add_progress(self, state: dict[str, Any]) -> None:
+        """Add the counts an interrupted run saved (``progress_state``) to this run's, for the data card."""
+        self.n_in += state["out"]
+        self.n_out += state["out"]
+        self.phi.update(state["phi"])
+        self.fields_changed += state["fields_changed"]
+        self.records_changed += state["records_changed"]
 
     def report(self) -> dict[str, Any]:
         """Counts for the data card: records in/out and changed, fields changed, PHI spans by type."""

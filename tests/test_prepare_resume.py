@@ -1,0 +1,319 @@
+"""A stopped ``clinforge data prepare`` keeps what its first (deid) step finished and the same command continues:
+the dataset and the data card's counts are those of an uninterrupted run (data/prepare_resume.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clinforge.core.errors import DataError, OutputExistsError
+from clinforge.core.interrupts import Interrupted, take_notes
+from clinforge.data.deid import Deidentifier
+from clinforge.data.deid.patient_ids import KEY_ENV
+from clinforge.data.prepare import load_prepared, load_recipe, prepare
+from clinforge.data.transforms import TRANSFORMS
+from clinforge.data.transforms.base import Transform
+from test_prepare import sample_recipe
+
+SPILL = ".prefix.jsonl.partial"
+
+
+def _stop_at(monkeypatch: pytest.MonkeyPatch, call: int, signum: int = signal.SIGINT) -> None:
+    """Make the ``call``-th de-identification of a record raise what a signal would."""
+    real = Deidentifier.deidentify_many
+    seen = [0]
+
+    def deidentify_many(self, *args, **kwargs):
+        seen[0] += 1
+        if seen[0] == call:
+            raise Interrupted(signum)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Deidentifier, "deidentify_many", deidentify_many)
+
+
+def _recipe(folder: Path, edit=None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = sample_recipe(folder, drop=())
+    if edit is not None:
+        data = yaml.safe_load(path.read_text())
+        edit(data)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _result(run: Path) -> tuple[dict, dict]:
+    """The records by split and the data card without its creation time."""
+    records = {name: [r.model_dump() for r in recs] for name, recs in load_prepared(run).items()}
+    card = json.loads((run / "data_card.json").read_text())
+    card.pop("created")
+    return records, card
+
+
+def _run(recipe: Path, out: Path, **kwargs) -> dict:
+    return prepare(load_recipe(recipe), out, recipe_file=str(recipe), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("call", [2, 23])  # early (a few notes done) and later
+def test_a_stopped_run_resumes_to_the_dataset_and_card_of_an_uninterrupted_one(tmp_path: Path, call: int,
+                                                                                 monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "a site key")  # keyed pseudonyms: the run can resume
+    recipe = _recipe(tmp_path / "r")
+    _run(recipe, tmp_path / "ref")
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _stop_at(m, call)
+        with pytest.raises(KeyboardInterrupt):
+            _run(recipe, out)
+    notes, _ = take_notes()
+    assert notes and f"{call - 1} records through step 1:deid are kept" in notes[0]
+    state = json.loads((out / SPILL / "state.json").read_text())
+    assert state["progress"]["records"] == call - 1
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+
+    _run(recipe, out)  # the same call again continues
+    assert _result(out) == _result(tmp_path / "ref")
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_after_records"] == call - 1
+    card = json.loads((out / "data_card.json").read_text())
+    deid = card["steps"][0]
+    assert deid["kinds_processed"] and deid["passed_through"] > 0 and deid["report"]["phi_total"] > 20
+
+
+def test_a_second_stop_after_a_resume_keeps_both_parts(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    recipe = _recipe(tmp_path / "r")
+    _run(recipe, tmp_path / "ref")
+    out = tmp_path / "run"
+    for call in (5, 9):  # 4 records, then 8 more
+        with monkeypatch.context() as m:
+            _stop_at(m, call)
+            with pytest.raises(KeyboardInterrupt):
+                _run(recipe, out)
+        take_notes()
+    assert json.loads((out / SPILL / "state.json").read_text())["progress"]["records"] == 12
+    _run(recipe, out)
+    assert _result(out) == _result(tmp_path / "ref")
+
+
+def test_other_input_or_first_step_options_are_refused_until_overwrite(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    recipe = _recipe(tmp_path / "r")
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _stop_at(m, 10)
+        with pytest.raises(KeyboardInterrupt):
+            _run(recipe, out)
+    take_notes()
+    redact = _recipe(tmp_path / "r2", lambda d: d["steps"][0]["options"].update(mode="redact"))
+    with pytest.raises(OutputExistsError, match=r"differing: step\)"):
+        _run(redact, out)
+    monkeypatch.setenv(KEY_ENV, "another key")  # other pseudonyms: the two parts would not link a patient
+    with pytest.raises(OutputExistsError, match=r"differing: step_inputs\)"):
+        _run(recipe, out)
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    assert (out / SPILL / "state.json").exists()  # refusals leave the saved run as it was
+    card = _run(redact, out, overwrite=True)  # discards it and starts again
+    assert card["steps"][0]["report"]["mode"] == "redact"
+    assert json.loads((out / "summary.json").read_text())["resumed_after_records"] == 0
+    assert not (out / SPILL).exists()
+
+
+class _FailsOnce(Transform):
+    """A later step that fails on its 30th record while a flag file exists (a bug, fixed by removing the file)."""
+
+    name = "fails_once"
+
+    def apply(self, records):
+        for i, rec in enumerate(records):
+            if i == 29 and Path(self.options["flag"]).exists():
+                raise DataError("a later step failed", record=rec.id)
+            yield rec
+
+
+def test_a_failed_later_step_keeps_the_first_steps_work_and_a_corrected_run_resumes(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    TRANSFORMS.register("fails_once", _FailsOnce, override=True)
+    flag = tmp_path / "flag"
+    flag.write_text("")
+    recipe = _recipe(tmp_path / "r", lambda d: d["steps"].insert(1, {"transform": "fails_once",
+                                                                      "options": {"flag": str(flag)}}))
+    plain = _recipe(tmp_path / "p")
+    _run(plain, tmp_path / "ref")
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match="a later step failed"):
+        _run(recipe, out)
+    kept = json.loads((out / SPILL / "state.json").read_text())["progress"]["records"]
+    assert kept >= 30
+    flag.unlink()
+    _run(recipe, out)  # later steps are not part of the fingerprint: the deid output is replayed
+    assert json.loads((out / "summary.json").read_text())["resumed_after_records"] == kept
+    records, card = _result(out)
+    ref_records, ref_card = _result(tmp_path / "ref")
+    assert records == ref_records
+    assert card["steps"][0] == ref_card["steps"][0]
+
+
+@pytest.mark.parametrize("setting", ["surrogate", "per-run key"])
+def test_runs_whose_progress_would_hold_phi_or_a_key_save_nothing(tmp_path: Path, monkeypatch, setting: str) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    edit = (lambda d: d["steps"][0]["options"].update(mode="surrogate")) if setting == "surrogate" else None
+    if setting == "surrogate":
+        monkeypatch.setenv(KEY_ENV, "a site key")
+    recipe = _recipe(tmp_path / "r", edit)
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _stop_at(m, 10)
+        with pytest.raises(KeyboardInterrupt):
+            _run(recipe, out)
+    notes, _ = take_notes()
+    assert "progress is not saved" in notes[0] and ("surrogate" in notes[0] if setting == "surrogate"
+                                                    else KEY_ENV in notes[0])
+    assert not (out / SPILL).exists()
+    card = _run(recipe, out)  # the unfinished run record is replaced, as before
+    assert card["records_out"] > 50
+    assert json.loads((out / "summary.json").read_text())["resumed_after_records"] == 0
+
+
+def test_a_stopped_overwrite_run_keeps_the_old_dataset_and_resumes(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    old = _recipe(tmp_path / "old", lambda d: d["steps"].pop())  # without chat_format
+    new = _recipe(tmp_path / "new")
+    out = tmp_path / "run"
+    _run(old, out)
+    before = _result(out)
+    _run(new, tmp_path / "ref")
+    with monkeypatch.context() as m:
+        _stop_at(m, 10)
+        with pytest.raises(KeyboardInterrupt):
+            _run(new, out, overwrite=True)
+    notes, _ = take_notes()
+    assert "untouched" in notes[0]
+    assert _result(out) == before  # the finished run is still there
+    assert (tmp_path / ".run.new" / SPILL / "state.json").exists()
+    _run(new, out, overwrite=True)
+    assert _result(out) == _result(tmp_path / "ref")
+    assert json.loads((out / "summary.json").read_text())["resumed_after_records"] == 9
+    assert not (tmp_path / ".run.new").exists()
+
+
+def test_sigterm_to_the_command_then_the_same_command(tmp_path: Path, data_root: Path) -> None:
+    # real PhysioNet notes (three readings of them, as three sources), as a user runs the command
+    notes = str(data_root / "physionet-deid")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "icu-notes", "seed": 0,
+        "sources": [{"name": f"deid-{i}", "reader": "physionet_deid", "path": notes} for i in range(3)],
+        "steps": [{"transform": "deid", "options": {"mode": "mask", "patient_ids": "keep"}},
+                  {"transform": "split", "options": {"fractions": {"train": 0.9, "test": 0.1}}}]}, sort_keys=False))
+    cmd = [sys.executable, "-m", "clinforge", "--no-progress", "data", "prepare", str(recipe)]
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    ref = subprocess.run([*cmd, "--out", str(tmp_path / "ref")], capture_output=True, text=True, env=env)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "run"
+    proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    spill = out / SPILL / "prefix.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not (spill.exists() and spill.stat().st_size > 50_000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "records through step 1:deid are kept" in err and "clinforge" in err
+    kept = json.loads((out / SPILL / "state.json").read_text())["progress"]["records"]
+    assert 0 < kept < 3 * 1450
+
+    again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {kept} records through step 1:deid" in again.stderr
+    assert _result(out) == _result(tmp_path / "ref")
+
+
+def test_records_written_after_the_last_checkpoint_are_cut_off(tmp_path: Path, monkeypatch) -> None:
+    # a SIGKILL between two checkpoints leaves records in the saved output that no checkpoint counts
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    recipe = _recipe(tmp_path / "r")
+    _run(recipe, tmp_path / "ref")
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _stop_at(m, 15)
+        with pytest.raises(KeyboardInterrupt):
+            _run(recipe, out)
+    take_notes()
+    spill = out / SPILL / "prefix.jsonl"
+    with open(spill, "a", encoding="utf-8") as fh:
+        fh.write('{"id": "not counted", "kind": "note", "text": "half a rec')
+    _run(recipe, out)
+    assert _result(out) == _result(tmp_path / "ref")
+
+
+def test_a_deid_step_in_workers_resumes_to_the_one_process_dataset(tmp_path: Path, monkeypatch) -> None:
+    # the workers read ahead of what the step has yielded; the checkpoint must count only what it yielded
+    from clinforge.data.transforms.deid import DeidTransform
+
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    one = _recipe(tmp_path / "one")
+    two = _recipe(tmp_path / "two", lambda d: d["steps"][0]["options"].update(workers=2))
+    _run(one, tmp_path / "ref")
+    out = tmp_path / "run"
+    real, seen = DeidTransform.pseudonym, [0]
+
+    def pseudonym(self, patient_id):  # made in the main process, one per yielded record with a patient id
+        seen[0] += 1
+        if seen[0] == 12:
+            raise Interrupted(signal.SIGTERM)
+        return real(self, patient_id)
+
+    with monkeypatch.context() as m:
+        m.setattr(DeidTransform, "pseudonym", pseudonym)
+        with pytest.raises(KeyboardInterrupt):
+            _run(two, out)
+    take_notes()
+    kept = json.loads((out / SPILL / "state.json").read_text())["progress"]["records"]
+    assert kept >= 11
+    _run(two, out)
+    records, card = _result(out)
+    ref_records, ref_card = _result(tmp_path / "ref")
+    assert records == ref_records
+    assert card["steps"][1:] == ref_card["steps"][1:]
+    assert card["steps"][0]["report"] == ref_card["steps"][0]["report"]
+    assert card["steps"][0]["kinds_processed"] == ref_card["steps"][0]["kinds_processed"]
+
+
+def test_data_deid_refuses_to_resume_under_another_pseudonym_key(tmp_path: Path, monkeypatch) -> None:
+    from clinforge.data.deid import file_deid as fd
+
+    src = tmp_path / "notes.jsonl"
+    src.write_text("".join(json.dumps({"mrn": f"M{i % 3}", "text": f"Dr. Okafor saw the patient on 3/{i + 1}."})
+                           + "\n" for i in range(20)), encoding="utf-8")
+    monkeypatch.setenv(KEY_ENV, "key one")
+    real, seen = Deidentifier.deidentify, [0]
+
+    def deidentify(self, text, patient_id=None):
+        seen[0] += 1
+        if seen[0] == 8:
+            raise Interrupted(signal.SIGINT)
+        return real(self, text, patient_id)
+
+    with monkeypatch.context() as m:
+        m.setattr(Deidentifier, "deidentify", deidentify)
+        with pytest.raises(KeyboardInterrupt):
+            fd.deidentify_file(src, tmp_path / "out.jsonl", patient_column="mrn", progress=False)
+    take_notes()
+    monkeypatch.setenv(KEY_ENV, "key two")  # the first rows' pseudonyms would not match the rest
+    with pytest.raises(OutputExistsError, match="patient_key"):
+        fd.deidentify_file(src, tmp_path / "out.jsonl", patient_column="mrn", progress=False)
+    monkeypatch.setenv(KEY_ENV, "key one")
+    summary = fd.deidentify_file(src, tmp_path / "out.jsonl", patient_column="mrn", progress=False)
+    assert summary["resumed_after"] == 7
