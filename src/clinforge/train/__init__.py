@@ -4,3 +4,5 @@
 Public API: ``clinforge.train.recipe.Recipe`` / ``load_recipe``, ``clinforge.train.stages.STAGES`` / ``Stage``,
 ``clinforge.train.pipeline.run_pipeline`` / ``run_recipe_file``.
 """
+
+from clinforge.core import third_party_warnings  # noqa: F401  (peft/TRL's alias warnings; see there)

@@ -8,19 +8,12 @@ Example:
 from __future__ import annotations
 
 import fnmatch
-import warnings
 from typing import Any
 
 from clinforge.core.errors import ClinforgeError, ConfigError
 from clinforge.train.recipe import MethodSpec
 
-# peft (PeftModel.__init__) and TRL (disable_gradient_checkpointing, unwrap_model_for_generation) still use
-# transformers' renamed ``is_gradient_checkpointing`` and ``gradient_checkpointing_enable/disable``, so every
-# LoRA/DPO/RL stage printed a FutureWarning that asks the *caller* to rename, which the user cannot do and which
-# changes nothing (the aliases do the same). clinforge itself uses only the current names
-# (tests/test_train_examples.py checks the source), so ignoring exactly these messages hides nothing that concerns
-# a clinforge user; every other warning still shows.
-warnings.filterwarnings("ignore", message=r"`(is_gradient_checkpointing|gradient_checkpointing_(en|dis)able)` is deprecated", category=FutureWarning)
+# (transformers' checkpointing-alias FutureWarning, which peft and TRL trigger: clinforge.core.third_party_warnings)
 
 
 def freeze_by_pattern(model, patterns: list[str]) -> list[str]:
