@@ -123,6 +123,23 @@ def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]], bool]:
     return list(reader.fieldnames or []), rows(), bom
 
 
+def csv_row_count(path: Path) -> int:
+    """The data rows of a CSV/TSV file, for the progress bar's total (a quoted cell may span lines, so its lines are
+    no count): one pass of the csv parser, tens of MB/s, against ~1 MB/s for the de-identification that follows.
+    Blank lines are no rows, as for ``csv.DictReader``; undecodable bytes are replaced here (the real pass names them).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "n.csv"
+        >>> _ = p.write_text('id,text\\n1,"two\\nlines"\\n\\n2,one\\n')
+        >>> csv_row_count(p)
+        2
+    """
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return max(0, sum(1 for row in csv.reader(fh, delimiter=delimiter) if row) - 1)
+
+
 def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask", json_out: bool = False,
                     text_column: str = "text", patient_column: str | None = None, seed: int = 0,
                     overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None,
@@ -333,6 +350,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     if kind == "jsonl":
         with open(input, "rb") as fh:
             total = sum(1 for _ in fh)
+    elif kind == "csv":
+        total = csv_row_count(input)
 
     try:
         done = 0  # rows or files an interrupted run had finished (resumed below)
