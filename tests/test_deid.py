@@ -122,16 +122,52 @@ def test_modes_mask_redact_surrogate() -> None:
 
 
 def test_surrogates_are_consistent_per_patient_and_differ_between_patients() -> None:
-    d = Deidentifier(mode="surrogate", seed=7)
+    d = Deidentifier(mode="surrogate", seed=7, surrogate_key="site key")
     a1 = d.deidentify("Martha Collins called.", patient_id="p1").text
     a2 = d.deidentify("Later, Martha Collins returned; Ms. Collins was well.", patient_id="p1").text
     b = d.deidentify("Martha Collins called.", patient_id="p2").text
     name = a1.removesuffix(" called.")
     assert name in a2 and a2.count(name.split()[-1]) == 2  # same full name and same surname later
     assert b != a1
-    again = Deidentifier(mode="surrogate", seed=7).deidentify("Martha Collins called.", patient_id="p1").text
-    assert again == a1  # deterministic across instances (and processes: sha256, not hash())
-    assert Deidentifier(mode="surrogate", seed=8).deidentify("Martha Collins called.", patient_id="p1").text != a1
+    again = Deidentifier(mode="surrogate", seed=7, surrogate_key="site key").deidentify("Martha Collins called.",
+                                                                                     patient_id="p1").text
+    assert again == a1  # deterministic across instances with one key (and processes: HMAC-SHA256, not hash())
+    assert Deidentifier(mode="surrogate", seed=8, surrogate_key="site key").deidentify(
+        "Martha Collins called.", patient_id="p1").text != a1
+
+
+def test_surrogates_are_keyed_so_the_seed_alone_cannot_undo_a_date_shift(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Surrogates were a sha256 of (seed, patient, original): with the seed (0 by default, and written in recipes,
+    run records and data cards) anyone could recompute a patient's date shift and move every date back. They are an
+    HMAC under $CLINFORGE_DEID_KEY now, or a random per-run key."""
+    import hashlib
+    import random
+
+    from clinforge.data.deid.patient_ids import KEY_ENV
+    from clinforge.data.deid.surrogate import SurrogateGenerator
+
+    def public_shift(seed: int, patient: str) -> int:  # the old, keyless derivation an attacker could run
+        h = hashlib.sha256("\x1f".join(str(p) for p in (seed, "date-shift", patient)).encode()).digest()
+        rng = random.Random(int.from_bytes(h[:8], "big"))
+        return rng.choice((-1, 1)) * rng.randint(1, 730)
+
+    patients = ["", "p1", "p2", "p3", "p4", "p5"]
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    a, b = SurrogateGenerator(seed=0), SurrogateGenerator(seed=0)
+    assert a.key_source == "random per-run key (not stored)" and a.per_run
+    shifts = [a.date_shift_days(p) for p in patients]
+    assert shifts != [b.date_shift_days(p) for p in patients]  # another run, another key
+    assert shifts != [public_shift(0, p) for p in patients]
+    monkeypatch.setenv(KEY_ENV, "site key")
+    keyed = SurrogateGenerator(seed=0)
+    assert keyed.key_source == f"${KEY_ENV}" and not keyed.per_run
+    assert [keyed.date_shift_days(p) for p in patients] == [SurrogateGenerator(seed=0).date_shift_days(p)
+                                                             for p in patients]  # the key holder's runs agree
+    assert [keyed.date_shift_days(p) for p in patients] != [public_shift(0, p) for p in patients]
+    assert [keyed.date_shift_days(p) for p in patients] != [SurrogateGenerator(seed=0, key="other").date_shift_days(p)
+                                                             for p in patients]
+    text = "Seen 03/14/2021 by Dr. Martha Collins."
+    assert Deidentifier(mode="surrogate").deidentify(text).text == Deidentifier(mode="surrogate").deidentify(text).text
 
 
 def test_a_lone_given_name_keeps_the_surrogate_of_its_full_name() -> None:
@@ -140,14 +176,14 @@ def test_a_lone_given_name_keeps_the_surrogate_of_its_full_name() -> None:
     the same patient now carries over (its gender too)."""
     from clinforge.data.deid.surrogate import SurrogateGenerator
 
-    g = SurrogateGenerator(seed=0)
+    g = SurrogateGenerator(seed=0, key="site key")
     full = g.replace("NAME", "Quenvaro Dastrelik", "p1")
     given, surname = full.split()
     assert g.replace("NAME", "quenvaro", "p1") == given.lower()
     assert g.replace("NAME", "DASTRELIK", "p1") == surname.upper()
     female = g.replace("NAME", "Jennifer Okafor", "p1").split()[0]
     assert g.replace("NAME", "Jennifer", "p1") == female  # with the gender of the full name
-    fresh = SurrogateGenerator(seed=0)
+    fresh = SurrogateGenerator(seed=0, key="site key")
     assert fresh.replace("NAME", "quenvaro", "p1") != given.lower()  # unseen, it is still taken for a surname
     assert g.replace("NAME", "quenvaro", "p2") == fresh.replace("NAME", "quenvaro", "p2")  # per patient
 
@@ -245,7 +281,7 @@ def test_surrogate_replaces_every_identifier_type() -> None:
     text = ("Patient: Teresa Kowalczyk, MRN 00482913, DOB 1/2/1950, 92-year-old, lives at 123 Main Street, "
             "Boston, MA 02115. Call 617-555-0134, jane.doe@example.org, SSN 123-45-6789, VIN 1HGCM82633A004352, "
             "portal https://mychart.example.com/p/1, IP 192.168.10.4, accession #A23-5581234.")
-    d = Deidentifier(mode="surrogate", seed=11)
+    d = Deidentifier(mode="surrogate", seed=11, surrogate_key="site key")  # a fixed key: a fixed draw
     result = d.deidentify(text, patient_id="p1")
     originals = [text[s.start:s.end] for s in result.spans]
     assert {s.entity_type for s in result.spans} >= {"NAME", "MRN", "DATE", "AGE", "ADDRESS", "PHONE", "EMAIL", "SSN",

@@ -56,8 +56,12 @@ def test_transform_rewrites_every_text_field_and_reports_counts() -> None:
 def test_transform_surrogates_follow_the_patient() -> None:
     recs = [Record(id=str(i), kind="note", text="Martha Collins seen 01/10/2020.", patient_id=pid)
             for i, pid in enumerate(["a", "a", "b"])]
-    out = list(get_transform("deid", mode="surrogate", seed=5).apply(recs))
+    step = get_transform("deid", mode="surrogate", seed=5)
+    out = list(step.apply(recs))
     assert out[0].text == out[1].text != out[2].text and "Martha" not in out[0].text
+    assert step.report()["surrogate_key"].startswith("HMAC-SHA256 with ")
+    with pytest.raises(ConfigError, match="does not belong in a recipe"):  # a recipe lands in run.json
+        get_transform("deid", mode="surrogate", surrogate_key="hospital secret")
 
 
 def test_cli_text_file_to_stdout_and_to_file(tmp_path: Path) -> None:
@@ -347,3 +351,27 @@ def test_name_columns_are_replaced_and_their_names_found_in_the_rows_text(tmp_pa
     text_file.write_text(note)
     refused = _deid(str(text_file), "--name-column", "name")
     assert refused.returncode != 0 and "applies to a JSONL or CSV input" in " ".join(refused.stderr.split())
+
+
+def test_cli_surrogates_are_keyed_and_say_by_what(tmp_path: Path) -> None:
+    """Surrogates and date offsets come from an HMAC key: without $CLINFORGE_DEID_KEY a random one per run (two runs
+    differ, and the seed alone cannot undo a date offset), with it the same in every run; stderr names the key's
+    source, never the key."""
+    note = tmp_path / "note.txt"
+    note.write_text("Seen 03/14/2021 by Dr. Martha Collins, phone 617-555-0134.\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "CLINFORGE_DEID_KEY"}
+    runs = []
+    for key in (None, None, "hospital secret 1", "hospital secret 1"):
+        run_env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        if key:
+            run_env["CLINFORGE_DEID_KEY"] = key
+        proc = subprocess.run([sys.executable, "-m", "clinforge", "--no-progress", "data", "deid", str(note),
+                               "--mode", "surrogate"], capture_output=True, text=True, env=run_env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "03/14/2021" not in proc.stdout and "Collins" not in proc.stdout
+        assert "hospital secret" not in proc.stderr
+        runs.append(proc)
+    assert runs[0].stdout != runs[1].stdout
+    assert "HMAC-SHA256 with random per-run key" in runs[0].stderr and "set $CLINFORGE_DEID_KEY" in runs[0].stderr
+    assert runs[2].stdout == runs[3].stdout
+    assert "HMAC-SHA256 with $CLINFORGE_DEID_KEY" in runs[2].stderr

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         patient_ids: str = typer.Option("pseudonymize", "--patient-ids", help="What the --patient-column becomes "
                                         "in the output: pseudonymize (keyed HMAC pseudonyms, key from "
                                         "$CLINFORGE_DEID_KEY or random per run) or keep."),
-        seed: int = typer.Option(0, "--seed", help="Seed of surrogates and per-patient date offsets."),
+        seed: int = typer.Option(0, "--seed", help="Seed of surrogates and per-patient date offsets (keyed by $CLINFORGE_DEID_KEY or a per-run key)."),
         ner_model: Path | None = typer.Option(None, "--ner-model", help="Local token-classification model folder "
                                               "(e.g. from `clinforge data deid-train`) added to the rules; the "
                                               "score gate saved with it (deid_training.json) is applied."),
@@ -72,6 +72,10 @@ def register(app: typer.Typer) -> None:
                   + (f" (resumed after {s['resumed_after']} done by an interrupted run)" if s["resumed_after"] else ""))
         if s["patient_ids"]:
             err.print(f"patient column {patient_column!r}: {s['patient_ids']}")
+        if s["surrogate_key"]:
+            err.print(f"surrogates and date offsets: HMAC-SHA256 with {s['surrogate_key']}"
+                      + ("; set $CLINFORGE_DEID_KEY (kept secret) for surrogates that agree across runs"
+                         if s["surrogate_key"].startswith("random") else ""))
         if s["site_terms"]:
             err.print(f"site terms {site_terms}: {s['site_terms']}")
         if s["name_cells"] or name_columns:

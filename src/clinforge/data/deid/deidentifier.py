@@ -41,7 +41,10 @@ class Deidentifier:
         mode: ``mask`` replaces a span with its type tag (``[NAME]``), ``redact`` with ``redact_with`` (a fixed
             string that does not reveal the length; ``""`` removes the span), ``surrogate`` with a realistic,
             per-patient consistent replacement (see ``surrogate.py``).
-        seed: seeds surrogates and per-patient date offsets (same seed -> same output).
+        seed: seeds surrogates and per-patient date offsets (same seed and key -> same output).
+        surrogate_key: the secret that keys surrogates and date offsets (an HMAC key). Default
+            ``$CLINFORGE_DEID_KEY``, or a random key for this object (surrogates agree within it only); never a
+            value that a recipe or run record shows: with the key and the seed a date offset can be undone.
         recognizers: registry names or Recognizer instances (default: ``patterns`` + ``names``). Add an NER
             model with ``Deidentifier(recognizers=["patterns", "names", TransformersNerRecognizer(path)])``.
         entities: keep only these entity types (default: all of ``ENTITY_TYPES``).
@@ -60,7 +63,8 @@ class Deidentifier:
     def __init__(self, mode: Mode = "mask", seed: int = 0, *, recognizers: Sequence[str | Recognizer] | None = None,
                  entities: Iterable[str] | None = None, min_score: float = 0.4, allow: Iterable[str] = (),
                  redact_with: str = "***", mask_format: str = "[{entity_type}]",
-                 site_terms: SiteTerms | str | Path | None = None, **recognizer_options: Any):
+                 site_terms: SiteTerms | str | Path | None = None, surrogate_key: str | bytes | None = None,
+                 **recognizer_options: Any):
         if mode not in MODES:
             raise ConfigError(f"unknown de-identification mode {mode!r}; valid: {', '.join(MODES)}", key="mode")
         self.mode = mode
@@ -97,7 +101,13 @@ class Deidentifier:
         if mode == "surrogate":
             from clinforge.data.deid.surrogate import SurrogateGenerator
 
-            self._surrogates = SurrogateGenerator(seed)
+            self._surrogates = SurrogateGenerator(seed, key=surrogate_key)  # None: $CLINFORGE_DEID_KEY or per run
+
+    @property
+    def surrogate_key_source(self) -> str | None:
+        """Where the surrogate key came from (surrogate mode; never the key): ``$CLINFORGE_DEID_KEY`` or a random
+        per-run key."""
+        return self._surrogates.key_source if self._surrogates is not None else None
 
     def detect(self, text: str) -> list[Span]:
         """Spans of PHI in ``text`` (offsets into ``text``), overlaps merged, sorted by start.

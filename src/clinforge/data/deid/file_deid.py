@@ -488,6 +488,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             "patient_ids": None if patient_column is None else (
                 ids.describe() if patient_ids == "pseudonymize" else "kept as in the input"),
             "kept_columns": list(kept_columns), "name_cells": n_name_cells,
+            "surrogate_key": deidentifier.surrogate_key_source,
             "site_terms": next((r.describe() for r in deidentifier.recognizers if isinstance(r, SiteTermsRecognizer)),
                                None)}
 

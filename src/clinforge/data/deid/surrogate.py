@@ -1,7 +1,11 @@
 """Realistic, consistent replacements for detected PHI (``surrogate`` mode).
 
-* Every replacement is a pure function of (seed, patient id, entity type, original text): the same person gets
-  the same surrogate in every record of that patient, across runs and processes, with no state to carry.
+* Every replacement is a pure function of (key, seed, patient id, entity type, original text), an HMAC-SHA256: the
+  same person gets the same surrogate in every record of that patient. The KEY keeps it one-way: a function of the
+  seed alone (which a recipe, a run record and a data card show, and which defaults to 0) let anyone recompute a
+  patient's date shift and move every date back, or list the names a surrogate name can stand for. The key is
+  ``$CLINFORGE_DEID_KEY`` when set (surrogates then agree across runs and processes for whoever holds it), else a
+  random key made for the generator and never written anywhere (surrogates agree within the run only).
 * Names are replaced token by token ("Martha Collins" and later "Ms. Collins" keep one surname).
 * Dates move by ONE offset per patient (``date_shift_days``), so intervals between a patient's dates survive;
   the original format is kept (``01/02/2023`` stays ``MM/DD/YYYY``, ``Jan 2nd`` stays ``Mon Dth``).
@@ -16,11 +20,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
+import os
 import random
 import re
+import secrets
 import string
 
 from clinforge.data.deid.lexicons import person_names
+from clinforge.data.deid.patient_ids import KEY_ENV
 
 _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
            "november", "december"]
@@ -31,17 +39,6 @@ _ISO = re.compile(r"^(\d{4})([/.-])(\d{1,2})\2(\d{1,2})$")
 _MONTH_YEAR_NUM = re.compile(r"^(\d{1,2})/(\d{4})$")
 _MONTH_DAY_NUM = re.compile(r"^(\d{1,2})([/-])(\d{1,2})$")
 _NUMBER = re.compile(r"(?<!\d)(\d{4}|\d{1,2})(st|nd|rd|th)?(?!\d)")
-
-
-def stable_int(*parts: object) -> int:
-    """A 64-bit integer from sha256 of the parts (stable across processes, unlike ``hash``).
-
-    Example:
-        >>> stable_int(0, "p1", "NAME", "Martha") == stable_int(0, "p1", "NAME", "Martha")
-        True
-    """
-    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
-    return int.from_bytes(h[:8], "big")
 
 
 def _ordinal(day: int) -> str:
@@ -185,7 +182,8 @@ def shape_preserving(original: str, rng: random.Random) -> str:
 
 
 class SurrogateGenerator:
-    """Deterministic surrogates keyed by (seed, patient id, type, original).
+    """Deterministic surrogates keyed by (key, seed, patient id, type, original); ``key`` defaults to
+    ``$CLINFORGE_DEID_KEY`` or, unset, a random per-run key (module docstring). ``key_source`` says which.
 
     Example:
         >>> g = SurrogateGenerator(seed=0)
@@ -195,10 +193,18 @@ class SurrogateGenerator:
         '90+'
     """
 
-    def __init__(self, seed: int = 0, *, max_shift_days: int = 365 * 2, locale: str = "en_US"):
+    def __init__(self, seed: int = 0, *, key: str | bytes | None = None, max_shift_days: int = 365 * 2,
+                 locale: str = "en_US"):
         from faker import Faker
 
         self.seed = seed
+        if key is None:
+            env_key = os.environ.get(KEY_ENV)
+            key = env_key or secrets.token_bytes(32)
+            self.key_source = f"${KEY_ENV}" if env_key else "random per-run key (not stored)"
+        else:
+            self.key_source = "key given by the caller"
+        self._key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
         self.max_shift_days = max_shift_days
         self.fake = Faker(locale)
         self._first, self._last = person_names()
@@ -209,14 +215,24 @@ class SurrogateGenerator:
 
     def date_shift_days(self, patient_id: str | None) -> int:
         """The one offset (days, never 0) applied to every date of this patient."""
-        rng = random.Random(stable_int(self.seed, "date-shift", patient_id or ""))
+        rng = random.Random(self._int("date-shift", patient_id or ""))
         return rng.choice((-1, 1)) * rng.randint(1, self.max_shift_days)
 
+    @property
+    def per_run(self) -> bool:
+        """Whether the surrogates change from run to run (a random key)."""
+        return self.key_source.startswith("random")
+
+    def _int(self, *parts: object) -> int:
+        """A 64-bit integer from HMAC-SHA256(key, seed and parts): stable for one key, unguessable without it."""
+        message = "\x1f".join(str(p) for p in (self.seed, *parts)).encode("utf-8")
+        return int.from_bytes(hmac.new(self._key, message, hashlib.sha256).digest()[:8], "big")
+
     def _rng(self, *parts: object) -> random.Random:
-        return random.Random(stable_int(self.seed, *parts))
+        return random.Random(self._int(*parts))
 
     def _faker(self, *parts: object):
-        self.fake.seed_instance(stable_int(self.seed, *parts))
+        self.fake.seed_instance(self._int(*parts))
         return self.fake
 
     def _given_names(self) -> dict[str, set[str]]:

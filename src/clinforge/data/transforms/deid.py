@@ -72,6 +72,9 @@ class DeidTransform(Transform):
         if self.meta_mode not in META_MODES:
             raise ConfigError(f"deid option meta={self.meta_mode!r} is not one of {', '.join(META_MODES)}",
                               key="meta")
+        if "surrogate_key" in opts:  # a recipe is copied into run.json and the data card
+            raise ConfigError(f"a surrogate key does not belong in a recipe (it is written to the run record); set "
+                              f"${KEY_ENV} instead", key="surrogate_key")
         self.patient_ids = opts.pop("patient_ids", "pseudonymize")
         if self.patient_ids not in PATIENT_ID_MODES:
             raise ConfigError(f"deid option patient_ids={self.patient_ids!r} is not one of "
@@ -290,6 +293,8 @@ class DeidTransform(Transform):
                "phi_total": sum(self.phi.values()), "unparsed_dates_masked": self.deid.unparsed_dates,
                "patient_ids": (self._ids.describe()
                                if self.patient_ids == "pseudonymize" else "kept as in the source")}
+        if self.deid.surrogate_key_source is not None:  # where the key came from, never the key
+            out["surrogate_key"] = f"HMAC-SHA256 with {self.deid.surrogate_key_source}"
         if self.ner_model is not None:  # which tagger, and which of its entities joined the rules
             out["ner_model"] = {"path": str(self.ner_model), "gate": self.deid.recognizers[-1].gate.to_json(),
                                 "int8": self.ner_int8}
