@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -375,3 +376,57 @@ def test_cli_surrogates_are_keyed_and_say_by_what(tmp_path: Path) -> None:
     assert "HMAC-SHA256 with random per-run key" in runs[0].stderr and "set $CLINFORGE_DEID_KEY" in runs[0].stderr
     assert runs[2].stdout == runs[3].stdout
     assert "HMAC-SHA256 with $CLINFORGE_DEID_KEY" in runs[2].stderr
+
+
+def _export_folder(root: Path) -> Path:
+    """A folder as hospital exports name them: by MRN and date, a patient folder, and one harmless name."""
+    folder = root / "export"
+    (folder / "MRN 4456781").mkdir(parents=True)
+    (folder / "4456781_2021-03-14.txt").write_text("Dr. Okafor saw Martha Collins on 03/14/2021.", encoding="utf-8")
+    (folder / "MRN 4456781" / "visit_2021-03-20.txt").write_text("Seen 03/20/2021, call 617-555-0134.",
+                                                                  encoding="utf-8")
+    (folder / "note_001.txt").write_text("Afebrile overnight. Son Hank at bedside.", encoding="utf-8")
+    return folder
+
+
+def test_cli_refuses_a_folder_whose_file_names_hold_phi_and_says_what_to_do(tmp_path: Path) -> None:
+    folder = _export_folder(tmp_path)
+    run = _deid(str(folder), "-o", str(tmp_path / "clean"))
+    assert run.returncode != 0
+    assert "2 of 3 file paths" in run.stderr and "--file-names pseudonymize" in run.stderr
+    assert "DATE" in run.stderr and "4456781" not in run.stderr and "2021" not in run.stderr  # types, never names
+    assert not (tmp_path / "clean").exists() and not list(tmp_path.glob(".clean*"))
+    keep = _deid(str(folder), "-o", str(tmp_path / "kept"), "--file-names", "keep")
+    assert keep.returncode == 0, keep.stderr
+    assert (tmp_path / "kept" / "4456781_2021-03-14.txt").exists()
+    wrong = _deid(str(folder / "note_001.txt"), "--file-names", "keep")
+    assert wrong.returncode != 0 and "applies to a folder input" in wrong.stderr
+
+
+def test_cli_pseudonymizes_file_and_folder_names_under_the_patient_key(tmp_path: Path, monkeypatch) -> None:
+    from clinforge.data.deid import file_deid as fd
+    from clinforge.data.deid.patient_ids import KEY_ENV, PatientPseudonymizer
+
+    folder = _export_folder(tmp_path)
+    monkeypatch.setenv(KEY_ENV, "hospital secret")
+    kept = fd.deidentify_file(folder, tmp_path / "kept", file_names="keep", progress=False)
+    sink = io.StringIO()
+    summary = fd.deidentify_file(folder, tmp_path / "clean", file_names="pseudonymize", progress=False,
+                                 json_out=True, stdout=sink)
+    ids = PatientPseudonymizer()
+    expected = {Path(ids.pseudonym("4456781_2021-03-14", "f-") + ".txt"),
+                Path(ids.pseudonym("MRN 4456781", "f-"), ids.pseudonym("visit_2021-03-20", "f-") + ".txt"),
+                Path(ids.pseudonym("note_001", "f-") + ".txt")}
+    written = {p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean").rglob("*.txt")}
+    assert written == expected
+    assert all(part.startswith("f-") and len(part.split(".")[0]) == 18 for p in written for part in p.parts)
+    # the texts are those of a run that keeps the names, and the --json rows name the output files
+    by_name = {ids.pseudonym(p.stem, "f-"): p.read_text() for p in (tmp_path / "kept").rglob("*.txt")}
+    assert sorted(p.read_text() for p in (tmp_path / "clean").rglob("*.txt")) == sorted(by_name.values())
+    rows = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert {Path(r["file"]) for r in rows} == expected and "4456781" not in sink.getvalue()
+    assert summary["file_names_key"] == "pseudonymized: HMAC-SHA256 with $CLINFORGE_DEID_KEY"
+    assert summary["phi"] == kept["phi"]
+    again = fd.deidentify_file(folder, tmp_path / "again", file_names="pseudonymize", progress=False)
+    assert {p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*.txt")} == expected
+    assert again["items"] == 3

@@ -42,6 +42,11 @@ def register(app: typer.Typer) -> None:
                                                help="The site's own list (TYPE<TAB>term a line: staff and patient "
                                                "NAMEs, LOCATIONs, ..., and KEEP words): found in any case "
                                                "(docs/deid.md, 'Site lists')."),
+        file_names: str = typer.Option("check", "--file-names", help="A folder input: the output keeps its file "
+                                       "and folder names. check (default) refuses a folder where a name holds what "
+                                       "looks like PHI (an MRN, a date, a name); pseudonymize writes keyed names "
+                                       "(f-...; $CLINFORGE_DEID_KEY keeps them across runs); keep writes them as "
+                                       "they are."),
         workers: int = typer.Option(1, "--workers", "-j", help="Processes de-identifying in parallel (mask and "
                                     "redact modes; the output is the same as with one)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (and discard the unfinished "
@@ -63,7 +68,8 @@ def register(app: typer.Typer) -> None:
         s = deidentify_file(input, out, mode=mode, json_out=json_out, text_column=text_column,
                             patient_column=patient_column, seed=seed, overwrite=overwrite,
                             ner_model=ner_model, ner_int8=ner_int8, patient_ids=patient_ids,
-                            site_terms=site_terms, name_columns=name_columns or (), workers=workers)
+                            site_terms=site_terms, name_columns=name_columns or (), workers=workers,
+                            file_names=file_names)
         found = ", ".join(f"{k} {v}" for k, v in sorted(s["phi"].items())) or "none"
         # one line each, never wrapped: the paths in them stay whole for copying and for grep
         err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -72,6 +78,8 @@ def register(app: typer.Typer) -> None:
                   + (f" (resumed after {s['resumed_after']} done by an interrupted run)" if s["resumed_after"] else ""))
         if s["patient_ids"]:
             err.print(f"patient column {patient_column!r}: {s['patient_ids']}")
+        if s["file_names"] == "pseudonymize":
+            err.print(f"file and folder names: {s['file_names_key']}")
         if s["surrogate_key"]:
             err.print(f"surrogates and date offsets: HMAC-SHA256 with {s['surrogate_key']}"
                       + ("; set $CLINFORGE_DEID_KEY (kept secret) for surrogates that agree across runs"

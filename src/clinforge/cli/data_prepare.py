@@ -27,6 +27,12 @@ def print_card_summary(card: dict[str, Any], out_dir: Path) -> None:
     if card["phi_by_type"] is not None:
         phi = ", ".join(f"{k} {v}" for k, v in sorted(card["phi_by_type"].items())) or "none"
         console.print(f"PHI found: {phi}")
+    for s in card["steps"]:  # ids go into the dataset as they came; an MRN or a date in them is PHI
+        rep = s["report"]
+        if s["transform"] == "deid" and rep.get("record_ids_with_phi") and rep.get("record_ids") == "kept as in the source":
+            console.print(f"[yellow]warning[/yellow]: step {s['step']}: {rep['record_ids_with_phi']} record ids hold what "
+                          "looks like PHI (an MRN, a date, a name) and are kept in the dataset; set the step's option "
+                          "record_ids: pseudonymize", soft_wrap=True)
     if card["duplicates_removed"] is not None:
         d = card["duplicates_removed"]
         console.print(f"duplicates removed: {d['exact']} exact, {d['near']} near")

@@ -65,6 +65,32 @@ def input_kind(path: Path) -> str:
                     file=str(path))
 
 
+FILE_NAME_MODES = ("check", "keep", "pseudonymize")
+
+
+def names_with_phi(paths: Sequence[Path], deidentifier: Any) -> tuple[int, Counter[str]]:
+    """How many of ``paths`` have a folder or file name (extension aside) in which ``deidentifier`` finds PHI
+    (underscores read as spaces: ``4456781_2021-03-14``), and the entity types found. Never the names.
+
+    Example:
+        >>> from clinforge.data.deid import Deidentifier
+        >>> names_with_phi([Path("note_001.txt"), Path("4456781/2021-03-14.txt")], Deidentifier())
+        (1, Counter({'ID': 1, 'DATE': 1}))
+    """
+    seen: dict[str, list[str]] = {}
+    types: Counter[str] = Counter()
+    named = 0
+    for rel in paths:
+        hit = False
+        for part in (*rel.parent.parts, rel.stem):
+            if part not in seen:
+                seen[part] = [sp.entity_type for sp in deidentifier.detect(part.replace("_", " "))]
+                types.update(seen[part])
+            hit = hit or bool(seen[part])
+        named += hit
+    return named, types
+
+
 def _text_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     if not files:
@@ -145,7 +171,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     overwrite: bool = False, progress: bool = True, stdout: TextIO | None = None,
                     ner_model: Path | None = None, ner_int8: bool = False,
                     patient_ids: str = "pseudonymize", site_terms: Path | None = None,
-                    name_columns: Sequence[str] = (), workers: int = 1) -> dict[str, Any]:
+                    name_columns: Sequence[str] = (), workers: int = 1, file_names: str = "check") -> dict[str, Any]:
     """De-identify ``input`` into ``out`` (a file, or a folder for a folder input) or, without ``out``, onto
     ``stdout``; returns counts: ``items``, ``bytes``, ``cpu_s``, ``phi`` (spans by type), ``mode``, ``out``,
     ``patient_ids`` (what became of the patient column), ``name_cells`` (name-column cells replaced), ``site_terms`` (what the site list holds, in counts) and
@@ -162,6 +188,11 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     (``Deidentifier.deidentify_many``'s ``known_names``), so a name the rules would miss still goes.
     ``workers``: processes that de-identify in parallel (mask and redact modes; each builds its own
     de-identifier, tagger included); the output is the same as with one, in the same order.
+    ``file_names`` (a folder input): the output keeps the input's relative paths; exports often name files by MRN,
+    date or patient (``4456781_2021-03-14.txt``), so ``check`` (default) refuses, before writing anything, a folder
+    where the rules find PHI in a file or folder name (saying how many and of which types, never the names);
+    ``pseudonymize`` writes each such name part as ``f-`` + a keyed pseudonym (the patient-id key), extension
+    kept; ``keep`` writes them as they are.
 
     A bad row stops the run and leaves no output (the output is written atomically; without ``out`` rows are
     buffered so nothing is half-printed). A folder or a table into ``out`` is resumable: interrupted (Ctrl-C,
@@ -197,6 +228,10 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)", key="--patient-ids")
         if name_columns:
             raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)", key="--name-column")
+    if file_names not in FILE_NAME_MODES:
+        raise ConfigError(f"must be one of {', '.join(FILE_NAME_MODES)}, not {file_names!r}", key="--file-names")
+    if kind != "folder" and file_names != "check":
+        raise ConfigError(f"applies to a folder input (its file names); {input} is a file", key="--file-names")
     name_columns = list(dict.fromkeys(name_columns))
     if text_column in name_columns or (patient_column is not None and patient_column in name_columns):
         raise ConfigError("a --name-column cannot be the --text-column or the --patient-column", key="--name-column")
@@ -346,6 +381,23 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
 
     # The total is known before the bar starts: a bar reset after it started prints a stray "0text" line in a log.
     files = _text_files(input) if kind == "folder" else []
+    if kind == "folder" and file_names == "check":
+        named, types = names_with_phi([f.relative_to(input) for f in files], deidentifier)
+        if named:
+            if pool is not None:
+                pool.terminate()
+            found = ", ".join(f"{t} {n}" for t, n in sorted(types.items()))
+            raise ConfigError(f"{named} of {len(files)} file paths under {input} hold what looks like PHI in a file "
+                              f"or folder name ({found}), and the output keeps the names: pass --file-names "
+                              "pseudonymize (keyed names; set $CLINFORGE_DEID_KEY to keep them across runs) or "
+                              "--file-names keep", key="--file-names")
+
+    def out_name(rel: Path) -> Path:
+        """The output path of an input file: its own, or each part pseudonymised (``--file-names pseudonymize``)."""
+        if file_names != "pseudonymize":
+            return rel
+        return Path(*(ids.pseudonym(part, prefix="f-") for part in rel.parent.parts),
+                    ids.pseudonym(rel.stem, prefix="f-") + rel.suffix)
     total: int | None = 1 if kind == "text" else len(files) if kind == "folder" else None
     if kind == "jsonl":
         with open(input, "rb") as fh:
@@ -379,11 +431,12 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             # same output: not in surrogate mode (its per-patient maps hold the original names) nor with a per-run
             # pseudonym key (it is never stored); those runs start again.
             keyed = bool(patient_column) and patient_ids == "pseudonymize"
-            saveable = mode != "surrogate" and not (keyed and ids.per_run)
+            saveable = mode != "surrogate" and not ((keyed or file_names == "pseudonymize") and ids.per_run)
             partial = PartialOutput(out, _fingerprint(input, kind, files, mode=mode, seed=seed, json_out=json_out,
                                                       text_column=text_column, patient_column=patient_column,
                                                       patient_ids=patient_ids, name_columns=name_columns,
-                                                      patient_key=ids.key_check if keyed else None,
+                                                      patient_key=ids.key_check if keyed or file_names == "pseudonymize"
+                                                      else None, file_names=file_names,
                                                       ner_model=ner_model, ner_int8=ner_int8, site_terms=site_terms),
                                     overwrite=overwrite)
             saved = partial.start() or {}
@@ -441,6 +494,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                         texts = ((k, files[k].relative_to(input), _read_text(files[k])) for k in range(done, len(files)))
                         for (k, rel, text), result in deid_all(((k, rel, text), (text, None, ()))
                                                                for k, rel, text in texts):
+                            rel = out_name(rel)
                             target = partial.path / rel
                             target.parent.mkdir(parents=True, exist_ok=True)
                             target.write_text(account(text, result, {"file": str(rel)}), encoding="utf-8")
@@ -488,7 +542,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             "patient_ids": None if patient_column is None else (
                 ids.describe() if patient_ids == "pseudonymize" else "kept as in the input"),
             "kept_columns": list(kept_columns), "name_cells": n_name_cells,
-            "surrogate_key": deidentifier.surrogate_key_source,
+            "surrogate_key": deidentifier.surrogate_key_source, "file_names": file_names if kind == "folder" else None,
+            "file_names_key": f"pseudonymized: HMAC-SHA256 with {ids.key_source}" if file_names == "pseudonymize" else None,
             "site_terms": next((r.describe() for r in deidentifier.recognizers if isinstance(r, SiteTermsRecognizer)),
                                None)}
 

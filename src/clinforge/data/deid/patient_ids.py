@@ -52,15 +52,19 @@ class PatientPseudonymizer:
             return None
         return hmac.new(self._key, b"clinforge: the key of a resumed run", hashlib.sha256).hexdigest()[:16]
 
-    def pseudonym(self, patient_id: str) -> str:
-        """The keyed pseudonym of ``patient_id``.
+    def pseudonym(self, patient_id: str, prefix: str = "pt-") -> str:
+        """The keyed pseudonym of ``patient_id`` (or of a record id or file name, with another ``prefix``; the key
+        is the same, and the prefix is part of the message, so one value gets unrelated pseudonyms as each).
 
         Example:
             >>> p = PatientPseudonymizer(); p.pseudonym("7") == p.pseudonym("7") != p.pseudonym("8")
             True
+            >>> p.pseudonym("7", prefix="rec-")[:4]
+            'rec-'
         """
-        digest = hmac.new(self._key, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
-        return f"pt-{digest[:16]}"
+        message = patient_id if prefix == "pt-" else f"{prefix}\x1f{patient_id}"  # pt- ids stay as they were
+        digest = hmac.new(self._key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+        return f"{prefix}{digest[:16]}"
 
     def describe(self) -> str:
         """One line for a data card or a summary (never the key)."""

@@ -23,6 +23,7 @@ from clinforge.data.records import Message, Record
 from clinforge.data.transforms.base import TRANSFORMS, Transform
 
 META_MODES = ("deid", "keep", "drop")
+RECORD_ID_MODES = ("keep", "pseudonymize")
 # A meta key that says its whole value is one identifier ("patient_firstname": "Brian"): no context is needed.
 META_KEY_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?:patient|doctor|physician|provider|author|nurse|attending|first|last|family|given|middle|sur|"
@@ -53,6 +54,12 @@ class DeidTransform(Transform):
     anywhere (ids are consistent within the run, so patient-level splits still work, and unlinkable across runs). A
     plain hash would not do: MRNs are short, and hashing every possible MRN takes seconds.
 
+    ``record_ids`` (keep | pseudonymize, default keep): a record id goes into the dataset as it came, and exports
+    often build it from an MRN, a date or a name (``4456781_2021-03-14``). The step counts the ids in which the rules
+    find PHI (report ``record_ids_with_phi``; ``clinforge data prepare`` warns); ``pseudonymize`` replaces every id
+    with ``rec-`` + a keyed pseudonym under the patient-id key (set ``$CLINFORGE_DEID_KEY`` for ids, and a split
+    anchored on them, that agree across runs).
+
     Example:
         >>> t = DeidTransform(mode="mask")
         >>> out = list(t.apply([Record(id="n1", kind="note", text="Dr. Graves saw Martha Collins on 03/04/2021.")]))
@@ -79,6 +86,12 @@ class DeidTransform(Transform):
         if self.patient_ids not in PATIENT_ID_MODES:
             raise ConfigError(f"deid option patient_ids={self.patient_ids!r} is not one of "
                               f"{', '.join(PATIENT_ID_MODES)}", key="patient_ids")
+        self.record_ids = opts.pop("record_ids", "keep")
+        if self.record_ids not in RECORD_ID_MODES:
+            raise ConfigError(f"deid option record_ids={self.record_ids!r} is not one of "
+                              f"{', '.join(RECORD_ID_MODES)}", key="record_ids")
+        self.record_ids_with_phi = 0  # record ids in which the rules find PHI (an MRN, a date, a name)
+        self._id_phi: dict[str, bool] = {}
         self._ids = PatientPseudonymizer()
         self.workers = opts.pop("workers", 1)
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
@@ -87,7 +100,7 @@ class DeidTransform(Transform):
             raise ConfigError("deid option workers needs mode mask or redact: a surrogate depends on the same "
                               "patient's earlier records, which other workers hold", key="workers")
         # what a worker needs to build the same step (patient ids stay here: their key is this process's)
-        self._worker_options = {k: v for k, v in options.items() if k not in ("workers", "patient_ids")}
+        self._worker_options = {k: v for k, v in options.items() if k not in ("workers", "patient_ids", "record_ids")}
         self.ner_model = opts.pop("ner_model", None)
         self.site_terms = opts.get("site_terms")
         self.ner_int8 = opts.pop("ner_int8", False)
@@ -100,7 +113,7 @@ class DeidTransform(Transform):
         check_recognizer_options(opts.get("recognizers") or DEFAULT_RECOGNIZERS, {
             k: v for k, v in opts.items() if k not in ("mode", "seed", "recognizers", "entities", "min_score", "allow",
                                                         "redact_with", "mask_format")},
-            also_valid=("meta", "patient_ids", "ner_model", "ner_int8", "workers"))
+            also_valid=("meta", "patient_ids", "record_ids", "ner_model", "ner_int8", "workers"))
         if self.ner_model is not None:  # the rules plus the tagger, the union removed (docs/deid.md)
             from clinforge.data.deid.ner import TransformersNerRecognizer
 
@@ -156,10 +169,22 @@ class DeidTransform(Transform):
         All free-text fields of the record are cleaned together (``Deidentifier.deidentify_many``), so a name
         found in one field, or given by a name column in ``meta``, is removed from every field.
         """
-        out = self._clean_record(record)
+        return self._with_ids(record, self._clean_record(record))
+
+    def _with_ids(self, record: Record, cleaned: Record) -> Record:
+        """The cleaned record with the step's patient pseudonym and record id (made in the main process, under its
+        key); counts record ids that hold PHI."""
+        update: dict[str, Any] = {}
         if record.patient_id is not None and self.patient_ids == "pseudonymize":
-            out = out.model_copy(update={"patient_id": self.pseudonym(record.patient_id)})
-        return out
+            update["patient_id"] = self.pseudonym(record.patient_id)
+        if record.id not in self._id_phi:
+            if len(self._id_phi) > 100_000:  # ids rarely repeat; the cache only spares repeated detection
+                self._id_phi.clear()
+            self._id_phi[record.id] = bool(self.deid.detect(record.id.replace("_", " ")))
+        self.record_ids_with_phi += self._id_phi[record.id]
+        if self.record_ids == "pseudonymize":
+            update["id"] = self._ids.pseudonym(record.id, prefix="rec-")
+        return cleaned.model_copy(update=update) if update else cleaned
 
     def _clean_record(self, record: Record) -> Record:
         """``apply_one`` without the patient pseudonym (what a worker process does)."""
@@ -241,8 +266,7 @@ class DeidTransform(Transform):
                 self.phi.update(phi)
                 self.fields_changed += fields
                 self.records_changed += changed
-                if record.patient_id is not None and self.patient_ids == "pseudonymize":
-                    cleaned = cleaned.model_copy(update={"patient_id": self.pseudonym(record.patient_id)})
+                cleaned = self._with_ids(record, cleaned)
                 self.n_out += 1
                 yield cleaned
         except BaseException:
@@ -261,6 +285,9 @@ class DeidTransform(Transform):
         if self.per_run_patient_ids:
             return (f"patient ids are pseudonymised under a random per-run key, which is never stored; set "
                     f"${KEY_ENV} (or patient_ids: keep) to make the run resumable")
+        if self.record_ids == "pseudonymize" and self._ids.per_run:
+            return (f"record ids are pseudonymised under a random per-run key, which is never stored; set "
+                    f"${KEY_ENV} to make the run resumable")
         return None
 
     def resume_fingerprint(self) -> dict[str, Any]:
@@ -270,13 +297,13 @@ class DeidTransform(Transform):
 
         return {"ner_model": file_fingerprint(self.ner_model) if self.ner_model is not None else None,
                 "site_terms": content_hash(self.site_terms) if self.site_terms is not None else None,
-                "patient_key": self._ids.key_check if self.patient_ids == "pseudonymize" else None}
+                "patient_key": self._ids.key_check if "pseudonymize" in (self.patient_ids, self.record_ids) else None}
 
     def progress_state(self) -> dict[str, Any]:
         """The counts of the records yielded so far (JSON), for a checkpoint (read between two yields, when they
         count exactly the records out)."""
         return {"out": self.n_out, "phi": dict(self.phi), "fields_changed": self.fields_changed,
-                "records_changed": self.records_changed}
+                "records_changed": self.records_changed, "record_ids_with_phi": self.record_ids_with_phi}
 
     def add_progress(self, state: dict[str, Any]) -> None:
         """Add the counts an interrupted run saved (``progress_state``) to this run's, for the data card."""
@@ -285,6 +312,7 @@ class DeidTransform(Transform):
         self.phi.update(state["phi"])
         self.fields_changed += state["fields_changed"]
         self.records_changed += state["records_changed"]
+        self.record_ids_with_phi += state["record_ids_with_phi"]
 
     def report(self) -> dict[str, Any]:
         """Counts for the data card: records in/out and changed, fields changed, PHI spans by type."""
@@ -292,7 +320,9 @@ class DeidTransform(Transform):
                "fields_changed": self.fields_changed, "phi_by_type": dict(sorted(self.phi.items())),
                "phi_total": sum(self.phi.values()), "unparsed_dates_masked": self.deid.unparsed_dates,
                "patient_ids": (self._ids.describe()
-                               if self.patient_ids == "pseudonymize" else "kept as in the source")}
+                               if self.patient_ids == "pseudonymize" else "kept as in the source"),
+               "record_ids": (self._ids.describe() if self.record_ids == "pseudonymize" else "kept as in the source"),
+               "record_ids_with_phi": self.record_ids_with_phi}
         if self.deid.surrogate_key_source is not None:  # where the key came from, never the key
             out["surrogate_key"] = f"HMAC-SHA256 with {self.deid.surrogate_key_source}"
         if self.ner_model is not None:  # which tagger, and which of its entities joined the rules
