@@ -72,3 +72,15 @@ def test_data_prepare_warns_about_ids_with_phi_as_a_user_sees_it(tmp_path: Path)
     from clinforge.data.prepare import load_prepared
 
     assert all(r.id.startswith("rec-") for r in load_prepared(tmp_path / "run2")["all"])
+
+
+def test_visit_and_billing_numbers_in_meta_are_identifiers_even_as_numbers() -> None:
+    rec = Record(id="n1", kind="note", text="Seen.", meta={
+        "encounter_id": "E-998877", "hadm_id": 123456, "csn": "55512", "mrn": 4456781, "accession_number": "A1-9",
+        "visit_date": "2021-03-14", "score": 5, "section": "HPI", "final": True, "fine_tuned": "yes"})
+    step = get_transform("deid", mode="mask")
+    meta = next(iter(step.apply([rec]))).meta
+    assert meta == {"encounter_id": "[ID]", "hadm_id": "[ID]", "csn": "[ID]", "mrn": "[MRN]",
+                    "accession_number": "[ID]", "visit_date": "[DATE]", "score": 5, "section": "HPI", "final": True,
+                    "fine_tuned": "yes"}
+    assert step.report()["phi_by_type"]["ID"] == 4

@@ -30,6 +30,9 @@ META_KEY_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"maiden|full|person|contact|guardian|relative)_?name$", re.I), "NAME"),
     (re.compile(r"(?:^|_)(?:mrn|medical_record(?:_number)?)$", re.I), "MRN"),
     (re.compile(r"(?:^|_)ssn$", re.I), "SSN"),
+    # hospital visit and billing numbers (MIMIC's hadm_id, Epic's CSN, a FIN): "any other unique identifying number"
+    (re.compile(r"(?:^|_)(?:encounter|visit|admission|hadm|csn|fin|accession|account|acct)_?(?:id|num(?:ber)?|no)?$",
+                re.I), "ID"),
     (re.compile(r"(?:^|_)(?:dob|birth_?date|date_of_birth)$", re.I), "DATE"),
     (re.compile(r"(?:^|_)(?:phone|fax|mobile|telephone)(?:_number)?$", re.I), "PHONE"),
     (re.compile(r"(?:^|_)e_?mail$", re.I), "EMAIL"),
@@ -144,6 +147,9 @@ class DeidTransform(Transform):
         return []
 
     def _clean_meta(self, value: Any, patient_id: str | None, known: list[str], key: str = "") -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool) and key and any(
+                pattern.search(key) for pattern, _ in META_KEY_TYPES):
+            value = str(value)  # a number under an identifier key (hadm_id: 123) is the identifier
         if isinstance(value, str):
             if not value.strip():
                 return value
