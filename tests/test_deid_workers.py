@@ -59,10 +59,38 @@ def test_name_columns_and_rows_without_text_keep_their_place(tmp_path: Path) -> 
     assert "quenvaro" not in got.lower() and "marwick" not in got.lower()
 
 
-def test_surrogates_and_bad_counts_are_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["jsonl", "csv", "folder"])
+def test_surrogates_in_workers_are_those_of_one_process(tmp_path: Path, kind: str, monkeypatch) -> None:
+    # the workers detect, this process makes the surrogates in input order (a word keeps the role it took in a full
+    # name of the same patient earlier, so the order matters); one key for both runs
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    src = _inputs(tmp_path / "in", 120)[kind]
+    if kind == "jsonl":  # name cells too: replaced before their row's text, as one process does
+        rows = [json.loads(line) for line in src.read_text().splitlines()]
+        names = ["Quenvaro Dastrelik", "Ilse Marwick", "Martha Collins"]
+        for i, row in enumerate(rows):
+            row["patient_name"] = names[i % 3]
+            # the next row of this patient (mrn M{i % 7}) names a relative whose full name only that row's cell has
+            row["text"] += f" {row['patient_name'].split()[0].lower()} ambulating; {names[(i + 7) % 3].split()[0].upper()} aware."
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    options = {"patient_column": "mrn"} if kind != "folder" else {}
+    if kind == "jsonl":
+        options["name_columns"] = ["patient_name"]
+    one, two = io.StringIO(), io.StringIO()
+    a = fd.deidentify_file(src, tmp_path / f"one.{kind}", mode="surrogate", json_out=True, progress=False,
+                           stdout=one, **options)
+    b = fd.deidentify_file(src, tmp_path / f"two.{kind}", mode="surrogate", json_out=True, progress=False,
+                           stdout=two, workers=2, **options)
+    assert _read(tmp_path / f"two.{kind}") == _read(tmp_path / f"one.{kind}")
+    assert two.getvalue() == one.getvalue()
+    assert (b["items"], b["phi"], b["name_cells"]) == (a["items"], a["phi"], a["name_cells"])
+    written = _read(tmp_path / f"two.{kind}")
+    text = b"".join(written.values()) if isinstance(written, dict) else written
+    assert b"Collins" not in text and b"617-555" not in text and b"[NAME]" not in text  # surrogates, not masks
+
+
+def test_bad_counts_are_refused(tmp_path: Path) -> None:
     src = _inputs(tmp_path / "in", 5)["jsonl"]
-    with pytest.raises(ConfigError, match="--workers: needs mask or redact mode"):
-        fd.deidentify_file(src, tmp_path / "o.jsonl", mode="surrogate", workers=2, progress=False)
     with pytest.raises(ConfigError, match="--workers: must be 1 or more"):
         fd.deidentify_file(src, tmp_path / "o.jsonl", workers=0, progress=False)
 
@@ -132,21 +160,24 @@ def test_workers_with_a_tagger_write_what_one_process_writes(tmp_path: Path) -> 
     assert "NER label" in one.getvalue()  # the tagger did add spans
 
 
-def test_the_deid_step_in_workers_gives_the_records_and_report_of_one_process(data_root: Path, monkeypatch) -> None:
-    # real ACI-Bench dialogues with their name metadata (cleaned with every field) and patient ids, in 2 workers
+@pytest.mark.parametrize("mode", ["mask", "surrogate"])
+def test_the_deid_step_in_workers_gives_the_records_and_report_of_one_process(data_root: Path, monkeypatch,
+                                                                               mode: str) -> None:
+    # real ACI-Bench dialogues with their name metadata (cleaned with every field) and patient ids, in 2 workers;
+    # in surrogate mode the workers detect and the step makes the surrogates in input order from their detections
     from clinforge.data.load import load_records
     from clinforge.data.transforms.deid import DeidTransform
 
     monkeypatch.setenv(KEY_ENV, "a site key")
     records = load_records(data_root / "aci-bench" / "challenge_data" / "clef_taskC_test3.csv", "aci_bench")
     records = [r.model_copy(update={"patient_id": f"P{i % 9}"}) for i, r in enumerate(records)]
-    one, two = DeidTransform(mode="mask"), DeidTransform(mode="mask", workers=2)
+    one, two = DeidTransform(mode=mode), DeidTransform(mode=mode, workers=2)
     a, b = list(one.apply(records)), list(two.apply(records))
     assert [r.model_dump() for r in b] == [r.model_dump() for r in a]
     assert two.report() == one.report() and one.report()["phi_total"] > 100
     assert b[0].patient_id.startswith("pt-") and b[0].patient_id == a[0].patient_id
-    with pytest.raises(ConfigError, match="workers needs mode mask or redact"):
-        DeidTransform(mode="surrogate", workers=2)
+    if mode == "surrogate":
+        assert "[NAME]" not in json.dumps([r.model_dump() for r in b])
     with pytest.raises(ConfigError, match="workers must be a whole number"):
         DeidTransform(workers=0)
 

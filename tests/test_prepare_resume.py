@@ -28,16 +28,16 @@ SPILL = ".prefix.jsonl.partial"
 
 def _stop_at(monkeypatch: pytest.MonkeyPatch, call: int, signum: int = signal.SIGINT) -> None:
     """Make the ``call``-th de-identification of a record raise what a signal would."""
-    real = Deidentifier.deidentify_many
+    real = Deidentifier.detect_many
     seen = [0]
 
-    def deidentify_many(self, *args, **kwargs):
+    def detect_many(self, *args, **kwargs):
         seen[0] += 1
         if seen[0] == call:
             raise Interrupted(signum)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Deidentifier, "deidentify_many", deidentify_many)
+    monkeypatch.setattr(Deidentifier, "detect_many", detect_many)
 
 
 def _recipe(folder: Path, edit=None) -> Path:

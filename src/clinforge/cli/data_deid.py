@@ -47,8 +47,9 @@ def register(app: typer.Typer) -> None:
                                        "looks like PHI (an MRN, a date, a name); pseudonymize writes keyed names "
                                        "(f-...; $CLINFORGE_DEID_KEY keeps them across runs); keep writes them as "
                                        "they are."),
-        workers: int = typer.Option(1, "--workers", "-j", help="Processes de-identifying in parallel (mask and "
-                                    "redact modes; the output is the same as with one)."),
+        workers: int = typer.Option(1, "--workers", "-j", help="Processes de-identifying in parallel (the output "
+                                    "is the same as with one; in surrogate mode they detect and this process "
+                                    "makes the surrogates)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (and discard the unfinished "
                                        "run of other input or options that a rerun would otherwise resume)."),
         no_progress: bool = NO_PROGRESS,

@@ -143,6 +143,17 @@ class Deidentifier:
             >>> [r.text for r in d.deidentify_many(["Patient: Quenvaro Dastrelik.", "ok quenvaro, sit down"])]
             ['Patient: [NAME].', 'ok [NAME], sit down']
         """
+        spans = self.detect_many(texts, known_names)
+        return [self._apply(text, found, patient_id) for text, found in zip(texts, spans, strict=True)]
+
+    def detect_many(self, texts: Sequence[str], known_names: Iterable[str] = ()) -> list[list[Span]]:
+        """The spans ``deidentify_many`` replaces: each text's own, plus every other occurrence of a name found in
+        any of them or given in ``known_names``. The same in every mode.
+
+        Example:
+            >>> [len(s) for s in Deidentifier().detect_many(["Patient: Quenvaro Dastrelik.", "ok quenvaro"])]
+            [1, 1]
+        """
         spans = [self.detect(t) for t in texts]
         names = self._names_recognizer()
         if names is not None and "NAME" in self.entities:
@@ -154,7 +165,7 @@ class Deidentifier:
                 spans = [merge_spans(found + names.find_tokens(text, tokens, [(s.start, s.end) for s in found],
                                                                "same name found in another text of the record"))
                          for text, found in zip(texts, spans, strict=True)]
-        return [self._apply(text, found, patient_id) for text, found in zip(texts, spans, strict=True)]
+        return spans
 
     def replacement(self, span: Span, original: str, patient_id: str | None = None, *,
                     gender: str | None = None) -> str:
@@ -167,11 +178,23 @@ class Deidentifier:
         assert self._surrogates is not None
         return self._surrogates.replace(span.entity_type, original, patient_id, gender=gender)
 
+    def apply_spans(self, text: str, spans: list[Span], patient_id: str | None = None) -> DeidResult:
+        """Replace ``spans`` (from ``detect``, possibly of another Deidentifier with the same recognizers) in this
+        mode: detection is the same in every mode, so workers can detect and one process make the surrogates, in
+        input order, as ``deidentify`` would.
+
+        Example:
+            >>> d = Deidentifier(mode="redact")
+            >>> d.apply_spans("Call 617-555-0134.", Deidentifier().detect("Call 617-555-0134.")).text
+            'Call ***.'
+        """
+        return self._apply(text, spans, patient_id)
+
     def deidentify(self, text: str, patient_id: str | None = None) -> DeidResult:
         """De-identify ``text``; ``patient_id`` keys surrogate consistency and the date offset.
 
-        Without a patient id every text shares one date offset (derived from the seed): pass ids when you have
-        them, so that knowing one patient's true date reveals nothing about another's.
+        Without a patient id every text shares one date offset (derived from the key and seed): pass ids when you
+        have them, so that knowing one patient's true date reveals nothing about another's.
 
         Example:
             >>> d = Deidentifier(mode="surrogate", seed=1)

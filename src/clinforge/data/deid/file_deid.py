@@ -186,8 +186,9 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     ``name_columns``: JSONL/CSV columns holding a person's name (``patient_name``, ``attending``): each cell is
     replaced as a NAME (mask, redact or surrogate) and its words are searched for in that row's text, in any case
     (``Deidentifier.deidentify_many``'s ``known_names``), so a name the rules would miss still goes.
-    ``workers``: processes that de-identify in parallel (mask and redact modes; each builds its own
-    de-identifier, tagger included); the output is the same as with one, in the same order.
+    ``workers``: processes that de-identify in parallel (each builds its own de-identifier, tagger included; in
+    surrogate mode they detect and this process makes the surrogates); the output is the same as with one, in the
+    same order.
     ``file_names`` (a folder input): the output keeps the input's relative paths; exports often name files by MRN,
     date or patient (``4456781_2021-03-14.txt``), so ``check`` (default) refuses, before writing anything, a folder
     where the rules find PHI in a file or folder name (saying how many and of which types, never the names);
@@ -250,11 +251,12 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         raise ConfigError("--ner-int8 needs --ner-model (the tagger it quantises)", key="--ner-int8")
     if workers < 1:
         raise ConfigError(f"must be 1 or more, not {workers}", key="--workers")
-    if workers > 1 and mode == "surrogate":
-        raise ConfigError("needs mask or redact mode: a surrogate depends on the texts of the same patient before "
-                          "it, which other workers hold", key="--workers")
     settings = (mode, seed, ner_model, ner_int8, site_terms)
     parallel = workers > 1 and kind != "text"
+    # Surrogate mode in workers: they only DETECT (in mask mode; detection is the same in every mode) and this
+    # process makes the surrogates, in input order, name cells first, as one process does: a surrogate depends on
+    # the patient's earlier texts (a word keeps the role it had in a full name), and on the key, which stays here.
+    surrogates_here = parallel and mode == "surrogate"
     pool = None
     if parallel:
         from clinforge.data.deid.site_terms import SiteTerms
@@ -262,7 +264,7 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         if site_terms is not None:
             SiteTerms.from_file(site_terms)  # a bad list is one error here, not one in every worker
         # started first, so that the workers build their de-identifiers while this process builds its own
-        pool = start_text_pool(workers, settings)
+        pool = start_text_pool(workers, ("mask", *settings[1:]) if surrogates_here else settings)
     try:
         # with a pool, this process only replaces name cells and describes the site list: no tagger loaded here
         deidentifier = build_deidentifier(*settings, tagger=not parallel)
@@ -276,10 +278,12 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     started = time.process_time()
     span_lines: list[str] = []  # --json rows of the texts not yet written out
 
-    def account(text: str, result: tuple[str, list, float], where: dict) -> str:
+    def account(text: str, result: tuple[str, list, float], where: dict, pid: str | None = None) -> str:
         """Count one de-identified text (and keep its --json row); returns the text to write."""
         nonlocal n_items, n_bytes, worker_cpu
         cleaned, spans, cpu = result
+        if surrogates_here:  # the worker masked; the surrogates are made here, in input order
+            cleaned = deidentifier.apply_spans(text, spans, pid).text
         counts.update(s.entity_type for s in spans)
         n_items += 1
         n_bytes += len(text.encode("utf-8"))
@@ -291,8 +295,9 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             span_lines.append(json.dumps(row, ensure_ascii=False) + "\n")
         return cleaned
 
-    def hide_names(row: dict, pid: str | None, line: int) -> list[str]:
-        """Replace the row's name cells as NAMEs; returns their values, to be searched for in the row's text."""
+    def hide_names(row: dict, pid: str | None, line: int, replace: bool = True) -> list[str]:
+        """Replace the row's name cells as NAMEs (unless ``replace`` is false: later, in input order); returns their
+        values, to be searched for in the row's text."""
         nonlocal n_name_cells
         names = []
         for column in name_columns:
@@ -300,9 +305,10 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             if value is None or not value.strip():
                 continue
             names.append(value)
-            span = make_span(0, len(value), "NAME", 1.0, "a --name-column cell", "name_column")
-            row[column] = deidentifier.replacement(span, value, pid)
-            n_name_cells += 1
+            if replace:
+                span = make_span(0, len(value), "NAME", 1.0, "a --name-column cell", "name_column")
+                row[column] = deidentifier.replacement(span, value, pid)
+                n_name_cells += 1
         return names
 
     def deid_all(items: Iterable[tuple[Any, tuple[str, str | None, Sequence[str]] | None]]) -> Iterator[tuple]:
@@ -328,8 +334,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     continue
                 text = _cell(row, text_column, input, line)
                 pid = _cell(row, patient_column, input, line, optional=True) if patient_column else None
-                names = hide_names(row, pid, line)
-                yield (k, line, row, text), (None if text is None else (text, pid, names))
+                names = hide_names(row, pid, line, replace=not surrogates_here)
+                yield (k, line, row, text, pid), (None if text is None else (text, pid, names))
 
         if kind == "jsonl":
             rows: Iterable[tuple[int, dict]] = read_jsonl(input)
@@ -363,9 +369,11 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                 position = write(buffer.getvalue())
                 if row_done is not None:
                     row_done(0, position)
-        for (k, line, row, text), result in deid_all(prepared(rows)):
+        for (k, line, row, text, pid), result in deid_all(prepared(rows)):
+            if surrogates_here:
+                hide_names(row, pid, line)
             if result is not None:
-                row[text_column] = account(text, result, {"line": line})
+                row[text_column] = account(text, result, {"line": line}, pid)
             hide_patient(row)
             position = write(serialize(row))
             bar.update(1)

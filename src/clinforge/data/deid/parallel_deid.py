@@ -3,8 +3,9 @@ a pool of spawned workers, each with its own de-identifier, fed in batches whose
 
 Why processes and not threads: the rules are pure-Python regex and dictionary work that holds the GIL. Why
 batches with one in flight: the workers keep working while the main process writes the previous batch, and each
-result is used in its input's place, so the output is the one a single process writes. Surrogate mode is not
-parallel: a surrogate depends on the same patient's earlier texts.
+result is used in its input's place, so the output is the one a single process writes. In surrogate mode the workers
+detect and the caller makes the surrogates in input order (``file_deid``): a surrogate depends on the same
+patient's earlier texts, and the key stays in one process.
 
 Example:
     >>> d = build_deidentifier("mask", 0, None, False, None)
@@ -105,6 +106,18 @@ def clean_in_worker(record: Any) -> tuple[Any, dict[str, int], int, int]:
     out = t._clean_record(record)
     delta = {k: v - phi.get(k, 0) for k, v in t.phi.items() if v != phi.get(k, 0)}
     return out, delta, t.fields_changed - fields, t.records_changed - changed
+
+
+def detect_in_worker(record: Any) -> list[list[Any]]:
+    """The detections (span lists, in the order the step makes them) of one record in a record pool worker whose
+    step runs in mask mode: the main process replays them to make surrogates in input order."""
+    t = _WORKER[0]
+    t._recording = []
+    try:
+        t._clean_record(record)
+        return t._recording
+    finally:
+        t._recording = None
 
 
 def ordered_map(pool: Any, items: Iterable[tuple[Any, Any]], fn: Callable[[Any], Any], *,

@@ -99,11 +99,15 @@ class DeidTransform(Transform):
         self.workers = opts.pop("workers", 1)
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
             raise ConfigError(f"deid option workers must be a whole number >= 1, not {self.workers!r}", key="workers")
-        if self.workers > 1 and opts.get("mode", "mask") == "surrogate":
-            raise ConfigError("deid option workers needs mode mask or redact: a surrogate depends on the same "
-                              "patient's earlier records, which other workers hold", key="workers")
-        # what a worker needs to build the same step (patient ids stay here: their key is this process's)
+        # what a worker needs to build the same step (patient ids stay here: their key is this process's). In
+        # surrogate mode the workers only detect (in mask mode) and this process makes the surrogates from their
+        # detections, in input order: a surrogate depends on the patient's earlier records, and on the key.
         self._worker_options = {k: v for k, v in options.items() if k not in ("workers", "patient_ids", "record_ids")}
+        self._surrogates_here = self.workers > 1 and opts.get("mode", "mask") == "surrogate"
+        if self._surrogates_here:
+            self._worker_options["mode"] = "mask"
+        self._recording: list[list[Span]] | None = None
+        self._replaying: Iterator[list[Span]] | None = None
         self.ner_model = opts.pop("ner_model", None)
         self.site_terms = opts.get("site_terms")
         self.ner_int8 = opts.pop("ner_int8", False)
@@ -160,7 +164,7 @@ class DeidTransform(Transform):
                 self.fields_changed += 1
                 span = Span(0, len(original), etype, 1.0, f"meta key {key}", "meta")
                 return self.deid.replacement(span, original, patient_id)
-            (result,) = self.deid.deidentify_many([value], patient_id, known)
+            (result,) = self._deidentify(([value]), patient_id, known)
             self._count(result)
             return result.text
         if isinstance(value, dict):
@@ -192,6 +196,18 @@ class DeidTransform(Transform):
             update["id"] = self._ids.pseudonym(record.id, prefix="rec-")
         return cleaned.model_copy(update=update) if update else cleaned
 
+    def _deidentify(self, texts: list[str], patient_id: str | None, known: list[str]) -> list[Any]:
+        """``Deidentifier.deidentify_many``, with its detections recorded (``_recording``: a surrogate-mode worker,
+        which detects in mask mode) or replayed (``_replaying``: the main process, which makes the surrogates in
+        input order from a worker's detections)."""
+        if self._replaying is not None:
+            spans = next(self._replaying)
+        else:
+            spans = self.deid.detect_many(texts, known)
+            if self._recording is not None:
+                self._recording.append(spans)
+        return [self.deid.apply_spans(t, found, patient_id) for t, found in zip(texts, spans, strict=True)]
+
     def _clean_record(self, record: Record) -> Record:
         """``apply_one`` without the patient pseudonym (what a worker process does)."""
         pid = record.patient_id
@@ -212,7 +228,7 @@ class DeidTransform(Transform):
                 if turn.content:
                     slots.append((field, i, turn.content))
         known = self._meta_names(record.meta) if self.meta_mode != "keep" else []
-        results = self.deid.deidentify_many([t for _, _, t in slots], pid, known)
+        results = self._deidentify([t for _, _, t in slots], pid, known)
         update: dict[str, Any] = {}
         if record.choices:
             update["choices"] = list(record.choices)
@@ -257,7 +273,12 @@ class DeidTransform(Transform):
     def _apply_in_workers(self, records: Iterable[Record]) -> Iterator[Record]:
         """``apply`` with ``workers`` processes cleaning the records (``parallel_deid.ordered_map``: in input order,
         the same records and counts as one process); the pseudonyms are made here, under this step's key."""
-        from clinforge.data.deid.parallel_deid import clean_in_worker, ordered_map, start_record_pool
+        from clinforge.data.deid.parallel_deid import (
+            clean_in_worker,
+            detect_in_worker,
+            ordered_map,
+            start_record_pool,
+        )
 
         def counted(it: Iterable[Record]) -> Iterator[Record]:
             for record in it:
@@ -267,11 +288,20 @@ class DeidTransform(Transform):
         pool = start_record_pool(self.workers, self._worker_options)
         try:
             # (no unparsed-date count to carry: only surrogate mode has one, and it does not run in workers)
-            for record, (cleaned, phi, fields, changed) in ordered_map(pool, ((r, r) for r in counted(records)),
-                                                                        clean_in_worker, batch=32 * self.workers):
-                self.phi.update(phi)
-                self.fields_changed += fields
-                self.records_changed += changed
+            work = detect_in_worker if self._surrogates_here else clean_in_worker
+            for record, result in ordered_map(pool, ((r, r) for r in counted(records)), work,
+                                              batch=32 * self.workers):
+                if self._surrogates_here:  # the same record again, its detections replayed, surrogates made here
+                    self._replaying = iter(result)
+                    try:
+                        cleaned = self._clean_record(record)
+                    finally:
+                        self._replaying = None
+                else:
+                    cleaned, phi, fields, changed = result
+                    self.phi.update(phi)
+                    self.fields_changed += fields
+                    self.records_changed += changed
                 cleaned = self._with_ids(record, cleaned)
                 self.n_out += 1
                 yield cleaned
