@@ -62,6 +62,15 @@ def _run(recipe: Path, out: Path, **kwargs) -> dict:
     return prepare(load_recipe(recipe), out, recipe_file=str(recipe), progress=False, **kwargs)
 
 
+def _stopped(monkeypatch: pytest.MonkeyPatch, recipe: Path, out: Path, call: int, **kwargs) -> list[str]:
+    """Run the recipe, stopped at the ``call``-th de-identification as by Ctrl-C; returns the interruption notes."""
+    with monkeypatch.context() as m:
+        _stop_at(m, call)
+        with pytest.raises(KeyboardInterrupt):
+            _run(recipe, out, **kwargs)
+    return take_notes()[0]
+
+
 @pytest.mark.parametrize("call", [2, 23])  # early (a few notes done) and later
 def test_a_stopped_run_resumes_to_the_dataset_and_card_of_an_uninterrupted_one(tmp_path: Path, call: int,
                                                                                  monkeypatch) -> None:
@@ -69,11 +78,7 @@ def test_a_stopped_run_resumes_to_the_dataset_and_card_of_an_uninterrupted_one(t
     recipe = _recipe(tmp_path / "r")
     _run(recipe, tmp_path / "ref")
     out = tmp_path / "run"
-    with monkeypatch.context() as m:
-        _stop_at(m, call)
-        with pytest.raises(KeyboardInterrupt):
-            _run(recipe, out)
-    notes, _ = take_notes()
+    notes = _stopped(monkeypatch, recipe, out, call)
     assert notes and f"{call - 1} records through step 1:deid are kept" in notes[0]
     state = json.loads((out / SPILL / "state.json").read_text())
     assert state["progress"]["records"] == call - 1
@@ -95,11 +100,7 @@ def test_a_second_stop_after_a_resume_keeps_both_parts(tmp_path: Path, monkeypat
     _run(recipe, tmp_path / "ref")
     out = tmp_path / "run"
     for call in (5, 9):  # 4 records, then 8 more
-        with monkeypatch.context() as m:
-            _stop_at(m, call)
-            with pytest.raises(KeyboardInterrupt):
-                _run(recipe, out)
-        take_notes()
+        _stopped(monkeypatch, recipe, out, call)
     assert json.loads((out / SPILL / "state.json").read_text())["progress"]["records"] == 12
     _run(recipe, out)
     assert _result(out) == _result(tmp_path / "ref")
@@ -109,11 +110,7 @@ def test_other_input_or_first_step_options_are_refused_until_overwrite(tmp_path:
     monkeypatch.setenv(KEY_ENV, "a site key")
     recipe = _recipe(tmp_path / "r")
     out = tmp_path / "run"
-    with monkeypatch.context() as m:
-        _stop_at(m, 10)
-        with pytest.raises(KeyboardInterrupt):
-            _run(recipe, out)
-    take_notes()
+    _stopped(monkeypatch, recipe, out, 10)
     redact = _recipe(tmp_path / "r2", lambda d: d["steps"][0]["options"].update(mode="redact"))
     with pytest.raises(OutputExistsError, match=r"differing: step\)"):
         _run(redact, out)
@@ -172,11 +169,7 @@ def test_runs_whose_progress_would_hold_phi_or_a_key_save_nothing(tmp_path: Path
         monkeypatch.setenv(KEY_ENV, "a site key")
     recipe = _recipe(tmp_path / "r", edit)
     out = tmp_path / "run"
-    with monkeypatch.context() as m:
-        _stop_at(m, 10)
-        with pytest.raises(KeyboardInterrupt):
-            _run(recipe, out)
-    notes, _ = take_notes()
+    notes = _stopped(monkeypatch, recipe, out, 10)
     assert "progress is not saved" in notes[0] and ("surrogate" in notes[0] if setting == "surrogate"
                                                     else KEY_ENV in notes[0])
     assert not (out / SPILL).exists()
@@ -193,11 +186,7 @@ def test_a_stopped_overwrite_run_keeps_the_old_dataset_and_resumes(tmp_path: Pat
     _run(old, out)
     before = _result(out)
     _run(new, tmp_path / "ref")
-    with monkeypatch.context() as m:
-        _stop_at(m, 10)
-        with pytest.raises(KeyboardInterrupt):
-            _run(new, out, overwrite=True)
-    notes, _ = take_notes()
+    notes = _stopped(monkeypatch, new, out, 10, overwrite=True)
     assert "untouched" in notes[0]
     assert _result(out) == before  # the finished run is still there
     assert (tmp_path / ".run.new" / SPILL / "state.json").exists()
@@ -246,11 +235,7 @@ def test_records_written_after_the_last_checkpoint_are_cut_off(tmp_path: Path, m
     recipe = _recipe(tmp_path / "r")
     _run(recipe, tmp_path / "ref")
     out = tmp_path / "run"
-    with monkeypatch.context() as m:
-        _stop_at(m, 15)
-        with pytest.raises(KeyboardInterrupt):
-            _run(recipe, out)
-    take_notes()
+    _stopped(monkeypatch, recipe, out, 15)
     spill = out / SPILL / "prefix.jsonl"
     with open(spill, "a", encoding="utf-8") as fh:
         fh.write('{"id": "not counted", "kind": "note", "text": "half a rec')
