@@ -201,3 +201,19 @@ def test_the_library_defaults_are_the_cli_defaults():
     library = inspect.signature(train_deid_ner).parameters
     for name in ("epochs", "lr", "keep_empty", "phi_weight", "freeze_layers", "seed"):
         assert cli[name] == library[name].default, name
+
+
+def test_patient_ids_that_look_like_phi_are_pseudonymized_in_the_model_card(tmp_path: Path, monkeypatch) -> None:
+    # brat/i2b2 patient ids come from file names, which hospital exports build from MRNs and dates; a model folder
+    # is made to be passed on, so its card must not list them
+    from clinforge.data.deid.patient_ids import KEY_ENV, PatientPseudonymizer
+
+    monkeypatch.setenv(KEY_ENV, "hospital secret")
+    base = _tiny_base(tmp_path / "base")
+    records = [r.model_copy(update={"patient_id": f"{4456700 + int(r.patient_id)}_2021-03-14"}) for r in _records(6)]
+    card = train_deid_ner(records, tmp_path / "model", base=base, seed=0, epochs=1, batch_size=4, progress=False)
+    saved = (tmp_path / "model" / "deid_training.json").read_text()
+    assert "4456" not in saved and "2021-03-14" not in saved
+    ids = PatientPseudonymizer()
+    assert card["patients"] == sorted({ids.pseudonym(r.patient_id) for r in records}, key=lambda p: (len(p), p))
+    assert card["patient_ids"].startswith("pseudonymized: HMAC-SHA256 with $CLINFORGE_DEID_KEY")

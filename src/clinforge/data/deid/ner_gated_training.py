@@ -32,12 +32,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from clinforge.core.errors import DataError, OutputExistsError
 from clinforge.core.io import atomic_write_text
 from clinforge.data.deid.ner_gate import GateScorer, NerGate, PooledGateScorer, choose_gate
-from clinforge.data.deid.ner_training import CARD_FILE, train_deid_ner
+from clinforge.data.deid.ner_training import CARD_FILE, card_patient_ids, train_deid_ner
 from clinforge.data.deid.phrase_score import split_patients
 
 GATE_SEARCH_FILE = "gate_search.json"
@@ -112,5 +113,8 @@ def _probe_matches(probe: Path, fit_ids: set[str], gate_ids: set[str], settings:
     if not card_path.is_file():
         return False
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    same = set(card.get("patients", ())) == fit_ids and set(card.get("val_patients", ())) == gate_ids
+    # the ids as a card lists them (pseudonyms when some looked like PHI: equal only under $CLINFORGE_DEID_KEY)
+    fit_shown, gate_shown, _ = card_patient_ids([SimpleNamespace(patient_id=p) for p in fit_ids],
+                                                [SimpleNamespace(patient_id=p) for p in gate_ids])
+    same = set(card.get("patients", ())) == set(fit_shown) and set(card.get("val_patients", ())) == set(gate_shown)
     return same and all(card.get(k, 0 if k == "augment" else None) == v for k, v in settings.items())

@@ -124,6 +124,34 @@ def encode_windows(tokenizer: Any, text: str, phi: Sequence[dict], *, max_length
     return windows
 
 
+def card_patient_ids(records: Sequence, val_records: Sequence = ()) -> tuple[list[str], list[str], str]:
+    """The training and validation patients as the model card lists them, and how: as they are, unless one of
+    them holds what looks like PHI (an MRN, a date, a name: the patient id of annotated notes is often built from
+    a file name), then all as keyed pseudonyms (``PatientPseudonymizer``: ``$CLINFORGE_DEID_KEY``, else a per-run
+    key, and the card can no longer be matched against patient ids). A model folder is made to be passed on.
+
+    Example:
+        >>> from types import SimpleNamespace as R
+        >>> card_patient_ids([R(patient_id="3"), R(patient_id="11")])
+        (['3', '11'], [], 'as in the annotated notes')
+        >>> card_patient_ids([R(patient_id="4456781_2021-03-14")])[0][0][:3]
+        'pt-'
+    """
+    from clinforge.data.deid.deidentifier import Deidentifier
+    from clinforge.data.deid.patient_ids import PatientPseudonymizer
+
+    def order(ids: set[str]) -> list[str]:
+        return sorted(ids, key=lambda p: (len(p), p))
+
+    train, val = {str(r.patient_id) for r in records}, {str(r.patient_id) for r in val_records}
+    detector = Deidentifier()
+    if not any(detector.detect(p.replace("_", " ")) for p in train | val):
+        return order(train), order(val), "as in the annotated notes"
+    ids = PatientPseudonymizer()
+    return (order({ids.pseudonym(p) for p in train}), order({ids.pseudonym(p) for p in val}),
+            f"{ids.describe()} (some ids looked like PHI)")
+
+
 def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | None = None, seed: int = 0,
                    epochs: int = 5, lr: float = 3e-4, batch_size: int = 16, max_length: int = 128,
                    stride: int = 16, keep_empty: float = 0.15, phi_weight: float = 8.0, freeze_layers: int = 1,
@@ -257,15 +285,16 @@ def train_deid_ner(records: Sequence, out: str | Path, *, base: str | Path | Non
     seconds = time.perf_counter() - t0
     if best is not None:
         model.load_state_dict(best[2])
+    train_ids, val_ids, ids_shown = card_patient_ids(records, val_records)  # one key for both lists
     card = {
         "base": base, "seed": seed, "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_length": max_length,
         "stride": stride, "keep_empty": keep_empty, "phi_weight": phi_weight, "freeze_layers": freeze_layers, "frozen": frozen, "labels": list(LABELS), "source": source,
-        "patients": sorted({str(r.patient_id) for r in records}, key=lambda p: (len(p), p)),
+        "patients": train_ids,
         "notes": len(records), "windows_with_phi": len(with_phi), "windows_without_phi": len(empty),
         "steps": steps, "loss_by_epoch": losses, "train_seconds": round(seconds, 1),
         "torch_threads": torch.get_num_threads(), "first_piece": first_piece, "label_smoothing": label_smoothing,
         "augment": augment,
-        "val_patients": sorted({str(r.patient_id) for r in val_records}, key=lambda p: (len(p), p)),
+        "val_patients": val_ids, "patient_ids": ids_shown,
         "val_loss_by_epoch": val_losses, "best_epoch": best[1] if best else len(losses), "gate": gate,
     }
     model.eval()
