@@ -84,3 +84,26 @@ def test_visit_and_billing_numbers_in_meta_are_identifiers_even_as_numbers() -> 
                     "accession_number": "[ID]", "visit_date": "[DATE]", "score": 5, "section": "HPI", "final": True,
                     "fine_tuned": "yes"}
     assert step.report()["phi_by_type"]["ID"] == 4
+
+
+def test_the_data_card_does_not_list_file_names_that_hold_phi(tmp_path: Path) -> None:
+    from clinforge.data.prepare import load_recipe, prepare
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "4456781_2021-03-14.txt").write_text("Dr. Okafor saw Martha Collins.", encoding="utf-8")
+    (folder / "note_002.txt").write_text("Afebrile overnight.", encoding="utf-8")
+    (folder / "Collins_Martha.txt").write_text("", encoding="utf-8")  # an empty file: an error example naming it
+    recipe = load_recipe(data={"name": "f", "sources": [{"reader": "text", "path": str(folder), "on_error": "skip"}],
+                               "steps": [{"transform": "deid", "options": {"mode": "mask"}}]})
+    card = prepare(recipe, tmp_path / "run", progress=False)
+    written = (tmp_path / "run" / "data_card.json").read_text() + (tmp_path / "run" / "data_card.md").read_text()
+    assert "4456781" not in written and "Collins" not in written
+    files = card["sources"]["text:export"]["files"]
+    assert files["count"] == 3 and "2 file names hold what looks like PHI" in files["not_listed"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "note_001.txt").write_text("Afebrile overnight.", encoding="utf-8")
+    card = prepare(load_recipe(data={"sources": [{"reader": "text", "path": str(plain)}]}), tmp_path / "run2",
+                   progress=False)
+    assert card["sources"]["text:plain"]["files"] == [str(plain / "note_001.txt")]  # harmless names stay listed

@@ -49,6 +49,41 @@ def _phi_by_type(label: str, report: dict[str, Any]) -> dict[str, int]:
     return phi
 
 
+def hide_phi_file_names(report: dict[str, Any]) -> dict[str, Any]:
+    """A source's report as the card shows it: when a file name it lists holds what looks like PHI (exports name
+    files by MRN and date), the list becomes its count and a digest, and the error examples name such a file by its
+    number. The card is meant to travel with the dataset; it must not carry the names.
+
+    Example:
+        >>> rep = hide_phi_file_names({"path": "/x", "files": ["/x/note_1.txt", "/x/4456781_2021-03-14.txt"],
+        ...                            "error_examples": ["/x/4456781_2021-03-14.txt, line 1: empty"]})
+        >>> rep["files"]["count"], rep["error_examples"]
+        (2, ['file 2 of 2 of this source (its name is not shown), line 1: empty'])
+    """
+    from pathlib import Path
+
+    from clinforge.data.deid.phi_in_names import names_with_phi
+
+    files = [str(f) for f in report.get("files") or []]
+    root = Path(str(report.get("path", "")))
+    rels = [Path(f).relative_to(root) if Path(f).is_relative_to(root) and Path(f) != root else Path(Path(f).name)
+            for f in files]
+    named, types = names_with_phi(rels)
+    if not named:
+        return report
+    out = dict(report)
+    out["files"] = {"count": len(files), "sha256": hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest(),
+                    "not_listed": f"{named} file names hold what looks like PHI "
+                                  f"({', '.join(f'{t} {n}' for t, n in sorted(types.items()))})"}
+    examples = []
+    for example in report.get("error_examples", []):
+        for i in sorted(range(len(files)), key=lambda k: -len(files[k])):  # longest first: no prefix clash
+            example = example.replace(files[i], f"file {i + 1} of {len(files)} of this source (its name is not shown)")
+        examples.append(example)
+    out["error_examples"] = examples
+    return out
+
+
 def build_card(*, recipe: dict[str, Any], sources: dict[str, Any], steps: list[tuple[str, Transform]],
                splits: dict[str, list[Record]], crossing: dict[str, list[str]] | None) -> dict[str, Any]:
     """The data card as a dict (see the module docstring).
@@ -100,7 +135,7 @@ def build_card(*, recipe: dict[str, Any], sources: dict[str, Any], steps: list[t
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "clinforge_version": __version__,
         "seed": recipe.get("seed"),
-        "sources": sources,
+        "sources": {label: hide_phi_file_names(rep) for label, rep in sources.items()},
         "records_in": sum(rep.get("records", 0) for rep in sources.values()),
         "skipped_rows": dict(skipped),
         "steps": step_cards,

@@ -37,6 +37,7 @@ from clinforge.data.deid.parallel_deid import (
     start_text_pool,
 )
 from clinforge.data.deid.patient_ids import PATIENT_ID_MODES, PatientPseudonymizer
+from clinforge.data.deid.phi_in_names import names_with_phi
 from clinforge.data.deid.spans import make_span
 
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes")
@@ -66,29 +67,6 @@ def input_kind(path: Path) -> str:
 
 
 FILE_NAME_MODES = ("check", "keep", "pseudonymize")
-
-
-def names_with_phi(paths: Sequence[Path], deidentifier: Any) -> tuple[int, Counter[str]]:
-    """How many of ``paths`` have a folder or file name (extension aside) in which ``deidentifier`` finds PHI
-    (underscores read as spaces: ``4456781_2021-03-14``), and the entity types found. Never the names.
-
-    Example:
-        >>> from clinforge.data.deid import Deidentifier
-        >>> names_with_phi([Path("note_001.txt"), Path("4456781/2021-03-14.txt")], Deidentifier())
-        (1, Counter({'ID': 1, 'DATE': 1}))
-    """
-    seen: dict[str, list[str]] = {}
-    types: Counter[str] = Counter()
-    named = 0
-    for rel in paths:
-        hit = False
-        for part in (*rel.parent.parts, rel.stem):
-            if part not in seen:
-                seen[part] = [sp.entity_type for sp in deidentifier.detect(part.replace("_", " "))]
-                types.update(seen[part])
-            hit = hit or bool(seen[part])
-        named += hit
-    return named, types
 
 
 def _text_files(folder: Path) -> list[Path]:

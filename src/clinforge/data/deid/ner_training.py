@@ -137,15 +137,14 @@ def card_patient_ids(records: Sequence, val_records: Sequence = ()) -> tuple[lis
         >>> card_patient_ids([R(patient_id="4456781_2021-03-14")])[0][0][:3]
         'pt-'
     """
-    from clinforge.data.deid.deidentifier import Deidentifier
     from clinforge.data.deid.patient_ids import PatientPseudonymizer
+    from clinforge.data.deid.phi_in_names import any_phi
 
     def order(ids: set[str]) -> list[str]:
         return sorted(ids, key=lambda p: (len(p), p))
 
     train, val = {str(r.patient_id) for r in records}, {str(r.patient_id) for r in val_records}
-    detector = Deidentifier()
-    if not any(detector.detect(p.replace("_", " ")) for p in train | val):
+    if not any_phi(train | val):
         return order(train), order(val), "as in the annotated notes"
     ids = PatientPseudonymizer()
     return (order({ids.pseudonym(p) for p in train}), order({ids.pseudonym(p) for p in val}),

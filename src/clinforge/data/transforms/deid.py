@@ -18,6 +18,7 @@ from typing import Any
 from clinforge.core.errors import ConfigError
 from clinforge.data.deid import Deidentifier, Span
 from clinforge.data.deid.patient_ids import KEY_ENV, PATIENT_ID_MODES, PatientPseudonymizer
+from clinforge.data.deid.phi_in_names import phi_in_name
 from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS
 from clinforge.data.records import Message, Record
 from clinforge.data.transforms.base import TRANSFORMS, Transform
@@ -190,7 +191,7 @@ class DeidTransform(Transform):
         if record.id not in self._id_phi:
             if len(self._id_phi) > 100_000:  # ids rarely repeat; the cache only spares repeated detection
                 self._id_phi.clear()
-            self._id_phi[record.id] = bool(self.deid.detect(record.id.replace("_", " ")))
+            self._id_phi[record.id] = bool(phi_in_name(record.id, self.deid))
         self.record_ids_with_phi += self._id_phi[record.id]
         if self.record_ids == "pseudonymize":
             update["id"] = self._ids.pseudonym(record.id, prefix="rec-")
