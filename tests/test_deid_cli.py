@@ -430,3 +430,25 @@ def test_cli_pseudonymizes_file_and_folder_names_under_the_patient_key(tmp_path:
     again = fd.deidentify_file(folder, tmp_path / "again", file_names="pseudonymize", progress=False)
     assert {p.relative_to(tmp_path / "again") for p in (tmp_path / "again").rglob("*.txt")} == expected
     assert again["items"] == 3
+
+
+def test_cli_reads_one_text_from_standard_input(tmp_path: Path) -> None:
+    """``cat note.txt | clinforge data deid -``: a pipe, as Unix tools take one."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    cmd = [sys.executable, "-m", "clinforge", "--no-progress", "data", "deid", "-"]
+    run = subprocess.run(cmd, input=NOTE, capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == MASKED
+    out = tmp_path / "clean.txt"
+    run = subprocess.run([*cmd, "--out", str(out), "--json"], input=NOTE, capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert run.returncode == 0 and out.read_text() == MASKED
+    assert json.loads(run.stdout.splitlines()[0])["file"] == "-"
+    bad = subprocess.run(cmd, input=b"\xff\xfe", capture_output=True, env=env, timeout=120)
+    assert bad.returncode != 0 and b"standard input: not UTF-8 text" in bad.stderr
+    wrong = subprocess.run([*cmd, "--patient-column", "mrn"], input="x", capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert wrong.returncode != 0 and "standard input (one text" in wrong.stderr
+    missing = subprocess.run([*cmd[:-1], str(tmp_path / "none.txt")], capture_output=True, text=True, env=env,
+                             timeout=120)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

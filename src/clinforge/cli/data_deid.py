@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("deid")
     def deid(
-        input: Path = typer.Argument(..., exists=True, help="A text file, a folder of text files, or a JSONL/CSV file."),
+        input: Path = typer.Argument(...,
+                                     help="A text file, a folder of text files, a JSONL/CSV file, or - (one text "
+                                     "on standard input)."),
         out: Path | None = typer.Option(None, "--out", "-o",
                                         help="Output file (or folder for a folder input). Default: stdout."),
         mode: str = typer.Option("mask", "--mode", "-m", help="mask ([NAME] tags), redact (***), or surrogate."),
@@ -65,6 +67,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from clinforge.data.deid.file_deid import deidentify_file
+
+        if str(input) != "-" and not input.exists():  # (checked here: click's check refuses "-" in this typer)
+            raise typer.BadParameter(f"path {str(input)!r} does not exist.", param_hint="'INPUT'")
 
         s = deidentify_file(input, out, mode=mode, json_out=json_out, text_column=text_column,
                             patient_column=patient_column, seed=seed, overwrite=overwrite,

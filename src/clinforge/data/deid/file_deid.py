@@ -52,6 +52,8 @@ def input_kind(path: Path) -> str:
         >>> input_kind(Path("notes.jsonl"))
         'jsonl'
     """
+    if str(path) == "-":  # standard input: one text (``cat note.txt | clinforge data deid -``)
+        return "text"
     if path.is_dir():
         return "folder"
     suffix = path.suffix.lower()
@@ -78,9 +80,12 @@ def _text_files(folder: Path) -> list[Path]:
 
 def _read_text(path: Path) -> str:
     try:
+        if str(path) == "-":
+            return sys.stdin.buffer.read().decode("utf-8")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from None
+        raise DataError(f"not UTF-8 text (byte {exc.start})", file="standard input" if str(path) == "-"
+                        else str(path)) from None
 
 
 def _cell(row: dict, column: str, path: Path, line: int, optional: bool = False) -> str | None:
@@ -190,14 +195,15 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
     kind = input_kind(input)
     if out is not None and out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
-    if out is not None and out.resolve() == input.resolve():
+    if out is not None and str(input) != "-" and out.resolve() == input.resolve():
         raise ConfigError("--out must differ from the input", key="--out")
     if kind == "folder" and out is None:
         raise ConfigError("a folder input needs --out FOLDER", key="--out")
     if kind == "folder" and input.resolve() in out.resolve().parents:  # its files would be read as input next run
         raise ConfigError(f"must be outside the input folder {input}", key="--out")
     if kind in ("text", "folder"):  # options of a table given for plain text: refused, not silently ignored
-        what = "a folder of text files (a text per file" if kind == "folder" else "a text file (one text"
+        what = ("a folder of text files (a text per file" if kind == "folder" else
+                "standard input (one text" if str(input) == "-" else "a text file (one text")
         if patient_column is not None:
             raise ConfigError(f"applies to a JSONL or CSV input; {input} is {what}, no columns)",
                               key="--patient-column")
