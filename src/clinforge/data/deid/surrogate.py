@@ -259,7 +259,7 @@ class SurrogateGenerator:
         """A surrogate for one name token; ``role`` ``given`` / ``surname`` when the position says which it is,
         ``gender`` (from a title or the original given name) picks a given name of the same gender."""
         if len(token) == 1:
-            initial = self._rng(patient, "initial", token).choice(string.ascii_uppercase)
+            initial = self._rng(patient, "initial", token).choice(string.ascii_uppercase.replace(token.upper(), ""))
             return initial.lower() if token.islower() else initial
         low = token.lower()
         if role == "auto" and (patient, low) in self._name_roles:
@@ -268,11 +268,16 @@ class SurrogateGenerator:
             gender = gender or learned
         if role == "auto":
             role = "given" if low in self._first and low not in self._last else "surname"
-        if role == "given":
-            fake = self._faker(patient, "given", low, gender or "")
-            new = {"male": fake.first_name_male, "female": fake.first_name_female}.get(gender or "", fake.first_name)()
-        else:
-            new = self._faker(patient, "name", low).last_name()
+        for attempt in range(20):  # never the original itself: "Martha" must not stay "Martha"
+            again = (attempt,) if attempt else ()  # (the first draw's seed parts are those of earlier versions)
+            if role == "given":
+                fake = self._faker(patient, "given", low, gender or "", *again)
+                new = {"male": fake.first_name_male, "female": fake.first_name_female}.get(gender or "",
+                                                                                          fake.first_name)()
+            else:
+                new = self._faker(patient, "name", low, *again).last_name()
+            if new.lower() != low:
+                break
         return match_case(token, new)
 
     def _name(self, original: str, patient: str, gender: str | None) -> str:
@@ -310,6 +315,14 @@ class SurrogateGenerator:
         return out
 
     def _make(self, entity_type: str, original: str, patient: str) -> str:
+        for attempt in range(20):  # never the original itself (a faker city or a random number that happens to be it)
+            new = self._draw(entity_type, original, patient, attempt)
+            if new.lower() != original.lower() or entity_type in ("NAME", "DATE", "AGE"):
+                return new
+        return new
+
+    def _draw(self, entity_type: str, original: str, patient: str, attempt: int = 0) -> str:
+        again = (attempt,) if attempt else ()
         if entity_type == "NAME":
             return self._name(original, patient, None)
         if entity_type == "DATE":
@@ -320,7 +333,7 @@ class SurrogateGenerator:
             return shifted
         if entity_type == "AGE":
             return "90+"
-        fake = self._faker(patient, entity_type, original)
+        fake = self._faker(patient, entity_type, original, *again)
         if entity_type == "EMAIL":
             return match_case(original, fake.email())
         if entity_type == "URL":
@@ -331,4 +344,4 @@ class SurrogateGenerator:
             return match_case(original, fake.street_address())
         if entity_type == "LOCATION":
             return match_case(original, fake.city())
-        return shape_preserving(original, self._rng(patient, entity_type, original))
+        return shape_preserving(original, self._rng(patient, entity_type, original, *again))
