@@ -81,7 +81,7 @@ def test_forward_propagation_masks_a_name_seen_earlier() -> None:
 
 
 def test_surrogate_mode_and_errors() -> None:
-    guard = PhiOutputGuard(Deidentifier(mode="surrogate", seed=1))
+    guard = PhiOutputGuard(Deidentifier(mode="surrogate", seed=1, surrogate_key="test key"))
     out, rest = _stream(guard, ["Call 617-55", "5-0134 today."])
     assert "617-555-0134" not in "".join(out) + rest
     f = guard.stream()

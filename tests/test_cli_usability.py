@@ -268,7 +268,7 @@ def test_surrogate_names_agree_with_the_title(tmp_path):
 
     note = tmp_path / "note.txt"
     note.write_text("Mr. Jennifer Thompson was seen today. Mrs. John Smith called. Ms. Robert Lee left early.")
-    res = clinforge("data", "deid", str(note), "--mode", "surrogate")
+    res = clinforge("data", "deid", str(note), "--mode", "surrogate", env=_env(CLINFORGE_DEID_KEY="test key"))
     assert res.returncode == 0, res.stderr
     male, female = set(Provider.first_names_male), set(Provider.first_names_female)
     given = dict(re.findall(r"\b(Mr|Mrs|Ms)\. (\w+) \w+", res.stdout))

@@ -54,7 +54,8 @@ def test_transform_rewrites_every_text_field_and_reports_counts() -> None:
         DeidTransform(meta="hide")
 
 
-def test_transform_surrogates_follow_the_patient() -> None:
+def test_transform_surrogates_follow_the_patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFORGE_DEID_KEY", "test key")  # one surrogate draw, not one per run
     recs = [Record(id=str(i), kind="note", text="Martha Collins seen 01/10/2020.", patient_id=pid)
             for i, pid in enumerate(["a", "a", "b"])]
     step = get_transform("deid", mode="surrogate", seed=5)
@@ -134,7 +135,8 @@ def test_cli_progress_in_a_log_starts_with_its_total(tmp_path: Path, kind: str) 
     assert f"{total}/{total}" in bar_lines[-1]
 
 
-def test_cli_jsonl_and_csv_columns(tmp_path: Path) -> None:
+def test_cli_jsonl_and_csv_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFORGE_DEID_KEY", "test key")  # one surrogate draw, not one per run
     src = tmp_path / "notes.jsonl"
     src.write_text(json.dumps({"id": 1, "note": NOTE, "pid": "p1"}) + "\n" + json.dumps({"id": 2, "note": ""}) + "\n",
                    encoding="utf-8")
@@ -187,7 +189,8 @@ def _deid(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_cli_reads_excel_csv_with_a_byte_order_mark_and_keeps_it(tmp_path: Path) -> None:
+def test_cli_reads_excel_csv_with_a_byte_order_mark_and_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLINFORGE_DEID_KEY", "test key")  # one surrogate draw, not one per run
     # Excel's "CSV UTF-8" starts with a BOM; it used to end up in the first column's name, so --patient-column
     # mrn matched nothing and every note silently shared one date offset and one surrogate map
     src = tmp_path / "notes.csv"
@@ -314,9 +317,10 @@ def test_a_misspelt_deid_option_is_an_error_naming_its_recipe_line(tmp_path: Pat
     assert not (tmp_path / "out").exists()
 
 
-def test_name_columns_are_replaced_and_their_names_found_in_the_rows_text(tmp_path: Path) -> None:
+def test_name_columns_are_replaced_and_their_names_found_in_the_rows_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An EHR export carries the patient's name beside the note: `--name-column` replaces the cell and finds its
     words in that row's text in any case, where the rules alone find no cue (a lower-case first name alone)."""
+    monkeypatch.setenv("CLINFORGE_DEID_KEY", "test key")  # one surrogate draw, not one per run
     note = "pt quenvaro seen, family aware. dastrelik stable. BP 120/80."
     src = tmp_path / "notes.csv"
     src.write_text(f'mrn,patient_name,note\n1,Quenvaro Dastrelik,"{note}"\n2,,"no name here; BP 120/80"\n')

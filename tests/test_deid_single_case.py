@@ -153,7 +153,7 @@ def test_surrogates_follow_the_case_of_the_note(case) -> None:
     """A mixed-case surrogate in a note written in one case would stand out and tell what was replaced."""
     note = case("Dr. Harding placed a line, lives at 12 Elm Street, Salem, MA 01970, daughter Maureen Olsen aware."
                 + VITALS)
-    out = Deidentifier(mode="surrogate", seed=0).deidentify(note)
+    out = Deidentifier(mode="surrogate", seed=0, surrogate_key="test key").deidentify(note)  # one draw
     assert out.replacements and "harding" not in out.text.lower()
     for new in out.replacements:
         letters = [c for c in new if c.isalpha()]
