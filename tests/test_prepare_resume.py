@@ -63,7 +63,9 @@ def _run(recipe: Path, out: Path, **kwargs) -> dict:
 
 
 def _stopped(monkeypatch: pytest.MonkeyPatch, recipe: Path, out: Path, call: int, **kwargs) -> list[str]:
-    """Run the recipe, stopped at the ``call``-th de-identification as by Ctrl-C; returns the interruption notes."""
+    """Run the recipe, stopped at the ``call``-th de-identification as by Ctrl-C; returns the interruption notes
+    (only this run's: the notes are process-wide, and an earlier test in this worker may have left some)."""
+    take_notes()
     with monkeypatch.context() as m:
         _stop_at(m, call)
         with pytest.raises(KeyboardInterrupt):
