@@ -12,6 +12,15 @@ import pytest
 from clinforge.core.paths import data_root as _data_root
 
 
+@pytest.fixture(autouse=True)
+def _fresh_interruption_notes() -> None:
+    """The interruption notes (``core.interrupts``) are process-wide, and a test that interrupts a run without
+    reading them left them for the next test in the same xdist worker, which then read another command's note."""
+    from clinforge.core.interrupts import take_notes
+
+    take_notes()
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root().resolve()
