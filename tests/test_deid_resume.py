@@ -138,7 +138,7 @@ def test_other_options_are_refused_until_overwrite_discards_the_unfinished_run(t
 
 
 @pytest.mark.parametrize("setting", ["surrogate", "per-run key"])
-def test_runs_whose_state_holds_phi_or_a_key_are_not_saved(tmp_path: Path, monkeypatch, setting: str) -> None:
+def test_runs_under_a_per_run_key_are_not_saved(tmp_path: Path, monkeypatch, setting: str) -> None:
     src = _inputs(tmp_path / "in", 20)["jsonl"]
     monkeypatch.delenv(KEY_ENV, raising=False)
     options = ({"mode": "surrogate", "patient_column": "mrn", "patient_ids": "keep"} if setting == "surrogate"
@@ -150,15 +150,51 @@ def test_runs_whose_state_holds_phi_or_a_key_are_not_saved(tmp_path: Path, monke
     assert take_notes() == ([], None)
     assert not (tmp_path / ".out.jsonl.partial").exists()
     assert fd.deidentify_file(src, tmp_path / "out.jsonl", progress=False, **options)["resumed_after"] == 0
-    # with the pseudonym key in the environment, the same run is resumable
-    if setting == "per-run key":
-        monkeypatch.setenv(KEY_ENV, "a site key")
-        with monkeypatch.context() as m:
-            _interrupt_after(m, 8)
-            with pytest.raises(KeyboardInterrupt):
-                fd.deidentify_file(src, tmp_path / "keyed.jsonl", progress=False, **options)
-        take_notes()
-        assert fd.deidentify_file(src, tmp_path / "keyed.jsonl", progress=False, **options)["resumed_after"] == 7
+    # with the key in the environment, the same run is resumable
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 8)
+        with pytest.raises(KeyboardInterrupt):
+            fd.deidentify_file(src, tmp_path / "keyed.jsonl", progress=False, **options)
+    take_notes()
+    assert fd.deidentify_file(src, tmp_path / "keyed.jsonl", progress=False, **options)["resumed_after"] == 7
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_surrogate_run_under_a_site_key_resumes_with_its_name_roles(tmp_path: Path, monkeypatch,
+                                                                      workers: int) -> None:
+    # "Quenvaro" is no listed given name: alone after "Dr." (no gender) it keeps the given-name role it took in the
+    # patient's full name 11 rows earlier, a memory the checkpoint must hold (as keyed tags, not names)
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    rows = [{"mrn": "M1", "text": "Seen with Quenvaro Dastrelik, his son."}]
+    rows += [{"mrn": "M1", "text": f"Vitals stable on 3/{i}/2020."} for i in range(1, 11)]
+    rows += [{"mrn": "M1", "text": "Called Dr. Quenvaro about the plan."}]
+    src = tmp_path / "notes.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    options = {"mode": "surrogate", "patient_column": "mrn", "workers": workers}
+    fd.deidentify_file(src, tmp_path / "ref.jsonl", progress=False, **options)
+    ref = [json.loads(line)["text"] for line in (tmp_path / "ref.jsonl").read_text().splitlines()]
+    given = ref[0].split("with ")[1].split()[0]
+    assert ref[-1] == f"Called Dr. {given} about the plan."
+    real, seen = Deidentifier._apply, [0]
+
+    def _apply(self, *args, **kwargs):  # surrogates are made in this process (workers detect in mask mode)
+        if self.mode == "surrogate":
+            seen[0] += 1
+            if seen[0] == 6:
+                raise Interrupted(signal.SIGINT)
+        return real(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(Deidentifier, "_apply", _apply)
+        with pytest.raises(KeyboardInterrupt):
+            fd.deidentify_file(src, tmp_path / "out.jsonl", progress=False, **options)
+    take_notes()
+    saved = (tmp_path / ".out.jsonl.partial" / "state.json").read_text()
+    assert json.loads(saved)["progress"]["roles"]["roles"]
+    assert "quenvaro" not in saved.lower() and "dastrelik" not in saved.lower() and "M1" not in saved
+    assert fd.deidentify_file(src, tmp_path / "out.jsonl", progress=False, **options)["resumed_after"] == 5
+    assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
 
 
 def _cli(*args: str, **kw) -> subprocess.Popen:

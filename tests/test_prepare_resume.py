@@ -164,16 +164,16 @@ def test_a_failed_later_step_keeps_the_first_steps_work_and_a_corrected_run_resu
 
 
 @pytest.mark.parametrize("setting", ["surrogate", "per-run key"])
-def test_runs_whose_progress_would_hold_phi_or_a_key_save_nothing(tmp_path: Path, monkeypatch, setting: str) -> None:
+def test_runs_under_a_per_run_key_save_nothing(tmp_path: Path, monkeypatch, setting: str) -> None:
+    # a random per-run key (surrogates or patient pseudonyms) is never stored: a resumed run could not continue it
     monkeypatch.delenv(KEY_ENV, raising=False)
-    edit = (lambda d: d["steps"][0]["options"].update(mode="surrogate")) if setting == "surrogate" else None
-    if setting == "surrogate":
-        monkeypatch.setenv(KEY_ENV, "a site key")
+    edit = (lambda d: d["steps"][0]["options"].update(mode="surrogate", patient_ids="keep")) \
+        if setting == "surrogate" else None
     recipe = _recipe(tmp_path / "r", edit)
     out = tmp_path / "run"
     notes = _stopped(monkeypatch, recipe, out, 10)
-    assert "progress is not saved" in notes[0] and ("surrogate" in notes[0] if setting == "surrogate"
-                                                    else KEY_ENV in notes[0])
+    assert "progress is not saved" in notes[0] and KEY_ENV in notes[0]
+    assert ("surrogates are drawn under a random per-run key" in notes[0]) == (setting == "surrogate")
     assert not (out / SPILL).exists()
     card = _run(recipe, out)  # the unfinished run record is replaced, as before
     assert card["records_out"] > 50
@@ -304,3 +304,40 @@ def test_data_deid_refuses_to_resume_under_another_pseudonym_key(tmp_path: Path,
     monkeypatch.setenv(KEY_ENV, "key one")
     summary = fd.deidentify_file(src, tmp_path / "out.jsonl", patient_column="mrn", progress=False)
     assert summary["resumed_after"] == 7
+
+
+def _role_notes(path: Path) -> None:
+    """Notes of one patient where a lone surname after "Dr." (no gender: its role comes from the memory) follows the
+    full name by many records: the role memory must survive a stop in between."""
+    rows = [{"id": "n0", "kind": "note", "patient_id": "P1", "text": "Seen with Quenvaro Dastrelik, his son, on 2/30/2020."}]
+    rows += [{"id": f"n{i}", "kind": "note", "patient_id": "P1", "text": f"Vitals stable on 3/{i}/2020. Afebrile."}
+             for i in range(1, 12)]
+    rows += [{"id": "n12", "kind": "note", "patient_id": "P1", "text": "Called Dr. Quenvaro about the plan."},
+             {"id": "n13", "kind": "note", "patient_id": "P1", "text": "Dr. Dastrelik agrees. Seen 4/31/2020."}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_a_surrogate_run_under_a_site_key_resumes_with_its_name_roles_and_writes_no_name(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    _role_notes(tmp_path / "notes.jsonl")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "roles", "seed": 0, "sources": [{"reader": "jsonl", "path": str(tmp_path / "notes.jsonl")}],
+        "steps": [{"transform": "deid", "options": {"mode": "surrogate"}}]}))
+    _run(recipe, tmp_path / "ref")
+    ref = _result(tmp_path / "ref")
+    (records,) = ref[0].values()
+    texts = {r["id"]: r["text"] for r in records}
+    given = texts["n0"].split("with ")[1].split()[0]
+    assert "Quenvaro" not in texts["n12"] and f"Dr. {given} " in texts["n12"]  # the lone word took its given name
+    assert ref[1]["steps"][0]["report"]["unparsed_dates_masked"] == 2  # 2/30 before the stop, 4/31 after it
+    out = tmp_path / "run"
+    notes = _stopped(monkeypatch, recipe, out, 6)  # after the full name, before the lone words
+    assert "5 records through step 1:deid are kept" in notes[0]
+    saved = (out / SPILL / "state.json").read_text()
+    assert json.loads(saved)["progress"]["step"]["roles"]["roles"]  # the memory is saved, as keyed tags ...
+    for word in ("quenvaro", "dastrelik", "P1"):  # ... and never as a name or a patient id
+        assert word.lower() not in saved.lower()
+    _run(recipe, out)
+    assert _result(out) == ref

@@ -2,8 +2,8 @@
 
 The slow part of a preparation is nearly always de-identification (about 1 MB of notes a second a core): a
 hospital export takes hours, and a scheduler's SIGTERM at 90% must not cost them again. When the recipe's FIRST step
-can resume (a ``deid`` step in mask or redact mode whose patient pseudonyms, if any, come from
-``$CLINFORGE_DEID_KEY``; any transform that is ``one_to_one`` and has the methods used below), the records that
+can resume (a ``deid`` step whose surrogates and patient pseudonyms, if any, come from ``$CLINFORGE_DEID_KEY``;
+any transform that is ``one_to_one`` and has the methods used below), the records that
 step yields are also written, as they come, to ``.prefix.jsonl.partial/`` inside the run directory, with a
 checkpoint (records and bytes written, the step's counts) every 30 s and when the run stops, by a signal or an
 error. The same command then re-reads the sources, skips the records the step already did (one record out per
@@ -38,7 +38,7 @@ SPILL = "prefix.jsonl"
 def resume_blocker(steps: list[tuple[str, Transform]]) -> str | None:
     """Why a run of these steps cannot resume mid-way (``None`` when it can): its first step must yield one record
     per record in (``one_to_one``), save its counts (``progress_state``) and have no reason of its own to refuse
-    (``resume_blocker``: a surrogate map or a per-run key).
+    (``resume_blocker``: a per-run key).
 
     Example:
         >>> from clinforge.data.transforms import get_transform
@@ -174,7 +174,10 @@ class PrefixResume:
         if self._sink is not None and not self._sink.closed:
             self._sink.flush()
             os.fsync(self._sink.fileno())
-        self.partial.checkpoint(self.snapshot)
+        snapshot = self.snapshot
+        if hasattr(self.step, "checkpoint_state"):  # what the step's counts only mark (a memory) is written now
+            snapshot = {**snapshot, "step": self.step.checkpoint_state(snapshot["step"])}
+        self.partial.checkpoint(snapshot)
         self._last_save = time.monotonic()
 
     def add_replayed_kinds(self, only_kinds: list[str] | None) -> None:

@@ -104,6 +104,11 @@ class Deidentifier:
             self._surrogates = SurrogateGenerator(seed, key=surrogate_key)  # None: $CLINFORGE_DEID_KEY or per run
 
     @property
+    def surrogates(self):
+        """The ``SurrogateGenerator`` of surrogate mode (``None`` in the other modes)."""
+        return self._surrogates
+
+    @property
     def surrogate_key_source(self) -> str | None:
         """Where the surrogate key came from (surrogate mode; never the key): ``$CLINFORGE_DEID_KEY`` or a random
         per-run key."""

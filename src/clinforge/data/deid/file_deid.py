@@ -420,16 +420,19 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
         else:
             # A folder or a table into --out: written in a hidden partial folder beside it and resumed after an
             # interruption (core/partial_output.py). Progress is saved only where it holds no PHI and resumes to the
-            # same output: not in surrogate mode (its per-patient maps hold the original names) nor with a per-run
-            # pseudonym key (it is never stored); those runs start again.
+            # same output: not under a per-run surrogate or pseudonym key (it is never stored); those runs start
+            # again. Surrogate mode's memory of name roles is saved as keyed tags (surrogate.py), never as names.
             keyed = bool(patient_column) and patient_ids == "pseudonymize"
-            saveable = mode != "surrogate" and not ((keyed or file_names == "pseudonymize") and ids.per_run)
+            surrogates = deidentifier.surrogates
+            saveable = not (surrogates is not None and surrogates.per_run) and not (
+                (keyed or file_names == "pseudonymize") and ids.per_run)
             partial = PartialOutput(out, _fingerprint(input, kind, files, mode=mode, seed=seed, json_out=json_out,
                                                       text_column=text_column, patient_column=patient_column,
                                                       patient_ids=patient_ids, name_columns=name_columns,
                                                       patient_key=ids.key_check if keyed or file_names == "pseudonymize"
                                                       else None, file_names=file_names,
-                                                      ner_model=ner_model, ner_int8=ner_int8, site_terms=site_terms),
+                                                      ner_model=ner_model, ner_int8=ner_int8, site_terms=site_terms,
+                                                      surrogate_key=surrogates.key_check if surrogates else None),
                                     overwrite=overwrite)
             saved = partial.start() or {}
             done = int(saved.get("done", 0))
@@ -438,6 +441,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                 n_items, n_bytes, n_name_cells = saved["items"], saved["bytes"], saved["name_cells"]
                 started -= saved["cpu_s"]
                 kept_columns.update(dict.fromkeys(saved["kept_columns"]))
+                if surrogates is not None:
+                    surrogates.restore_roles(saved["roles"])
                 print(f"resuming: {done} of {total if total is not None else '?'} {'files' if kind == 'folder' else 'rows'} "
                       f"were de-identified by an interrupted run ({partial.folder})", file=sys.stderr, flush=True)
             spans_path = partial.folder / "spans.jsonl"
@@ -461,6 +466,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                 snapshot = {"done": k, "out_bytes": out_bytes, "spans_bytes": spans_bytes, "counts": dict(counts),
                             "items": n_items, "bytes": n_bytes, "name_cells": n_name_cells,
                             "kept_columns": list(kept_columns)}
+                if surrogates is not None:  # a mark; the memory it marks is written by save()
+                    snapshot["roles_mark"] = list(surrogates.roles_mark())
                 if saveable and time.monotonic() - last_save > CHECKPOINT_S:
                     save()
 
@@ -476,7 +483,8 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
                     with open(partial.path, "rb") as fh:
                         os.fsync(fh.fileno())
                 # CPU time read here, not per row (a system call): a report, not part of the output
-                partial.checkpoint({**snapshot, "cpu_s": time.process_time() - started + worker_cpu})
+                roles = {"roles": surrogates.roles_state(tuple(snapshot["roles_mark"]))} if surrogates else {}
+                partial.checkpoint({**snapshot, **roles, "cpu_s": time.process_time() - started + worker_cpu})
                 last_save = time.monotonic()
 
             try:

@@ -6,7 +6,8 @@
   patient's date shift and move every date back, or list the names a surrogate name can stand for. The key is
   ``$CLINFORGE_DEID_KEY`` when set (surrogates then agree across runs and processes for whoever holds it), else a
   random key made for the generator and never written anywhere (surrogates agree within the run only).
-* Names are replaced token by token ("Martha Collins" and later "Ms. Collins" keep one surname).
+* Names are replaced token by token ("Martha Collins" and later "Ms. Collins" keep one surname). A word alone keeps
+  the role (given name or surname) and gender it first took for that patient, in a full name or alone.
 * Dates move by ONE offset per patient (``date_shift_days``), so intervals between a patient's dates survive;
   the original format is kept (``01/02/2023`` stays ``MM/DD/YYYY``, ``Jan 2nd`` stays ``Mon Dth``).
   Day-first vs month-first: a first number > 12 means day-first, otherwise month-first (US) is assumed.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import itertools
 import os
 import random
 import re
@@ -38,6 +40,7 @@ _NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})$")
 _ISO = re.compile(r"^(\d{4})([/.-])(\d{1,2})\2(\d{1,2})$")
 _MONTH_YEAR_NUM = re.compile(r"^(\d{1,2})/(\d{4})$")
 _MONTH_DAY_NUM = re.compile(r"^(\d{1,2})([/-])(\d{1,2})$")
+ROLE_MEMORY_MAX = 500_000  # role-memory entries (~100 MB) before it starts again
 _NUMBER = re.compile(r"(?<!\d)(\d{4}|\d{1,2})(st|nd|rd|th)?(?!\d)")
 
 
@@ -208,9 +211,15 @@ class SurrogateGenerator:
         self.max_shift_days = max_shift_days
         self.fake = Faker(locale)
         self._first, self._last = person_names()
-        self._cache: dict[tuple, str] = {}
-        # (patient, lower-case token) -> (role, gender) it took in a full name: a lone word keeps that role later
-        self._name_roles: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self._cache: dict[tuple, str] = {}  # a pure cache (outputs follow from the inputs and the role memory)
+        # The role memory: a keyed tag of (patient, lower-case token) -> (role, gender) the token first took, in a full
+        # name or alone; a lone word keeps it later. Tags, not names, so that a stopped run can save it (a resumed
+        # ``data prepare`` restores it, ``roles_state``) without writing a name to disk. Set once per tag, in insertion
+        # order, and emptied only at ROLE_MEMORY_MAX entries (the cache with it), so its state is a (generation,
+        # length) mark.
+        self._name_roles: dict[bytes, tuple[str, str | None]] = {}
+        self._previous_roles: dict[bytes, tuple[str, str | None]] = {}
+        self._roles_generation = 0
         self.unparsed_dates = 0
 
     def date_shift_days(self, patient_id: str | None) -> int:
@@ -227,6 +236,61 @@ class SurrogateGenerator:
         """A 64-bit integer from HMAC-SHA256(key, seed and parts): stable for one key, unguessable without it."""
         message = "\x1f".join(str(p) for p in (self.seed, *parts)).encode("utf-8")
         return int.from_bytes(hmac.new(self._key, message, hashlib.sha256).digest()[:8], "big")
+
+    def _role_tag(self, patient: str, token: str) -> bytes:
+        message = "\x1f".join((str(self.seed), "role", patient, token)).encode("utf-8")
+        return hmac.new(self._key, message, hashlib.sha256).digest()[:16]
+
+    def _remember_role(self, tag: bytes, role: str, gender: str | None) -> None:
+        """Set the role of a tag once; at ROLE_MEMORY_MAX tags the memory starts again (the cache too, whose
+        entries followed from it), keeping the previous generation for a checkpoint taken before the switch."""
+        if tag in self._name_roles:
+            return
+        if len(self._name_roles) >= ROLE_MEMORY_MAX:
+            self._previous_roles, self._name_roles = self._name_roles, {}
+            self._roles_generation += 1
+            self._cache.clear()
+        self._name_roles[tag] = (role, gender)
+
+    @property
+    def key_check(self) -> str | None:
+        """A tag of the key that reveals nothing of it, for a resumed run to tell that it continues under the same
+        key; ``None`` for a random per-run key (such a run is never resumed)."""
+        if self.per_run:
+            return None
+        return hmac.new(self._key, b"clinforge: the surrogate key of a resumed run", hashlib.sha256).hexdigest()[:16]
+
+    def roles_mark(self) -> tuple[int, int]:
+        """Where the role memory stands (generation, entries): cheap, taken after every record of a resumable run."""
+        return self._roles_generation, len(self._name_roles)
+
+    def roles_state(self, mark: tuple[int, int]) -> dict[str, object]:
+        """The role memory as it was at ``mark`` (JSON: keyed tags, roles and genders; no name), for a checkpoint.
+
+        Example:
+            >>> g = SurrogateGenerator(key="k")
+            >>> _ = g.replace("NAME", "Quenvaro Dastrelik", "p1")
+            >>> h = SurrogateGenerator(key="k")
+            >>> h.restore_roles(g.roles_state(g.roles_mark()))
+            >>> h.replace("NAME", "quenvaro", "p1") == g.replace("NAME", "quenvaro", "p1")
+            True
+        """
+        generation, n = mark
+        if generation == self._roles_generation:
+            memory = self._name_roles
+        elif generation == self._roles_generation - 1:
+            memory = self._previous_roles
+        else:
+            raise RuntimeError(f"the role memory moved on two generations since mark {mark}")
+        entries = [[tag.hex(), role, gender] for tag, (role, gender) in itertools.islice(memory.items(), n)]
+        return {"generation": generation, "roles": entries}
+
+    def restore_roles(self, state: dict) -> None:
+        """Continue from a saved role memory (``roles_state``); the generator must hold the same key and seed."""
+        self._name_roles = {bytes.fromhex(tag): (role, gender) for tag, role, gender in state["roles"]}
+        self._previous_roles = {}
+        self._roles_generation = int(state["generation"])
+        self._cache.clear()
 
     def _rng(self, *parts: object) -> random.Random:
         return random.Random(self._int(*parts))
@@ -262,12 +326,15 @@ class SurrogateGenerator:
             initial = self._rng(patient, "initial", token).choice(string.ascii_uppercase.replace(token.upper(), ""))
             return initial.lower() if token.islower() else initial
         low = token.lower()
-        if role == "auto" and (patient, low) in self._name_roles:
-            # "Quenvaro Dastrelik" seen before: a lone "quenvaro" is that given name, not an unknown surname
-            role, learned = self._name_roles[(patient, low)]
-            gender = gender or learned
         if role == "auto":
-            role = "given" if low in self._first and low not in self._last else "surname"
+            tag = self._role_tag(patient, low)
+            if tag in self._name_roles:
+                # "Quenvaro Dastrelik" seen before: a lone "quenvaro" is that given name, not an unknown surname
+                role, learned = self._name_roles[tag]
+                gender = gender or learned
+            else:
+                role = "given" if low in self._first and low not in self._last else "surname"
+                self._remember_role(tag, role, gender)
         for attempt in range(20):  # never the original itself: "Martha" must not stay "Martha"
             again = (attempt,) if attempt else ()  # (the first draw's seed parts are those of earlier versions)
             if role == "given":
@@ -291,8 +358,8 @@ class SurrogateGenerator:
         gender = gender or self.name_gender(words[0].group())
         last = words[-1].start()
         for m in words:
-            self._name_roles.setdefault((patient, m.group().lower()), ("surname" if m.start() == last else "given",
-                                                                       gender))
+            self._remember_role(self._role_tag(patient, m.group().lower()),
+                                "surname" if m.start() == last else "given", gender)
         return re.sub(word, lambda m: self._name_token(m.group(), patient, "surname" if m.start() == last else
                                                        "given", gender), original)
 
@@ -307,7 +374,6 @@ class SurrogateGenerator:
             return hit
         if len(self._cache) > 200_000:  # determinism makes the cache optional: bound memory on huge corpora
             self._cache.clear()
-            self._name_roles.clear()  # lone words seen after this take their own role again
         out = self._name(original, patient, gender) if entity_type == "NAME" else \
             self._make(entity_type, original, patient)
         if entity_type != "DATE" or out != "[DATE]":

@@ -314,11 +314,12 @@ class DeidTransform(Transform):
 
     # ---- resuming a stopped ``data prepare`` (``clinforge.data.prepare_resume``): nothing here holds PHI
     def resume_blocker(self) -> str | None:
-        """Why this step's progress cannot be saved for a resume (``None`` when it can): a surrogate map holds the
-        original names, and a per-run pseudonym key is never stored (a resumed run would pseudonymise the same
-        patient twice, differently)."""
-        if self.deid.mode == "surrogate":
-            return "surrogate mode (its per-patient maps hold the original names, which are never written to disk)"
+        """Why this step's progress cannot be saved for a resume (``None`` when it can): a per-run surrogate or
+        pseudonym key is never stored (a resumed run would give the same patient two sets of surrogates or
+        pseudonyms). Surrogate mode's memory of the roles names took is saved as keyed tags, never as names."""
+        if self.deid.surrogates is not None and self.deid.surrogates.per_run:
+            return (f"surrogates are drawn under a random per-run key, which is never stored; set ${KEY_ENV} to make "
+                    "the run resumable")
         if self.per_run_patient_ids:
             return (f"patient ids are pseudonymised under a random per-run key, which is never stored; set "
                     f"${KEY_ENV} (or patient_ids: keep) to make the run resumable")
@@ -334,13 +335,25 @@ class DeidTransform(Transform):
 
         return {"ner_model": file_fingerprint(self.ner_model) if self.ner_model is not None else None,
                 "site_terms": content_hash(self.site_terms) if self.site_terms is not None else None,
-                "patient_key": self._ids.key_check if "pseudonymize" in (self.patient_ids, self.record_ids) else None}
+                "patient_key": self._ids.key_check if "pseudonymize" in (self.patient_ids, self.record_ids) else None,
+                "surrogate_key": self.deid.surrogates.key_check if self.deid.surrogates is not None else None}
 
     def progress_state(self) -> dict[str, Any]:
         """The counts of the records yielded so far (JSON), for a checkpoint (read between two yields, when they
         count exactly the records out)."""
-        return {"out": self.n_out, "phi": dict(self.phi), "fields_changed": self.fields_changed,
-                "records_changed": self.records_changed, "record_ids_with_phi": self.record_ids_with_phi}
+        state = {"out": self.n_out, "phi": dict(self.phi), "fields_changed": self.fields_changed,
+                 "records_changed": self.records_changed, "record_ids_with_phi": self.record_ids_with_phi,
+                 "unparsed_dates": self.deid.unparsed_dates}
+        if self.deid.surrogates is not None:  # a mark only: the memory itself is written by ``checkpoint_state``
+            state["roles_mark"] = list(self.deid.surrogates.roles_mark())
+        return state
+
+    def checkpoint_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` (from ``progress_state``) with what it marks written out: surrogate mode's role memory as it
+        was then (keyed tags, roles, genders)."""
+        if "roles_mark" not in state:
+            return state
+        return {**state, "roles": self.deid.surrogates.roles_state(tuple(state["roles_mark"]))}
 
     def add_progress(self, state: dict[str, Any]) -> None:
         """Add the counts an interrupted run saved (``progress_state``) to this run's, for the data card."""
@@ -350,6 +363,10 @@ class DeidTransform(Transform):
         self.fields_changed += state["fields_changed"]
         self.records_changed += state["records_changed"]
         self.record_ids_with_phi += state["record_ids_with_phi"]
+        if self.deid.surrogates is not None:
+            self.deid.surrogates.unparsed_dates += state.get("unparsed_dates", 0)
+            if "roles" in state:
+                self.deid.surrogates.restore_roles(state["roles"])
 
     def report(self) -> dict[str, Any]:
         """Counts for the data card: records in/out and changed, fields changed, PHI spans by type."""
