@@ -341,3 +341,34 @@ def test_a_surrogate_run_under_a_site_key_resumes_with_its_name_roles_and_writes
         assert word.lower() not in saved.lower()
     _run(recipe, out)
     assert _result(out) == ref
+
+
+def test_a_stop_while_a_record_of_another_kind_goes_out_counts_the_steps_work_once(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    # A record of a kind the deid step does not process goes out after the step made its next output (whose counts
+    # it holds); a real SIGTERM on MedQuAD + MTS-Dialog landed there and the resumed card counted one dialogue twice
+    from clinforge.data.records import Record
+
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    recipe = _recipe(tmp_path / "r")
+    _run(recipe, tmp_path / "ref")
+    kinds = set(yaml.safe_load(recipe.read_text())["steps"][0]["kinds"])
+    out = tmp_path / "run"
+    real, seen = Record.model_dump_json, [0]
+
+    def model_dump_json(self, *args, **kwargs):
+        if self.kind not in kinds:
+            seen[0] += 1
+            if seen[0] == 4:
+                raise Interrupted(signal.SIGTERM)
+        return real(self, *args, **kwargs)
+
+    take_notes()
+    with monkeypatch.context() as m:
+        m.setattr(Record, "model_dump_json", model_dump_json)
+        with pytest.raises(KeyboardInterrupt):
+            _run(recipe, out)
+    take_notes()
+    assert json.loads((out / SPILL / "state.json").read_text())["progress"]["records"] > 3
+    _run(recipe, out)
+    assert _result(out) == _result(tmp_path / "ref")

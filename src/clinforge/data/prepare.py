@@ -321,7 +321,7 @@ def _resumed(resume: PrefixResume, stream: Iterator[Record], kinds: list[str] | 
     """The first step's saved output, then its new output (saved as it passes); at the end the saved records'
     kinds join the step's per-kind counts."""
     yield from resume.replay()
-    yield from resume.tee(stream)
+    yield from resume.tee(stream, kinds)
     resume.add_replayed_kinds(kinds)
 
 
@@ -482,6 +482,9 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
     if resumed_after:  # said even without progress output: the run is not a fresh one
         print(f"resuming: {resumed_after} records through step {resume.label} were kept by an interrupted run "
               f"({resume.partial.folder})", file=sys.stderr, flush=True)
+    elif progress and resume.blocker and steps:  # said before hours of work, not only when a stop has cost them
+        print(f"note: if this run is stopped, it starts again from the first record: {resume.blocker}",
+              file=sys.stderr, flush=True)
     config = recipe.model_dump(mode="json")
     run = RunRecord(out, command="data prepare", config=config, seed=recipe.seed,
                     inputs=_input_paths(recipe, steps) + ([recipe_file] if recipe_file else []))

@@ -149,10 +149,16 @@ class PrefixResume:
                 self.replayed_kinds[rec.kind] += 1
                 yield rec
 
-    def tee(self, records: Iterable[Record]) -> Iterator[Record]:
+    def tee(self, records: Iterable[Record], kinds: list[str] | None = None) -> Iterator[Record]:
         """Pass the first step's new output through, appending each record to the saved output; the snapshot that
-        counts it is one assignment (an interruption in between is cut off on resume), saved every 30 s."""
+        counts it is one assignment (an interruption in between is cut off on resume), saved every 30 s.
+
+        ``kinds``: the step's ``kinds``. A record of another kind passed through it, and goes out just AFTER the step
+        made its next output (``prepare.only_kinds``), whose counts it already holds: the step's counts are read
+        only when one of its own outputs goes out, when they cover exactly the records written."""
         done, size = self.snapshot["records"], self.snapshot["bytes"]
+        step_state = self.step.progress_state()  # read before any new record: what was restored, or nothing
+        own = set(kinds) if kinds else None
         with open(self.partial.path, "a", encoding="utf-8") as fh:
             self._sink = fh
             for rec in records:
@@ -160,8 +166,9 @@ class PrefixResume:
                 fh.write(line)
                 done += 1
                 size += len(line.encode("utf-8"))
-                # the step's counts are read between two of its yields, when they cover exactly the records out
-                self.snapshot = {"records": done, "bytes": size, "step": self.step.progress_state()}
+                if own is None or rec.kind in own:
+                    step_state = self.step.progress_state()
+                self.snapshot = {"records": done, "bytes": size, "step": step_state}
                 if time.monotonic() - self._last_save > CHECKPOINT_S:
                     self.save()
                 yield rec
