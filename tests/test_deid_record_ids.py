@@ -107,3 +107,13 @@ def test_the_data_card_does_not_list_file_names_that_hold_phi(tmp_path: Path) ->
     card = prepare(load_recipe(data={"sources": [{"reader": "text", "path": str(plain)}]}), tmp_path / "run2",
                    progress=False)
     assert card["sources"]["text:plain"]["files"] == [str(plain / "note_001.txt")]  # harmless names stay listed
+
+
+@pytest.mark.parametrize(("name", "types"), [
+    ("4456781_2021-03-14", {"DATE"}), ("mrn_4456781", {"MRN"}), ("encounter_99812345", {"ID"}),
+    ("smith_john", {"NAME"}), ("martha.collins", {"NAME"}), ("dr.okafor.note", {"NAME"}), ("2021.03.14", {"DATE"}),
+    ("note_000123", set()), ("report.final", set()), ("ct.chest", set()), ("v1.2", set())])
+def test_names_built_from_identifiers_are_found_and_plain_ones_are_not(name: str, types: set[str]) -> None:
+    from clinforge.data.deid.phi_in_names import phi_in_name
+
+    assert set(phi_in_name(name)) == types

@@ -8,6 +8,7 @@ refuse, warn or pseudonymise; messages give counts and entity types, never a nam
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -15,15 +16,19 @@ from typing import Any
 
 
 def phi_in_name(name: str, deidentifier: Any | None = None) -> list[str]:
-    """The entity types the rules find in one name or id (underscores read as spaces).
+    """The entity types the rules find in one name or id (underscores, and dots between letters, read as spaces:
+    ``john.smith`` is a name; ``2021.03.14`` stays a date).
 
     Example:
-        >>> phi_in_name("4456781_2021-03-14"), phi_in_name("note_001")
-        (['DATE'], [])
+        >>> phi_in_name("4456781_2021-03-14"), phi_in_name("note_001"), phi_in_name("martha.collins")
+        (['DATE'], [], ['NAME'])
     """
     if deidentifier is None:
         deidentifier = _default()
-    return [s.entity_type for s in deidentifier.detect(name.replace("_", " "))]
+    return [s.entity_type for s in deidentifier.detect(_DOT_BETWEEN_LETTERS.sub(" ", name.replace("_", " ")))]
+
+
+_DOT_BETWEEN_LETTERS = re.compile(r"(?<=[^\W\d_])\.(?=[^\W\d_])")
 
 
 def names_with_phi(paths: Sequence[Path], deidentifier: Any | None = None) -> tuple[int, Counter[str]]:
