@@ -29,8 +29,12 @@ def _print_step(name: str, summary: dict[str, Any], ctx: dict[str, Any]) -> None
             r = loss[label]
             console.print(f"held-out loss {label}: {r['loss']:.3f} (95% CI {r['loss_ci'][0]:.3f}-{r['loss_ci'][1]:.3f},"
                           f" n={loss['n']} conversations, {loss['n_tokens']} assistant tokens)")
+        from clinforge.eval.compare_runs import fmt_p
+
+        p_text = fmt_p(d["p_value"])  # a bootstrap p of 0 is below the resampling's resolution, not zero
         console.print(f"held-out loss tuned - base: {d['delta']:+.3f} (95% CI {d['delta_ci'][0]:+.3f} to "
-                      f"{d['delta_ci'][1]:+.3f}, paired bootstrap p = {d['p_value']:.3f}; lower is better; "
+                      f"{d['delta_ci'][1]:+.3f}, paired bootstrap p {'' if p_text.startswith('<') else '= '}{p_text}; "
+                      f"lower is better; "
                       f"{loss['improved_examples']}/{loss['n']} conversations improved)")
     elif name == "compare":
         from rich.markup import escape
