@@ -483,8 +483,9 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         print(f"resuming: {resumed_after} records through step {resume.label} were kept by an interrupted run "
               f"({resume.partial.folder})", file=sys.stderr, flush=True)
     elif progress and resume.blocker and steps:  # said before hours of work, not only when a stop has cost them
-        print(f"note: if this run is stopped, it starts again from the first record: {resume.blocker}",
-              file=sys.stderr, flush=True)
+        from clinforge.core.progress import say
+
+        say(f"note: if this run is stopped, it starts again from the first record: {resume.blocker}")
     config = recipe.model_dump(mode="json")
     run = RunRecord(out, command="data prepare", config=config, seed=recipe.seed,
                     inputs=_input_paths(recipe, steps) + ([recipe_file] if recipe_file else []))

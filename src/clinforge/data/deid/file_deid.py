@@ -427,9 +427,10 @@ def deidentify_file(input: Path, out: Path | None = None, *, mode: str = "mask",
             saveable = not (surrogates is not None and surrogates.per_run) and not (
                 (keyed or file_names == "pseudonymize") and ids.per_run)
             if not saveable and progress:  # said before the work, not only after a stop has cost it
-                print(f"note: if this run is stopped, it starts again from the first text: it works under a random "
-                      f"per-run key, which is never stored; set ${KEY_ENV} to make it resumable", file=sys.stderr,
-                      flush=True)
+                from clinforge.core.progress import say
+
+                say(f"note: if this run is stopped, it starts again from the first text: it works under a random "
+                    f"per-run key, which is never stored; set ${KEY_ENV} to make it resumable")
             partial = PartialOutput(out, _fingerprint(input, kind, files, mode=mode, seed=seed, json_out=json_out,
                                                       text_column=text_column, patient_column=patient_column,
                                                       patient_ids=patient_ids, name_columns=name_columns,
