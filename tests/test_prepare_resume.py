@@ -114,7 +114,7 @@ def test_other_input_or_first_step_options_are_refused_until_overwrite(tmp_path:
     out = tmp_path / "run"
     _stopped(monkeypatch, recipe, out, 10)
     redact = _recipe(tmp_path / "r2", lambda d: d["steps"][0]["options"].update(mode="redact"))
-    with pytest.raises(OutputExistsError, match=r"differing: step\)"):
+    with pytest.raises(OutputExistsError, match=r"differing: steps\)"):
         _run(redact, out)
     monkeypatch.setenv(KEY_ENV, "another key")  # other pseudonyms: the two parts would not link a patient
     with pytest.raises(OutputExistsError, match=r"differing: step_inputs\)"):
@@ -372,3 +372,58 @@ def test_a_stop_while_a_record_of_another_kind_goes_out_counts_the_steps_work_on
     assert json.loads((out / SPILL / "state.json").read_text())["progress"]["records"] > 3
     _run(recipe, out)
     assert _result(out) == _result(tmp_path / "ref")
+
+
+def _steps_first(*names: str):
+    """A recipe edit: the named steps moved in front of the deid step, in that order."""
+    def edit(d: dict) -> None:
+        moved = [next(s for s in d["steps"] if s["transform"] == n) for n in names]
+        d["steps"] = moved + [s for s in d["steps"] if s not in moved]
+    return edit
+
+
+@pytest.mark.parametrize("first", [("filter",), ("dedup", "filter")])
+def test_cheap_steps_before_the_deid_step_run_again_and_the_deid_step_resumes(tmp_path: Path, monkeypatch,
+                                                                              first: tuple[str, ...]) -> None:
+    # a filter (or dedup) first spares the de-identifier the records it drops; the run still resumes at the deid
+    # step, the steps before it reading everything again, and ends as an uninterrupted run
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    recipe = _recipe(tmp_path / "r", _steps_first(*first))
+    _run(recipe, tmp_path / "ref")
+    out = tmp_path / "run"
+    label = f"{len(first) + 1}:deid"
+    notes = _stopped(monkeypatch, recipe, out, 15)
+    assert f"14 records through step {label} are kept" in notes[0]
+    _run(recipe, out)
+    assert json.loads((out / "summary.json").read_text())["resumed_after_records"] == 14
+    assert _result(out) == _result(tmp_path / "ref")
+    records, card = _result(out)
+    assert [s["step"] for s in card["steps"]][:len(first) + 1] == [f"{i + 1}:{n}" for i, n in
+                                                                   enumerate((*first, "deid"))]
+
+    # other options of a step before it change what the deid step saw: refused
+    _stopped(monkeypatch, recipe, tmp_path / "again", 15)
+    stricter = _recipe(tmp_path / "r2", lambda d: (_steps_first(*first)(d), d["steps"][len(first) - 1][
+        "options"].update(min_words=9)))
+    with pytest.raises(OutputExistsError, match=r"differing: steps\)"):
+        _run(stricter, tmp_path / "again")
+
+
+class _Shuffles(Transform):
+    """A plug-in step that does not declare itself deterministic."""
+
+    name = "shuffles"
+
+    def apply(self, records):
+        yield from records
+
+
+def test_a_step_before_the_deid_step_that_may_differ_from_run_to_run_blocks_the_resume(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "a site key")
+    TRANSFORMS.register("shuffles", _Shuffles, override=True)
+    recipe = _recipe(tmp_path / "r", lambda d: d["steps"].insert(0, {"transform": "shuffles"}))
+    out = tmp_path / "run"
+    notes = _stopped(monkeypatch, recipe, out, 10)
+    assert "progress is not saved: step 1:shuffles comes before 2:deid and does not declare" in notes[0]
+    assert not (out / SPILL).exists()

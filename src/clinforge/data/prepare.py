@@ -261,8 +261,9 @@ def run_pipeline(recipe: Recipe, steps: list[tuple[str, Transform]] | None = Non
                  ) -> tuple[Iterator[Record], list[tuple[str, Transform]], dict[str, Any]]:
     """Chain sources and steps lazily; returns ``(records, steps, source_reports)``.
 
-    ``resume`` (a begun :class:`~clinforge.data.prepare_resume.PrefixResume`) saves the first step's output as it
-    comes and, for a resumed run, skips the source records that step finished and replays its saved output.
+    ``resume`` (a begun :class:`~clinforge.data.prepare_resume.PrefixResume`) saves the output of its step (the
+    first deid step) as it comes and, for a resumed run, skips the records that step finished and replays its saved
+    output; the steps before it run again.
 
     ``source_reports[label]`` fills while the records are consumed (the readers' ReadReport plus the count).
     ``progress`` shows a bar per source of the records read (on a terminal): a step that holds every record
@@ -303,14 +304,15 @@ def run_pipeline(recipe: Recipe, steps: list[tuple[str, Transform]] | None = Non
     started = time.monotonic()
     if progress:
         stream = _announce(stream, f"read {len(recipe.sources)} source(s)", counts, started)
-    if resume is not None:
-        stream = resume.skip(stream)
     for k, (label, transform) in enumerate(steps, start=1):
         kinds = getattr(transform, "only_kinds", None)
+        resumed_here = resume is not None and k - 1 == resume.index
+        if resumed_here:  # the records this step finished before a stop are read, then skipped
+            stream = resume.skip(stream)
         transform.kinds_processed = Counter()  # what the step actually saw, by kind, for the data card
         stream = transform.apply(_count_kinds(stream, transform.kinds_processed)) if not kinds else \
             only_kinds(stream, transform, set(kinds))
-        if resume is not None and k == 1:
+        if resumed_here:
             stream = _resumed(resume, stream, kinds)
         if progress:
             stream = _announce(stream, f"step {k}/{len(steps)} {label.split(':', 1)[1]}", counts, started)
@@ -318,7 +320,7 @@ def run_pipeline(recipe: Recipe, steps: list[tuple[str, Transform]] | None = Non
 
 
 def _resumed(resume: PrefixResume, stream: Iterator[Record], kinds: list[str] | None) -> Iterator[Record]:
-    """The first step's saved output, then its new output (saved as it passes); at the end the saved records'
+    """The resumed step's saved output, then its new output (saved as it passes); at the end the saved records'
     kinds join the step's per-kind counts."""
     yield from resume.replay()
     yield from resume.tee(stream, kinds)
@@ -433,7 +435,7 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
 
     Refuses an existing non-empty ``out_dir`` unless ``overwrite``. On failure the run record says so; with
     ``overwrite`` the new run is built beside the old one and swapped in only when it succeeded, so a failed
-    re-run leaves the previous output intact. When the first step is a resumable deid step, what it finished
+    re-run leaves the previous output intact. When the recipe has a resumable deid step, what it finished
     is kept when the run stops and the same call continues from there (``clinforge.data.prepare_resume``).
 
     Example:
@@ -527,7 +529,7 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
         atomic_write_text(out / "data_card.md", render_markdown(card))
     except BaseException as exc:
         run.fail(exc)
-        # what the first step finished is kept for the same command (an error in a later step, or bad input that
+        # what the deid step finished is kept for the same command (an error in a later step, or bad input that
         # stopped it, too: a corrected later step resumes; changed input is refused until --overwrite)
         kept = resume.active and resume.snapshot["records"] > 0
         if kept:

@@ -1,21 +1,23 @@
-"""A stopped ``clinforge data prepare`` keeps the records its first step finished; the same command continues.
+"""A stopped ``clinforge data prepare`` keeps the records its deid step finished; the same command continues.
 
 The slow part of a preparation is nearly always de-identification (about 1 MB of notes a second a core): a
-hospital export takes hours, and a scheduler's SIGTERM at 90% must not cost them again. When the recipe's FIRST step
-can resume (a ``deid`` step whose surrogates and patient pseudonyms, if any, come from ``$CLINFORGE_DEID_KEY``;
-any transform that is ``one_to_one`` and has the methods used below), the records that
-step yields are also written, as they come, to ``.prefix.jsonl.partial/`` inside the run directory, with a
-checkpoint (records and bytes written, the step's counts) every 30 s and when the run stops, by a signal or an
-error. The same command then re-reads the sources, skips the records the step already did (one record out per
-record in, in order, so the k-th output belongs to the k-th source record), replays the saved ones in front of
-the new ones, and runs the later steps (dedup, split, ...) over the whole stream as before: the dataset and the
-data card's counts are those of an uninterrupted run (tested). The later steps are cheap by comparison and run
-again in full.
+hospital export takes hours, and a scheduler's SIGTERM at 90% must not cost them again. The step that resumes is
+the recipe's first ``deid`` step (any transform that is ``one_to_one`` and has the methods used below), wherever it
+stands, when its surrogates and patient pseudonyms, if any, come from ``$CLINFORGE_DEID_KEY`` and every step before
+it is ``deterministic`` (all built-in steps are: a filter or a dedup put first to spare the de-identifier work).
+The records that step yields are also written, as they come, to ``.prefix.jsonl.partial/`` inside the run
+directory, with a checkpoint (records and bytes written, the step's counts) every 30 s and when the run stops, by a
+signal or an error. The same command then reads the sources and runs the steps before it again (cheap, and their
+counts come out whole), skips the records the step already did (one record out per record in, in order, so its
+k-th output belongs to its k-th input), replays the saved ones in front of the new ones, and runs the later steps
+(dedup, split, ...) over the whole stream as before: the dataset and the data card's counts are those of an
+uninterrupted run (tested). The later steps are cheap by comparison and run again in full.
 
-The checkpoint holds a fingerprint (the sources with their files' sizes and times, the first step's options, its
-tagger folder and site list, a tag of the pseudonym key, clinforge's version): another recipe or other input meets
-the unfinished run with an error naming what differs, and ``--overwrite`` discards it. The records saved are the
-step's output (de-identified), the same content the dataset will hold; nothing else is written.
+The checkpoint holds a fingerprint (the sources with their files' sizes and times, the options of the steps up to
+the resumed one and their input files, its tagger folder and site list, a tag of the pseudonym and surrogate keys,
+clinforge's version): another recipe or other input meets the unfinished run with an error naming what differs, and
+``--overwrite`` discards it. The records saved are the step's output (de-identified), the same content the dataset
+will hold; nothing else is written.
 """
 
 from __future__ import annotations
@@ -35,25 +37,43 @@ from clinforge.data.transforms.base import Transform
 SPILL = "prefix.jsonl"
 
 
+def resumable_step(steps: list[tuple[str, Transform]]) -> int | None:
+    """The index of the step a stopped run continues at: the first that yields one record per record in
+    (``one_to_one``) and saves its counts (``progress_state``), i.e. the first ``deid`` step; ``None`` without one.
+
+    Example:
+        >>> from clinforge.data.transforms import get_transform
+        >>> resumable_step([("1:filter", get_transform("filter")), ("2:deid", get_transform("deid"))])
+        1
+    """
+    return next((i for i, (_, t) in enumerate(steps)
+                 if getattr(t, "one_to_one", False) and hasattr(t, "progress_state")), None)
+
+
 def resume_blocker(steps: list[tuple[str, Transform]]) -> str | None:
-    """Why a run of these steps cannot resume mid-way (``None`` when it can): its first step must yield one record
-    per record in (``one_to_one``), save its counts (``progress_state``) and have no reason of its own to refuse
-    (``resume_blocker``: a per-run key).
+    """Why a run of these steps cannot resume mid-way (``None`` when it can): it needs a step that can continue
+    where it stopped (``resumable_step``), every step before that one ``deterministic`` (they run again on a resume
+    and must give it the same records), and no reason of that step's own (``resume_blocker``: a per-run key).
 
     Example:
         >>> from clinforge.data.transforms import get_transform
         >>> resume_blocker([("1:deid", get_transform("deid", mode="mask", patient_ids="keep"))]) is None
         True
         >>> resume_blocker([("1:dedup", get_transform("dedup"))])
-        'its first step (1:dedup) cannot continue where it stopped (only a first deid step can)'
+        'no step of it can continue where it stopped (a deid step can)'
     """
     if not steps:
         return "it has no steps"
-    label, first = steps[0]
-    if not (getattr(first, "one_to_one", False) and hasattr(first, "progress_state")):
-        return f"its first step ({label}) cannot continue where it stopped (only a first deid step can)"
-    own = first.resume_blocker() if hasattr(first, "resume_blocker") else None
-    return None if own is None else f"its first step ({label}): {own}"
+    k = resumable_step(steps)
+    if k is None:
+        return "no step of it can continue where it stopped (a deid step can)"
+    unsure = [label for label, t in steps[:k] if not getattr(t, "deterministic", False)]
+    if unsure:
+        return (f"step {unsure[0]} comes before {steps[k][0]} and does not declare that it gives the same records "
+                "in every run (Transform.deterministic)")
+    label, step = steps[k]
+    own = step.resume_blocker() if hasattr(step, "resume_blocker") else None
+    return None if own is None else f"its step {label}: {own}"
 
 
 def _source_fingerprint(source: Any) -> dict[str, Any]:
@@ -64,7 +84,7 @@ def _source_fingerprint(source: Any) -> dict[str, Any]:
 
 
 class PrefixResume:
-    """The saved output of a run's first step in ``run_dir`` (see the module docstring).
+    """The saved output of a run's resumable (deid) step in ``run_dir`` (see the module docstring).
 
     ``check()`` before the run directory is prepared (it may refuse); ``begin()`` after; ``skip``, ``tee`` and
     ``replay`` wrap the record streams in ``run_pipeline``; ``add_replayed_kinds()`` when the stream is exhausted;
@@ -74,14 +94,17 @@ class PrefixResume:
     def __init__(self, run_dir: Path, recipe: Any, steps: list[tuple[str, Transform]], *, overwrite: bool = False):
         from clinforge import __version__
 
-        self.label, self.step = steps[0] if steps else ("", None)
         self.blocker = resume_blocker(steps)
+        self.index = resumable_step(steps) if self.blocker is None else None
+        self.label, self.step = steps[self.index] if self.index is not None else ("", None)
         fingerprint: dict[str, Any] = {"clinforge": __version__}
-        if self.blocker is None:
-            first = recipe.steps[0]
+        if self.index is not None:
+            # the steps before the resumed one run again on a resume: their options and input files count too
+            before = [path for _, t in steps[:self.index] for path in getattr(t, "input_paths", list)()]
             fingerprint.update(
                 sources=[_source_fingerprint(s) for s in recipe.sources],
-                step=first.model_dump(mode="json"), seed=recipe.seed,
+                steps=[s.model_dump(mode="json") for s in recipe.steps[:self.index + 1]], seed=recipe.seed,
+                inputs_before=[file_fingerprint(p) if Path(p).exists() else p for p in before],
                 step_inputs=self.step.resume_fingerprint() if hasattr(self.step, "resume_fingerprint") else None)
         self.partial = PartialOutput(run_dir / SPILL, fingerprint, overwrite=overwrite)
         self.saved: dict[str, Any] | None = None
@@ -117,7 +140,7 @@ class PrefixResume:
                                 "or pass --overwrite to discard it and start again")
 
     def begin(self) -> int:
-        """Open the saved progress (or an empty one); returns how many records the first step had finished."""
+        """Open the saved progress (or an empty one); returns how many records the resumed step had finished."""
         if not self.active:
             return 0
         self.saved = self.partial.start()
@@ -132,15 +155,15 @@ class PrefixResume:
         return self.snapshot["records"]
 
     def skip(self, records: Iterable[Record]) -> Iterator[Record]:
-        """The source records after those the first step finished (they are read, so the readers' counts and
-        skipped rows stay those of the whole input)."""
+        """The records entering the resumed step after those it finished (they are read and pass the steps before
+        it, so the readers' and those steps' counts stay those of the whole input)."""
         n = self.snapshot["records"] if self.saved else 0
         for i, rec in enumerate(records):
             if i >= n:
                 yield rec
 
     def replay(self) -> Iterator[Record]:
-        """The saved output of the first step, in order."""
+        """The saved output of the resumed step, in order."""
         if not self.saved:
             return
         with open(self.partial.path, encoding="utf-8") as fh:
@@ -150,7 +173,7 @@ class PrefixResume:
                 yield rec
 
     def tee(self, records: Iterable[Record], kinds: list[str] | None = None) -> Iterator[Record]:
-        """Pass the first step's new output through, appending each record to the saved output; the snapshot that
+        """Pass the resumed step's new output through, appending each record to the saved output; the snapshot that
         counts it is one assignment (an interruption in between is cut off on resume), saved every 30 s.
 
         ``kinds``: the step's ``kinds``. A record of another kind passed through it, and goes out just AFTER the step
@@ -188,7 +211,7 @@ class PrefixResume:
         self._last_save = time.monotonic()
 
     def add_replayed_kinds(self, only_kinds: list[str] | None) -> None:
-        """Give the pipeline's per-kind counts of the first step (which it sets up afresh) the kinds of the replayed
+        """Give the pipeline's per-kind counts of the resumed step (which it sets up afresh) the kinds of the replayed
         records; the step's own counts were restored in ``begin``."""
         if not self.saved:
             return

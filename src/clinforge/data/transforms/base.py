@@ -20,6 +20,10 @@ class Transform:
     # True when ``apply`` yields exactly one record per input, in input order (it may read ahead): the pipeline then
     # places the records a ``kinds:`` filter passes around it by position (``prepare.only_kinds``)
     one_to_one: bool = False
+    # True when ``apply`` gives the same output for the same input and options in every run (seeds included): a
+    # stopped ``data prepare`` runs such steps again before the step it resumes (``prepare_resume``). A plug-in that
+    # draws from an unseeded RNG or the clock leaves it False.
+    deterministic: bool = False
 
     def __init__(self, **options: Any):
         self.options = options

@@ -74,6 +74,8 @@ class ChatFormat(OptionsTransform):
         ('instruction', ['user', 'assistant'], 'qa')
     """
 
+    deterministic = True  # seeded where it draws (see Transform.deterministic)
+
     name = "chat_format"
     Options = ChatFormatOptions
 

@@ -171,6 +171,8 @@ class Contamination(OptionsTransform):
         1
     """
 
+    deterministic = True  # seeded where it draws (see Transform.deterministic)
+
     name = "contamination"
     Options = ContaminationOptions
 

@@ -105,6 +105,8 @@ class Dedup(OptionsTransform):
         1
     """
 
+    deterministic = True  # seeded where it draws (see Transform.deterministic)
+
     name = "dedup"
     Options = DedupOptions
 

@@ -75,6 +75,7 @@ class DeidTransform(Transform):
 
     name = "deid"
     one_to_one = True  # one record out per record in, in order (see Transform.one_to_one)
+    deterministic = True  # under a stored key; a per-run key is this step's resume_blocker
 
     def __init__(self, **options: Any):
         super().__init__(**options)

@@ -147,6 +147,8 @@ class QualityFilter(OptionsTransform):
         (['b'], {'too_short': 1})
     """
 
+    deterministic = True  # seeded where it draws (see Transform.deterministic)
+
     name = "filter"
     Options = FilterOptions
 

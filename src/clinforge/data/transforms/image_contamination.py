@@ -48,6 +48,8 @@ class ImageContaminationOptions(StrictModel):
 class ImageContamination(OptionsTransform):
     """Flag (or remove) training records with an image that near-duplicates a benchmark image (module docstring)."""
 
+    deterministic = True  # seeded where it draws (see Transform.deterministic)
+
     name = "image_contamination"
     Options = ImageContaminationOptions
 

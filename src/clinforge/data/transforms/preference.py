@@ -100,6 +100,8 @@ class MakePreference(OptionsTransform):
         3
     """
 
+    deterministic = True  # seeded where it draws (see Transform.deterministic)
+
     name = "make_preference"
 
     Options = MakePreferenceOptions

@@ -105,6 +105,8 @@ class PatientSplit(OptionsTransform):
         ({}, 0)
     """
 
+    deterministic = True  # seeded where it draws (see Transform.deterministic)
+
     name = "split"
     Options = SplitOptions
 
