@@ -333,3 +333,20 @@ def test_a_surrogate_is_never_the_original() -> None:
             out = g.replace("NAME", name, "p1").lower().replace(".", "").split()
             assert not set(name.lower().replace(".", "").split()) & set(out), (k, name, out)
         assert g.replace("LOCATION", "Boston", "p1") != "Boston"
+
+
+@pytest.mark.parametrize(("text", "holiday"), [
+    ("family visiting for christmas.", "christmas"), ("plan d/c after Thanksgiving", "Thanksgiving"),
+    ("pt fell on new years eve", "new years eve"), ("HOME BY CHRISTMAS EVE", "CHRISTMAS EVE"),
+    ("seen easter sunday", "easter sunday"), ("over the Labor Day weekend", "Labor Day"),
+    ("visit on Mother’s Day", "Mother’s Day"), ("admitted during Ramadan", "Ramadan")])
+def test_holidays_are_dates(text: str, holiday: str) -> None:
+    # a holiday names a day of the year; the rule is gated by a substring search and must not miss a case form
+    spans = Deidentifier().detect(text)
+    assert [(text[s.start:s.end], s.entity_type) for s in spans] == [(holiday, "DATE")]
+
+
+@pytest.mark.parametrize("text", ["FAMILY FROM THE EASTERN SHORE", "a disaster", "pt's mother and father at bedside",
+                                  "a master carpenter", "per day", "Patrick rounds"])
+def test_words_holding_a_holiday_are_not_dates(text: str) -> None:
+    assert not [s for s in Deidentifier().detect(text) if s.entity_type == "DATE"]
