@@ -13,6 +13,7 @@ cue inside the regex, so one ``finditer`` per pattern scans the text; Python cod
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from clinforge.data.deid.lexicons import (
     US_TERRITORY_CODES,
@@ -80,6 +81,40 @@ HOLIDAYS = ("Christmas", "Xmas", "Thanksgiving", "Easter", "Halloween", "Hanukka
             "Independence Day", "Veterans Day", "Veterans' Day", "Mother's Day", "Father's Day", "Valentine's Day",
             "Martin Luther King Day", "MLK Day", "Presidents Day", "Presidents' Day", "Columbus Day", "Good Friday",
             "Ash Wednesday", "Palm Sunday", "St. Patrick's Day", "Saint Patrick's Day")
+# Dates as they are spoken, in transcripts of visits: "on october twenty sixth", "april twenty two", "the fifth of
+# june" (a month name alone was already a date, which left the day behind). "may" and "march" take an ordinal only
+# ("may third"; "we march one step" is no date). A spoken year after it is kept, as a year in digits is. Three
+# rules, each led by literals in three cases and gated by substrings of the lower-cased text that it cannot match
+# without, so that nursing notes (where "may" is common) pay nearly nothing.
+_ORD_UNIT = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth")
+_ORD_TEENS = ("tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+              "eighteenth", "nineteenth", "twentieth", "thirtieth")
+_DAY_ORD = rf"(?:twenty|thirty)[ -](?:{'|'.join(_ORD_UNIT)})|{'|'.join(_ORD_UNIT + _ORD_TEENS)}"
+_DAY_CARD = r"(?:twenty|thirty)[ -](?:one|two|three|four|five|six|seven|eight|nine)|one|two|three|four|five|six|" \
+    r"seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty"
+_PLAIN_MONTHS = ("january", "february", "april", "june", "july", "august", "september", "october", "november",
+                 "december")
+_VERB_MONTHS = ("may", "march")
+
+
+def _three_cases(words: Sequence[str]) -> str:
+    return "|".join(f for w in words for f in (w.title(), w.upper(), w))
+
+
+_SPOKEN_RULES = [
+    # (a number word that begins a spoken year is no day: "January two thousand and eight", "December nineteen
+    # ninety four" are a month and a year, and the month alone is a date already)
+    ("spoken date", re.compile(rf"(?:{_three_cases(_PLAIN_MONTHS)})[ \t]+(?i:(?:the[ \t]+)?(?:{_DAY_ORD}|(?:{_DAY_CARD})"
+                               r"(?![ \t]+(?:hundred|thousand|ten|twenty|thirty|forty|fifty|sixty|seventy|eighty|"
+                               r"ninety)\b)))"
+                               r"(?![^\W\d_])"), _PLAIN_MONTHS),
+    ("spoken date, may or march", re.compile(rf"(?:{_three_cases(_VERB_MONTHS)})[ \t]+(?i:(?:the[ \t]+)?(?:{_DAY_ORD}))"
+                                             r"(?![^\W\d_])"),
+     tuple(f"{m} {d}" for m in _VERB_MONTHS for d in ("the", *_ORD_UNIT, *_ORD_TEENS, "twenty", "thirty"))),
+    ("spoken date, day of month", re.compile(  # (rare enough behind its gate to be written case-insensitively)
+        rf"(?i:(?:the[ \t]+)?(?:{_DAY_ORD})[ \t]+of[ \t]+(?:{'|'.join(_PLAIN_MONTHS + _VERB_MONTHS)}))(?![^\W\d_])"),
+     tuple(f"of {m}" for m in _PLAIN_MONTHS + _VERB_MONTHS)),
+]
 # what the lower-cased text must hold for the holiday rule to run (one substring search each, not a scan of ~100
 # alternatives at every letter: 9% of the whole recognizer's time on nursing notes)
 _HOLIDAY_STEMS = ("christmas", "xmas", "thanksgiving", "easter", "halloween", "hanukkah", "chanukah", "passover",
@@ -144,6 +179,7 @@ RULES: list[Rule] = [
         word + r"[ \t]+" + DAY + r"(?:(?:st|nd|rd|th)\b|,?[ \t]+" + YEAR + r"\b)"), 0.8, _WORD_LEFT)
       for word in ("may", "march")],
     ("DATE", "holiday", _HOLIDAY, 0.7, _WORD_LEFT),
+    *[("DATE", name, pattern, 0.75, _WORD_LEFT) for name, pattern, _ in _SPOKEN_RULES],
     ("DATE", "day-month-year, month abbreviated in lower case", re.compile(
         r"\d\d?-(?:jan|feb|mar|apr|may|jun|jul|aug|sept?|oct|nov|dec)-(?:\d{4}|\d\d)" + END_NUM), 0.85,
      _NUMERIC_LEFT),
@@ -293,11 +329,12 @@ _LOWER_CASE_RULES = frozenset({"lower-case plate after a licence plate label", "
                                "lower-case march with an ordinal day or a year",
                                "day-month-year, month abbreviated in lower case"})
 # The same, searched for in the lower-cased text.
-_NEEDS_IN_LOWER: dict[str, tuple[str, ...]] = {"holiday": _HOLIDAY_STEMS}
+_NEEDS_IN_LOWER: dict[str, tuple[str, ...]] = {"holiday": _HOLIDAY_STEMS,
+                                               **{name: stems for name, _, stems in _SPOKEN_RULES}}
 # Per rule, looked up once instead of per text: (rule, needs a digit, street-prefix rule, month rule, substrings
 # one of which it needs, its pattern without lower-case month names, a shape it needs, lower-case only, substrings
 # one of which its lower-cased text needs).
-_RULE_PLAN = [(rule, rule[0] != "URL" and rule[1] != "holiday", rule[1] in _PREFIX_RULES, rule[1] in _MONTH_RULES,
+_RULE_PLAN = [(rule, rule[0] != "URL" and rule[1] not in _NEEDS_IN_LOWER, rule[1] in _PREFIX_RULES, rule[1] in _MONTH_RULES,
                _NEEDS.get(rule[1]), _CASED_MONTH_RULES.get(rule[1], rule[2]), _SHAPES.get(rule[1]),
                rule[1] in _LOWER_CASE_RULES, _NEEDS_IN_LOWER.get(rule[1]))
               for rule in RULES]
