@@ -369,3 +369,18 @@ def test_spoken_dates_lose_their_day_too(text: str, date: str) -> None:
     ("may one day", "may one day"), ("first of all", "first of all")])
 def test_spoken_years_and_verbs_stay(text: str, kept: str) -> None:
     assert kept in Deidentifier().deidentify(text).text
+
+
+@pytest.mark.parametrize(("text", "age"), [
+    ("she is ninety two years old", "ninety two"), ("a ninety-four-year-old man", "ninety-four"),
+    ("aged ninety four", "ninety four"), ("NINETY-ONE YEAR-OLD", "NINETY-ONE"), ("a hundred and two years old",
+                                                                               "a hundred and two")])
+def test_ages_over_89_in_words_are_ages(text: str, age: str) -> None:
+    spans = [s for s in Deidentifier().detect(text) if s.entity_type == "AGE"]
+    assert [text[s.start:s.end] for s in spans] == [age]
+    assert "90+" in Deidentifier(mode="surrogate", surrogate_key="k").deidentify(text).text
+
+
+@pytest.mark.parametrize("text", ["he is eighty nine years old", "ninety percent", "took ninety mg"])
+def test_ages_under_90_and_other_numbers_in_words_stay(text: str) -> None:
+    assert Deidentifier().deidentify(text).text == text
