@@ -384,3 +384,14 @@ def test_ages_over_89_in_words_are_ages(text: str, age: str) -> None:
 @pytest.mark.parametrize("text", ["he is eighty nine years old", "ninety percent", "took ninety mg"])
 def test_ages_under_90_and_other_numbers_in_words_stay(text: str) -> None:
     assert Deidentifier().deidentify(text).text == text
+
+
+def test_day_first_month_day_is_kept_in_notes_but_shifts_as_day_first() -> None:
+    # "on 13/10" in an ICU note is pressure support over PEEP (a dev note): day/month without a year is not detected;
+    # a day-first date that is detected (with its year) shifts as day-first
+    d = Deidentifier()
+    for kept in ("pt initially on 13/10 in am", "dose 20/5 mg", "BP 140/90"):
+        assert d.deidentify(kept).text == kept
+    from clinforge.data.deid.surrogate import shift_date_text
+
+    assert shift_date_text("22/07", 30) == "21/08" and shift_date_text("3/14", 10) == "3/24"

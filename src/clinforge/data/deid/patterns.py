@@ -583,6 +583,8 @@ class PatternRecognizer(Recognizer):
             if not _left_ok(text, start, _WORD_LEFT + _NUMERIC_LEFT):
                 continue
             month, day = (int(x) for x in re.split("[/-]", m.group()))
+            # (not day/month, "on 22/7": in ICU notes "on 13/10" is pressure support over PEEP, and a dev note
+            # said so; a day-first site adds its dates with a year or a month name, which are found)
             if not (1 <= month <= 12 and 1 <= day <= 31):
                 continue
             words = text[max(0, start - 24):start].lower().replace(":", " ").split()

@@ -120,10 +120,13 @@ def _shift(text: str, days: int) -> str | None:
         new = dt.date(int(y), int(mo), 15) + delta
         return f"{_pad(new.month, mo)}/{new.year}"
     if m := _MONTH_DAY_NUM.match(s):
-        mo, sep, d = m.groups()
+        a, sep, b = m.groups()
+        day_first = int(a) > 12  # "22/7": the first number cannot be a month
+        mo, d = (b, a) if day_first else (a, b)
         new = dt.date(2000, int(mo), int(d)) + delta  # a leap reference year keeps 2/29 valid
-        pad = _padded_style(mo, d)
-        return f"{_pad(new.month, mo, pad)}{sep}{_pad(new.day, d, pad)}"
+        pad = _padded_style(a, b)
+        first, second = (new.day, new.month) if day_first else (new.month, new.day)
+        return f"{_pad(first, a, pad)}{sep}{_pad(second, b, pad)}"
     mw = _MONTH_WORD.search(s)
     if mw is None:
         return None
