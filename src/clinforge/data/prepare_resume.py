@@ -77,8 +77,9 @@ def resume_blocker(steps: list[tuple[str, Transform]]) -> str | None:
 
 
 def _source_fingerprint(source: Any) -> dict[str, Any]:
-    paths = {"path": source.path, **{k: v for k, v in source.options.items() if k in ("path", "tokenizer",
-                                                                                    "ground_truth")}}
+    from clinforge.data.prepare import PATH_KEYS  # (here: prepare imports this module)
+
+    paths = {"path": source.path, **{k: v for k, v in source.options.items() if k in PATH_KEYS}}
     files = {k: file_fingerprint(v) if isinstance(v, str) and Path(v).exists() else v for k, v in paths.items()}
     return {"source": source.model_dump(mode="json"), "files": files}
 
