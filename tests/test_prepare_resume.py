@@ -198,17 +198,23 @@ def test_a_stopped_overwrite_run_keeps_the_old_dataset_and_resumes(tmp_path: Pat
     assert not (tmp_path / ".run.new").exists()
 
 
-def test_sigterm_to_the_command_then_the_same_command(tmp_path: Path, data_root: Path) -> None:
-    # real PhysioNet notes (three readings of them, as three sources), as a user runs the command
+@pytest.mark.parametrize("mode", ["mask", "surrogate"])
+def test_sigterm_to_the_command_then_the_same_command(tmp_path: Path, data_root: Path, mode: str) -> None:
+    # real PhysioNet notes (three readings of them, as three sources), as a user runs the command; in surrogate mode
+    # under a site key, after a filter (the role memory is saved by the signal's checkpoint; the filter runs again)
     notes = str(data_root / "physionet-deid")
     recipe = tmp_path / "recipe.yaml"
+    first = [{"transform": "filter", "options": {"min_words": 5}}] if mode == "surrogate" else []
     recipe.write_text(yaml.safe_dump({
         "name": "icu-notes", "seed": 0,
         "sources": [{"name": f"deid-{i}", "reader": "physionet_deid", "path": notes} for i in range(3)],
-        "steps": [{"transform": "deid", "options": {"mode": "mask", "patient_ids": "keep"}},
+        "steps": [*first, {"transform": "deid", "options": {"mode": mode, "patient_ids": "keep"}},
                   {"transform": "split", "options": {"fractions": {"train": 0.9, "test": 0.1}}}]}, sort_keys=False))
     cmd = [sys.executable, "-m", "clinforge", "--no-progress", "data", "prepare", str(recipe)]
     env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    if mode == "surrogate":
+        env[KEY_ENV] = "a site key"
+    label = f"{len(first) + 1}:deid"
     ref = subprocess.run([*cmd, "--out", str(tmp_path / "ref")], capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "run"
@@ -221,13 +227,15 @@ def test_sigterm_to_the_command_then_the_same_command(tmp_path: Path, data_root:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert "records through step 1:deid are kept" in err and "clinforge" in err
-    kept = json.loads((out / SPILL / "state.json").read_text())["progress"]["records"]
+    assert f"records through step {label} are kept" in err and "clinforge" in err
+    state = json.loads((out / SPILL / "state.json").read_text())["progress"]
+    kept = state["records"]
     assert 0 < kept < 3 * 1450
+    assert bool(state["step"].get("roles", {}).get("roles")) == (mode == "surrogate")
 
     again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=env)
     assert again.returncode == 0, again.stderr
-    assert f"resuming: {kept} records through step 1:deid" in again.stderr
+    assert f"resuming: {kept} records through step {label}" in again.stderr
     assert _result(out) == _result(tmp_path / "ref")
 
 
