@@ -435,3 +435,22 @@ def test_a_step_before_the_deid_step_that_may_differ_from_run_to_run_blocks_the_
     notes = _stopped(monkeypatch, recipe, out, 10)
     assert "progress is not saved: step 1:shuffles comes before 2:deid and does not declare" in notes[0]
     assert not (out / SPILL).exists()
+
+
+def test_a_run_that_could_resume_but_will_not_says_so_at_the_start_and_a_quick_one_says_nothing(tmp_path: Path
+                                                                                                ) -> None:
+    notes = tmp_path / "n.jsonl"
+    notes.write_text(json.dumps({"id": "1", "kind": "note", "text": "Afebrile and stable overnight."}) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    said = {}
+    for name, steps in (("filter only", [{"transform": "filter"}]),
+                        ("per-run surrogates", [{"transform": "deid", "options": {"mode": "surrogate",
+                                                                                  "patient_ids": "keep"}}])):
+        recipe = tmp_path / f"{len(said)}.yaml"
+        recipe.write_text(yaml.safe_dump({"name": "x", "sources": [{"reader": "jsonl", "path": str(notes)}],
+                                          "steps": steps}))
+        res = subprocess.run([sys.executable, "-m", "clinforge", "data", "prepare", str(recipe), "--out",
+                              str(tmp_path / f"out{len(said)}")], capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr
+        said[name] = "note: if this run is stopped" in res.stderr
+    assert said == {"filter only": False, "per-run surrogates": True}

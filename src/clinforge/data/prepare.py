@@ -41,7 +41,7 @@ from pydantic import Field, PrivateAttr
 from clinforge.core.config import StrictModel, apply_overrides, load_yaml, validate
 from clinforge.core.errors import ConfigError, DataError, OutputExistsError
 from clinforge.core.paths import data_root
-from clinforge.data.prepare_resume import PrefixResume
+from clinforge.data.prepare_resume import PrefixResume, resumable_step
 from clinforge.data.prepared_dataset import features, load_prepared, record_to_row, row_to_record  # noqa: F401
 from clinforge.data.records import Record, RecordKind
 from clinforge.data.transforms.base import TRANSFORMS, Transform
@@ -484,7 +484,9 @@ def prepare(recipe: Recipe, out_dir: str | os.PathLike, overwrite: bool = False,
     if resumed_after:  # said even without progress output: the run is not a fresh one
         print(f"resuming: {resumed_after} records through step {resume.label} were kept by an interrupted run "
               f"({resume.partial.folder})", file=sys.stderr, flush=True)
-    elif progress and resume.blocker and steps:  # said before hours of work, not only when a stop has cost them
+    elif progress and resume.blocker and resumable_step(steps) is not None:
+        # said before hours of de-identification, not only when a stop has cost them (a recipe without a deid step
+        # is quick, and says nothing)
         from clinforge.core.progress import say
 
         say(f"note: if this run is stopped, it starts again from the first record: {resume.blocker}")
