@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from clinforge.data.deid.facility_names import capitalised_words_before, find_facility_names
 from clinforge.data.deid.lexicons import (
     US_TERRITORY_CODES,
     allow_words,
@@ -194,8 +195,6 @@ _UNAMBIGUOUS_STATES = trie_regex([s for s in STATE_NAMES if len(s) > 2] + [
 _STATE_COMMA = re.compile(r", ?(?:(?:" + STATES + r")\b(?=\s+\d{5}|\s*[,.\n]|\s*$)|(?:" + _UNAMBIGUOUS_STATES
                           + r")\b(?=[ \t]+[a-z]))")
 _GLUED_STREET = re.compile(r"(?:" + GLUED_SUFFIX + r")\s+\d{1,5}[A-Za-z]?\b" + UNIT)
-_FACILITY = re.compile(r"(?:Hospital|Medical Cent(?:er|re)|Health Cent(?:er|re)|Clinic|Infirmary|Nursing Home|"
-                       r"Rehabilitation Center|Hospice|Healthcare)\b")
 # A number with a unit or a vital-sign / ventilator label glued to it (nursing notes write "1300CC", "AC700X10").
 # "ON 10/5 BIPAP": pressure support / PEEP settings, not a date
 _VENT_AFTER = re.compile(r"[ \t]*(?:cpap|bipap|bi-pap|psv|peep|ps|simv)\b", re.I)
@@ -482,6 +481,9 @@ class PatternRecognizer(Recognizer):
         for m in _DIGIT_GROUPS.finditer(text):
             start, end = m.span()
             value = m.group()
+            if value.endswith(")") and value.count(")") > value.count("("):
+                end -= 1  # "(cell 617-555-0143)": the bracket closes the sentence's, not an area code's
+                value = value[:-1]
             ext = _EXTENSION.match(text, end)
             if ext is not None:
                 end = ext.end()
@@ -573,36 +575,14 @@ class PatternRecognizer(Recognizer):
                         continue  # "Wearing 40% face tent", "Lopressor 5 iv": a word and a number, no street
                     add(self.span(start, m.end(), "ADDRESS", 0.8, "street name glued to a suffix + number"))
         for m in _STATE_COMMA.finditer(text):
-            words = _capitalised_words_before(text, m.start(), 3)
+            words = capitalised_words_before(text, m.start(), 3)
             # a word with a digit ("CABGx4, RI"), or an all-caps word of 4 letters or fewer ("NT, ND"), is note
             # shorthand, no city
             if words is not None and not any(c.isdigit() for c in text[words:m.start()]) and (
                     not text[words:m.start()].isupper() or (m.start() - words > 4 and text[words:m.start()].isalpha())):
                 add(self.span(words, m.start(), "LOCATION", 0.7, "city before a state"))
-        for m in _FACILITY.finditer(text):
-            start = _capitalised_words_before(text, m.start() - 1 if m.start() else 0, 4, saint=True)
-            if start is not None and text[m.start() - 1:m.start()] == " ":
-                add(self.span(start, m.end(), "LOCATION", 0.6, "facility name"))
-
-
-_CAP_WORD_BEFORE = re.compile(r"(?:St\.?|Saint|[A-ZÀ-ÖØ-Þ][\w'’.-]*)$")
-
-
-def _capitalised_words_before(text: str, end: int, n: int, saint: bool = False) -> int | None:
-    """Start of up to ``n`` capitalised words that end right at ``end`` (None if there is none)."""
-    pos = end
-    start = None
-    for _ in range(n):
-        chunk = text[max(0, pos - 40):pos]
-        m = _CAP_WORD_BEFORE.search(chunk)
-        if m is None:
-            break
-        start = pos - (len(chunk) - m.start())
-        pos = start
-        if pos == 0 or text[pos - 1] not in " -":
-            break
-        pos -= 1
-    return start
+        for start, end, explanation in find_facility_names(text):
+            add(self.span(start, end, "LOCATION", 0.6, explanation))
 
 
 RECOGNIZERS.register("patterns", PatternRecognizer)

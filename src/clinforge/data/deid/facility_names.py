@@ -1,0 +1,140 @@
+"""Names of hospitals and clinics in mixed-case text.
+
+A facility name is one to four capitalised words before a facility word (``Mercy Hospital``, ``MD Anderson Cancer
+Center``), where the words may be joined by ``and`` (``Brigham and Women's Hospital``) and the name may go on in an
+``of`` phrase (``Hospital of the University of Pennsylvania``, ``Children's Hospital of Philadelphia``) or, after a
+named facility, a ``for`` phrase (``Shriners Hospitals for Children``). Hospitals are also called by a name and
+``General`` (``transferred to Mass General``, ``seen at Lutheran General``); that form is taken only after a place
+cue, since "General" opens exam sections. A department before a clinic or a centre is no place (``Cardiology
+Clinic``, ``Primary Care Clinic``, ``Breast Cancer Center``): only hospitals keep a generic name (``Rehabilitation
+Hospital``), where a miss costs more than a masked word.
+
+Case matters here: in a note written all in capitals or all in lower case the ``notes`` recognizer finds facility
+names from the words before a facility word instead (``note_rules``).
+
+Example:
+    >>> t = "Transferred from Brigham and Women's Hospital; follow-up in Cardiology Clinic."
+    >>> [t[a:b] for a, b, _ in find_facility_names(t)]
+    ["Brigham and Women's Hospital"]
+"""
+
+from __future__ import annotations
+
+import re
+
+from clinforge.data.deid.lexicons import word_set
+from clinforge.data.deid.medical_words import medical_words
+
+FACILITY = re.compile(r"(?:Hospitals?|Medical Cent(?:er|re)|Health Cent(?:er|re)|Cancer Cent(?:er|re)|Cancer Institute|"
+                      r"Health[Cc]are System|Health System|Clinic|Infirmary|Nursing Home|Rehabilitation Center|Hospice|"
+                      r"Health[Cc]are)\b")
+_HOSPITAL_HEADS = ("Hospital", "Medical Cent", "Nursing Home", "Healthcare", "Health System")
+CAP_WORD_BEFORE = re.compile(r"(?:St\.?|Saint|[A-ZÀ-ÖØ-Þ][\w'’.-]*)$")
+_AND_BEFORE = re.compile(r"(?P<w>[A-ZÀ-ÖØ-Þ][\w'’-]*)[ \t]+(?:and|&)[ \t]+$")
+_TITLE_WORD = r"[A-Z][a-z][\w'’-]*"
+_OF_TAIL = re.compile(r"(?:[ \t]+of(?:[ \t]+the)?(?:[ \t]+" + _TITLE_WORD + r"){1,3}){1,2}")
+_FOR_TAIL = re.compile(r"[ \t]+for(?:[ \t]+the)?(?:[ \t]+" + _TITLE_WORD + r"){1,2}")
+_GENERAL = re.compile(r"(?<![A-Za-z])(?:at|to|from|in|into|of)[ \t]+(?:the[ \t]+)?(?P<name>(?:" + _TITLE_WORD
+                      + r"[ \t]+){1,2})General\b(?![ \t]*[:(]|[ \t]+[A-Z])(?:[ \t]+(?P<after>[a-z]+))?")
+# A word that names what a clinic does, not where it is
+_DEPARTMENT_SUFFIX = re.compile(r"[a-z]*(?:ology|ologic|ological|iatry|iatric|iatrics|pedic|pedics|ics)")
+DEPARTMENT_WORDS = word_set("""
+primary care urgent family internal general medicine medical surgery surgical pain wound sleep memory travel diabetes
+heart eye cancer breast women women's womens children's childrens child pediatric infectious disease diseases vascular
+transplant liver lung kidney spine sports employee student community free walk-in outpatient ambulatory fertility
+hiv aids anticoagulation coumadin warfarin dialysis renal chest allergy asthma headache weight obesity bariatric
+nutrition vein foot hand skin hearing voice speech stroke epilepsy movement disorder disorders behavioral mental
+health addiction methadone prenatal well baby adult senior geriatric veterans express same day after hours
+rehabilitation rehab physical occupational therapy infusion wellness specialty multispecialty oncology neurology
+cardiology hepatology nephrology urology dermatology endocrine endocrinology gastroenterology gi ent ob gyn ob/gyn
+heme onc hematology radiation clinical research trauma emergency dental vision orthopedic orthopaedic spinal
+cardiac pulmonary thoracic cardiothoracic neuro ortho hand foot ankle knee hip joint bone tumor tumour lipid
+hypertension heart-failure chf copd cf ibd hepatitis tb std sti lactation fracture
+""")
+# Words before "General" that make it no hospital: a title ("Surgeon General") or a condition ("in Good General
+# health")
+_NOT_BEFORE_GENERAL = word_set("""
+surgeon attorney inspector postmaster consul secretary major brigadier lieutenant governor accountant solicitor
+good fair poor stable critical serious overall excellent
+""")
+_NOT_AFTER_GENERAL = word_set("""
+condition conditions health appearance state status surgery surgeon medicine medical anesthesia practice practitioner
+ward wards floor floors care impression exam examination well malaise weakness fatigue
+""")
+
+
+def is_department(word: str) -> bool:
+    """Whether ``word`` names a department or a kind of care (``Cardiology``, ``Primary``, ``Wound``) rather than a
+    place, as the words before a clinic do.
+
+    Example:
+        >>> is_department("Cardiology"), is_department("Primary"), is_department("Lahey")
+        (True, True, False)
+    """
+    w = word.lower().rstrip(".")
+    return w in DEPARTMENT_WORDS or w in medical_words() or _DEPARTMENT_SUFFIX.fullmatch(w) is not None
+
+
+def capitalised_words_before(text: str, end: int, n: int) -> int | None:
+    """Start of up to ``n`` capitalised words that end right at ``end`` (None if there is none), walking back over
+    single spaces and hyphens.
+
+    Example:
+        >>> t = "seen at Good Samaritan Hospital"
+        >>> t[capitalised_words_before(t, t.index(" Hospital"), 4):]
+        'Good Samaritan Hospital'
+    """
+    pos = end
+    start = None
+    for _ in range(n):
+        chunk = text[max(0, pos - 40):pos]
+        m = CAP_WORD_BEFORE.search(chunk)
+        if m is None:
+            break
+        start = pos - (len(chunk) - m.start())
+        pos = start
+        if pos == 0 or text[pos - 1] not in " -":
+            break
+        pos -= 1
+    return start
+
+
+def find_facility_names(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, explanation) of each facility name in ``text`` (see the module docstring).
+
+    Example:
+        >>> t = "Seen at the Hospital of the University of Pennsylvania, then Shriners Hospitals for Children."
+        >>> [t[a:b] for a, b, _ in find_facility_names(t)]
+        ['Hospital of the University of Pennsylvania', 'Shriners Hospitals for Children']
+    """
+    out: list[tuple[int, int, str]] = []
+    for m in FACILITY.finditer(text):
+        head = m.group()
+        start = None
+        if m.start() and text[m.start() - 1] == " ":
+            start = capitalised_words_before(text, m.start() - 1, 4)
+        if start is not None:
+            words = re.findall(r"[\w'’-]+", text[start:m.start()])
+            if not head.startswith(_HOSPITAL_HEADS) and all(is_department(w) for w in words):
+                start = None  # "Cardiology Clinic", "Primary Care Clinic": a department
+        if start is not None:
+            bridge = _AND_BEFORE.search(text, max(0, start - 40), start)
+            if bridge is not None and not is_department(bridge.group("w")):
+                start = bridge.start()  # "Brigham and Women's Hospital"
+        end = m.end()
+        tail = _OF_TAIL.match(text, end) or (_FOR_TAIL.match(text, end) if start is not None else None)
+        if tail is not None:
+            end = tail.end()
+        if start is None and tail is None:
+            continue
+        out.append((m.start() if start is None else start, end,
+                    "facility name" + (" with its of/for phrase" if tail is not None else "")))
+    if "General" in text:
+        for m in _GENERAL.finditer(text):
+            names = m.group("name").split()
+            if any(w.lower() in _NOT_BEFORE_GENERAL or is_department(w) for w in names) or (
+                    m.group("after") or "") in _NOT_AFTER_GENERAL:
+                continue
+            out.append((m.start("name"), m.start("name") + len(m.group("name")) + len("General"),
+                        "name + General after a place cue"))
+    return out
