@@ -4,8 +4,10 @@ A facility name is one to four capitalised words before a facility word (``Mercy
 Center``), where the words may be joined by ``and`` (``Brigham and Women's Hospital``) and the name may go on in an
 ``of`` phrase (``Hospital of the University of Pennsylvania``, ``Children's Hospital of Philadelphia``) or, after a
 named facility, a ``for`` phrase (``Shriners Hospitals for Children``). Hospitals are also called by a name and
-``General`` (``transferred to Mass General``, ``seen at Lutheran General``); that form is taken only after a place
-cue, since "General" opens exam sections. A department before a clinic or a centre is no place (``Cardiology
+``General`` (``transferred to Mass General``, ``seen at Lutheran General``) or by a name and its emergency department
+(``bring her to Tufts ED``); those forms are taken only after a place cue, since "General" opens exam sections and
+"Pediatric ED" is a department. ``Mount`` or ``Mt.`` and a capitalised word (``Mount Auburn``, ``Mt. Sinai``) is a
+place. A department before a clinic or a centre is no place (``Cardiology
 Clinic``, ``Primary Care Clinic``, ``Breast Cancer Center``): only hospitals keep a generic name (``Rehabilitation
 Hospital``), where a miss costs more than a masked word.
 
@@ -36,6 +38,11 @@ _OF_TAIL = re.compile(r"(?:[ \t]+of(?:[ \t]+the)?(?:[ \t]+" + _TITLE_WORD + r"){
 _FOR_TAIL = re.compile(r"[ \t]+for(?:[ \t]+the)?(?:[ \t]+" + _TITLE_WORD + r"){1,2}")
 _GENERAL = re.compile(r"(?<![A-Za-z])(?:at|to|from|in|into|of)[ \t]+(?:the[ \t]+)?(?P<name>(?:" + _TITLE_WORD
                       + r"[ \t]+){1,2})General\b(?![ \t]*[:(]|[ \t]+[A-Z])(?:[ \t]+(?P<after>[a-z]+))?")
+# "Mount Auburn", "Mt. Sinai": a hospital or a place named after a hill
+_MOUNT = re.compile(r"(?<![A-Za-z])(?:Mount|Mt\.?)[ \t]+" + _TITLE_WORD)
+# "bring pt to Tufts ED", "seen at Mercy ER": a hospital named by its emergency department, after a place cue
+_EMERGENCY = re.compile(r"(?<![A-Za-z])(?:at|to|from|in|into)[ \t]+(?:the[ \t]+)?(?P<name>" + _TITLE_WORD + r"(?:[ \t]+"
+                        + _TITLE_WORD + r"){0,2})[ \t]+(?:ED|ER|E\.D\.|Emergency (?:Department|Room|Dept))(?![A-Za-z])")
 # A word that names what a clinic does, not where it is
 _DEPARTMENT_SUFFIX = re.compile(r"[a-z]*(?:ology|ologic|ological|iatry|iatric|iatrics|pedic|pedics|ics)")
 DEPARTMENT_WORDS = word_set("""
@@ -57,6 +64,7 @@ _NOT_BEFORE_GENERAL = word_set("""
 surgeon attorney inspector postmaster consul secretary major brigadier lieutenant governor accountant solicitor
 good fair poor stable critical serious overall excellent
 """)
+_NOT_BEFORE_EMERGENCY = word_set("main our their this that local nearest nearby closest outside other another same")
 _NOT_AFTER_GENERAL = word_set("""
 condition conditions health appearance state status surgery surgeon medicine medical anesthesia practice practitioner
 ward wards floor floors care impression exam examination well malaise weakness fatigue
@@ -129,6 +137,14 @@ def find_facility_names(text: str) -> list[tuple[int, int, str]]:
             continue
         out.append((m.start() if start is None else start, end,
                     "facility name" + (" with its of/for phrase" if tail is not None else "")))
+    if "Mount" in text or "Mt" in text:
+        for m in _MOUNT.finditer(text):
+            out.append((m.start(), m.end(), "place name with Mount"))
+    if " ED" in text or " ER" in text or " E.D." in text or " Emergency" in text:
+        for m in _EMERGENCY.finditer(text):
+            names = m.group("name").split()
+            if not any(is_department(w) or w.lower() in _NOT_BEFORE_EMERGENCY for w in names):
+                out.append((m.start("name"), m.end("name"), "name before an emergency department after a place cue"))
     if "General" in text:
         for m in _GENERAL.finditer(text):
             names = m.group("name").split()

@@ -103,6 +103,14 @@ SENTENCE_END = frozenset(".!?:;>\"“(\n*•-")
 CREDENTIAL_AFTER = re.compile(r"^,?\s+(?:M\.?D\.?|D\.?O\.?|R\.?N\.?|N\.?P\.?|P\.?A\.?(?:-C)?|Ph\.?D\.?|MBBS|FRCP|"
                                r"DNP|CRNA|LPN|PharmD|DDS|DMD|MSW|LCSW|APRN|FNP|MPH|NP-C)\b"
                                r"(?![ \t]*(?:\d|(?:and|&|/)[ \t]*lat|view|film|line|cath|pressure|cough))")
+# A dose right after a capitalised word: the word is a drug ("Ritalin 10 mg", "Humulin 20 units")
+DOSE_AFTER = re.compile(r"^[ \t]*\d+(?:\.\d+)?[ \t]*(?:mg|mcg|µg|ug|g|gm|grams?|units?|iu|ml|meq|mmol|%|tabs?|tablets?|"
+                        r"caps?|capsules?|puffs?|drops?|sprays?|patch(?:es)?)(?![a-z])", re.I)
+# A species epithet after a capitalised word: the word is a genus ("Klebsiella pneumoniae", "Candida albicans")
+SPECIES_AFTER = re.compile(r"^[ \t]+([a-z]{2,}(?:ae|is|us|um|ii|i|a|ens|ans|ium|ica|icus|ides|oides))(?![a-z])")
+# A dotted credential after a name and a comma, not an initial in a list of names ("Jane Roe, D.O.", "Liu, R.N.")
+DOTTED_CREDENTIAL = re.compile(r"(?:M\.D|D\.O|R\.N|N\.P|P\.A|Ph\.D|D\.D\.S|D\.M\.D|L\.P\.N|O\.D|D\.P\.M|C\.N\.M|B\.S\.N|"
+                               r"M\.S\.N|P\.T|O\.T|R\.D|M\.B\.B\.S|F\.A\.C\.[SP])\.(?![A-Za-z])")
 # After "seen by X": a service, not a person ("Seen by Liver team", "by Cardiac Transplant surgeon").
 SERVICE_AFTER = re.compile(r"^(?:[ \t]+[A-Za-z]+)?[ \t]+(?:team|service|surgeon|surgery|consult|fellow|attending|"
                             r"transplant|clinic|doctors?|nurses?)\b", re.I)

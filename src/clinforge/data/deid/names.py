@@ -37,6 +37,7 @@ import bisect
 import re
 from functools import lru_cache
 
+from clinforge.data.deid.form_names import surname_first_fields
 from clinforge.data.deid.lexicons import (
     CLINICAL_TERMS,
     EPONYMS,
@@ -58,6 +59,8 @@ from clinforge.data.deid.name_patterns import (
     AMBIGUOUS_TITLES,
     CAP_TOKEN,
     CREDENTIAL_AFTER,
+    DOSE_AFTER,
+    DOTTED_CREDENTIAL,
     EPONYM_AFTER,
     FACILITY_AFTER,
     JOIN,
@@ -93,6 +96,7 @@ from clinforge.data.deid.name_patterns import (
     SENTENCE_END,
     SERVICE_AFTER,
     SPEAKER_LABEL,
+    SPECIES_AFTER,
     SPEECH_AFTER,
     TITLE_BEFORE,
     TITLE_WORD_SCAN,
@@ -240,6 +244,8 @@ class NameRecognizer(Recognizer):
             if span is not None:
                 out.append(span)
         out += self._beside_names(text, runs, judged)
+        for start, end in surname_first_fields(text, self._first, self._english_all):
+            out.append(self.span(start, end, "NAME", 0.8, "surname-first name in a form field"))
         note = looks_like_note(text)
         if not text.isupper():  # every lower-case rule needs a lower-case letter (a-z, ß-ɏ)
             out += self._lowercase(text, note)
@@ -327,6 +333,8 @@ class NameRecognizer(Recognizer):
             if self._clinical_after_title(text, start, end):
                 return None
             return self.span(start, end, "NAME", 0.9, "capitalised words after a title")
+        if len(run) == 1 and self._species_after(after):
+            return None  # "Klebsiella pneumoniae", "Candida albicans": a genus before its species
         if "N" in kinds or ("C" in kinds and len(run) > 1):
             score = 0.85 if len(run) > 1 else 0.7
             return self.span(start, end, "NAME", score, "name lexicon" + (" + neighbours" if len(run) > 1 else ""))
@@ -356,6 +364,8 @@ class NameRecognizer(Recognizer):
             return self.span(start, end, "LOCATION", 0.55, "city lexicon")
         if "U" not in kinds:
             return None
+        if len(run) == 1 and DOSE_AFTER.match(after):
+            return None  # "focus on Ritalin 10 mg", "Zyprexa 2.5mg": a drug before its dose
         if len(run) == 1 and len(text[start:end]) > 2 and PERSON_VERB_AFTER.match(after):
             # "Alvir spent a year", "Ubaldo told me": verbs that only people take outweigh a drug-like suffix
             return self.span(start, end, "NAME", 0.5, "unknown capitalised word before a verb of a person")
@@ -383,6 +393,12 @@ class NameRecognizer(Recognizer):
             return self.span(start, end, "NAME", 0.5, "unknown capitalised word before a verb")
         return None
 
+    def _species_after(self, after: str) -> bool:
+        """Whether ``after`` opens with a species epithet: a lower-case Latin word (``pneumoniae``, ``faecalis``,
+        ``aureus``, ``albicans``) that is a medical word or in no English list."""
+        m = SPECIES_AFTER.match(after)
+        return m is not None and (m.group(1) in self._medical or m.group(1) not in self._english_all)
+
     def _beside_names(self, text: str, runs: list, judged: list[Span | None]) -> list[Span]:
         """Capitalised runs chained to a found name by commas / "and" ("Kónya, Becker and Vasquez"), or alone on a
         line with an unknown word ("Einojuhani Pyysalo" as an address-block line)."""
@@ -402,7 +418,8 @@ class NameRecognizer(Recognizer):
             if len(chain) > 1 and any(judged[k] is not None and judged[k].entity_type == "NAME" for k in chain):
                 for k in chain:
                     kinds = {kind for _, _, kind in runs[k]}
-                    if judged[k] is None and "A" not in kinds and "E" not in kinds:
+                    if judged[k] is None and "A" not in kinds and "E" not in kinds and not \
+                            DOTTED_CREDENTIAL.match(text, runs[k][0][0]):  # "Santiago-Ortiz, M.D."
                         out.append(self.span(runs[k][0][0], runs[k][-1][1], "NAME", 0.5,
                                              "capitalised word in a list of names"))
             i = j + 1

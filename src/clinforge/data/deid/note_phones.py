@@ -18,8 +18,8 @@ from clinforge.data.deid.spans import Span
 # the recognizer's span factory: (start, end, entity type, score, explanation) -> Span
 SpanMaker = Callable[[int, int, str, float, str], Span]
 
-_PAGER_CUES = ("pager", "pgr", "pg", "beeper", "bpr", "page", "paged", "ext", "x", "phone", "tel", "cell", "call",
-               "number", "#")
+_PAGER_CUES = ("pager", "pgr", "pg", "beeper", "bpr", "page", "paged", "ext", "extension", "x", "phone", "tel", "cell",
+               "call", "number", "#")
 _PAGER_WORDS = frozenset(_PAGER_CUES) - {"#"}
 
 _NAME_BEFORE_PHONE = re.compile(r"(?<![a-z'’-])(?P<a>[a-z][a-z'’-]+)[ \t]+(?P<b>[a-z][a-z'’-]+)[ \t,:-]*(?:(?:cell|home|work|"

@@ -94,6 +94,10 @@ _CONFIRMED_NAME_RANK = 3_000
 # Short first names ("al", "sue", "ted"): us_names keeps names of 4+ letters; after a relative and before what a
 # person did they are names too. Census rank <= 1,000 of either gender.
 _SHORT_FIRST_RANK = 1000
+# A first name of census rank <= 500 (either gender) past the English list's 3,000th entry is a name right after a
+# relative with nothing else said ("wife carol", "dtr ann"); "son will", "dtr may", "wife rose" stay words (early in
+# the list) unless a verb of a person follows
+_COMMON_FIRST_RANK = 500
 _CUED_NAME = re.compile(
     r"(?<![a-z])(?P<cue>" + _TITLE_CUE + r"|" + _RELATIVE_CUE + r")(?:'s)?(?:\.|\b)[ \t]*(?:[,:()?-]+[ \t]*|-+)?"
     r"(?P<t1>" + _TOKEN + r")(?:\.?[ \t]+(?!and\b)(?P<t2>" + _TOKEN + r"))?(?:[ \t]+(?:and|&)[ \t]+(?P<t3>" + _TOKEN + r"))?")
@@ -225,6 +229,12 @@ class NoteRecognizer(Recognizer):
                            | self._rare_word_names) - self._stop
         self._short_first = frozenset(n for key in ("male", "female") for n, rank in census[key].items()
                                       if 2 <= len(n) <= 3 and rank <= _SHORT_FIRST_RANK) - self._stop - FUNCTION_WORDS
+        # Common US first names that are also rarer words ("carol", "dawn", "sue"; WORD_NAMES, which need a cue, kept):
+        # a name right after a relative
+        self._common_first = frozenset(
+            n for key in ("male", "female") for n, rank in census[key].items()
+            if rank <= _COMMON_FIRST_RANK and english_rank().get(n, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK
+        ) - (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | _STOP_BEFORE_FACILITY)
         self._plain = english - self._names_all  # a word that is no name in any of faker's locales
         self._tail = census_tail() - self._stop - english - allow_words()
         self._english_all = english
@@ -281,6 +291,8 @@ class NoteRecognizer(Recognizer):
         if did and t1 in self._first and t1 not in FUNCTION_WORDS:  # a US name, not any locale's ("wife sad at")
             return True  # "dtr faith called", "SISTER JOY VISITED": a US first name that is a word, between a
             # relative and what a person did, is a name even on the stop list
+        if t1 in self._common_first and "." not in sep:
+            return True  # "wife carol and dtr ann": a common US first name that is no everyday word
         if did and t1 in self._short_first:
             return True  # "husband al called", "SISTER SUE AT BEDSIDE"
         if t1 in self._first and t1 not in FUNCTION_WORDS and "." not in sep and (

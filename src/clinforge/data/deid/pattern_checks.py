@@ -95,13 +95,13 @@ def ipv4_valid(s: str) -> bool:
 
 
 def month_year_valid(s: str) -> bool:
-    """The month of "M/YYYY" is 1-12.
+    """The month of "M/YYYY" (or "MM-YYYY") is 1-12.
 
     Example:
-        >>> month_year_valid("12/2019"), month_year_valid("13/2019")
-        (True, False)
+        >>> month_year_valid("12/2019"), month_year_valid("13/2019"), month_year_valid("03-2021")
+        (True, False, True)
     """
-    return 1 <= int(s.split("/")[0]) <= 12
+    return 1 <= int(s.replace("-", "/").split("/")[0]) <= 12
 
 
 def day_first_valid(s: str) -> bool:

@@ -85,7 +85,9 @@ RULES: list[Rule] = [
     # (a month ends at a word end: "3-DECREASED", "2 MARKED" hold no date)
     ("DATE", "day month-name [year]", re.compile(r"\d\d?" + ORD + r"(?:\s+of)?[\s-]+" + MONTH + r"(?![^\W\d_])"
                                                  + r"(?:,?[\s-]+(?:" + YEAR + r"|\d\d)\b)?"), 0.85, _WORD_LEFT),
-    ("DATE", "month/year", re.compile(r"\d\d?/" + YEAR + END_NUM), 0.7, _NUMERIC_LEFT),
+    # ("03-2021" with a hyphen only for a two-digit month and no unit after: "1-2000 units" is a range)
+    ("DATE", "month/year", re.compile(r"(?:\d\d?/|(?:0[1-9]|1[0-2])-)" + YEAR + END_NUM
+                                      + r"(?![ \t]*(?i:units?|u\b|iu|mg|mcg|ml|cc|l\b|%|x\b))"), 0.7, _NUMERIC_LEFT),
     ("AGE", "age > 89 before 'year(s) old/yo'", re.compile(
         r"(?P<value>9\d|1[0-4]\d)(?:\s*|-)(?:[Yy]ears?|YEARS?|[Yy]rs?|[Yy]\.?\s?[Oo]\.?|[Yy]/[Oo]|yo)(?![a-z])"), 0.9,
      _WORD_LEFT),
@@ -143,7 +145,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "lower-case march with an ordinal day or a year": ("march ", "march\t"),
     "IPv4 address": (".",),
     "numeric date with year": ("/", "-", "."),
-    "month/year": ("/",),
+    "month/year": ("/", "-"),
     "apartment / suite / PO box": ("Apt", "Apartment", "Suite", "Ste", "Unit", "Box"),
     "value after a plate label": ("late", "LATE"),
     "age > 89 after 'age/aged'": ("ge", "GE"),
@@ -205,6 +207,11 @@ _MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MGS|MC
                           r"MMHG|CM|MM|KG|G|GM|GMS|MIN|SEC|APPROX|S|AM|PM)?"
                           # a clock time or a reading glued to the next word by a hyphen: "2300-REMAINS", "TMAX-99"
                           r"|\d{1,4}-[A-Z]{4,}|[A-Z]{3,5}-\d{1,3}")
+# A full UK postcode right after a place name in mixed case ("Harrogate HG1 4RT", "London, SW1A 1AA"); the inward
+# code's letters never include C I K M O V. In a text written in capitals "Q4 2HR" has the same shape, hence the
+# lower-case letter before.
+_UK_POSTCODE = re.compile(r"(?:(?<=[a-z] )|(?<=[a-z], ))[A-PR-UWYZ][A-HK-Y]?\d[A-HJKPSTUW\d]? \d[ABD-HJLNP-UW-Z]{2}"
+                          r"(?![A-Za-z0-9])")
 _ZIP_CUE = re.compile(r"(?i:zip|postal code|postcode)(?: code)?\s*:?\s*(?P<value>[A-Z0-9]{3,5}(?:[ -][A-Z0-9]{3,4})?)\b")
 
 # Labelled identifiers: LABEL [number|no.|#|id] [:] VALUE (value with a digit), one pass for every type.
@@ -268,7 +275,7 @@ _PREFIX_RULES = frozenset({"street-type prefix + name + number", "number + stree
 # notes in 10), a slash and a year for month/year. One search per text serves every rule that shares the shape.
 _DATE_SHAPE = re.compile(r"[/.-]\d\d?\d?[/.-]\d")
 _SHAPES: dict[str, re.Pattern[str]] = {"numeric date with year": _DATE_SHAPE, "ISO date": _DATE_SHAPE,
-                                       "IPv4 address": _DATE_SHAPE, "month/year": re.compile(r"/" + YEAR)}
+                                       "IPv4 address": _DATE_SHAPE, "month/year": re.compile(r"[/-]" + YEAR)}
 # Rules that only match lower-case letters: skipped in a text written in capitals (half of the nursing notes).
 _LOWER_CASE_RULES = frozenset({"lower-case plate after a licence plate label", "lower-case may with an ordinal day or a year",
                                "lower-case march with an ordinal day or a year",
@@ -542,6 +549,8 @@ class PatternRecognizer(Recognizer):
                 add(self.span(start, m.end(), "ZIP", 0.85, "ZIP after a state"))
             elif words and words[-1].lower() in _TERRITORY_WORDS:  # (below an address's score: the union stays one)
                 add(self.span(start, m.end(), "ZIP", 0.55, "ZIP after a territory or military post code"))
+        for m in _UK_POSTCODE.finditer(text):  # (its look-behind wants a lower-case letter: no hit in capitals)
+            add(self.span(m.start(), m.end(), "ZIP", 0.75, "UK postcode after a place name"))
         if "zip" not in lower and "post" not in lower:
             return
         for m in _ZIP_CUE.finditer(text):

@@ -1,0 +1,195 @@
+"""Shapes of discharge summaries, reports and letters: hospital and clinic names in mixed-case text
+(``facility_names``), a surname-first name in a form field (``form_names``), a dotted credential after a name, a
+phone number in brackets."""
+
+from __future__ import annotations
+
+import pytest
+
+from clinforge.data.deid import Deidentifier
+from clinforge.data.deid.facility_names import find_facility_names, is_department
+
+
+@pytest.fixture(scope="module")
+def deid() -> Deidentifier:
+    return Deidentifier(mode="mask")
+
+
+def masked(deid: Deidentifier, text: str) -> str:
+    """``text`` with every character inside a detected span replaced by '#'."""
+    spans = deid.detect(text)
+    return "".join("#" if any(s.start <= i < s.end for s in spans) else c for i, c in enumerate(text))
+
+
+# Names as US hospitals are written: joined by "and", going on in an "of" / "for" phrase, a name before "Cancer
+# Center" or "HealthCare", "X General" after a place cue
+@pytest.mark.parametrize("name", [
+    "Brigham and Women's Hospital",
+    "Hospital of the University of Pennsylvania",
+    "Children's Hospital of Philadelphia",
+    "Shriners Hospitals for Children",
+    "Memorial Sloan Kettering Cancer Center",
+    "MD Anderson Cancer Center",
+    "Hartford HealthCare",
+    "VA Boston Healthcare System",
+    "Mass General",
+    "Lutheran General",
+    "Good Samaritan Hospital",
+    "Mayo Clinic",
+    "Mount Auburn",
+    "Mt. Sinai",
+])
+def test_whole_hospital_name_is_masked(deid: Deidentifier, name: str) -> None:
+    text = f"He was transferred from {name} yesterday."
+    out = masked(deid, text)
+    assert out == "He was transferred from " + "#" * len(name) + " yesterday.", out
+
+
+# A department before a clinic or a centre names a kind of care, not a place; "General" in other roles stays
+@pytest.mark.parametrize("text", [
+    "Follow up in Cardiology Clinic in 2 weeks.",
+    "Seen in Vascular Surgery Clinic today.",
+    "Welcome back to the Pulmonary Medicine Clinic.",
+    "He referred me to a Pain Clinic, and epidurals were discussed.",
+    "Follow up with Primary Care Clinic and Hand Clinic.",
+    "Referred to the Breast Cancer Center for imaging.",
+    "Patient in Good General condition.",
+    "General: NAD. HEENT: normal.",
+    "Per the Surgeon General guidance on smoking.",
+    "Admitted to Hospital for Chest Pain workup.",
+    "Her Health Care Proxy is her son.",
+    "Presented to the Pediatric ED with fever.",
+    "She was seen in our ED and went to the Main ED later.",
+    "Amount Due: none.",
+])
+def test_departments_and_other_words_stay(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+def test_spans_and_explanations() -> None:
+    t = "Seen at the Hospital of the University of Pennsylvania, then Shriners Hospitals for Children."
+    assert [(t[a:b], why) for a, b, why in find_facility_names(t)] == [
+        ("Hospital of the University of Pennsylvania", "facility name with its of/for phrase"),
+        ("Shriners Hospitals for Children", "facility name with its of/for phrase"),
+    ]
+    t = "transferred to Mass General; seen at Brigham and Women's Hospital"
+    assert sorted((t[a:b], why) for a, b, why in find_facility_names(t)) == [
+        ("Brigham and Women's Hospital", "facility name"),
+        ("Mass General", "name + General after a place cue"),
+    ]
+    # "for" goes on only after a named facility; all-caps text is the notes recognizer's
+    assert find_facility_names("Admitted to Hospital for Chest Pain") == []
+    assert find_facility_names("TRANSFERRED FROM BRIGHAM AND WOMEN'S HOSPITAL") == []
+
+
+def test_is_department() -> None:
+    assert [is_department(w) for w in ("Cardiology", "Rheumatology", "Primary", "Wound", "Lahey", "Mass")] == [
+        True, True, True, True, False, False]
+
+
+@pytest.mark.parametrize(("text", "phone"), [
+    ("His daughter (cell 617-555-0143) is his proxy.", "617-555-0143"),
+    ("call (617) 555-0143) today", "(617) 555-0143"),
+    ("Pager (617) 555-0143.", "(617) 555-0143"),
+])
+def test_phone_in_brackets_leaves_the_closing_bracket(deid: Deidentifier, text: str, phone: str) -> None:
+    found = [text[s.start:s.end] for s in deid.detect(text) if s.entity_type == "PHONE"]
+    assert found == [phone]
+
+
+def test_hospital_named_by_its_emergency_department(deid: Deidentifier) -> None:
+    assert masked(deid, "Advised to bring pt to Mount Auburn ED.") == "Advised to bring pt to ############ ED."
+    assert masked(deid, "seen at Tufts ED overnight") == "seen at ##### ED overnight"
+    assert masked(deid, "brought to Beth Israel Emergency Department") == "brought to ########### Emergency Department"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Patient: DOE, JANE A   MRN: 4481123", "Patient: ###########   MRN: #######"),
+    ("PATIENT NAME: NGUYEN, THANH", "PATIENT NAME: #############"),
+    ("Patient: KING, ROBERT", "Patient: ############"),
+    ("Patient: Okonkwo, Chidi  DOB: 1/2/1950", "Patient: ##############  DOB: ########"),
+])
+def test_surname_first_in_a_form_field(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Patient: Yes, Doctor",
+    "Patient: Yeah, um, fine",
+    "Patient: Okay, doctor, thank you.",
+    "Patient: No, Nothing else.",
+])
+def test_a_transcript_speaker_is_no_form_field(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Pathologist: Miguel A. Santiago-Ortiz, M.D.  Signed", "Pathologist: ########################, M.D.  Signed"),
+    ("Jane Roe, D.O.", "########, D.O."),
+    ("Karen Liu, R.N.", "#########, R.N."),
+])
+def test_dotted_credential_is_no_initial(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("fam meeting w/ wife carol and dtr ann at 3pm.", "fam meeting w/ wife ##### and dtr ### at 3pm."),
+    ("husband dawn updated", "husband #### updated"),
+    ("WIFE PAT AWARE", "WIFE ### AWARE"),
+])
+def test_common_first_name_that_is_a_rarer_word_after_a_relative(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize("text", ["son will call later", "dtr may visit", "wife rose early"])
+def test_everyday_words_after_a_relative_stay(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize("text", [
+    "Teacher reports improved focus on Ritalin 10 mg qAM.",
+    "Continue Vyvanse 30mg daily and Intuniv 1 mg at night.",
+    "She continues to take Enablex 50 mg.",
+])
+def test_a_drug_before_its_dose_is_no_name(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize("text", [
+    "Hospital course complicated by Klebsiella pneumoniae bacteremia and Enterococcus faecalis UTI.",
+    "Cultures grew Staphylococcus aureus, Pseudomonas aeruginosa and Candida albicans.",
+    "Trace edema in the right lower extremity.",
+])
+def test_a_genus_before_its_species_is_no_name(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+def test_a_name_before_a_verb_stays_a_name(deid: Deidentifier) -> None:
+    # ("-es" is no species ending: "Okafor administers", "Wong declines")
+    assert masked(deid, "Okafor administers the dose.").startswith("######")
+    assert masked(deid, "Wong declines surgery.").startswith("####")
+
+
+def test_extension_written_out(deid: Deidentifier) -> None:
+    text = "Please call me at extension 4471 with any questions."
+    assert masked(deid, text) == "Please call me at extension #### with any questions."
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Labs from 03-2021 were normal.", "Labs from ####### were normal."),
+    ("Seen 10-2019 and 11/2019.", "Seen ####### and #######."),
+])
+def test_month_year_with_a_hyphen(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize("text", ["Heparin dose 1-2000 units per hour.", "given 10-2000 mg over the day"])
+def test_a_range_with_a_unit_is_no_month_year(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+def test_uk_postcode_after_a_place_name(deid: Deidentifier) -> None:
+    assert masked(deid, "She moved to Leeds, LS1 3EX last year.").endswith("####### last year.")
+    assert "4RT" not in Deidentifier(mode="mask").deidentify("14 Kingsley Road, Harrogate HG1 4RT.").text
+    # in capitals the same shape is a dose schedule, and the look-behind wants a lower-case letter
+    assert "#" not in masked(deid, "GIVEN Q4 2HR")
