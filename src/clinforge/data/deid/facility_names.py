@@ -116,6 +116,8 @@ def find_facility_names(text: str) -> list[tuple[int, int, str]]:
         ['Hospital of the University of Pennsylvania', 'Shriners Hospitals for Children']
     """
     out: list[tuple[int, int, str]] = []
+    if text.isupper() or text.islower():
+        return out  # every form here holds capitalised words, which a text in one case has none of
     for m in FACILITY.finditer(text):
         head = m.group()
         start = None

@@ -210,8 +210,9 @@ _MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MGS|MC
 # A full UK postcode right after a place name in mixed case ("Harrogate HG1 4RT", "London, SW1A 1AA"); the inward
 # code's letters never include C I K M O V. In a text written in capitals "Q4 2HR" has the same shape, hence the
 # lower-case letter before.
-_UK_POSTCODE = re.compile(r"(?:(?<=[a-z] )|(?<=[a-z], ))[A-PR-UWYZ][A-HK-Y]?\d[A-HJKPSTUW\d]? \d[ABD-HJLNP-UW-Z]{2}"
-                          r"(?![A-Za-z0-9])")
+# (led by the letter and the look-behind after it, so that re jumps between capitals in C; skipped in capitals)
+_UK_POSTCODE = re.compile(r"[A-PR-UWYZ](?:(?<=[a-z] [A-Z])|(?<=[a-z], [A-Z]))[A-HK-Y]?\d[A-HJKPSTUW\d]? \d"
+                          r"[ABD-HJLNP-UW-Z]{2}(?![A-Za-z0-9])")
 _ZIP_CUE = re.compile(r"(?i:zip|postal code|postcode)(?: code)?\s*:?\s*(?P<value>[A-Z0-9]{3,5}(?:[ -][A-Z0-9]{3,4})?)\b")
 
 # Labelled identifiers: LABEL [number|no.|#|id] [:] VALUE (value with a digit), one pass for every type.
@@ -549,7 +550,7 @@ class PatternRecognizer(Recognizer):
                 add(self.span(start, m.end(), "ZIP", 0.85, "ZIP after a state"))
             elif words and words[-1].lower() in _TERRITORY_WORDS:  # (below an address's score: the union stays one)
                 add(self.span(start, m.end(), "ZIP", 0.55, "ZIP after a territory or military post code"))
-        for m in _UK_POSTCODE.finditer(text):  # (its look-behind wants a lower-case letter: no hit in capitals)
+        for m in (() if text.isupper() else _UK_POSTCODE.finditer(text)):  # (it wants a lower-case letter before)
             add(self.span(m.start(), m.end(), "ZIP", 0.75, "UK postcode after a place name"))
         if "zip" not in lower and "post" not in lower:
             return
