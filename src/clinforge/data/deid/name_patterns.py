@@ -156,7 +156,10 @@ STRICT_HEADS = (r"disease|diseases|syndrome|syndromes|palsy|fracture|fractures|s
                  r"nodes?|cysts?|hernia|o?esophagus|catheter|stockings|triad|maneuver|manoeuvre|incision|lesions?|"
                  r"nodules?|disorder|dementia|encephalopathy|anomaly|malformation|thyroiditis|arthritis|neuroma|"
                  r"neuralgia|contracture|deformity|aneurysm|respirations?|murmur|staining|shunt|anastomosis|"
-                 r"fundoplication|pouch|coma|sign|test|spots|bodies|cells|contracture")
+                 r"fundoplication|pouch|coma|sign|test|spots|bodies|cells|contracture|"
+                 # surgical and radiological eponyms ("Hasson technique", "Kocher approach", "Waters view")
+                 r"techniques?|approach|repair|stitch|sutures?|retractors?|forceps|clamps?|needles?|tubes?|"
+                 r"views?|projection|regimen|protocol|index|splint|drain")
 POSSESSIVE_HEADS = STRICT_HEADS + r"|signs|tests|point|points|body|law|method|position|solution|grade|stage|rule"
 # "Graves disease", "Bell's palsy", "Stevens-Johnson syndrome": the capitalised run is an eponym, not a person.
 EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
