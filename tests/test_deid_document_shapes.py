@@ -202,3 +202,22 @@ def test_uk_postcode_after_a_place_name(deid: Deidentifier) -> None:
 ])
 def test_surgical_and_radiological_eponyms_stay(deid: Deidentifier, text: str) -> None:
     assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("PT TRANSFERRED FROM BRIGHAM AND WOMEN'S HOSPITAL TODAY.", "PT TRANSFERRED FROM ############################ TODAY."),
+    ("pt transferred from mass general today.", "pt transferred from ############ today."),
+    ("PT TRANSFERRED FROM MEMORIAL SLOAN KETTERING CANCER CENTER.", "PT TRANSFERRED FROM ###################################### ."
+     .replace(" .", ".")),
+    ("pt transferred from children's hospital of philadelphia", "pt transferred from ################### of ############"),
+])
+def test_hospital_names_in_one_case_text(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "PT FROM THE GENERAL FLOOR", "TRANSFERRED TO GENERAL SURGERY", "TO CANCER CENTER FOR CHEMO",
+    "SEEN AT BREAST CANCER CENTER", "at the beach in the summer",
+])
+def test_one_case_words_that_are_no_hospital(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)

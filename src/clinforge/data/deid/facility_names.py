@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from clinforge.data.deid.lexicons import word_set
 from clinforge.data.deid.medical_words import medical_words
@@ -155,4 +156,51 @@ def find_facility_names(text: str) -> list[tuple[int, int, str]]:
                 continue
             out.append((m.start("name"), m.start("name") + len(m.group("name")) + len("General"),
                         "name + General after a place cue"))
+    return out
+
+
+_ONE_CASE_GENERAL = re.compile(r"(?<![a-z])(?:from|to|at|into)[ \t]+(?:the[ \t]+)?(?P<w>[a-z]{3,})[ \t]+general(?![a-z])"
+                               r"(?:[ \t]+(?P<after>[a-z]+))?")
+_ONE_CASE_AND = re.compile(r"(?<![a-z'’])(?P<a>[a-z]{3,})[ \t]+(?:and|&)[ \t]+[a-z]+['’]s[ \t]+(?:hospital|hosp|medical "
+                           r"center|clinic)(?![a-z])")
+_POSSESSIVE_FACILITY = re.compile(r"['’]s[ \t]+(?:hospital|hosp|medical center|clinic)(?![a-z])")
+_ONE_CASE_CANCER = re.compile(r"(?<![a-z'’])(?P<name>(?:[a-z][a-z'’-]+[ \t]+){1,3})cancer[ \t]+(?:center|centre|"
+                              r"institute)(?![a-z])")
+
+
+def one_case_facility_names(lower: str, stop: Collection[str], common: Collection[str]) -> list[tuple[int, int, str]]:
+    """The forms above that a text written in one case still shows, on its lower-cased text: a name and ``general``
+    after a place cue (``TRANSFERRED FROM MASS GENERAL``), a name joined by ``and`` to a possessive before a
+    facility word (``BRIGHAM AND WOMEN'S HOSPITAL``), and up to three names before ``cancer center`` / ``cancer
+    institute`` (``sloan kettering cancer center``). ``stop`` and ``common`` are the caller's lower-case sets of
+    words that are no name (cues, clinical words) and everyday words.
+
+    Example:
+        >>> t = "pt transferred from mass general, then brigham and women's hospital"
+        >>> [t[a:b] for a, b, _ in one_case_facility_names(t, stop={"pt"}, common={"then"})]
+        ['mass general', "brigham and women's hospital"]
+    """
+    out: list[tuple[int, int, str]] = []
+    if "general" in lower:
+        for m in _ONE_CASE_GENERAL.finditer(lower):
+            w = m.group("w")
+            if w in stop or w in _NOT_BEFORE_GENERAL or is_department(w) or (m.group("after") or "") in \
+                    _NOT_AFTER_GENERAL or m.group("after") in DEPARTMENT_WORDS:
+                continue
+            out.append((m.start("w"), m.end("w") + len(" general"), "name + general after a place cue"))
+    if _POSSESSIVE_FACILITY.search(lower) is not None:  # (rare, and led by the apostrophe: a cheap gate)
+        for m in _ONE_CASE_AND.finditer(lower):
+            a = m.group("a")
+            if a not in stop and a not in common and not is_department(a):
+                out.append((m.start("a"), m.end(), "facility name joined by 'and'"))
+    if "cancer" in lower:
+        for m in _ONE_CASE_CANCER.finditer(lower):
+            words = list(re.finditer(r"[a-z][a-z'’-]+", m.group("name")))
+            start = None
+            for w in reversed(words):  # the names right before "cancer center", up to a cue or a plain word
+                if w.group() in stop or w.group() in common or is_department(w.group()):
+                    break
+                start = m.start("name") + w.start()
+            if start is not None:
+                out.append((start, m.end(), "name before 'cancer center'"))
     return out

@@ -396,6 +396,8 @@ class NameRecognizer(Recognizer):
     def _species_after(self, after: str) -> bool:
         """Whether ``after`` opens with a species epithet: a lower-case Latin word (``pneumoniae``, ``faecalis``,
         ``aureus``, ``albicans``) that is a medical word or in no English list."""
+        if after[:1] != " " or not after[1:2].islower():
+            return False  # (a string test first: most capitalised words are followed by no lower-case word)
         m = SPECIES_AFTER.match(after)
         return m is not None and (m.group(1) in self._medical or m.group(1) not in self._english_all)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 
+from clinforge.data.deid.facility_names import one_case_facility_names
 from clinforge.data.deid.lexicons import (
     CENSUS_COMMON_RANK,
     CLINICAL_CAPITALISED,
@@ -165,7 +166,8 @@ _UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x|da
 # "to", "resident/native of", or brackets right after a hospital word ("OUTSIDE HOSPITAL (QUINCY)", "OSH (Revere)")
 _PLACE_BEFORE = re.compile(r"(?<![a-z])(?:(?:from|in|at|near|(?:go|goes|going|went|gone|back|moved?|moving|drove|"
                            r"flew|fly|flying|travel(?:l?ed)?|trip|return(?:ed|ing)?|transfer(?:red)?|sent|home)"
-                           r"[ \t]+to|(?:resident|native)[ \t]+of)[ \t]+|(?:hospital|hosp|osh|rehab|snf|facility)"
+                           r"[ \t]+to|(?:resident|native|hospitals?|cent(?:er|re)|clinic|university|city|town|county)"
+                           r"[ \t]+of)[ \t]+|(?:hospital|hosp|osh|rehab|snf|facility)"
                            r"[ \t]*\([ \t]*)$")
 _COUNTY = re.compile(r"(?<![a-z])(?P<w>[a-z]{3,})(?:[ \t]+[a-z]{3,})?[ \t]+county(?![a-z])")
 _SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
@@ -578,6 +580,9 @@ class NoteRecognizer(Recognizer):
             elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
                   and self._name_like(w)):
                 add(self.span(start, end, "LOCATION", 0.6, "unknown word before a unit number"))
+        if text.isupper() or text.islower():
+            for start, end, why in one_case_facility_names(lower, self._stop, self._common):
+                add(self.span(start, end, "LOCATION", 0.6, why))
         for m in (_COUNTY.finditer(lower) if "county" in words else ()):
             if m.group("w") not in self._stop and m.group("w") not in self._common:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "county name"))
