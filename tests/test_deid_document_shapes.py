@@ -4,6 +4,8 @@ phone number in brackets."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from clinforge.data.deid import Deidentifier
@@ -221,3 +223,26 @@ def test_hospital_names_in_one_case_text(deid: Deidentifier, text: str, expected
 ])
 def test_one_case_words_that_are_no_hospital(deid: Deidentifier, text: str) -> None:
     assert "#" not in masked(deid, text)
+
+
+@pytest.fixture(scope="module")
+def surrogate() -> Deidentifier:
+    return Deidentifier(mode="surrogate", surrogate_key="document-shapes-test-key")
+
+
+def test_surrogates_keep_the_shape_of_the_original(surrogate: Deidentifier) -> None:
+    out = surrogate.deidentify("Transferred from Brigham and Women's Hospital; follow up at Mass General.",
+                               patient_id="p1").text
+    assert "Brigham" not in out and "Mass General" not in out
+    assert " Hospital;" in out and out.rstrip(".").endswith(" General")  # a hospital stays a hospital
+    out = surrogate.deidentify("Patient: DOE, JANE A   MRN: 4481123", patient_id="p1").text
+    surname, given = out.split("   ")[0].removeprefix("Patient: ").split(", ")
+    given = given.split()[0]
+    from faker.providers.person.en_US import Provider
+    # surname first, as in the field: a surname drawn for DOE, a female given name (JANE's gender) for JANE
+    assert surname.title() in Provider.last_names and given.title() in Provider.first_names_female, out
+    out = surrogate.deidentify("Labs from 03-2021 and 04/2021.", patient_id="p1").text
+    assert re.fullmatch(r"Labs from \d\d-\d{4} and \d\d/\d{4}\.", out), out  # shifted, each with its separator
+    text = "Labs from 03-2021 and 04/2021."
+    assert [text[s.start:s.end] for s in surrogate.detect(text) if s.entity_type == "DATE"] == ["03-2021", "04/2021"]
+    assert surrogate.surrogates.replace("DATE", "03-2021", "p9") != "[DATE]"  # parsed and shifted, never masked

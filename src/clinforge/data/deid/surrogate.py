@@ -38,7 +38,13 @@ _MONTH_WORD = re.compile(r"(?i)\b(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il
                          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b")
 _NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})$")
 _ISO = re.compile(r"^(\d{4})([/.-])(\d{1,2})\2(\d{1,2})$")
-_MONTH_YEAR_NUM = re.compile(r"^(\d{1,2})/(\d{4})$")
+_MONTH_YEAR_NUM = re.compile(r"^(\d{1,2})([/-])(\d{4})$")
+# A facility word that ends (or opens) a place span: the surrogate keeps it, so a hospital stays a hospital
+# ("Brigham and Women's Hospital" -> "Jameshaven Hospital", "Hospital of the University of X" -> "Hospital of Y")
+_FACILITY_TAIL = re.compile(r"(?i)(?:[ \t]+(?:hospitals?|medical cent(?:er|re)|health cent(?:er|re)|cancer cent(?:er|re)|"
+                            r"cancer institute|clinic|general|health ?care(?: system)?|health system|nursing home|"
+                            r"rehabilitation (?:center|hospital)|rehab|infirmary|hospice|medical group))+$")
+_FACILITY_OPEN = re.compile(r"(?i)^(?:hospitals?|medical cent(?:er|re)|clinic)[ \t]+(?:of|for)[ \t]+(?:the[ \t]+)?")
 _MONTH_DAY_NUM = re.compile(r"^(\d{1,2})([/-])(\d{1,2})$")
 ROLE_MEMORY_MAX = 500_000  # role-memory entries (~100 MB) before it starts again
 _NUMBER = re.compile(r"(?<!\d)(\d{4}|\d{1,2})(st|nd|rd|th)?(?!\d)")
@@ -116,9 +122,9 @@ def _shift(text: str, days: int) -> str | None:
         first, second = _pad(first, a, pad), _pad(second, b, pad)
         return f"{first}{sep}{second}{sep}{_year_like(new.year, y)}"
     if m := _MONTH_YEAR_NUM.match(s):
-        mo, y = m.groups()
+        mo, sep, y = m.groups()
         new = dt.date(int(y), int(mo), 15) + delta
-        return f"{_pad(new.month, mo)}/{new.year}"
+        return f"{_pad(new.month, mo)}{sep}{new.year}"
     if m := _MONTH_DAY_NUM.match(s):
         a, sep, b = m.groups()
         day_first = int(a) > 12  # "22/7": the first number cannot be a month
@@ -355,6 +361,12 @@ class SurrogateGenerator:
         ("Mr. John Smith" -> "Mr. Robert Jones", never "Mr. Jennifer ..."); one word after a title is a surname."""
         word = r"[^\W\d_]+(?:['’][^\W\d_]+)?"
         words = [m for m in re.finditer(word, original) if len(m.group()) > 1]
+        comma = original.find(",")
+        if len(words) >= 2 and comma > 0 and words[0].start() < comma < words[-1].start():
+            # "DOE, JANE A" (a form field): surname(s) before the comma, given names after it
+            gender = gender or self.name_gender(next(m.group() for m in words if m.start() > comma))
+            return re.sub(word, lambda m: self._name_token(m.group(), patient, "surname" if m.start() < comma else
+                                                           "given", gender), original)
         if len(words) < 2:
             role = "surname" if gender and words else "auto"
             return re.sub(word, lambda m: self._name_token(m.group(), patient, role, gender), original)
@@ -412,5 +424,10 @@ class SurrogateGenerator:
         if entity_type == "ADDRESS":
             return match_case(original, fake.street_address())
         if entity_type == "LOCATION":
-            return match_case(original, fake.city())
+            city = fake.city()
+            if opening := _FACILITY_OPEN.match(original):
+                return opening.group() + match_case(original[opening.end():], city)
+            if tail := _FACILITY_TAIL.search(original):
+                return match_case(original[:tail.start()] or original, city) + tail.group()
+            return match_case(original, city)
         return shape_preserving(original, self._rng(patient, entity_type, original, *again))
