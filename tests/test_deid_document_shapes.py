@@ -246,3 +246,20 @@ def test_surrogates_keep_the_shape_of_the_original(surrogate: Deidentifier) -> N
     text = "Labs from 03-2021 and 04/2021."
     assert [text[s.start:s.end] for s in surrogate.detect(text) if s.entity_type == "DATE"] == ["03-2021", "04/2021"]
     assert surrogate.surrogates.replace("DATE", "03-2021", "p9") != "[DATE]"  # parsed and shifted, never masked
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[doctor] hi mister hernandez how are you", "[doctor] hi mister ######### how are you"),
+    ("[patient] yes on pleasant street", "[patient] yes on ###############"),
+    ("We live off Maple Avenue now.", "We live off ############ now."),
+])
+def test_speech_shapes(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "lives on a busy street", "parked on the side street", "went down memory lane", "in the fast lane",
+    "the mister said so",
+])
+def test_streets_and_titles_that_are_no_identifier(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)

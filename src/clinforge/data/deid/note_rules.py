@@ -79,7 +79,8 @@ from clinforge.data.deid.note_text_search import (
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
-_TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|social worker|"
+_TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|mister|missus|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|"
+              r"social worker|"
               r"attending|resident|intern|fellow|house staff|housestaff|pastor|rev|father|chaplain|pcp|guardian|"
               r"interpreter")
 _RELATIVE_CUE = RELATIVE_CUE
@@ -127,7 +128,7 @@ _NAME_PARTICLES = frozenset({"van", "von", "de", "del", "della", "der", "den", "
 _LIST_NEXT = re.compile(r"(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+(?:and|&)[ \t]+)(?P<n>[a-z][a-z'’-]+)(?![a-z])")
 _SPEAKER_START = re.compile(r"(?:^|\n)[ \t]*$")
 _ARTICLE_BEFORE = re.compile(r"(?<![a-z])(?:the|a|her|his|their|your|my|our|its)[ \t]+$")
-_STRONG_TITLES = frozenset({"dr", "drs", "doctor", "docter", "mr", "mrs"})
+_STRONG_TITLES = frozenset({"dr", "drs", "doctor", "docter", "mr", "mrs", "mister", "missus"})  # (spelled out in speech)
 _CUE_WORDS = frozenset(w.split()[0].split("-")[0] for w in re.sub(r"\?|\(\?:|\)|\\", "", (
     _TITLE_CUE + "|" + _RELATIVE_CUE).replace(" ?", " ")).split("|")) | {
     "grandson", "granddaughter", "grandchild", "stepdaughter", "stepson"}

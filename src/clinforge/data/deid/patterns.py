@@ -52,7 +52,7 @@ from clinforge.data.deid.pattern_words import (
     month_regex,
 )
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
-from clinforge.data.deid.single_case_addresses import find_single_case_addresses
+from clinforge.data.deid.single_case_addresses import find_named_streets, find_single_case_addresses
 from clinforge.data.deid.spans import Span
 from clinforge.data.deid.word_dates import WORD_RULE_GATES, WORD_RULES
 
@@ -390,6 +390,7 @@ class PatternRecognizer(Recognizer):
         self._extend_addresses(text, out, lower)
         if has_digit:  # capitals or lower case throughout: what the cased address rules cannot read
             find_single_case_addresses(text, lower, add, self.span)
+        find_named_streets(lower, add, self.span)
         return out
 
     def _rule_match(self, text: str, rule: Rule, match_start: int, start: int, end: int, add) -> None:

@@ -13,7 +13,9 @@ text and whatever the case:
   only when an apartment / suite number or a state code and ZIP follow within the line;
 * the span grows over that unit and over the ``, city, ST 12345`` that follows;
 * in text without capitals, the one to three words before ``, ST 12345`` are a city (in capitals ``patterns``
-  reads those already).
+  reads those already);
+* in any case, a street named without a number after "on" / "off" (``on pleasant street``, ``off Maple Avenue``),
+  with a suffix that is no everyday noun and no adjective before it (``on a busy street``, ``side street``).
 
 Example:
     >>> from clinforge.data.deid.spans import make_span
@@ -76,6 +78,14 @@ _STATE_ZIP = re.compile(r",[ \t]*(?:" + _STATES + r")[ \t]+\d{5}(?:-\d{4})?(?![\
 _STRONG_HINTS = tuple(" " + w for w in sorted(STRONG_SUFFIXES))
 _APARTMENT = re.compile(r"(?:apt|apartment|suite|ste)\.?[ \t]*#?[ \t]*\d")
 _WORD_BEFORE = re.compile(r"([a-z][a-z'’.-]*)[ \t]*$")
+# A street named without a house number after "on" / "off" ("yes, on pleasant street", "lives off Maple Avenue"):
+# only the suffixes that are no everyday noun ("drive", "road", "way" are), and no adjective before them
+_NAMED_STREET = re.compile(r"(?<![a-z])(?:on|off)[ \t]+(?P<name>(?:[a-z][a-z'’.-]*[ \t]+){1,2}?)(?:street|avenue|ave|"
+                           r"boulevard|blvd|lane|terrace|parkway)(?![a-z])")
+_NOT_STREET_NAME = word_set("""
+side busy quiet same one way wrong dead end dirt gravel country private public long short narrow wide steep icy wet
+slippery bumpy easy high low fast slow bike bus left right passing wall
+""")
 
 
 def _has_strong_suffix(lower: str) -> bool:
@@ -95,6 +105,27 @@ def _has_strong_suffix(lower: str) -> bool:
 def _plain_word(word: str, medical: frozenset[str]) -> bool:
     return not (word in FUNCTION_WORDS or word in _UNIT_WORDS or word in CLINICAL_TERMS or word in NOTE_TERMS
                 or word in medical)
+
+
+def find_named_streets(lower: str, add: Callable[[Span], None], span: SpanMaker) -> None:
+    """Add each street named without a house number after "on" / "off" in ``lower`` (a text lower-cased, any
+    case before), e.g. ``yes on pleasant street``.
+
+    Example:
+        >>> from clinforge.data.deid.spans import make_span
+        >>> out = []; t = "yes on pleasant street, not on a busy street"
+        >>> find_named_streets(t, out.append, lambda *a: make_span(*a, "patterns"))
+        >>> [t[s.start:s.end] for s in out]
+        ['pleasant street']
+    """
+    if not any(h in lower for h in (" street", " avenue", " ave", " boulevard", " blvd", " lane", " terrace",
+                                    " parkway")):
+        return
+    medical = medical_words()
+    for m in _NAMED_STREET.finditer(lower):
+        words = m.group("name").split()
+        if all(_plain_word(w, medical) and w not in _NOT_STREET_NAME for w in words):
+            add(span(m.start("name"), m.end(), "ADDRESS", 0.6, "street name after on/off (no house number)"))
 
 
 def find_single_case_addresses(text: str, lower: str, add: Callable[[Span], None], span: SpanMaker) -> None:
