@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from collections.abc import Set as AbstractSet  # (typing.AbstractSet is deprecated)
 
 from clinforge.data.deid.lexicons import word_set
 from clinforge.data.deid.medical_words import medical_words
@@ -168,12 +169,14 @@ _ONE_CASE_CANCER = re.compile(r"(?<![a-z'’])(?P<name>(?:[a-z][a-z'’-]+[ \t]+
                               r"institute)(?![a-z])")
 
 
-def one_case_facility_names(lower: str, stop: Collection[str], common: Collection[str]) -> list[tuple[int, int, str]]:
+def one_case_facility_names(lower: str, stop: Collection[str], common: Collection[str],
+                            words: AbstractSet[str] | None = None) -> list[tuple[int, int, str]]:
     """The forms above that a text written in one case still shows, on its lower-cased text: a name and ``general``
     after a place cue (``TRANSFERRED FROM MASS GENERAL``), a name joined by ``and`` to a possessive before a
     facility word (``BRIGHAM AND WOMEN'S HOSPITAL``), and up to three names before ``cancer center`` / ``cancer
     institute`` (``sloan kettering cancer center``). ``stop`` and ``common`` are the caller's lower-case sets of
-    words that are no name (cues, clinical words) and everyday words.
+    words that are no name (cues, clinical words) and everyday words; ``words``, the text's distinct lower-case words
+    when the caller has them, spare three scans.
 
     Example:
         >>> t = "pt transferred from mass general, then brigham and women's hospital"
@@ -181,23 +184,24 @@ def one_case_facility_names(lower: str, stop: Collection[str], common: Collectio
         ['mass general', "brigham and women's hospital"]
     """
     out: list[tuple[int, int, str]] = []
-    if "general" in lower:
+    words = set(re.findall(r"[a-z]+", lower)) if words is None else words
+    if "general" in words:
         for m in _ONE_CASE_GENERAL.finditer(lower):
             w = m.group("w")
             if w in stop or w in _NOT_BEFORE_GENERAL or is_department(w) or (m.group("after") or "") in \
                     _NOT_AFTER_GENERAL or m.group("after") in DEPARTMENT_WORDS:
                 continue
             out.append((m.start("w"), m.end("w") + len(" general"), "name + general after a place cue"))
-    if _POSSESSIVE_FACILITY.search(lower) is not None:  # (rare, and led by the apostrophe: a cheap gate)
+    if not words.isdisjoint(("hospital", "hosp", "medical", "clinic")) and _POSSESSIVE_FACILITY.search(lower):
         for m in _ONE_CASE_AND.finditer(lower):
             a = m.group("a")
             if a not in stop and a not in common and not is_department(a):
                 out.append((m.start("a"), m.end(), "facility name joined by 'and'"))
-    if "cancer" in lower:
+    if "cancer" in words:
         for m in _ONE_CASE_CANCER.finditer(lower):
-            words = list(re.finditer(r"[a-z][a-z'’-]+", m.group("name")))
+            names = list(re.finditer(r"[a-z][a-z'’-]+", m.group("name")))
             start = None
-            for w in reversed(words):  # the names right before "cancer center", up to a cue or a plain word
+            for w in reversed(names):  # the names right before "cancer center", up to a cue or a plain word
                 if w.group() in stop or w.group() in common or is_department(w.group()):
                     break
                 start = m.start("name") + w.start()

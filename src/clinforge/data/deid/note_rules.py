@@ -582,7 +582,7 @@ class NoteRecognizer(Recognizer):
                   and self._name_like(w)):
                 add(self.span(start, end, "LOCATION", 0.6, "unknown word before a unit number"))
         if text.isupper() or text.islower():
-            for start, end, why in one_case_facility_names(lower, self._stop, self._common):
+            for start, end, why in one_case_facility_names(lower, self._stop, self._common, words):
                 add(self.span(start, end, "LOCATION", 0.6, why))
         for m in (_COUNTY.finditer(lower) if "county" in words else ()):
             if m.group("w") not in self._stop and m.group("w") not in self._common:

@@ -52,7 +52,11 @@ from clinforge.data.deid.pattern_words import (
     month_regex,
 )
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
-from clinforge.data.deid.single_case_addresses import find_named_streets, find_single_case_addresses
+from clinforge.data.deid.single_case_addresses import (
+    find_named_streets,
+    find_single_case_addresses,
+    has_strong_suffix,
+)
 from clinforge.data.deid.spans import Span
 from clinforge.data.deid.word_dates import WORD_RULE_GATES, WORD_RULES
 
@@ -210,9 +214,9 @@ _MEASUREMENT = re.compile(r"(?:[A-Z]{1,5})?[\d-]+(?:X\d+)*(?:CC|ML|MLS|MG|MGS|MC
 # A full UK postcode right after a place name in mixed case ("Harrogate HG1 4RT", "London, SW1A 1AA"); the inward
 # code's letters never include C I K M O V. In a text written in capitals "Q4 2HR" has the same shape, hence the
 # lower-case letter before.
-# (led by the letter and the look-behind after it, so that re jumps between capitals in C; skipped in capitals)
-_UK_POSTCODE = re.compile(r"[A-PR-UWYZ](?:(?<=[a-z] [A-Z])|(?<=[a-z], [A-Z]))[A-HK-Y]?\d[A-HJKPSTUW\d]? \d"
-                          r"[ABD-HJLNP-UW-Z]{2}(?![A-Za-z0-9])")
+# (found from the inward code, a digit and two capitals, which is rare in a note; then the outward code before it)
+_UK_INWARD = re.compile(r"\d[ABD-HJLNP-UW-Z]{2}(?![A-Za-z0-9])")
+_UK_OUTWARD_BEFORE = re.compile(r"(?:(?<=[a-z] )|(?<=[a-z], ))[A-PR-UWYZ][A-HK-Y]?\d[A-HJKPSTUW\d]? $")
 _ZIP_CUE = re.compile(r"(?i:zip|postal code|postcode)(?: code)?\s*:?\s*(?P<value>[A-Z0-9]{3,5}(?:[ -][A-Z0-9]{3,4})?)\b")
 
 # Labelled identifiers: LABEL [number|no.|#|id] [:] VALUE (value with a digit), one pass for every type.
@@ -388,9 +392,10 @@ class PatternRecognizer(Recognizer):
             self._labelled(text, add, lower)
         self._places(text, add, has_digit)
         self._extend_addresses(text, out, lower)
+        strong = has_strong_suffix(lower)  # (one scan for street suffixes serves both address finders)
         if has_digit:  # capitals or lower case throughout: what the cased address rules cannot read
-            find_single_case_addresses(text, lower, add, self.span)
-        find_named_streets(lower, add, self.span)
+            find_single_case_addresses(text, lower, add, self.span, strong)
+        find_named_streets(lower, add, self.span, strong)
         return out
 
     def _rule_match(self, text: str, rule: Rule, match_start: int, start: int, end: int, add) -> None:
@@ -551,8 +556,10 @@ class PatternRecognizer(Recognizer):
                 add(self.span(start, m.end(), "ZIP", 0.85, "ZIP after a state"))
             elif words and words[-1].lower() in _TERRITORY_WORDS:  # (below an address's score: the union stays one)
                 add(self.span(start, m.end(), "ZIP", 0.55, "ZIP after a territory or military post code"))
-        for m in (() if text.isupper() else _UK_POSTCODE.finditer(text)):  # (it wants a lower-case letter before)
-            add(self.span(m.start(), m.end(), "ZIP", 0.75, "UK postcode after a place name"))
+        for m in (() if text.isupper() else _UK_INWARD.finditer(text)):  # (it wants a lower-case letter before)
+            outward = _UK_OUTWARD_BEFORE.search(text, max(0, m.start() - 6), m.start())
+            if outward is not None:
+                add(self.span(outward.start(), m.end(), "ZIP", 0.75, "UK postcode after a place name"))
         if "zip" not in lower and "post" not in lower:
             return
         for m in _ZIP_CUE.finditer(text):

@@ -88,7 +88,7 @@ slippery bumpy easy high low fast slow bike bus left right passing wall
 """)
 
 
-def _has_strong_suffix(lower: str) -> bool:
+def has_strong_suffix(lower: str) -> bool:
     """Whether an unambiguous street suffix stands as a word after a space (``str.find`` per suffix)."""
     if " " not in lower:
         return False
@@ -107,7 +107,7 @@ def _plain_word(word: str, medical: frozenset[str]) -> bool:
                 or word in medical)
 
 
-def find_named_streets(lower: str, add: Callable[[Span], None], span: SpanMaker) -> None:
+def find_named_streets(lower: str, add: Callable[[Span], None], span: SpanMaker, strong: bool | None = None) -> None:
     """Add each street named without a house number after "on" / "off" in ``lower`` (a text lower-cased, any
     case before), e.g. ``yes on pleasant street``.
 
@@ -118,9 +118,8 @@ def find_named_streets(lower: str, add: Callable[[Span], None], span: SpanMaker)
         >>> [t[s.start:s.end] for s in out]
         ['pleasant street']
     """
-    if not any(h in lower for h in (" street", " avenue", " ave", " boulevard", " blvd", " lane", " terrace",
-                                    " parkway")):
-        return
+    if not (has_strong_suffix(lower) if strong is None else strong):
+        return  # (``strong``: the caller's has_strong_suffix(lower), shared with find_single_case_addresses)
     medical = medical_words()
     for m in _NAMED_STREET.finditer(lower):
         words = m.group("name").split()
@@ -128,12 +127,13 @@ def find_named_streets(lower: str, add: Callable[[Span], None], span: SpanMaker)
             add(span(m.start("name"), m.end(), "ADDRESS", 0.6, "street name after on/off (no house number)"))
 
 
-def find_single_case_addresses(text: str, lower: str, add: Callable[[Span], None], span: SpanMaker) -> None:
+def find_single_case_addresses(text: str, lower: str, add: Callable[[Span], None], span: SpanMaker,
+                               strong: bool | None = None) -> None:
     """Add the street addresses (and, in text without capitals, the cities before ``, ST 12345``) of ``text``
     that the cased rules cannot read. ``lower``: ``text`` lower-cased with the same offsets."""
     # (most texts hold neither an unambiguous suffix nor an apartment number nor a ZIP: skip the scan of every
     # number there; a few substring tests cost less than the regex tried at each digit)
-    if not _has_strong_suffix(lower) and not (
+    if not (has_strong_suffix(lower) if strong is None else strong) and not (
             ("apt" in lower or "suite" in lower or " ste" in lower) and _APARTMENT.search(lower) is not None) \
             and _STATE_ZIP.search(lower) is None:
         return
