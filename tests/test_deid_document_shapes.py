@@ -263,3 +263,22 @@ def test_speech_shapes(deid: Deidentifier, text: str, expected: str) -> None:
 ])
 def test_streets_and_titles_that_are_no_identifier(deid: Deidentifier, text: str) -> None:
     assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize("text", [
+    "Pt A&Ox3, pleasant. VSS.",
+    "How's it going, buddy? I haven't seen you in a long time",
+    "They have a dog, bird, and rabbits in the home.",
+    "Indication: dyspnea. Mild MR. RVSP 38 mmHg. LVEF 55-60% by Simpson's biplane.",
+    "Call the Heart Failure Clinic if you gain more than 3 lbs.",
+])
+def test_words_that_looked_like_names_in_short_notes(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("hello , mrs . peterson .", "hello , mrs . ########ERR"),
+    ("thanks, john, see you soon", "thanks, ####, see you soon"),
+])
+def test_vocatives_that_stay_names(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text).startswith(expected.removesuffix("ERR"))

@@ -58,7 +58,7 @@ rehabilitation rehab physical occupational therapy infusion wellness specialty m
 cardiology hepatology nephrology urology dermatology endocrine endocrinology gastroenterology gi ent ob gyn ob/gyn
 heme onc hematology radiation clinical research trauma emergency dental vision orthopedic orthopaedic spinal
 cardiac pulmonary thoracic cardiothoracic neuro ortho hand foot ankle knee hip joint bone tumor tumour lipid
-hypertension heart-failure chf copd cf ibd hepatitis tb std sti lactation fracture
+hypertension heart-failure chf copd cf ibd hepatitis tb std sti lactation fracture failure
 """)
 # Words before "General" that make it no hospital: a title ("Surgeon General") or a condition ("in Good General
 # health")

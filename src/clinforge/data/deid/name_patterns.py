@@ -160,7 +160,11 @@ STRICT_HEADS = (r"disease|diseases|syndrome|syndromes|palsy|fracture|fractures|s
                  # surgical and radiological eponyms ("Hasson technique", "Kocher approach", "Waters view")
                  r"techniques?|approach|repair|stitch|sutures?|retractors?|forceps|clamps?|needles?|tubes?|"
                  r"views?|projection|regimen|protocol|index|splint|drain")
-POSSESSIVE_HEADS = STRICT_HEADS + r"|signs|tests|point|points|body|law|method|position|solution|grade|stage|rule"
+POSSESSIVE_HEADS = STRICT_HEADS + r"|signs|tests|point|points|body|law|method|position|solution|grade|stage|rule|biplane"
+# A title right before a vocative's punctuation ("mrs . peterson ,", "good morning ms. reyes !")
+TITLE_BEFORE_PUNCT = re.compile(r"(?<![a-z])(?i:mr|mrs|ms|miss|mister|missus|dr|doctor)[ \t]*$")
+# Grades of a valve lesion before "MR" / "MS" (mitral regurgitation / stenosis), which then is no title
+SEVERITY_WORDS = frozenset(["no", "trace", "trivial", "minimal", "mild", "moderate", "severe", "mod", "sev", "mild-moderate", "moderate-severe", "mild-mod", "mod-severe", "1+", "2+", "3+", "4+"])
 # "Graves disease", "Bell's palsy", "Stevens-Johnson syndrome": the capitalised run is an eponym, not a person.
 EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
                            r"(?i:" + POSSESSIVE_HEADS + r"))\b")

@@ -95,10 +95,12 @@ from clinforge.data.deid.name_patterns import (
     SAYS_AFTER,
     SENTENCE_END,
     SERVICE_AFTER,
+    SEVERITY_WORDS,
     SPEAKER_LABEL,
     SPECIES_AFTER,
     SPEECH_AFTER,
     TITLE_BEFORE,
+    TITLE_BEFORE_PUNCT,
     TITLE_WORD_SCAN,
     TITLES,
     VERB_AFTER,
@@ -299,6 +301,8 @@ class NameRecognizer(Recognizer):
             return False
         if len(before) > 1 and before[-2].lower() == "an":
             return True  # "an MR venography": an em-ar, the acronym
+        if len(before) > 1 and before[-2].lower().rstrip(",") in SEVERITY_WORDS:
+            return True  # "Mild MR. RVSP 38", "moderate MS": a valve lesion graded, not a title
         if before[-1].lower() == "mr" and word.startswith(MR_STUDIES):
             return True  # "MR venogram", "MR angiography": magnetic resonance
         return (word in self._english_all or word in NOTE_SHORTHAND or word in CLINICAL_TERMS) \
@@ -491,8 +495,11 @@ class NameRecognizer(Recognizer):
                 elif cue in LOWER_DISCOURSE:
                     if low not in self._first or not self._lower_name(low):
                         continue
-                elif not self._lower_name(low):
-                    continue
+                elif not self._lower_name(low) or (
+                        pattern is LOWER_VOCATIVE and low in self._english_all and low not in self._us_first
+                        and not TITLE_BEFORE_PUNCT.search(text, max(0, m.start() - 12), m.start())):
+                    continue  # ", pleasant," ", bud.": an English word between commas is no vocative unless a title
+                    # stands before it ("mrs . peterson ," in a transcript that spaces its full stops)
                 end = m.end("name")
                 second = m.groupdict().get("name2")
                 if second and second.lower() in self._names and second.lower() not in self._common:

@@ -62,6 +62,7 @@ from clinforge.data.deid.name_patterns import (
     PERSON_DID,
     PRESENT_AFTER,
     RELATIVE_CUE,
+    SEVERITY_WORDS,
     SPOKE_WITH,
     SPOKE_WORDS,
     WORD_NAMES,
@@ -354,6 +355,9 @@ class NoteRecognizer(Recognizer):
                 # status, magnetic resonance; no title
             if cue == "mr" and t1.startswith(MR_STUDIES):
                 continue  # "MR venogram", "mr angiography": magnetic resonance
+            graded = cue in ("mr", "ms") and lower[max(0, m.start() - 16):m.start()].split()[-1:]
+            if graded and graded[0].rstrip(",") in SEVERITY_WORDS:
+                continue  # "Mild MR. RVSP 38", "moderate MS": a graded valve lesion
             if cue == "doctor" and _ARTICLE_BEFORE.search(lower, max(0, m.start() - 8), m.start()):
                 continue  # "her doctor despite", "the doctor because": the noun, not a title
             sep = lower[m.end("cue"):m.start("t1")]
