@@ -282,3 +282,16 @@ def test_words_that_looked_like_names_in_short_notes(deid: Deidentifier, text: s
 ])
 def test_vocatives_that_stay_names(deid: Deidentifier, text: str, expected: str) -> None:
     assert masked(deid, text).startswith(expected.removesuffix("ERR"))
+
+
+@pytest.mark.parametrize("text", [
+    "Moderate MR. RVSP 42 mmHg.", "Echo: severe MS. Mean gradient 12.", "TTE: 2+ MR. LVEF 40%.",
+])
+def test_any_valve_grade_before_mr_or_ms(deid: Deidentifier, text: str) -> None:
+    # (the first fix read only the 10 characters before the name: "Moderate" did not fit)
+    assert "#" not in masked(deid, text)
+
+
+def test_a_label_spaced_before_its_colon(deid: Deidentifier) -> None:
+    assert masked(deid, "Patient : DOE, JANE A") == "Patient : ###########"
+

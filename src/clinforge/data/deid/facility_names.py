@@ -29,9 +29,16 @@ from collections.abc import Set as AbstractSet  # (typing.AbstractSet is depreca
 from clinforge.data.deid.lexicons import word_set
 from clinforge.data.deid.medical_words import medical_words
 
-FACILITY = re.compile(r"(?:Hospitals?|Medical Cent(?:er|re)|Health Cent(?:er|re)|Cancer Cent(?:er|re)|Cancer Institute|"
-                      r"Health[Cc]are System|Health System|Clinic|Infirmary|Nursing Home|Rehabilitation Center|Hospice|"
-                      r"Health[Cc]are)\b")
+# The words that make a name a facility's, as regex alternatives (longer forms before their prefixes)
+FACILITY_HEADS = (r"Hospitals?", r"Medical Cent(?:er|re)", r"Health Cent(?:er|re)", r"Cancer Cent(?:er|re)",
+                  r"Cancer Institute", r"Health[Cc]are System", r"Health System", r"Clinic", r"Infirmary",
+                  r"Nursing Home", r"Rehabilitation Center", r"Hospice", r"Health[Cc]are")
+FACILITY = re.compile(r"(?:" + "|".join(FACILITY_HEADS) + r")\b")
+# A place span that ends (or opens) with a facility word, in any case: surrogates keep that word, so a hospital
+# stays a hospital ("Brigham and Women's Hospital" -> "Jameshaven Hospital", "Hospital of X" -> "Hospital of Y")
+FACILITY_AT_END = re.compile(r"(?i)(?:[ \t]+(?:" + "|".join(FACILITY_HEADS + (r"General", r"Rehab", r"Medical Group"))
+                             + r"))+$")
+FACILITY_AT_START = re.compile(r"(?i)^(?:Hospitals?|Medical Cent(?:er|re)|Clinic)[ \t]+(?:of|for)[ \t]+(?:the[ \t]+)?")
 _HOSPITAL_HEADS = ("Hospital", "Medical Cent", "Nursing Home", "Healthcare", "Health System")
 CAP_WORD_BEFORE = re.compile(r"(?:St\.?|Saint|[A-ZÀ-ÖØ-Þ][\w'’.-]*)$")
 _AND_BEFORE = re.compile(r"(?P<w>[A-ZÀ-ÖØ-Þ][\w'’-]*)[ \t]+(?:and|&)[ \t]+$")

@@ -26,8 +26,8 @@ _FIELD = re.compile(
     r"(?=[ \t]*$|[ \t]{2}|[ \t]*[,;|(]|[ \t]+(?:MRN|DOB|AGE|SEX|DOS|ID|ACCT|Age|Sex)\b)")
 
 
-# ("Patient:", "Pt:", "Name:"; led by the colon, so that re jumps between colons in C)
-_LABEL_HINT = re.compile(r":(?<=[nNpPmM][tTeE]:)")
+# ("Patient:", "Pt :", "Name:"; led by the colon, so that re jumps between colons in C)
+_LABEL_HINT = re.compile(r":(?:(?<=[nNpPmM][tTeE]:)|(?<=[nNpPmM][tTeE] :)|(?<=[nNpPmM][tTeE]\t:))")
 
 
 def surname_first_fields(text: str, first_names: Collection[str], english: Collection[str]) -> list[tuple[int, int]]:

@@ -165,6 +165,19 @@ POSSESSIVE_HEADS = STRICT_HEADS + r"|signs|tests|point|points|body|law|method|po
 TITLE_BEFORE_PUNCT = re.compile(r"(?<![a-z])(?i:mr|mrs|ms|miss|mister|missus|dr|doctor)[ \t]*$")
 # Grades of a valve lesion before "MR" / "MS" (mitral regurgitation / stenosis), which then is no title
 SEVERITY_WORDS = frozenset(["no", "trace", "trivial", "minimal", "mild", "moderate", "severe", "mod", "sev", "mild-moderate", "moderate-severe", "mild-mod", "mod-severe", "1+", "2+", "3+", "4+"])
+
+
+def graded_valve_before(text: str, pos: int) -> bool:
+    """Whether the word before ``pos`` (where "MR" or "MS" starts) grades a valve lesion: "Mild MR.", "moderate MS",
+    "2+ MR" are mitral regurgitation / stenosis, not a title. Shared by the names and notes recognizers.
+
+    Example:
+        >>> t = "Moderate MR. RVSP 38"
+        >>> graded_valve_before(t, t.index("MR")), graded_valve_before("Seen by MR. Smith", 8)
+        (True, False)
+    """
+    before = text[max(0, pos - 20):pos].split()
+    return bool(before) and before[-1].lower().rstrip(",") in SEVERITY_WORDS
 # "Graves disease", "Bell's palsy", "Stevens-Johnson syndrome": the capitalised run is an eponym, not a person.
 EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
                            r"(?i:" + POSSESSIVE_HEADS + r"))\b")

@@ -95,7 +95,6 @@ from clinforge.data.deid.name_patterns import (
     SAYS_AFTER,
     SENTENCE_END,
     SERVICE_AFTER,
-    SEVERITY_WORDS,
     SPEAKER_LABEL,
     SPECIES_AFTER,
     SPEECH_AFTER,
@@ -104,6 +103,7 @@ from clinforge.data.deid.name_patterns import (
     TITLE_WORD_SCAN,
     TITLES,
     VERB_AFTER,
+    graded_valve_before,
 )
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
@@ -301,7 +301,7 @@ class NameRecognizer(Recognizer):
             return False
         if len(before) > 1 and before[-2].lower() == "an":
             return True  # "an MR venography": an em-ar, the acronym
-        if len(before) > 1 and before[-2].lower().rstrip(",") in SEVERITY_WORDS:
+        if graded_valve_before(text, text.rfind(before[-1], 0, start)):
             return True  # "Mild MR. RVSP 38", "moderate MS": a valve lesion graded, not a title
         if before[-1].lower() == "mr" and word.startswith(MR_STUDIES):
             return True  # "MR venogram", "MR angiography": magnetic resonance

@@ -62,10 +62,10 @@ from clinforge.data.deid.name_patterns import (
     PERSON_DID,
     PRESENT_AFTER,
     RELATIVE_CUE,
-    SEVERITY_WORDS,
     SPOKE_WITH,
     SPOKE_WORDS,
     WORD_NAMES,
+    graded_valve_before,
 )
 from clinforge.data.deid.note_dates import find_note_dates
 from clinforge.data.deid.note_phones import find_note_phones
@@ -237,7 +237,7 @@ class NoteRecognizer(Recognizer):
         # a name right after a relative
         self._common_first = frozenset(
             n for key in ("male", "female") for n, rank in census[key].items()
-            if rank <= _COMMON_FIRST_RANK and english_rank().get(n, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK
+            if rank <= _COMMON_FIRST_RANK and self._rank.get(n, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK
         ) - (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | _STOP_BEFORE_FACILITY)
         self._plain = english - self._names_all  # a word that is no name in any of faker's locales
         self._tail = census_tail() - self._stop - english - allow_words()
@@ -355,8 +355,7 @@ class NoteRecognizer(Recognizer):
                 # status, magnetic resonance; no title
             if cue == "mr" and t1.startswith(MR_STUDIES):
                 continue  # "MR venogram", "mr angiography": magnetic resonance
-            graded = cue in ("mr", "ms") and lower[max(0, m.start() - 16):m.start()].split()[-1:]
-            if graded and graded[0].rstrip(",") in SEVERITY_WORDS:
+            if cue in ("mr", "ms") and graded_valve_before(lower, m.start()):
                 continue  # "Mild MR. RVSP 38", "moderate MS": a graded valve lesion
             if cue == "doctor" and _ARTICLE_BEFORE.search(lower, max(0, m.start() - 8), m.start()):
                 continue  # "her doctor despite", "the doctor because": the noun, not a title

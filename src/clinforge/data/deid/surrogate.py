@@ -29,6 +29,7 @@ import re
 import secrets
 import string
 
+from clinforge.data.deid.facility_names import FACILITY_AT_END, FACILITY_AT_START
 from clinforge.data.deid.lexicons import person_names
 from clinforge.data.deid.patient_ids import KEY_ENV
 
@@ -39,12 +40,6 @@ _MONTH_WORD = re.compile(r"(?i)\b(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il
 _NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})$")
 _ISO = re.compile(r"^(\d{4})([/.-])(\d{1,2})\2(\d{1,2})$")
 _MONTH_YEAR_NUM = re.compile(r"^(\d{1,2})([/-])(\d{4})$")
-# A facility word that ends (or opens) a place span: the surrogate keeps it, so a hospital stays a hospital
-# ("Brigham and Women's Hospital" -> "Jameshaven Hospital", "Hospital of the University of X" -> "Hospital of Y")
-_FACILITY_TAIL = re.compile(r"(?i)(?:[ \t]+(?:hospitals?|medical cent(?:er|re)|health cent(?:er|re)|cancer cent(?:er|re)|"
-                            r"cancer institute|clinic|general|health ?care(?: system)?|health system|nursing home|"
-                            r"rehabilitation (?:center|hospital)|rehab|infirmary|hospice|medical group))+$")
-_FACILITY_OPEN = re.compile(r"(?i)^(?:hospitals?|medical cent(?:er|re)|clinic)[ \t]+(?:of|for)[ \t]+(?:the[ \t]+)?")
 _MONTH_DAY_NUM = re.compile(r"^(\d{1,2})([/-])(\d{1,2})$")
 ROLE_MEMORY_MAX = 500_000  # role-memory entries (~100 MB) before it starts again
 _NUMBER = re.compile(r"(?<!\d)(\d{4}|\d{1,2})(st|nd|rd|th)?(?!\d)")
@@ -425,9 +420,9 @@ class SurrogateGenerator:
             return match_case(original, fake.street_address())
         if entity_type == "LOCATION":
             city = fake.city()
-            if opening := _FACILITY_OPEN.match(original):
+            if opening := FACILITY_AT_START.match(original):
                 return opening.group() + match_case(original[opening.end():], city)
-            if tail := _FACILITY_TAIL.search(original):
+            if tail := FACILITY_AT_END.search(original):
                 return match_case(original[:tail.start()] or original, city) + tail.group()
             return match_case(original, city)
         return shape_preserving(original, self._rng(patient, entity_type, original, *again))
