@@ -104,17 +104,24 @@ _START = attrgetter("start")
 _END = attrgetter("end")
 
 
+_NAMED_PLACES = frozenset({"LOCATION", "ADDRESS"})
+
+
 def merge_spans(spans: list[Span]) -> list[Span]:
     """Resolve overlaps: spans that overlap are joined into one span covering their union.
 
-    The joined span takes the type, score and recognizer of its strongest member (highest score, then longest),
-    and lists every member's explanation. Joining (rather than dropping the weaker span) never leaves part of an
+    The joined span takes the score of its strongest member (highest score, then longest) and the type and
+    recognizer of that member, except that a name inside a longer place or address that alone covers the union takes
+    the place's (a hospital or street named after a person is a place); it lists every member's explanation. Joining (rather than dropping the weaker span) never leaves part of an
     identifier visible. Returns spans sorted by start.
 
     Example:
         >>> a = Span(0, 5, "NAME", 0.6, "lexicon", "names"); b = Span(3, 9, "ADDRESS", 0.9, "street", "address")
         >>> [(s.start, s.end, s.entity_type) for s in merge_spans([a, b])]
         [(0, 9, 'ADDRESS')]
+        >>> c = Span(8, 16, "NAME", 0.85, "lexicon", "names"); d = Span(5, 30, "LOCATION", 0.6, "facility", "patterns")
+        >>> [(s.start, s.end, s.entity_type, s.score) for s in merge_spans([c, d])]
+        [(5, 30, 'LOCATION', 0.85)]
     """
     if not spans:
         return []
@@ -141,5 +148,13 @@ def _join(group: list[Span], end: int) -> Span:
     if len(group) == 1:
         return group[0]
     best = max(group, key=lambda s: (s.score, s.length))
-    explanations = [best.explanation] + sorted({s.explanation for s in group if s is not best} - {best.explanation})
-    return make_span(group[0].start, end, best.entity_type, best.score, "; ".join(explanations), best.recognizer)
+    # A place or address that covers the whole union and holds a name is a place named after a person ("MD Anderson
+    # Cancer Center", "Isaac Lodge Street"), not a name with a place around it, even where the name scored higher
+    kind = best
+    if best.entity_type == "NAME":
+        places = [s for s in group if s.entity_type in _NAMED_PLACES and s.start == group[0].start and s.end == end
+                  and s.length > best.length]  # (a tie, "DR. LUTHERVILLE" a name and a city, stays a name)
+        if places:
+            kind = max(places, key=lambda s: s.score)
+    explanations = [kind.explanation] + sorted({s.explanation for s in group if s is not kind} - {kind.explanation})
+    return make_span(group[0].start, end, kind.entity_type, best.score, "; ".join(explanations), kind.recognizer)
