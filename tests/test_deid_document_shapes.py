@@ -299,3 +299,48 @@ def test_a_label_spaced_before_its_colon(deid: Deidentifier) -> None:
 def test_surrogate_keeps_every_facility_word(surrogate: Deidentifier) -> None:
     out = surrogate.deidentify("Seen at MD Anderson Cancer Center.", patient_id="p2").text
     assert out.endswith(" Cancer Center.") and "Anderson" not in out
+
+
+# A town that is also a name, after a verb of residence or a move: a place (its surrogate is a town, not a person)
+@pytest.mark.parametrize(("text", "town"), [
+    ("Pt lives in Boston with wife Carol.", "Boston"),
+    ("She moved to Austin last year.", "Austin"),
+    ("He grew up in Houston.", "Houston"),
+    ("MOVED TO AUSTIN LAST YEAR.", "AUSTIN"),
+    ("pt lives in new bedford with dtr", "new bedford"),
+])
+def test_town_after_a_verb_of_residence_is_a_place(deid: Deidentifier, text: str, town: str) -> None:
+    spans = [(text[s.start:s.end], s.entity_type) for s in deid.detect(text)]
+    assert (town, "LOCATION") in spans, spans
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("pt lives in fear of falling", []), ("moved to home yesterday", []), ("moved to bed 5", []),
+    ("Pt moved to Rm 12 this am", []), ("sent to OR 3 at 10am", []), ("Seen by Dr. Jackson.", [("Jackson", "NAME")]),
+])
+def test_no_town_and_no_address_here(deid: Deidentifier, text: str, expected: list) -> None:
+    assert [(text[s.start:s.end], s.entity_type) for s in deid.detect(text)] == expected
+
+
+def test_town_surrogate_is_a_town(surrogate: Deidentifier) -> None:
+    out = surrogate.deidentify("Pt lives in Boston with her son.", patient_id="p3").text
+    town = surrogate.surrogates.replace("LOCATION", "Boston", "p3")
+    assert out == f"Pt lives in {town} with her son.", out
+    assert town != surrogate.surrogates.replace("NAME", "Boston", "p3")
+
+
+# Lower-case "may" and "march" with a day: a date after a date cue, the day included; orders stay
+@pytest.mark.parametrize(("text", "expected"), [
+    ("On march 3 she fell.", "On ####### she fell."),
+    ("on march 12th she fell", "on ########## she fell"),
+    ("seen on 3 march", "seen on #######"),
+    ("on may 3 she", "on ##### she"),
+    ("since 12 may", "since ######"),
+])
+def test_lower_case_may_and_march_with_a_day(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize("text", ["may 3 times a day", "pt may 2 tabs", "Plan: may 2 more units"])
+def test_may_before_a_count_is_no_date(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)

@@ -54,7 +54,8 @@ LOCATION_CUES = frozenset([
 FACILITY_AFTER = re.compile(r"^(?:['’]s)? (?:Hospital|Medical Cent|Health Cent|Clinic|Infirmary|Nursing Home|"
                              r"Rehabilitation|Hospice|Healthcare|Memorial|University|College|School)")
 PLACE_VERBS = frozenset({"flew to", "moved to", "travelled to", "traveled to", "drove to", "went to", "trip to",
-                          "lives in", "born in", "located in"})
+                          "lives in", "born in", "located in", "living in", "lived in", "resides in", "moved from",
+                          "grew up in", "raised in", "relocated to", "relocated from"})
 # Weak evidence whose tokens are not searched for elsewhere in the text.
 NO_PROPAGATION = frozenset({"unknown capitalised word inside a sentence", "capitalised word in a list of names",
                              "capitalised words alone on a line", "common-word name beside an unknown capitalised word"})

@@ -52,6 +52,7 @@ from clinforge.data.deid.lexicons import (
     person_names,
     trie_regex,
     us_names,
+    us_places,
 )
 from clinforge.data.deid.medical_words import medical_words
 from clinforge.data.deid.name_patterns import (
@@ -168,6 +169,7 @@ class NameRecognizer(Recognizer):
         self._rank = english_rank()  # the vocabulary's order, frequent words first
         self._allow = allow
         self._cities = city_names() - common
+        self._places = self._cities | us_places()  # for a name-lexicon word after a place verb
         self._context = int(options.get("context_chars", 40))
         self._kind_cache: dict[str, str] = {}  # token -> kind: a few thousand distinct capitalised words recur
 
@@ -339,6 +341,11 @@ class NameRecognizer(Recognizer):
             return self.span(start, end, "NAME", 0.9, "capitalised words after a title")
         if len(run) == 1 and self._species_after(after):
             return None  # "Klebsiella pneumoniae", "Candida albicans": a genus before its species
+        if len(run) <= 3 and not set(kinds).isdisjoint("NCWU") and text[start:end].lower() in self._places \
+                and _phrase_hit(_words_before(text, start, 3), PLACE_VERBS) is not None:
+            # "lives in Boston", "moved to Austin": a place that is also a name, after a verb that takes places (its
+            # type decides the surrogate: a city, not a person's name)
+            return self.span(start, end, "LOCATION", 0.75, "place name after a place verb")
         if "N" in kinds or ("C" in kinds and len(run) > 1):
             score = 0.85 if len(run) > 1 else 0.7
             return self.span(start, end, "NAME", score, "name lexicon" + (" + neighbours" if len(run) > 1 else ""))

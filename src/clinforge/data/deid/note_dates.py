@@ -61,6 +61,12 @@ _DAY_ABBR_MONTH = re.compile(r"(?<![\w./:-])(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|
 _ABBR_MONTH_YEAR = re.compile(word_start_regex(("jan", "feb", "march", "mar", "apr", "may", "jun", "jul", "aug", "sept",
                                                 "sep", "oct", "nov", "dec"), "[a-z]")
                               + r"\.?,?[ \t]+(?:of[ \t]+)?(?:19|20|21)\d\d(?!\d|[/.:-]\d|[ \t]*(?:mg|mcg|ml|cc|units?|hrs?|hours?)\b)")
+# Lower-case "may" and "march" with a day number (the patterns recognizer takes them with an ordinal or a year only,
+# since "may 2 tabs" and "we march 3 miles" are no dates): a date after a date cue ("on march 3", "since 12 may")
+_VERB_MONTH_DAY = re.compile(r"(?<![a-z])(?:may|march)[ \t]+(?P<d>[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
+                             + _NOT_A_DAY_AFTER)
+_DAY_VERB_MONTH = re.compile(r"(?<![\w./:-])(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?[ \t]+(?:of[ \t]+)?(?:may|march)"
+                             r"(?![a-z])")
 _MONTH_YEAR = re.compile(r"(?<![\w/.+-])(?:1[0-2]|0?[1-9])/[4-9]\d(?![\w%]|/\d|\.\d|-\d)")
 # A month/day with a tail: a later day of the same month ("CT 7/22-23": one span, the second day must come after the
 # first) or a time of day written on ("last dose 7/22pm": the span is the date)
@@ -200,6 +206,12 @@ def _lower_month_abbreviations(text: str, lower: str, out: list[Span], span: Spa
     for m in _DAY_ABBR_MONTH.finditer(lower):
         if text[m.end("mon") - 1].islower() or text[m.end("mon") - 2].islower():
             add(span(m.start(), m.end(), "DATE", 0.6, "day and lower-case month abbreviation"))
+    for pattern in (_VERB_MONTH_DAY, _DAY_VERB_MONTH):
+        for m in pattern.finditer(lower):
+            # (the cased forms are the patterns recognizer's)
+            if (text[m.start()].islower() or text[m.end() - 1].islower()) and _DATE_CUE_BEFORE.search(
+                    lower, max(0, m.start() - 25), m.start()):
+                add(span(m.start(), m.end(), "DATE", 0.6, "lower-case may or march with a day after a date cue"))
     for m in _ABBR_MONTH_YEAR.finditer(lower):
         if text[m.start()].islower():
             add(span(m.start(), m.end(), "DATE", 0.6, "lower-case month and year"))

@@ -78,6 +78,7 @@ from clinforge.data.deid.note_text_search import (
     matches_at,
 )
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
+from clinforge.data.deid.single_case_addresses import find_home_towns
 from clinforge.data.deid.spans import Span
 
 _TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|mister|missus|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|"
@@ -252,6 +253,7 @@ class NoteRecognizer(Recognizer):
             and not MEDICAL_SHAPE.search(t))
         self._cities = frozenset(c for c in us_cities() if c not in self._stop and len(c) >= 4
                                  and c not in common_words() and c not in WORD_NAMES and c not in allow_words())
+        self._towns = us_cities() - self._stop  # any town after "lives in" / "moved to" in one-case text
         self._city_first: dict[str, list[str]] = {}
         for c in self._cities:
             self._city_first.setdefault(c.split()[0], []).append(c)
@@ -587,6 +589,7 @@ class NoteRecognizer(Recognizer):
         if text.isupper() or text.islower():
             for start, end, why in one_case_facility_names(lower, self._stop, self._common, words):
                 add(self.span(start, end, "LOCATION", 0.6, why))
+            find_home_towns(lower, words, add, self.span, self._towns, self._plain)
         for m in (_COUNTY.finditer(lower) if "county" in words else ()):
             if m.group("w") not in self._stop and m.group("w") not in self._common:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "county name"))

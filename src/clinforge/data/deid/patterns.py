@@ -261,6 +261,9 @@ _NO_ADDRESS_AFTER_CUE = re.compile(r"(?:home|(?:a|an|the|her|his|their)[ \t]+(?:
 _FIRST_NUMBER = re.compile(r"\d")
 _NOT_HOUSE_NUMBER = re.compile(r"\d+[ \t]*(?:-[ \t]*)?(?:years?|yrs?|months?|mos?|weeks?|wks?|days?|hours?|hrs?|"
                                r"minutes?|mins?|times|am|pm|o'clock)\b", re.I)
+# ... nor when it numbers a bed, a room or a unit of the hospital ("moved to bed 5", "sent to rm 12", "to OR 3")
+_ROOM_BEFORE_NUMBER = re.compile(r"(?<![a-z])(?:beds?|rm|room|floor|fl|unit|pod|bay|or|icu|ccu|micu|sicu|ward)[ \t]*"
+                                 r"(?:#|no\.?)?[ \t]*$")
 _ADDRESS_CUE = re.compile("(?:" + trie_regex([
     "address is", "addresses are", "address was", "address:", "lives at", "living at", "live at", "located at",
     "resides at", "reside at", "sent to", "send it to", "send this to", "send them to", "mail to", "mailed to",
@@ -456,7 +459,8 @@ class PatternRecognizer(Recognizer):
             end = stop.start() if stop else min(len(text), start + 120)
             first_number = _FIRST_NUMBER.search(text, start, end)
             if end - start >= 4 and first_number is not None and not _NOT_HOUSE_NUMBER.match(
-                    text, first_number.start(), end):  # "moved to Nevada 6 months ago" holds no address
+                    text, first_number.start(), end) and not _ROOM_BEFORE_NUMBER.search(
+                    lower, start, first_number.start()):  # "moved to Nevada 6 months ago" holds no address
                 out.append(self.span(start, end, "ADDRESS", 0.6, "text after an address cue"))
 
     def _contacts(self, text: str, add) -> None:

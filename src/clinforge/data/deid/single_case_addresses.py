@@ -127,6 +127,40 @@ def find_named_streets(lower: str, add: Callable[[Span], None], span: SpanMaker,
             add(span(m.start("name"), m.end(), "ADDRESS", 0.6, "street name after on/off (no house number)"))
 
 
+# A verb of residence or a move before "in" / "to" / "from" and the one to three words of a town: in one-case text
+# the names recognizer (which reads capitals) cannot tell "lives in austin" from "lives in fear"; the gazetteer can.
+RESIDENCE_VERBS = frozenset({"lives", "live", "living", "lived", "resides", "reside", "residing", "born", "raised",
+                             "grew", "moved", "moving", "relocated", "relocating"})
+_HOME_TOWN = re.compile(r"(?<![a-z])(?:lives|live|living|lived|resides?|residing|born|raised|grew[ \t]+up|mov(?:ed|ing)|"
+                        r"relocat(?:ed|ing))[ \t]+(?:in|to|from)[ \t]+(?P<w>[a-z]+(?:[ \t]+[a-z]+){0,2})")
+_LETTERS = re.compile(r"[a-z]+")
+
+
+def find_home_towns(lower: str, words: set[str], add: Callable[[Span], None], span: SpanMaker,
+                    places: frozenset[str], plain: frozenset[str]) -> None:
+    """Add each US town named after a verb of residence or a move (``lives in austin``, ``MOVED TO NEW BEDFORD``)
+    in ``lower`` (a one-case text lower-cased): the longest of the next one to three words that is in ``places``; one
+    word must not be ``plain`` English (no name in any locale: "lives in fear", "moved to home" stay).
+
+    Example:
+        >>> from clinforge.data.deid.spans import make_span
+        >>> out = []; t = "pt lives in austin with wife. moved to home 2d ago"
+        >>> find_home_towns(t, set(t.split()), out.append, lambda *a: make_span(*a, "notes"),
+        ...                 frozenset({"austin", "home"}), frozenset({"home"}))
+        >>> [t[s.start:s.end] for s in out]
+        ['austin']
+    """
+    if words.isdisjoint(RESIDENCE_VERBS):
+        return
+    for m in _HOME_TOWN.finditer(lower):
+        toks = [(t.start(), t.end()) for t in _LETTERS.finditer(lower, m.start("w"), m.end("w"))]
+        for k in range(len(toks), 0, -1):
+            phrase = lower[toks[0][0]:toks[k - 1][1]]
+            if phrase in places and (k > 1 or phrase not in plain):
+                add(span(toks[0][0], toks[k - 1][1], "LOCATION", 0.6, "US town after a verb of residence"))
+                break
+
+
 def find_single_case_addresses(text: str, lower: str, add: Callable[[Span], None], span: SpanMaker,
                                strong: bool | None = None) -> None:
     """Add the street addresses (and, in text without capitals, the cities before ``, ST 12345``) of ``text``
