@@ -344,3 +344,33 @@ def test_lower_case_may_and_march_with_a_day(deid: Deidentifier, text: str, expe
 @pytest.mark.parametrize("text", ["may 3 times a day", "pt may 2 tabs", "Plan: may 2 more units"])
 def test_may_before_a_count_is_no_date(deid: Deidentifier, text: str) -> None:
     assert "#" not in masked(deid, text)
+
+
+def test_contact_label_after_an_address_block_stays(deid: Deidentifier) -> None:
+    text = "Sincerely,\nDepartment of Medicine\n55 Fruit Street, Boston, MA 02114\nTel: (617) 726-2000 | Fax: 617.726.2001"
+    address, phone, fax = "55 Fruit Street, Boston, MA 02114", "(617) 726-2000", "617.726.2001"
+    assert masked(deid, text) == (f"Sincerely,\nDepartment of Medicine\n{'#' * len(address)}\n"
+                                  f"Tel: {'#' * len(phone)} | Fax: {'#' * len(fax)}")
+
+
+def test_iso_timestamp_is_one_date(deid: Deidentifier) -> None:
+    for stamp in ("2021-03-14T10:22:00Z", "2021-03-14T10:22", "2021-03-14T10:22:00.123+01:00"):
+        text = f"Visit {stamp} here"
+        assert [(text[s.start:s.end], s.entity_type) for s in deid.detect(text)] == [(stamp, "DATE")]
+
+
+@pytest.mark.parametrize("text", [
+    "Insurance: Blue Cross Blue Shield of Massachusetts.", "She has Aetna through work and Medicare part B.",
+    "Insurance is Cigna, previously Humana.", "Covered by Kaiser Permanente.", "CIGNA denied the claim.",
+    "Her plan is UnitedHealthcare; secondary Tricare.",
+])
+def test_health_insurers_are_no_names(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Mr. Cross was seen.", "Mr. ##### was seen."),
+    ("Seen with Oscar Humana yesterday.", "Seen with ############ yesterday."),
+])
+def test_insurer_words_in_a_persons_name_stay_names(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected

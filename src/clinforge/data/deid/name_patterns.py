@@ -182,6 +182,32 @@ def graded_valve_before(text: str, pos: int) -> bool:
 # "Graves disease", "Bell's palsy", "Stevens-Johnson syndrome": the capitalised run is an eponym, not a person.
 EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
                            r"(?i:" + POSSESSIVE_HEADS + r"))\b")
+# US health insurers whose names hold a surname or read as one ("Blue Cross", "Cigna", "Humana", "Kaiser
+# Permanente"): a payer is no identifier of the patient (the member number is), and its name is useful data.
+_INSURER = re.compile(r"(?i:(?:(?:independence|horizon|anthem|florida|premera)[ \t]+)?blue[ \t]*(?:cross|shield)|"
+                      r"kaiser[ \t]+permanente|harvard[ \t]+pilgrim|molina[ \t]+healthcare|oscar[ \t]+health|"
+                      r"tufts[ \t]+health[ \t]+plan|united[ \t]*health[ \t]*care|aetna|cigna|humana|tricare|"
+                      r"masshealth|medi-cal|centene|wellcare|highmark|ambetter|amerigroup|caresource|emblemhealth|"
+                      r"regence|wellmark|champva)(?![\w-])")
+INSURER_WORDS = frozenset({"cross", "shield", "permanente", "pilgrim", "molina", "oscar", "aetna", "cigna", "humana",
+                           "tricare", "masshealth", "centene", "wellcare", "highmark", "ambetter", "amerigroup",
+                           "caresource", "emblemhealth", "regence", "wellmark", "champva", "unitedhealthcare",
+                           "kaiser", "blue", "harvard", "tufts", "united", "bluecross", "blueshield"})
+
+
+def insurer_at(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` lies inside the name of a US health insurer (``_INSURER``).
+
+    Example:
+        >>> t = "Insurance: Blue Cross Blue Shield; Humana."
+        >>> insurer_at(t, t.index("Cross"), t.index("Cross") + 5), insurer_at(t, t.index("Hum"), t.index("Hum") + 6)
+        (True, True)
+    """
+    base = max(0, start - 24)
+    return any(m.start() + base <= start and m.end() + base >= end
+               for m in _INSURER.finditer(text[base:end + 24]))
+
+
 # Words for a relative or proxy (a regex alternation): a name cue after them, a phone cue before a number.
 # (the in-law forms first: a regex takes the first alternative that matches, and "son" would leave "-in-law
 # deshawn" behind as if "-in-law" were the name)

@@ -64,6 +64,7 @@ from clinforge.data.deid.name_patterns import (
     DOTTED_CREDENTIAL,
     EPONYM_AFTER,
     FACILITY_AFTER,
+    INSURER_WORDS,
     JOIN,
     LINE_END,
     LINE_START,
@@ -105,6 +106,7 @@ from clinforge.data.deid.name_patterns import (
     TITLES,
     VERB_AFTER,
     graded_valve_before,
+    insurer_at,
 )
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
@@ -335,6 +337,8 @@ class NameRecognizer(Recognizer):
         after = text[end:end + 60]
         if not titled and (EPONYM_AFTER.match(after) or FACILITY_AFTER.match(after)):
             return None
+        if not titled and any(text[a:b].lower() in INSURER_WORDS for a, b, _ in run) and insurer_at(text, start, end):
+            return None  # "Blue Cross", "Cigna": a health insurer
         if titled:
             if self._clinical_after_title(text, start, end):
                 return None

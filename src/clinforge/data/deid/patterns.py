@@ -81,7 +81,9 @@ _LOWER_MONTH_HINTS = tuple(sorted(m for m in MONTH_FULL_FORMS if m.islower()))
 RULES: list[Rule] = [
     ("DATE", "numeric date with year", re.compile(r"\d\d?([/-])\d\d?\1(?:\d{4}|\d{2})" + END_NUM), 0.85, _NUMERIC_LEFT),
     ("DATE", "numeric date with year", re.compile(r"\d\d?\.\d\d?\.\d{4}" + END_NUM), 0.8, _NUMERIC_LEFT),
-    ("DATE", "ISO date", re.compile(r"(?:1[89]|2[01])\d\d([/.-])(?:0?[1-9]|1[0-2])\1" + DAY + END_NUM), 0.9,
+    # (with the time of an ISO 8601 timestamp, which an ID rule would otherwise cut at "T10": "2021-03-14T10:22Z")
+    ("DATE", "ISO date", re.compile(r"(?:1[89]|2[01])\d\d([/.-])(?:0?[1-9]|1[0-2])\1" + DAY
+                                    + r"(?:T\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?" + END_NUM), 0.9,
      _NUMERIC_LEFT),
     ("DATE", "month name with day or year", re.compile(
         MONTH + r"(?:[\s-]?" + DAY + ORD + r"\b(?:,?[\s-]+(?:" + YEAR + r"|'\d\d)\b)?|,?\s+(?:of\s+)?" + YEAR
@@ -253,7 +255,10 @@ _LABEL_START_RE = re.compile(r"(?<!\w)(?:" + trie_regex(_LABEL_STARTS) + r")(?=[
 _PLATE_VALUE = re.compile(r"[A-Z0-9]{1,4}[ -]?[A-Z0-9]{2,5}\b")
 _IBAN = re.compile(r"[A-Z][A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # After a street address: ", City", "\nCITY", ", ST", " 12345", ", Country" (capitalised words, codes, postcodes).
-_ADDRESS_TAIL = re.compile(r"(?:(?:[ \t]*,[ \t]*|[ \t]*\n[ \t>]*|[ \t]{1,4})(?:[A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2}|"
+# (a contact label on the next line is no city: "55 Fruit Street, Boston, MA 02114\nTel: (617) ..." kept "Tel")
+_CONTACT_LABEL = r"(?!(?:Tel|TEL|Telephone|Phone|PHONE|Ph|Fax|FAX|E-?mail|EMAIL|Cell|Mobile|Pager|Office|Desk|Web)\b)"
+_ADDRESS_TAIL = re.compile(r"(?:(?:[ \t]*,[ \t]*|[ \t]*\n[ \t>]*|[ \t]{1,4})(?:" + _CONTACT_LABEL +
+                           r"[A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2}|"
                            r"\d{4,6}(?:-\d{3,4})?|[A-Z]{2}(?= \d|\b)|Suite \d+|Apt\.? \d+)){1,6}")
 _NO_ADDRESS_AFTER_CUE = re.compile(r"(?:home|(?:a|an|the|her|his|their)[ \t]+(?:nursing home|group home|rehab|hospital|"
                                    r"facility|shelter))\b")
