@@ -374,3 +374,31 @@ def test_health_insurers_are_no_names(deid: Deidentifier, text: str) -> None:
 ])
 def test_insurer_words_in_a_persons_name_stay_names(deid: Deidentifier, text: str, expected: str) -> None:
     assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Facebook handle @jdoe_1990. Twitter: @johnny_d.", "Facebook handle ##########. Twitter: #########."),
+    ("IG @drsmith", "IG ########"),
+    ("follows @jdoe1990 online", "follows ######### online"),
+    ("O2 @2L NC, HR @1400 110, d/c @home, seen @bedside", "O2 @2L NC, HR @1400 110, d/c @home, seen @bedside"),
+    ("sat 95% @ 4L, rate @q4h", "sat 95% @ 4L, rate @q4h"),
+])
+def test_social_media_handles(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize("text", ["Proband: 12 yo male of Ashkenazi Jewish descent.", "Proband of Irish ancestry."])
+def test_a_people_before_descent_is_no_name(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Attends Lincoln Elementary School, 2nd grade.", "Attends #########################, 2nd grade."),
+    ("She attends Lincoln Elementary School.", "She attends #########################."),
+    ("Visited Mercy Hospital yesterday.", "Visited ############## yesterday."),
+    ("Seen Hospital.", "Seen Hospital."),
+    ("He graduated from High School in 2001.", "He graduated from High School in 2001."),
+])
+def test_schools_are_places_and_an_opening_verb_is_no_part_of_a_name(deid: Deidentifier, text: str,
+                                                                     expected: str) -> None:
+    assert masked(deid, text) == expected

@@ -32,7 +32,9 @@ from clinforge.data.deid.medical_words import medical_words
 # The words that make a name a facility's, as regex alternatives (longer forms before their prefixes)
 FACILITY_HEADS = (r"Hospitals?", r"Medical Cent(?:er|re)", r"Health Cent(?:er|re)", r"Cancer Cent(?:er|re)",
                   r"Cancer Institute", r"Health[Cc]are System", r"Health System", r"Clinic", r"Infirmary",
-                  r"Nursing Home", r"Rehabilitation Center", r"Hospice", r"Health[Cc]are")
+                  r"Nursing Home", r"Rehabilitation Center", r"Hospice", r"Health[Cc]are",
+                  # a child's school places the child as a clinic does ("attends Lincoln Elementary School")
+                  r"(?:Elementary|Middle|High|Primary|Intermediate|Junior High) School", r"Preschool")
 FACILITY = re.compile(r"(?:" + "|".join(FACILITY_HEADS) + r")\b")
 # A place span that ends (or opens) with a facility word, in any case: surrogates keep that word, so a hospital
 # stays a hospital ("Brigham and Women's Hospital" -> "Jameshaven Hospital", "Hospital of X" -> "Hospital of Y")
@@ -116,6 +118,13 @@ def capitalised_words_before(text: str, end: int, n: int) -> int | None:
     return start
 
 
+# Verbs that open a sentence before a facility's name: capitalised there, yet no part of the name ("Transferred
+# Mercy Hospital", "Attends Lincoln Elementary School")
+_OPENING_VERB = re.compile(r"(?:Admitted|Transferred|Transported|Visited|Visits|Attends|Attended|Called|Calls|Seen|Sent|"
+                           r"Discharged|Presented|Referred|Followed|Treated|Evaluated|Brought|Returned|Arrived|Went|"
+                           r"Works|Worked|Lives|Lived|Contacted|Spoke|Faxed|Notified|Left|Discussed|Contact)[ \t]+")
+
+
 def find_facility_names(text: str) -> list[tuple[int, int, str]]:
     """(start, end, explanation) of each facility name in ``text`` (see the module docstring).
 
@@ -132,6 +141,8 @@ def find_facility_names(text: str) -> list[tuple[int, int, str]]:
         start = None
         if m.start() and text[m.start() - 1] == " ":
             start = capitalised_words_before(text, m.start() - 1, 4)
+        while start is not None and (opening := _OPENING_VERB.match(text, start, m.start())) is not None:
+            start = opening.end() if opening.end() < m.start() else None  # "Attends Lincoln Elementary School"
         if start is not None:
             words = re.findall(r"[\w'’-]+", text[start:m.start()])
             if not head.startswith(_HOSPITAL_HEADS) and all(is_department(w) for w in words):

@@ -182,6 +182,8 @@ def graded_valve_before(text: str, pos: int) -> bool:
 # "Graves disease", "Bell's palsy", "Stevens-Johnson syndrome": the capitalised run is an eponym, not a person.
 EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
                            r"(?i:" + POSSESSIVE_HEADS + r"))\b")
+# A people's name before "descent" / "ancestry" ("of Ashkenazi Jewish descent"): no person's name
+DESCENT_AFTER = re.compile(r"(?:[ \t]+[A-Z][a-z]+)?[ \t]+(?:descent|ancestry|heritage|origin|extraction)\b")
 # US health insurers whose names hold a surname or read as one ("Blue Cross", "Cigna", "Humana", "Kaiser
 # Permanente"): a payer is no identifier of the patient (the member number is), and its name is useful data.
 _INSURER = re.compile(r"(?i:(?:(?:independence|horizon|anthem|florida|premera)[ \t]+)?blue[ \t]*(?:cross|shield)|"

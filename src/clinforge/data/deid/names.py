@@ -60,6 +60,7 @@ from clinforge.data.deid.name_patterns import (
     AMBIGUOUS_TITLES,
     CAP_TOKEN,
     CREDENTIAL_AFTER,
+    DESCENT_AFTER,
     DOSE_AFTER,
     DOTTED_CREDENTIAL,
     EPONYM_AFTER,
@@ -337,6 +338,8 @@ class NameRecognizer(Recognizer):
         after = text[end:end + 60]
         if not titled and (EPONYM_AFTER.match(after) or FACILITY_AFTER.match(after)):
             return None
+        if not titled and DESCENT_AFTER.match(after):
+            return None  # "of Ashkenazi Jewish descent", "of Irish ancestry": a people, no person
         if not titled and any(text[a:b].lower() in INSURER_WORDS for a, b, _ in run) and insurer_at(text, start, end):
             return None  # "Blue Cross", "Cigna": a health insurer
         if titled:

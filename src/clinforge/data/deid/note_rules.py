@@ -184,6 +184,8 @@ multiple several many frequent numerous two three
 state county city private public acute cardiac pulmonary inpatient outpatient physical rehab screen screened eval
 evaluation bed placement day home new old prior previous recent hosp hospital leave awaiting possible start prev transfer transferred back admitted sent going go
 discharge discharged dc d/c and or with by into out area nearby university general va osh lives live living nursing
+seen visited visits attends attended called calls presented referred followed treated evaluated brought returned
+arrived went works worked lived contacted spoke faxed notified transported
 """)
 # Short words ending in h that are shorthand, not a hospital's initials ("to OSH": an outside hospital, unnamed).
 _ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh")

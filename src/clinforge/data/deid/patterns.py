@@ -170,6 +170,13 @@ _ANY_CASED_MONTH = re.compile(_MONTH_CASED)
 # cost three times the one regex search, which re already skips through by the months' first letters.)
 
 # Triggers found by a fast literal scan; the full extent is then worked out in Python around each hit.
+# A social-media handle ("@jdoe_1990"): "@" opening a word that is no e-mail's domain. Nurses write "@" for "at"
+# ("O2 @2L", "@1400", "@bedside"), so a handle needs an underscore, letters then digits ("@jdoe1990"), or a platform
+# or "handle" / "username" cue just before it.
+_HANDLE = re.compile(r"(?<![\w@.])@(?P<h>[A-Za-z][A-Za-z0-9_.]{1,29}[A-Za-z0-9_])(?![\w@]|\.\w)")
+_HANDLE_SHAPE = re.compile(r"_|[A-Za-z]{3}.*\d")
+_HANDLE_CUE = re.compile(r"(?i:handle|user ?name|twitter|instagram|insta|ig|tiktok|snapchat|snap|facebook|fb|reddit|"
+                         r"discord|telegram|threads|bluesky|x)\b[^\n]{0,12}$")
 _EMAIL_AT = re.compile(r"@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
 _DOMAIN_TLD = re.compile(
     r"\.(?:com|org|net|edu|gov|mil|info|biz|io|co|us|uk|de|fr|it|es|nl|be|ch|at|se|no|dk|fi|pl|cz|hu|ru|jp|cn|in|br|"
@@ -490,6 +497,9 @@ class PatternRecognizer(Recognizer):
                 if not any(c.isalpha() for c in text[start:m.start()]):
                     continue  # "wbc today=12.5.no antibx": a number before a word, no host name
                 add(self.span(start, m.end(), "URL", 0.75, "domain name"))
+        for m in (_HANDLE.finditer(text) if "@" in text else ()):
+            if _HANDLE_SHAPE.search(m.group("h")) or _HANDLE_CUE.search(text, max(0, m.start() - 30), m.start()):
+                add(self.span(m.start(), m.end(), "ID", 0.8, "social-media handle"))
         for m in _IPV6_HINT.finditer(text):
             start, end = m.start(), m.end()
             while start > 0 and (text[start - 1] in "0123456789abcdefABCDEF:"):
