@@ -402,3 +402,15 @@ def test_a_people_before_descent_is_no_name(deid: Deidentifier, text: str) -> No
 def test_schools_are_places_and_an_opening_verb_is_no_part_of_a_name(deid: Deidentifier, text: str,
                                                                      expected: str) -> None:
     assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Grandmother died of ovarian cancer in Tel Aviv.", "Grandmother died of ovarian cancer in ########."),
+    ("Son called from Shanghai.", "Son called from ########."),
+    ("I was born in Munich, Germany.", "I was born in ######, Germany."),
+    ("She has lived in Arizona for 4 years.", "She has lived in Arizona for 4 years."),  # a state: no identifier
+    ("Pain in Time.", "Pain in Time."),
+    ("PT PULLS AWAY FROM ORAL THERMOMETER.", "PT PULLS AWAY FROM ORAL THERMOMETER."),
+])
+def test_cities_outside_the_us(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected

@@ -53,6 +53,7 @@ from clinforge.data.deid.lexicons import (
     trie_regex,
     us_names,
     us_places,
+    world_cities,
 )
 from clinforge.data.deid.medical_words import medical_words
 from clinforge.data.deid.name_patterns import (
@@ -109,6 +110,7 @@ from clinforge.data.deid.name_patterns import (
     graded_valve_before,
     insurer_at,
 )
+from clinforge.data.deid.place_scale import large_place_phrases
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import Span
 
@@ -136,6 +138,7 @@ def _token_regex(tokens: frozenset[str]) -> re.Pattern[str]:
 
 # (a lower-case word after a title or greeting that is this frequent as a word is no name unless it is a US name)
 _FREQUENT_WORD_RANK = 1000
+_CITY_WORD_RANK = 3000  # a world city's one-word name after "in" must be rarer English than this ("in Time")
 
 
 class NameRecognizer(Recognizer):
@@ -172,7 +175,9 @@ class NameRecognizer(Recognizer):
         self._rank = english_rank()  # the vocabulary's order, frequent words first
         self._allow = allow
         self._cities = city_names() - common
-        self._places = self._cities | us_places()  # for a name-lexicon word after a place verb
+        self._world = world_cities()
+        self._large_places = large_place_phrases()
+        self._places = self._cities | us_places() | self._world  # for a name-lexicon word after a place verb
         self._context = int(options.get("context_chars", 40))
         self._kind_cache: dict[str, str] = {}  # token -> kind: a few thousand distinct capitalised words recur
 
@@ -348,11 +353,17 @@ class NameRecognizer(Recognizer):
             return self.span(start, end, "NAME", 0.9, "capitalised words after a title")
         if len(run) == 1 and self._species_after(after):
             return None  # "Klebsiella pneumoniae", "Candida albicans": a genus before its species
-        if len(run) <= 3 and not set(kinds).isdisjoint("NCWU") and text[start:end].lower() in self._places \
-                and _phrase_hit(_words_before(text, start, 3), PLACE_VERBS) is not None:
-            # "lives in Boston", "moved to Austin": a place that is also a name, after a verb that takes places (its
-            # type decides the surrogate: a city, not a person's name)
-            return self.span(start, end, "LOCATION", 0.75, "place name after a place verb")
+        if len(run) <= 3 and (phrase := text[start:end].lower()) in self._places:
+            before = _words_before(text, start, 3)
+            if phrase in self._large_places:
+                return None  # "lived in Arizona", "moved to Jordan": a state or a country is no identifier
+            if not set(kinds).isdisjoint("NCWU") and _phrase_hit(before, PLACE_VERBS) is not None:
+                # "lives in Boston", "moved to Austin": a place that is also a name, after a verb that takes places
+                # (its type decides the surrogate: a city, not a person's name)
+                return self.span(start, end, "LOCATION", 0.75, "place name after a place verb")
+            if before and before[-1] in ("in", "from", "near") and phrase in self._world and not text.isupper() \
+                    and self._city_word(phrase):
+                return self.span(start, end, "LOCATION", 0.6, "city outside the US after in/from/near")
         if "N" in kinds or ("C" in kinds and len(run) > 1):
             score = 0.85 if len(run) > 1 else 0.7
             return self.span(start, end, "NAME", score, "name lexicon" + (" + neighbours" if len(run) > 1 else ""))
@@ -410,6 +421,15 @@ class NameRecognizer(Recognizer):
         if verb and (len(run) == 1 or not verb.group().startswith(":")):  # "Ubul:" a speaker, "Lipid Panel:" a header
             return self.span(start, end, "NAME", 0.5, "unknown capitalised word before a verb")
         return None
+
+    def _city_word(self, phrase: str) -> bool:
+        """Whether a world city's name after "in" / "from" reads as the city: a phrase of several words ("Tel Aviv"),
+        or one word that is no US name ("Paris", "Florence" may be people) and no frequent English or medical word
+        ("in Time", "from Split", "Tunica")."""
+        if " " in phrase:
+            return True
+        return phrase not in self._us_first and phrase not in self._us_last and phrase not in self._medical \
+            and self._rank.get(phrase, _CITY_WORD_RANK) >= _CITY_WORD_RANK
 
     def _species_after(self, after: str) -> bool:
         """Whether ``after`` opens with a species epithet: a lower-case Latin word (``pneumoniae``, ``faecalis``,
