@@ -414,3 +414,15 @@ def test_schools_are_places_and_an_opening_verb_is_no_part_of_a_name(deid: Deide
 ])
 def test_cities_outside_the_us(deid: Deidentifier, text: str, expected: str) -> None:
     assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("works as a barista on Newbury St. He reports", "works as a barista on ########### He reports"),
+    ("lives off Elm Ave near the park", "lives off ####### near the park"),
+    ("placed on ST monitoring", "placed on ST monitoring"),
+    ("on Lasix and St. Johns wort", "on Lasix and St. Johns wort"),  # an herb
+    ("Takes St. John's wort daily.", "Takes St. John's wort daily."),
+    ("Transferred to St. John's Hospital.", "Transferred to ###################."),
+])
+def test_abbreviated_street_without_a_number_and_st_johns_wort(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected

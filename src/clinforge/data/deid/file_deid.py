@@ -40,7 +40,7 @@ from clinforge.data.deid.patient_ids import KEY_ENV, PATIENT_ID_MODES, PatientPs
 from clinforge.data.deid.phi_in_names import names_with_phi
 from clinforge.data.deid.spans import make_span
 
-TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes")
+TEXT_SUFFIXES = (".txt", ".text", ".md", ".note", ".notes", ".hl7")  # .hl7: v2 messages (hl7_fields)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv", ".tsv")
 
@@ -82,7 +82,10 @@ def _read_text(path: Path) -> str:
     try:
         if str(path) == "-":
             return sys.stdin.buffer.read().decode("utf-8")
-        return path.read_text(encoding="utf-8")
+        # (newline="": line endings kept as written; HL7 v2 ends segments with a bare CR, which universal newlines
+        # would turn into LF, and a Windows note keeps its CRLF)
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.read()
     except UnicodeDecodeError as exc:
         raise DataError(f"not UTF-8 text (byte {exc.start})", file="standard input" if str(path) == "-"
                         else str(path)) from None

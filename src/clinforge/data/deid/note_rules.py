@@ -173,7 +173,7 @@ _PLACE_BEFORE = re.compile(r"(?<![a-z])(?:(?:from|in|at|near|(?:go|goes|going|we
                            r"[ \t]+of)[ \t]+|(?:hospital|hosp|osh|rehab|snf|facility)"
                            r"[ \t]*\([ \t]*)$")
 _COUNTY = re.compile(r"(?<![a-z])(?P<w>[a-z]{3,})(?:[ \t]+[a-z]{3,})?[ \t]+county(?![a-z])")
-_SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?(?![a-z])")
+_SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?+(?![a-z])(?![ \t]+wort)")  # St. John's wort: an herb
 HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
 _HOSPITAL_FIRST = frozenset(h.split()[0].split("'")[0] for h in HOSPITAL_NAMES)
 _HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HOSPITAL_NAMES) + r")(?![a-z])"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from clinforge.data.deid.facility_names import capitalised_words_before, find_facility_names
+from clinforge.data.deid.hl7_fields import find_hl7_fields
 from clinforge.data.deid.lexicons import (
     US_TERRITORY_CODES,
     allow_words,
@@ -119,6 +120,11 @@ RULES: list[Rule] = [
     ("ADDRESS", "number + street-type prefix + name", re.compile(
         r"\d\d{0,4}[A-Za-z]?\s+(?:" + PREFIX_STREET + r")\s+(?:" + CAP + r"|de|del|la|di|da|du|des)"
         r"(?:\s+(?:" + CAP + r"|de|del|la|di|da|du|des)){0,3}"), 0.75, _WORD_LEFT),
+    # a street named without a number, its suffix abbreviated, after on/off in mixed case ("a cafe on Newbury St.",
+    # "off Elm Ave"; the spelled-out suffixes in any case are single_case_addresses.find_named_streets')
+    ("ADDRESS", "capitalised street with an abbreviated suffix after on/off", re.compile(
+        r"(?:on|off|On|Off)[ \t]+(?P<value>(?:[A-Z][a-z][a-z'’-]*[ \t]+){1,2}?(?:St|Ave|Rd|Blvd|Ln|Pkwy|Hwy)\b\.?)"),
+     0.6, _WORD_LEFT),
     ("ADDRESS", "apartment / suite / PO box", re.compile(
         "|".join(w + r"\.?\s*#?\s*\d+[A-Za-z]?\b" for w in ("Apt", "Apartment", "Suite", "Ste", "Unit"))
         + r"|P\.?\s?O\.?\s*Box\s+\d+\b"), 0.7, _WORD_LEFT),
@@ -264,6 +270,8 @@ _IBAN = re.compile(r"[A-Z][A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b
 # After a street address: ", City", "\nCITY", ", ST", " 12345", ", Country" (capitalised words, codes, postcodes).
 # (a contact label on the next line is no city: "55 Fruit Street, Boston, MA 02114\nTel: (617) ..." kept "Tel")
 _CONTACT_LABEL = r"(?!(?:Tel|TEL|Telephone|Phone|PHONE|Ph|Fax|FAX|E-?mail|EMAIL|Cell|Mobile|Pager|Office|Desk|Web)\b)"
+_SENTENCE_OPENER = re.compile(r"[ \t]+(?:He|She|They|We|I|It|The|This|That|His|Her|Their|Pt|Patient|Plan|No|Has|"
+                              r"Is|Was|Will|Her|Denies|Reports|Lives|Works)\b")
 _ADDRESS_TAIL = re.compile(r"(?:(?:[ \t]*,[ \t]*|[ \t]*\n[ \t>]*|[ \t]{1,4})(?:" + _CONTACT_LABEL +
                            r"[A-ZÀ-Þ][\w'’.-]*(?: [A-ZÀ-Þ][\w'’.-]*){0,2}|"
                            r"\d{4,6}(?:-\d{3,4})?|[A-Z]{2}(?= \d|\b)|Suite \d+|Apt\.? \d+)){1,6}")
@@ -301,7 +309,11 @@ _LOWER_CASE_RULES = frozenset({"lower-case plate after a licence plate label", "
                                "lower-case march with an ordinal day or a year",
                                "day-month-year, month abbreviated in lower case"})
 # The same, searched for in the lower-cased text (substrings, or a pattern where one search is cheaper).
-_NEEDS_IN_LOWER: dict[str, tuple[str, ...] | re.Pattern[str]] = WORD_RULE_GATES
+_NEEDS_IN_LOWER: dict[str, tuple[str, ...] | re.Pattern[str]] = {
+    **WORD_RULE_GATES,
+    "capitalised street with an abbreviated suffix after on/off": (" st", " ave", " rd", " blvd", " ln", " pkwy",
+                                                                    " hwy"),
+}
 # Per rule, looked up once instead of per text: (rule, needs a digit, street-prefix rule, month rule, substrings
 # one of which it needs, its pattern without lower-case month names, a shape it needs, lower-case only, substrings
 # one of which its lower-cased text needs).
@@ -360,7 +372,7 @@ class PatternRecognizer(Recognizer):
     name = "patterns"
     option_names = ()
     entities = ("DATE", "AGE", "PHONE", "EMAIL", "URL", "IP", "SSN", "MRN", "HEALTH_PLAN", "ACCOUNT", "LICENSE",
-                "VEHICLE", "DEVICE", "ID", "ADDRESS", "LOCATION", "ZIP")
+                "VEHICLE", "DEVICE", "ID", "ADDRESS", "LOCATION", "ZIP", "NAME")  # NAME: HL7 name fields
 
     def analyze(self, text: str) -> list[Span]:
         out: list[Span] = []
@@ -402,6 +414,9 @@ class PatternRecognizer(Recognizer):
                 start, end = _value_bounds(m)
                 self._rule_match(text, rule, m.start(), start, end, add)
         self._contacts(text, add)
+        if "|" in text or "MSH" in text:  # HL7 v2 segments (PID, NK1, PV1 ...): their PHI fields by position
+            for start, end, etype, why in find_hl7_fields(text):
+                add(self.span(start, end, etype, 0.9, why))
         if has_digit:
             self._numbers(text, add, lower)
             self._labelled(text, add, lower)
@@ -458,6 +473,8 @@ class PatternRecognizer(Recognizer):
         for i, span in enumerate(out):
             if span.entity_type == "ADDRESS":
                 tail = _ADDRESS_TAIL.match(text, span.end)
+                if tail is not None and text[span.end - 1] == "." and _SENTENCE_OPENER.match(text, span.end):
+                    tail = None  # "on Newbury St. He reports": the sentence ends there ("12 Elm St. Salem, MA" goes on)
                 if tail is not None and tail.end() > span.end:
                     out[i] = Span(span.start, tail.end(), "ADDRESS", span.score, span.explanation + " + city/postcode",
                                   span.recognizer)

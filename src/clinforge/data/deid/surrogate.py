@@ -38,7 +38,10 @@ _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "augu
 _MONTH_WORD = re.compile(r"(?i)\b(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
                          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b")
 _NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})$")
-_ISO = re.compile(r"^(\d{4})([/.-])(\d{1,2})\2(\d{1,2})$")
+_ISO = re.compile(r"^(\d{4})([/.-])(\d{1,2})\2(\d{1,2})(T\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?$")
+# HL7 v2 / DICOM dates and timestamps: YYYYMMDD, then hours, minutes, seconds, fraction and offset as written
+_COMPACT = re.compile(r"^((?:19|20|21)\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])((?:[01]\d|2[0-3])(?:\d\d){0,2}(?:\.\d+)?)?"
+                      r"([+-]\d{4})?$")
 _MONTH_YEAR_NUM = re.compile(r"^(\d{1,2})([/-])(\d{4})$")
 _MONTH_DAY_NUM = re.compile(r"^(\d{1,2})([/-])(\d{1,2})$")
 ROLE_MEMORY_MAX = 500_000  # role-memory entries (~100 MB) before it starts again
@@ -92,6 +95,8 @@ def shift_date_text(text: str, days: int) -> str | None:
     Example:
         >>> shift_date_text("01/30/2023", 3), shift_date_text("2023-01-30", -30), shift_date_text("Jan 2nd", 1)
         ('02/02/2023', '2022-12-31', 'Jan 3rd')
+        >>> shift_date_text("2023-01-30T10:22Z", 3), shift_date_text("20230130102200", 3)
+        ('2023-02-02T10:22Z', '20230202102200')
     """
     try:
         return _shift(text, days)
@@ -103,10 +108,14 @@ def _shift(text: str, days: int) -> str | None:
     delta = dt.timedelta(days=days)
     s = text.strip()
     if m := _ISO.match(s):
-        y, sep, mo, d = m.groups()
+        y, sep, mo, d, time = m.groups()
         new = dt.date(int(y), int(mo), int(d)) + delta
         pad = _padded_style(mo, d)
-        return f"{new.year:04d}{sep}{_pad(new.month, mo, pad)}{sep}{_pad(new.day, d, pad)}"
+        return f"{new.year:04d}{sep}{_pad(new.month, mo, pad)}{sep}{_pad(new.day, d, pad)}{time or ''}"
+    if m := _COMPACT.match(s):
+        y, mo, d, time, offset = m.groups()
+        new = dt.date(int(y), int(mo), int(d)) + delta
+        return f"{new.year:04d}{new.month:02d}{new.day:02d}{time or ''}{offset or ''}"
     if m := _NUMERIC.match(s):
         a, sep, b, y = m.groups()
         day_first = int(a) > 12 or sep == "."  # dotted dates are day-first (European)
