@@ -34,7 +34,8 @@ FACILITY_HEADS = (r"Hospitals?", r"Medical Cent(?:er|re)", r"Health Cent(?:er|re
                   r"Cancer Institute", r"Health[Cc]are System", r"Health System", r"Clinic", r"Infirmary",
                   r"Nursing Home", r"Rehabilitation Center", r"Hospice", r"Health[Cc]are",
                   # a child's school places the child as a clinic does ("attends Lincoln Elementary School")
-                  r"(?:Elementary|Middle|High|Primary|Intermediate|Junior High) School", r"Preschool")
+                  r"Elementary School", r"Middle School", r"High School", r"Primary School", r"Intermediate School",
+                  r"Junior High School", r"Preschool")
 FACILITY = re.compile(r"(?:" + "|".join(FACILITY_HEADS) + r")\b")
 # A place span that ends (or opens) with a facility word, in any case: surrogates keep that word, so a hospital
 # stays a hospital ("Brigham and Women's Hospital" -> "Jameshaven Hospital", "Hospital of X" -> "Hospital of Y")

@@ -62,11 +62,12 @@ from clinforge.data.deid.name_patterns import (
     CAP_TOKEN,
     CREDENTIAL_AFTER,
     DESCENT_AFTER,
+    DESCENT_WORDS,
     DOSE_AFTER,
     DOTTED_CREDENTIAL,
     EPONYM_AFTER,
     FACILITY_AFTER,
-    INSURER_WORDS,
+    INSURER_OPENERS,
     JOIN,
     LINE_END,
     LINE_START,
@@ -220,10 +221,13 @@ class NameRecognizer(Recognizer):
         current: list[tuple[int, int, str]] = []
         kinds_of = self._kind_cache
         title_ends: set[int] | None = None  # where "TITLE.? " ends (TITLE_WORD_SCAN), found at the first need
+        insurer_seen = False  # a word that opens a health insurer's name ("Blue", "Cigna")
         for m in CAP_TOKEN.finditer(text):
             start, end = m.span()
             token = m.group()
             kind = kinds_of.get(token) or self._classify(token)
+            if token in INSURER_OPENERS:
+                insurer_seen = True
             if kind == "I" and not text.startswith(".", end) and not (current and current[-1][1] == start - 1):
                 kind = "A"  # a lone capital letter that is not an initial ("I", "A")
             if kind != "A":
@@ -250,8 +254,10 @@ class NameRecognizer(Recognizer):
             runs.append(current)
         out: list[Span] = []
         judged: list[Span | None] = []
+        # Rare shapes, tested once per text rather than once per capitalised run
+        cues = (insurer_seen, any(w in text for w in DESCENT_WORDS)) if runs else (False, False)
         for run in runs:
-            span = self._judge(text, run)
+            span = self._judge(text, run, cues)
             judged.append(span)
             if span is not None:
                 out.append(span)
@@ -330,7 +336,9 @@ class NameRecognizer(Recognizer):
         # a full-word title before a full stop ends its sentence: "Hi Doctor. I'm the mother", "Thank you, Nurse. I'll"
         return word in TITLES and (word == prev[-1] or len(word) <= 3 or word.lower() in ABBREVIATED_TITLES)
 
-    def _judge(self, text: str, run: list[tuple[int, int, str]]) -> Span | None:
+    def _judge(self, text: str, run: list[tuple[int, int, str]], cues: tuple[bool, bool] = (True, True)) -> Span | None:
+        """The span of a run of capitalised words, or None; ``cues``: whether the text holds an insurer's name and a
+        word such as "descent" (``analyze`` tests the text once)."""
         start, end = run[0][0], run[-1][1]
         if len(run) == 1 and run[0][2] == "A" and not MAYBE_TITLE.match(text, max(0, start - 6), start):
             return None  # fast path: one allowed word, no title before it
@@ -343,9 +351,9 @@ class NameRecognizer(Recognizer):
         after = text[end:end + 60]
         if not titled and (EPONYM_AFTER.match(after) or FACILITY_AFTER.match(after)):
             return None
-        if not titled and DESCENT_AFTER.match(after):
+        if cues[1] and not titled and DESCENT_AFTER.match(after):
             return None  # "of Ashkenazi Jewish descent", "of Irish ancestry": a people, no person
-        if not titled and any(text[a:b].lower() in INSURER_WORDS for a, b, _ in run) and insurer_at(text, start, end):
+        if cues[0] and not titled and insurer_at(text, start, end):
             return None  # "Blue Cross", "Cigna": a health insurer
         if titled:
             if self._clinical_after_title(text, start, end):

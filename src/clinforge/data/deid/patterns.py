@@ -120,11 +120,6 @@ RULES: list[Rule] = [
     ("ADDRESS", "number + street-type prefix + name", re.compile(
         r"\d\d{0,4}[A-Za-z]?\s+(?:" + PREFIX_STREET + r")\s+(?:" + CAP + r"|de|del|la|di|da|du|des)"
         r"(?:\s+(?:" + CAP + r"|de|del|la|di|da|du|des)){0,3}"), 0.75, _WORD_LEFT),
-    # a street named without a number, its suffix abbreviated, after on/off in mixed case ("a cafe on Newbury St.",
-    # "off Elm Ave"; the spelled-out suffixes in any case are single_case_addresses.find_named_streets')
-    ("ADDRESS", "capitalised street with an abbreviated suffix after on/off", re.compile(
-        r"(?:on|off|On|Off)[ \t]+(?P<value>(?:[A-Z][a-z][a-z'’-]*[ \t]+){1,2}?(?:St|Ave|Rd|Blvd|Ln|Pkwy|Hwy)\b\.?)"),
-     0.6, _WORD_LEFT),
     ("ADDRESS", "apartment / suite / PO box", re.compile(
         "|".join(w + r"\.?\s*#?\s*\d+[A-Za-z]?\b" for w in ("Apt", "Apartment", "Suite", "Ste", "Unit"))
         + r"|P\.?\s?O\.?\s*Box\s+\d+\b"), 0.7, _WORD_LEFT),
@@ -179,7 +174,7 @@ _ANY_CASED_MONTH = re.compile(_MONTH_CASED)
 # A social-media handle ("@jdoe_1990"): "@" opening a word that is no e-mail's domain. Nurses write "@" for "at"
 # ("O2 @2L", "@1400", "@bedside"), so a handle needs an underscore, letters then digits ("@jdoe1990"), or a platform
 # or "handle" / "username" cue just before it.
-_HANDLE = re.compile(r"(?<![\w@.])@(?P<h>[A-Za-z][A-Za-z0-9_.]{1,29}[A-Za-z0-9_])(?![\w@]|\.\w)")
+_HANDLE = re.compile(r"@(?P<h>[A-Za-z][A-Za-z0-9_.]{1,29}[A-Za-z0-9_])(?![\w@]|\.\w)")
 _HANDLE_SHAPE = re.compile(r"_|[A-Za-z]{3}.*\d")
 _HANDLE_CUE = re.compile(r"(?i:handle|user ?name|twitter|instagram|insta|ig|tiktok|snapchat|snap|facebook|fb|reddit|"
                          r"discord|telegram|threads|bluesky|x)\b[^\n]{0,12}$")
@@ -270,6 +265,11 @@ _IBAN = re.compile(r"[A-Z][A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b
 # After a street address: ", City", "\nCITY", ", ST", " 12345", ", Country" (capitalised words, codes, postcodes).
 # (a contact label on the next line is no city: "55 Fruit Street, Boston, MA 02114\nTel: (617) ..." kept "Tel")
 _CONTACT_LABEL = r"(?!(?:Tel|TEL|Telephone|Phone|PHONE|Ph|Fax|FAX|E-?mail|EMAIL|Cell|Mobile|Pager|Office|Desk|Web)\b)"
+# A street named without a number, its suffix abbreviated, after on/off in mixed case ("a cafe on Newbury St.",
+# "off Elm Ave"; the spelled-out suffixes in any case are single_case_addresses.find_named_streets'); run only on
+# texts holding one of the suffixes after a space (a regex led by "on|off" would be tried at every "o")
+_ABBREVIATED_STREET = re.compile(r"(?<![A-Za-z])(?:on|off|On|Off)[ \t]+(?P<value>(?:[A-Z][a-z][a-z'’-]*[ \t]+){1,2}?"
+                                 r"(?:St|Ave|Rd|Blvd|Ln|Pkwy|Hwy)\b\.?)")
 _SENTENCE_OPENER = re.compile(r"[ \t]+(?:He|She|They|We|I|It|The|This|That|His|Her|Their|Pt|Patient|Plan|No|Has|"
                               r"Is|Was|Will|Her|Denies|Reports|Lives|Works)\b")
 _ADDRESS_TAIL = re.compile(r"(?:(?:[ \t]*,[ \t]*|[ \t]*\n[ \t>]*|[ \t]{1,4})(?:" + _CONTACT_LABEL +
@@ -309,11 +309,7 @@ _LOWER_CASE_RULES = frozenset({"lower-case plate after a licence plate label", "
                                "lower-case march with an ordinal day or a year",
                                "day-month-year, month abbreviated in lower case"})
 # The same, searched for in the lower-cased text (substrings, or a pattern where one search is cheaper).
-_NEEDS_IN_LOWER: dict[str, tuple[str, ...] | re.Pattern[str]] = {
-    **WORD_RULE_GATES,
-    "capitalised street with an abbreviated suffix after on/off": (" st", " ave", " rd", " blvd", " ln", " pkwy",
-                                                                    " hwy"),
-}
+_NEEDS_IN_LOWER: dict[str, tuple[str, ...] | re.Pattern[str]] = WORD_RULE_GATES
 # Per rule, looked up once instead of per text: (rule, needs a digit, street-prefix rule, month rule, substrings
 # one of which it needs, its pattern without lower-case month names, a shape it needs, lower-case only, substrings
 # one of which its lower-cased text needs).
@@ -414,6 +410,11 @@ class PatternRecognizer(Recognizer):
                 start, end = _value_bounds(m)
                 self._rule_match(text, rule, m.start(), start, end, add)
         self._contacts(text, add)
+        if not upper and (" St" in text or " Ave" in text or " Rd" in text or " Blvd" in text or " Ln" in text
+                          or " Pkwy" in text or " Hwy" in text):
+            for m in _ABBREVIATED_STREET.finditer(text):
+                add(self.span(m.start("value"), m.end("value"), "ADDRESS", 0.6,
+                              "capitalised street with an abbreviated suffix after on/off"))
         if "|" in text or "MSH" in text:  # HL7 v2 segments (PID, NK1, PV1 ...): their PHI fields by position
             for start, end, etype, why in find_hl7_fields(text):
                 add(self.span(start, end, etype, 0.9, why))
@@ -514,7 +515,9 @@ class PatternRecognizer(Recognizer):
                 if not any(c.isalpha() for c in text[start:m.start()]):
                     continue  # "wbc today=12.5.no antibx": a number before a word, no host name
                 add(self.span(start, m.end(), "URL", 0.75, "domain name"))
-        for m in (_HANDLE.finditer(text) if "@" in text else ()):
+        for m in (_HANDLE.finditer(text) if "@" in text else ()):  # (led by "@": re jumps between them)
+            if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_@."):
+                continue  # an e-mail's "@" or part of a longer token
             if _HANDLE_SHAPE.search(m.group("h")) or _HANDLE_CUE.search(text, max(0, m.start() - 30), m.start()):
                 add(self.span(m.start(), m.end(), "ID", 0.8, "social-media handle"))
         for m in _IPV6_HINT.finditer(text):
