@@ -139,6 +139,7 @@ def _token_regex(tokens: frozenset[str]) -> re.Pattern[str]:
 
 # (a lower-case word after a title or greeting that is this frequent as a word is no name unless it is a US name)
 _FREQUENT_WORD_RANK = 1000
+_PLACE_CUE_ENDS = ("in ", "to ", "from ", "near ", "IN ", "TO ", "FROM ", "NEAR ", "In ", "To ", "From ", "Near ")
 _CITY_WORD_RANK = 3000  # a world city's one-word name after "in" must be rarer English than this ("in Time")
 
 
@@ -361,7 +362,9 @@ class NameRecognizer(Recognizer):
             return self.span(start, end, "NAME", 0.9, "capitalised words after a title")
         if len(run) == 1 and self._species_after(after):
             return None  # "Klebsiella pneumoniae", "Candida albicans": a genus before its species
-        if len(run) <= 3 and (phrase := text[start:end].lower()) in self._places:
+        # (every place cue below ends in "in", "to", "from" or "near": one C call rules most runs out)
+        if len(run) <= 3 and text.endswith(_PLACE_CUE_ENDS, max(0, start - 5), start) \
+                and (phrase := text[start:end].lower()) in self._places:
             before = _words_before(text, start, 3)
             if phrase in self._large_places:
                 return None  # "lived in Arizona", "moved to Jordan": a state or a country is no identifier
