@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from clinforge.data.deid.contact_patterns import find_contacts
 from clinforge.data.deid.facility_names import capitalised_words_before, find_facility_names
 from clinforge.data.deid.hl7_fields import find_hl7_fields
 from clinforge.data.deid.lexicons import (
@@ -28,7 +29,6 @@ from clinforge.data.deid.pattern_checks import (
     day_first_valid,
     iban_valid,
     ipv4_valid,
-    is_ipv6,
     is_reading,
     luhn_valid,
     month_year_valid,
@@ -171,22 +171,6 @@ _ANY_CASED_MONTH = re.compile(_MONTH_CASED)
 # cost three times the one regex search, which re already skips through by the months' first letters.)
 
 # Triggers found by a fast literal scan; the full extent is then worked out in Python around each hit.
-# A social-media handle ("@jdoe_1990"): "@" opening a word that is no e-mail's domain. Nurses write "@" for "at"
-# ("O2 @2L", "@1400", "@bedside"), so a handle needs an underscore, letters then digits ("@jdoe1990"), or a platform
-# or "handle" / "username" cue just before it.
-_HANDLE = re.compile(r"@(?P<h>[A-Za-z][A-Za-z0-9_.]{1,29}[A-Za-z0-9_])(?![\w@]|\.\w)")
-_HANDLE_SHAPE = re.compile(r"_|[A-Za-z]{3}.*\d")
-_HANDLE_CUE = re.compile(r"(?i:handle|user ?name|twitter|instagram|insta|ig|tiktok|snapchat|snap|facebook|fb|reddit|"
-                         r"discord|telegram|threads|bluesky|x)\b[^\n]{0,12}$")
-_EMAIL_AT = re.compile(r"@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
-_DOMAIN_TLD = re.compile(
-    r"\.(?:com|org|net|edu|gov|mil|info|biz|io|co|us|uk|de|fr|it|es|nl|be|ch|at|se|no|dk|fi|pl|cz|hu|ru|jp|cn|in|br|"
-    r"au|ca|nz|za|gr|pt|ie|il|tr|mx|ar|hr|si|sk|lt|lv|ee|ro|bg|ua|kr|tw|hk|sg|my|ph|vn|th|health|med|app|dev|me|tv|"
-    r"cc|is|COM|ORG|NET|EDU|GOV)\b(?:/[^\s]*[^\s.,;:!?)])?")
-# Top-level domains that are also English words or note abbreviations: alone after one word they are a typo.
-_WORD_TLDS = frozenset({"is", "no", "me", "in", "at", "be", "it", "us", "co", "my", "tv", "cc", "am", "to", "do",
-                        "so", "pt", "ca", "de", "es", "hr", "ie", "il", "ar", "th", "pl", "ph", "ro", "si", "med"})
-_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _SSN = re.compile(r"\d{3}([- ])\d\d\1\d{4}(?![\d-])")
 _DIGIT_GROUPS = re.compile(r"[+(\d](?:(?<=[+(])\d|(?<=\d))(?=[\d() .+-]{6})[\d()]*(?:[ .-]\(?\d+\)?)+")  # one class first: fast scan
 _PHONE_US = re.compile(r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}")
@@ -317,8 +301,6 @@ _RULE_PLAN = [(rule, rule[0] != "URL" and rule[1] not in _NEEDS_IN_LOWER, rule[1
                _NEEDS.get(rule[1]), _CASED_MONTH_RULES.get(rule[1], rule[2]), _SHAPES.get(rule[1]),
                rule[1] in _LOWER_CASE_RULES, _NEEDS_IN_LOWER.get(rule[1]))
               for rule in RULES]
-_LOCAL_PART = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 
 def _value_bounds(m: re.Match[str]) -> tuple[int, int]:
@@ -409,7 +391,7 @@ class PatternRecognizer(Recognizer):
             for m in pattern.finditer(text):
                 start, end = _value_bounds(m)
                 self._rule_match(text, rule, m.start(), start, end, add)
-        self._contacts(text, add)
+        find_contacts(text, add, self.span)
         if not upper and (" St" in text or " Ave" in text or " Rd" in text or " Blvd" in text or " Ln" in text
                           or " Pkwy" in text or " Hwy" in text):
             for m in _ABBREVIATED_STREET.finditer(text):
@@ -492,43 +474,6 @@ class PatternRecognizer(Recognizer):
                     text, first_number.start(), end) and not _ROOM_BEFORE_NUMBER.search(
                     lower, start, first_number.start()):  # "moved to Nevada 6 months ago" holds no address
                 out.append(self.span(start, end, "ADDRESS", 0.6, "text after an address cue"))
-
-    def _contacts(self, text: str, add) -> None:
-        for m in _EMAIL_AT.finditer(text):
-            start = m.start()
-            while start > 0 and text[start - 1] in _LOCAL_PART:
-                start -= 1
-            if start < m.start():
-                add(self.span(start, m.end(), "EMAIL", 0.95, "e-mail address"))
-        for m in _DOMAIN_TLD.finditer(text):
-            start = m.start()
-            while start > 0 and text[start - 1] in _HOST_CHARS:
-                start -= 1
-            while start < m.start() and not text[start].isalnum():
-                start += 1
-            if start < m.start() and (start == 0 or text[start - 1] not in "@/") and "." not in text[start:start + 1]:
-                tld = text[m.start() + 1:m.end()].split("/")[0].lower()
-                if tld in _WORD_TLDS and "." not in text[start:m.start()] and "/" not in text[m.start():m.end()]:
-                    continue  # "pt.is", "monday.no": two words with a missing space, not a web address
-                if text[m.start() - 1:m.start()] == ".":
-                    continue  # "afternoon...pt": an ellipsis
-                if not any(c.isalpha() for c in text[start:m.start()]):
-                    continue  # "wbc today=12.5.no antibx": a number before a word, no host name
-                add(self.span(start, m.end(), "URL", 0.75, "domain name"))
-        for m in (_HANDLE.finditer(text) if "@" in text else ()):  # (led by "@": re jumps between them)
-            if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_@."):
-                continue  # an e-mail's "@" or part of a longer token
-            if _HANDLE_SHAPE.search(m.group("h")) or _HANDLE_CUE.search(text, max(0, m.start() - 30), m.start()):
-                add(self.span(m.start(), m.end(), "ID", 0.8, "social-media handle"))
-        for m in _IPV6_HINT.finditer(text):
-            start, end = m.start(), m.end()
-            while start > 0 and (text[start - 1] in "0123456789abcdefABCDEF:"):
-                start -= 1
-            while end < len(text) and text[end] in "0123456789abcdefABCDEF:":
-                end += 1
-            candidate = text[start:end]
-            if candidate.count(":") >= 2 and is_ipv6(candidate):
-                add(self.span(start, end, "IP", 0.85, "IPv6 address"))
 
     def _numbers(self, text: str, add, lower: str) -> None:
         for m in _DIGIT_GROUPS.finditer(text):
