@@ -426,3 +426,40 @@ def test_cities_outside_the_us(deid: Deidentifier, text: str, expected: str) -> 
 ])
 def test_abbreviated_street_without_a_number_and_st_johns_wort(deid: Deidentifier, text: str, expected: str) -> None:
     assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("medical record number four four eight one one two three period", "four four eight one one two three"),
+    ("my cell is six one seven five five five oh one four three", "six one seven five five five oh one four three"),
+    ("call me at double five five one two three four five", "double five five one two three four five"),
+    ("account number is one two three", None),  # three digits: no identifier
+    ("he has one two three four five six seven kids", None),
+])
+def test_identifiers_read_out_digit_by_digit(deid: Deidentifier, text: str, value: str | None) -> None:
+    assert masked(deid, text) == (text if value is None else text.replace(value, "#" * len(value)))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Subject: RE: pt Jane Doe (MRN 4481123)", "Subject: RE: pt ######## (MRN #######)"),
+    ("She saw John Doe today.", "She saw ######## today."),
+    ("c/o DOE and CP", "c/o DOE and CP"),  # dyspnoea on exertion
+])
+def test_an_allowed_word_that_is_a_surname_after_a_first_name(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("SPECIMEN: A. Colon, sigmoid, resection. B. Lung: wedge.", "SPECIMEN: A. Colon, sigmoid, resection. B. Lung: wedge."),
+    ("Seen by A. Smith, RN", "Seen by ########, RN"),
+])
+def test_a_specimen_part_letter_and_site_is_no_initial_and_surname(deid: Deidentifier, text: str,
+                                                                   expected: str) -> None:
+    assert masked(deid, text) == expected
+
+
+def test_gs1_udi_is_one_device_identifier(deid: Deidentifier, surrogate: Deidentifier) -> None:
+    text = "UDI (01)07613327294910(17)241231(10)MHT7Y8."
+    udi = "(01)07613327294910(17)241231(10)MHT7Y8"
+    assert [(text[s.start:s.end], s.entity_type) for s in deid.detect(text)] == [(udi, "DEVICE")]
+    out = surrogate.deidentify(text, patient_id="p4").text
+    assert re.fullmatch(r"UDI \(01\)\d{14}\(17\)\d{6}\(10\)[A-Z]{3}\d[A-Z]\d\.", out) and udi not in out, out

@@ -183,6 +183,9 @@ def graded_valve_before(text: str, pos: int) -> bool:
 # "Graves disease", "Bell's palsy", "Stevens-Johnson syndrome": the capitalised run is an eponym, not a person.
 EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_HEADS + r")|['’]s?\s+(?:[A-Z][\w'’-]*\s+)?"
                            r"(?i:" + POSSESSIVE_HEADS + r"))\b")
+# Organs and sites a pathology report labels its specimens with ("A. Colon, sigmoid, resection"; "B. Lung: wedge"):
+# after a part letter they are no initial and surname ("Colon", "Lung" are surnames too)
+SPECIMEN_SITES = frozenset(["colon", "liver", "prostate", "lung", "kidney", "stomach", "bladder", "thyroid", "bone", "appendix", "breast", "skin", "uterus", "cervix", "ovary", "rectum", "gallbladder", "lymph", "pancreas", "spleen", "esophagus", "oesophagus", "duodenum", "ileum", "cecum", "caecum", "adrenal", "testis", "tonsil", "marrow", "brain", "heart", "placenta", "endometrium", "omentum", "parotid", "larynx", "tongue", "lip", "bronchus", "pleura", "peritoneum", "vulva", "vagina", "penis"])
 # A people's name before "descent" / "ancestry" ("of Ashkenazi Jewish descent"): no person's name
 DESCENT_WORDS = ("descent", "ancestry", "heritage", "origin", "extraction")
 DESCENT_AFTER = re.compile(r"(?:[ \t]+[A-Z][a-z]+)?[ \t]+(?:" + "|".join(DESCENT_WORDS) + r")\b")

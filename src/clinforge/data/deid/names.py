@@ -88,6 +88,7 @@ from clinforge.data.deid.name_patterns import (
     SERVICE_AFTER,
     SPEAKER_LABEL,
     SPECIES_AFTER,
+    SPECIMEN_SITES,
     SPEECH_AFTER,
     TITLE_BEFORE,
     TITLE_WORD_SCAN,
@@ -218,6 +219,10 @@ class NameRecognizer(Recognizer):
                 insurer_seen = True
             if kind == "I" and not text.startswith(".", end) and not (current and current[-1][1] == start - 1):
                 kind = "A"  # a lone capital letter that is not an initial ("I", "A")
+            elif kind == "A" and current and current[-1][1] == start - 1 and current[-1][2] == "N" \
+                    and token[1:2].islower() and text[start - 1] == " " and token.lower() in self._names \
+                    and text[current[-1][0]:current[-1][1]].lower() in self._first:
+                kind = "W"  # an allowed word that is also a surname, after a first name: "Jane Doe" (DOE: dyspnoea)
             if kind != "A":
                 if current and start - current[-1][1] <= 7 and JOIN.fullmatch(text, current[-1][1], start) and (
                         text[current[-1][1]] != "." or current[-1][1] - current[-1][0] == 1):  # a dot only after an initial
@@ -333,6 +338,9 @@ class NameRecognizer(Recognizer):
         if text[end:end + 2] in ("'t", "’t"):
             return None  # a contraction: "Con't" (continue), "Don't"
         kinds = "".join(k for _, _, k in run)
+        if kinds[0] == "I" and len(run) == 2 and text[end:end + 1] in (",", ":", ";") \
+                and text[run[1][0]:end].lower() in SPECIMEN_SITES:
+            return None  # "A. Colon, sigmoid": a pathology report's part letter and site
         titled = self._titled(text, start)
         if kinds == "A" and not titled:
             return None

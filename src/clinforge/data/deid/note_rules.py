@@ -80,6 +80,7 @@ from clinforge.data.deid.note_text_search import (
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
 from clinforge.data.deid.single_case_addresses import find_home_towns
 from clinforge.data.deid.spans import Span
+from clinforge.data.deid.word_dates import DIGIT_WORDS, SPOKEN_ID_CUES, find_spoken_ids
 
 _TITLE_CUE = (r"dr|drs|doctor|docter|mr|mrs|mister|missus|ms|miss|md|np|rn|nurse|caseworker|case worker|case manager|"
               r"social worker|"
@@ -212,7 +213,7 @@ class NoteRecognizer(Recognizer):
 
     name = "notes"
     option_names = ()
-    entities = ("NAME", "DATE", "PHONE", "LOCATION")
+    entities = ("NAME", "DATE", "PHONE", "LOCATION", "MRN")
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -341,6 +342,9 @@ class NoteRecognizer(Recognizer):
         self._names(text, lower, words, out)
         find_note_dates(text, lower, words, out, self.span)
         find_note_phones(lower, words, out, self.span, self._phone_owner)
+        if not words.isdisjoint(SPOKEN_ID_CUES) and len(words & DIGIT_WORDS) >= 2:  # (the word set gates it)
+            for start, end, etype, why in find_spoken_ids(text, lower):  # "record number four four eight ..."
+                out.append(self.span(start, end, etype, 0.75, why))
         self._places(text, lower, words, out)
         out += self._propagate(text, lower, out)
         return out

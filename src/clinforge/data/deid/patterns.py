@@ -120,6 +120,10 @@ RULES: list[Rule] = [
     ("ADDRESS", "number + street-type prefix + name", re.compile(
         r"\d\d{0,4}[A-Za-z]?\s+(?:" + PREFIX_STREET + r")\s+(?:" + CAP + r"|de|del|la|di|da|du|des)"
         r"(?:\s+(?:" + CAP + r"|de|del|la|di|da|du|des)){0,3}"), 0.75, _WORD_LEFT),
+    # a GS1 UDI in its human-readable form: the device identifier (01) and the production identifiers after it
+    # (lot 10, serial 21, dates 11/17 ...), one identifier of the implant ("UDI (01)07613327294910(17)241231(10)MHT7Y8")
+    ("DEVICE", "GS1 UDI with its application identifiers", re.compile(
+        r"\(01\)\d{14}(?:\((?:10|11|17|21|30|240|7003)\)[^\s().,;:]+(?:[.,;:-][^\s().,;:]+)*)*"), 0.85, _WORD_LEFT),
     ("ADDRESS", "apartment / suite / PO box", re.compile(
         "|".join(w + r"\.?\s*#?\s*\d+[A-Za-z]?\b" for w in ("Apt", "Apartment", "Suite", "Ste", "Unit"))
         + r"|P\.?\s?O\.?\s*Box\s+\d+\b"), 0.7, _WORD_LEFT),
@@ -154,6 +158,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "numeric date with year": ("/", "-", "."),
     "month/year": ("/", "-"),
     "apartment / suite / PO box": ("Apt", "Apartment", "Suite", "Ste", "Unit", "Box"),
+    "GS1 UDI with its application identifiers": ("(01)",),
     "value after a plate label": ("late", "LATE"),
     "age > 89 after 'age/aged'": ("ge", "GE"),
 }

@@ -38,6 +38,7 @@ _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "augu
 _MONTH_WORD = re.compile(r"(?i)\b(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
                          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b")
 _NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})$")
+_GS1_AI = re.compile(r"(\(\d{2,4}\))")
 _ISO = re.compile(r"^(\d{4})([/.-])(\d{1,2})\2(\d{1,2})(T\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?$")
 # HL7 v2 / DICOM dates and timestamps: YYYYMMDD, then hours, minutes, seconds, fraction and offset as written
 _COMPACT = re.compile(r"^((?:19|20|21)\d\d)(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])((?:[01]\d|2[0-3])(?:\d\d){0,2}(?:\.\d+)?)?"
@@ -434,4 +435,9 @@ class SurrogateGenerator:
             if tail := FACILITY_AT_END.search(original):
                 return match_case(original[:tail.start()] or original, city) + tail.group()
             return match_case(original, city)
-        return shape_preserving(original, self._rng(patient, entity_type, original, *again))
+        rng = self._rng(patient, entity_type, original, *again)
+        if entity_type == "DEVICE" and original.startswith("(01)"):
+            # a GS1 UDI keeps its application identifiers, "(01)", "(17)", "(10)": only the values are drawn
+            return "".join(part if _GS1_AI.fullmatch(part) else shape_preserving(part, rng)
+                           for part in _GS1_AI.split(original))
+        return shape_preserving(original, rng)
