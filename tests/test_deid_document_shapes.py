@@ -463,3 +463,10 @@ def test_gs1_udi_is_one_device_identifier(deid: Deidentifier, surrogate: Deident
     assert [(text[s.start:s.end], s.entity_type) for s in deid.detect(text)] == [(udi, "DEVICE")]
     out = surrogate.deidentify(text, patient_id="p4").text
     assert re.fullmatch(r"UDI \(01\)\d{14}\(17\)\d{6}\(10\)[A-Z]{3}\d[A-Z]\d\.", out) and udi not in out, out
+
+
+def test_form_columns_are_no_name_words(deid: Deidentifier) -> None:
+    text = "Patient Name: Nguyen, Thanh V.   Legal Sex: Male   DOB: 2/9/1961"
+    spans = [text[s.start:s.end] for s in deid.detect(text)]
+    assert "Nguyen" in " ".join(spans) and "Thanh V" in " ".join(spans)
+    assert not any("Legal" in s for s in spans), spans  # the next column's label stays

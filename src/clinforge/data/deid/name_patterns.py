@@ -28,8 +28,9 @@ _UPPER = _char_class(lambda c: c.isupper() or c.istitle())
 # A capitalised token: upper-case letter, letters; O'Brien / D'Angelo; hyphenated parts (Jean-Pierre).
 # (The look-behind sits after the first character so that the regex engine can jump between capitals.)
 CAP_TOKEN = re.compile(rf"[{_UPPER}](?<![\w'’-].)[^\W\d_]*(?:['’][{_UPPER}][^\W\d_]+)?(?:-[^\W\d_]+)*(?![\w])")
-# What may sit between two tokens of one name: one space, an initial's dot, a lower-case particle.
-JOIN = re.compile(r"(?:\.? {1,3}|\.?\t| (?:van|von|de|del|della|der|den|di|da|du|la|le|bin|ibn|al|el|dos|das|ter|ten|"
+# What may sit between two tokens of one name: one or two spaces, an initial's dot, a lower-case particle. Three
+# spaces or a tab separate the columns of a form ("Nguyen, Thanh V.   Legal Sex: Male"), not the words of a name.
+JOIN = re.compile(r"(?:\.? {1,2}| (?:van|von|de|del|della|der|den|di|da|du|la|le|bin|ibn|al|el|dos|das|ter|ten|"
                    r"y|e|zu|af|av) )")
 TITLES = word_set("""
 Dr Drs Mr Mrs Ms Mx Miss Mister Madam Prof Professor Sr Sra Srta Mme Mlle Herr Frau Rev Fr Sister Brother Nurse
