@@ -469,3 +469,13 @@ def test_form_columns_are_no_name_words(deid: Deidentifier) -> None:
     text = "Patient Name: Nguyen, Thanh V.   Legal Sex: Male   DOB: 2/9/1961"
     # the next column's label ("Legal Sex") stays
     assert [text[s.start:s.end] for s in deid.detect(text)] == ["Nguyen", "Thanh V", "2/9/1961"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Her daughter Yasmin called.", "Her daughter ###### called."),  # a contraceptive's brand, an allowed word
+    ("children Yasmin (8) and Omar (5)", "children ###### (8) and #### (5)"),
+    ("Started Yasmin for contraception.", "Started Yasmin for contraception."),
+    ("Son Lasix", "Son Lasix"),
+])
+def test_an_allowed_word_that_is_a_first_name_after_a_relative(deid: Deidentifier, text: str, expected: str) -> None:
+    assert masked(deid, text) == expected

@@ -230,6 +230,11 @@ RELATIVE_CUE = (r"(?:sister|brother|son|daughter|mother|father)-in-law|"
                 r"fiancee|boyfriend|girlfriend|partner|proxy|hcp|neighbor|neighbour|"
                 r"step ?daughter|step ?son|grandmother|grandfather")
 
+# The same words, one by one, and words for children: the word right before an allowed word that is a first name
+# ("daughter Yasmin": a contraceptive's brand and a daughter's name)
+RELATIVE_WORDS = frozenset(re.sub(r"\(\?:.*?\)-in-law\|", "", RELATIVE_CUE).replace(" ?", "").split("|")) | {
+    "children", "child", "kids", "kid", "grandchildren", "twins", "stepson", "stepdaughter"}
+
 # Words that look like first names but are ordinary words in notes (and the months): never a name alone.
 WORD_NAMES = word_set("""
 will may mark bill pat grace hope joy faith rose june april august art bob don jack jean sue guy rich ray ted

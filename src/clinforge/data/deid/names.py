@@ -83,6 +83,7 @@ from clinforge.data.deid.name_patterns import (
     NOTE_WEAK,
     PERSON_VERB_AFTER,
     PLACE_VERBS,
+    RELATIVE_WORDS,
     SAYS_AFTER,
     SENTENCE_END,
     SERVICE_AFTER,
@@ -105,6 +106,12 @@ from clinforge.data.deid.spans import Span
 def _words_before(text: str, start: int, n: int = 4) -> list[str]:
     """The last ``n`` whitespace-separated words before ``start``, lower-cased (a cheap look-behind)."""
     return text[max(0, start - 40):start].lower().split()[-n:]
+
+
+def _after_relative(text: str, start: int) -> bool:
+    """Whether the word right before ``start`` (after one space, a colon or a comma) names a relative."""
+    before = text[max(0, start - 16):start].split()
+    return bool(before) and before[-1].rstrip(",:;").lower() in RELATIVE_WORDS
 
 
 def _phrase_hit(words: list[str], phrases: frozenset[str]) -> str | None:
@@ -166,6 +173,8 @@ class NameRecognizer(Recognizer):
         self._places = self._cities | us_places() | self._world  # for a name-lexicon word after a place verb
         self._context = int(options.get("context_chars", 40))
         self._kind_cache: dict[str, str] = {}  # token -> kind: a few thousand distinct capitalised words recur
+        # allowed words that are also first names, in title case ("Yasmin", "Hope", "Faith"): names after a relative
+        self._allowed_first = frozenset(w.title() for w in first & allow)
         self._lower = LowerCaseNames(names=self._names, strong=self._strong, first=first,
                                      first_strong=self._first_strong, common=common, allow=allow,
                                      english_all=self._english_all, rank=self._rank, us_first=self._us_first,
@@ -243,6 +252,8 @@ class NameRecognizer(Recognizer):
                 title_ends = {t.end() for t in TITLE_WORD_SCAN.finditer(text)}
             if start in title_ends and MAYBE_TITLE.match(text, start - 6 if start > 6 else 0, start):
                 runs.append([(start, end, kind)])
+            elif token in self._allowed_first and _after_relative(text, start):
+                runs.append([(start, end, "N")])  # "daughter Yasmin", "wife Hope": a name where a word would be
         if current:
             runs.append(current)
         out: list[Span] = []
