@@ -479,3 +479,14 @@ def test_form_columns_are_no_name_words(deid: Deidentifier) -> None:
 ])
 def test_an_allowed_word_that_is_a_first_name_after_a_relative(deid: Deidentifier, text: str, expected: str) -> None:
     assert masked(deid, text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Send to CVS Pharmacy #4471 today.", []),
+    ("Walgreens store #12345", []),
+    ("ROOM #1204", []),
+    ("PAGER #54321", ["54321"]),
+    ("paged #54321", ["54321"]),
+])
+def test_a_number_sign_after_a_store_or_room_is_no_pager(deid: Deidentifier, text: str, expected: list) -> None:
+    assert [text[s.start:s.end] for s in deid.detect(text)] == expected

@@ -55,6 +55,11 @@ _PAGER = re.compile(word_start_regex(_PAGER_CUES, "[a-z]") + r"[ \t.:#(]*"
                     r"(?P<n>\d{4,5}|\d-\d{4}|\d{3}[ .]?\d{4}|\d{3}-\d{4}|\d{10})(?![\d/:-]|\.\d)")
 
 
+# What a "#" numbers when one of these words stands right before it: no pager
+_NOT_A_PAGER_BEFORE = re.compile(r"(?<![a-z])(?:pharmacy|store|room|rm|bed|floor|pod|bay|flight|exit|route|bus|gate|"
+                                 r"channel|locker|lot|step|size|item|question|q|tube|cath|line|port)[ \t]*$")
+
+
 def find_note_phones(lower: str, words: set[str], out: list[Span], span: SpanMaker,
                      owner_named: Callable[[str, str], bool]) -> None:
     """Append to ``out`` the phone and pager numbers of a note, and the name of a number's owner written right
@@ -86,6 +91,8 @@ def find_note_phones(lower: str, words: set[str], out: list[Span], span: SpanMak
             time_like = len(n) == 4 and n.isdigit() and int(n[:2]) <= 24 and int(n[2:]) <= 59  # 2400: midnight
             if time_like and (lower.startswith("paged", m.start()) or m.group("via") is not None):
                 continue
+            if lower[m.start()] == "#" and _NOT_A_PAGER_BEFORE.search(lower, max(0, m.start() - 12), m.start()):
+                continue  # "CVS Pharmacy #4471", "room #1204", "flight #1123": a store, a room, a flight
             if m.group("via") is None:
                 out.append(span(m.start("n"), m.end("n"), "PHONE", 0.6, "pager / extension number"))
             else:
