@@ -490,3 +490,14 @@ def test_an_allowed_word_that_is_a_first_name_after_a_relative(deid: Deidentifie
 ])
 def test_a_number_sign_after_a_store_or_room_is_no_pager(deid: Deidentifier, text: str, expected: list) -> None:
     assert [text[s.start:s.end] for s in deid.detect(text)] == expected
+
+
+def test_a_relative_gives_a_surrogate_its_gender_and_a_given_name(surrogate: Deidentifier) -> None:
+    from faker.providers.person.en_US import Provider
+
+    out = surrogate.deidentify("Wife Ingrid updated by phone. Son Omar and daughter Yasmin visited.",
+                               patient_id="p5").text
+    m = re.fullmatch(r"Wife (\w+) updated by phone\. Son (\w+) and daughter (\w+) visited\.", out)
+    assert m is not None, out
+    assert m.group(1) in Provider.first_names_female and m.group(3) in Provider.first_names_female, out
+    assert m.group(2) in Provider.first_names_male, out

@@ -23,6 +23,17 @@ _TITLE_GENDER = {"mr": "male", "mister": "male", "sir": "male", "mrs": "female",
                  "madam": "female"}
 
 
+# A relative named right before a name states its gender as a title does ("wife Ingrid" keeps a woman's name)
+_RELATIVE = re.compile(r"\b(wife|husband|daughter|son|mother|father|mom|dad|sister|brother|sis|bro|aunt|uncle|niece|"
+                       r"nephew|grandmother|grandfather|granddaughter|grandson|girlfriend|boyfriend|fiancee|fiance|"
+                       r"stepdaughter|stepson|dtr|dau)[ \t]*[,:(]?[ \t]*$", re.IGNORECASE)
+_RELATIVE_GENDER = {w: "female" for w in ("wife", "daughter", "mother", "mom", "sister", "sis", "aunt", "niece",
+                                          "grandmother", "granddaughter", "girlfriend", "fiancee", "stepdaughter",
+                                          "dtr", "dau")}
+_RELATIVE_GENDER.update({w: "male" for w in ("husband", "son", "father", "dad", "brother", "bro", "uncle", "nephew",
+                                             "grandfather", "grandson", "boyfriend", "fiance", "stepson")})
+
+
 def title_gender(text: str, start: int) -> str | None:
     """The gender a title right before ``start`` states (Mr. -> male, Mrs./Ms./Miss -> female), else None.
 
@@ -32,6 +43,18 @@ def title_gender(text: str, start: int) -> str | None:
     """
     m = _TITLE.search(text, max(0, start - 10), start)
     return _TITLE_GENDER.get(m.group(1).lower()) if m else None
+
+
+def relative_gender(text: str, start: int) -> str | None:
+    """The gender a relative named right before ``start`` states (wife -> female, son -> male), else None; a name
+    there is a given name, where one word after a title is a surname.
+
+    Example:
+        >>> relative_gender("wife Ingrid", 5), relative_gender("Son: Omar", 5), relative_gender("seen by Omar", 8)
+        ('female', 'male', None)
+    """
+    m = _RELATIVE.search(text, max(0, start - 16), start)
+    return _RELATIVE_GENDER.get(m.group(1).lower()) if m else None
 
 
 class Deidentifier:
@@ -173,15 +196,15 @@ class Deidentifier:
         return spans
 
     def replacement(self, span: Span, original: str, patient_id: str | None = None, *,
-                    gender: str | None = None) -> str:
-        """What ``original`` (the text of ``span``) becomes in this mode; ``gender``: that of a title before a
-        name (surrogate names agree with it)."""
+                    gender: str | None = None, role: str | None = None) -> str:
+        """What ``original`` (the text of ``span``) becomes in this mode; ``gender``: that of a title or a relative
+        before a name (surrogate names agree with it); ``role``: ``given`` for one word after a relative."""
         if self.mode == "mask":
             return self.mask_format.format(entity_type=span.entity_type)
         if self.mode == "redact":
             return self.redact_with
         assert self._surrogates is not None
-        return self._surrogates.replace(span.entity_type, original, patient_id, gender=gender)
+        return self._surrogates.replace(span.entity_type, original, patient_id, gender=gender, role=role)
 
     def apply_spans(self, text: str, spans: list[Span], patient_id: str | None = None) -> DeidResult:
         """Replace ``spans`` (from ``detect``, possibly of another Deidentifier with the same recognizers) in this
@@ -214,8 +237,12 @@ class Deidentifier:
         replacements: list[str] = []
         pos = 0
         for span in spans:
-            gender = title_gender(text, span.start) if span.entity_type == "NAME" else None
-            repl = self.replacement(span, text[span.start:span.end], patient_id, gender=gender)
+            gender = role = None
+            if span.entity_type == "NAME" and self.mode == "surrogate":
+                gender = title_gender(text, span.start)
+                if gender is None and (gender := relative_gender(text, span.start)) is not None:
+                    role = "given"  # "wife Ingrid": a woman's given name, where "Mrs. Ingrid" reads as a surname
+            repl = self.replacement(span, text[span.start:span.end], patient_id, gender=gender, role=role)
             pieces.append(text[pos:span.start])
             pieces.append(repl)
             replacements.append(repl)

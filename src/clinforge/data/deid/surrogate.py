@@ -361,7 +361,7 @@ class SurrogateGenerator:
                 break
         return match_case(token, new)
 
-    def _name(self, original: str, patient: str, gender: str | None) -> str:
+    def _name(self, original: str, patient: str, gender: str | None, one_word_role: str | None = None) -> str:
         """A name span token by token: with two or more words, the last is the surname and the others given names
         ("Mr. John Smith" -> "Mr. Robert Jones", never "Mr. Jennifer ..."); one word after a title is a surname."""
         word = r"[^\W\d_]+(?:['’][^\W\d_]+)?"
@@ -373,7 +373,7 @@ class SurrogateGenerator:
             return re.sub(word, lambda m: self._name_token(m.group(), patient, "surname" if m.start() < comma else
                                                            "given", gender), original)
         if len(words) < 2:
-            role = "surname" if gender and words else "auto"
+            role = one_word_role or ("surname" if gender and words else "auto")
             return re.sub(word, lambda m: self._name_token(m.group(), patient, role, gender), original)
         gender = gender or self.name_gender(words[0].group())
         last = words[-1].start()
@@ -384,17 +384,18 @@ class SurrogateGenerator:
                                                        "given", gender), original)
 
     def replace(self, entity_type: str, original: str, patient_id: str | None = None, *,
-                gender: str | None = None) -> str:
+                gender: str | None = None, role: str | None = None) -> str:
         """The surrogate for one detected span; ``gender`` (``male``/``female``, e.g. from a title before a name)
-        keeps a surrogate name consistent with its context."""
+        keeps a surrogate name consistent with its context; ``role`` (``given`` / ``surname``) says what a
+        one-word name is (default: a surname after a gendered title, else as the name was first seen)."""
         patient = patient_id or ""
-        key = (entity_type, original, patient, gender)
+        key = (entity_type, original, patient, gender, role)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         if len(self._cache) > 200_000:  # determinism makes the cache optional: bound memory on huge corpora
             self._cache.clear()
-        out = self._name(original, patient, gender) if entity_type == "NAME" else \
+        out = self._name(original, patient, gender, role) if entity_type == "NAME" else \
             self._make(entity_type, original, patient)
         if entity_type != "DATE" or out != "[DATE]":
             self._cache[key] = out
