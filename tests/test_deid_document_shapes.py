@@ -501,3 +501,13 @@ def test_a_relative_gives_a_surrogate_its_gender_and_a_given_name(surrogate: Dei
     assert m is not None, out
     assert m.group(1) in Provider.first_names_female and m.group(3) in Provider.first_names_female, out
     assert m.group(2) in Provider.first_names_male, out
+
+
+@pytest.mark.parametrize("text", [
+    "Bence Jones protein absent.", "Anti-Smith antibody levels ordered.", "a C-reactive protein of 25 mg/dL",
+    "Exam: positive Murphy's sign, McBurney's point nontender, Babinski downgoing, Romberg negative.",
+    "Placed in Trendelenburg for the Swan-Ganz. Foley in place. Holter monitor ordered; carotid Doppler normal.",
+    "Child-Pugh B, Gleason 3+4, CHA2DS2-VASc 4, Coombs negative, s/p Whipple, Nissen and Roux-en-Y.",
+])
+def test_eponyms_a_clinician_writes_stay(deid: Deidentifier, text: str) -> None:
+    assert "#" not in masked(deid, text)

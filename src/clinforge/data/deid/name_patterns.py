@@ -162,7 +162,8 @@ STRICT_HEADS = (r"disease|diseases|syndrome|syndromes|palsy|fracture|fractures|s
                  # surgical and radiological eponyms ("Hasson technique", "Kocher approach", "Waters view")
                  r"techniques?|approach|repair|stitch|sutures?|retractors?|forceps|clamps?|needles?|tubes?|"
                  r"views?|projection|regimen|protocol|index|splint|drain|"
-                 r"wort")  # St. John's wort, an herb in medication lists
+                 r"wort|"  # St. John's wort, an herb in medication lists
+                 r"proteins?|antigens?|antibod(?:y|ies)")  # "Bence Jones protein", "Tamm-Horsfall protein"
 POSSESSIVE_HEADS = STRICT_HEADS + r"|signs|tests|point|points|body|law|method|position|solution|grade|stage|rule|biplane"
 # A title right before a vocative's punctuation ("mrs . peterson ,", "good morning ms. reyes !")
 TITLE_BEFORE_PUNCT = re.compile(r"(?<![a-z])(?i:mr|mrs|ms|miss|mister|missus|dr|doctor)[ \t]*$")
