@@ -1,4 +1,4 @@
-"""Where clinforge finds the shared real datasets and its own packaged samples."""
+"""Where clinforge finds the shared real datasets, its own packaged samples and its cache."""
 
 from __future__ import annotations
 
@@ -27,3 +27,14 @@ def samples_dir() -> Path:
         'samples'
     """
     return PACKAGE_ROOT / "samples"
+
+
+def cache_root() -> Path:
+    """``$CLINFORGE_CACHE`` or ``~/.cache/clinforge``: converted models, derived word lists.
+
+    Example:
+        >>> cache_root().name in ("clinforge", os.environ.get("CLINFORGE_CACHE", "clinforge").rstrip("/").split("/")[-1])
+        True
+    """
+    env = os.environ.get("CLINFORGE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "clinforge"

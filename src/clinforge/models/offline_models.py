@@ -25,6 +25,7 @@ from typing import Any
 
 from clinforge.core.errors import ClinforgeError, OfflineError, OutputExistsError
 from clinforge.core.hub_access import hub_or_cached
+from clinforge.core.paths import cache_root
 from clinforge.core.registry import Registry
 from clinforge.models.gguf_import import MARKER, convert_gguf, progress_message
 
@@ -62,17 +63,6 @@ OFFLINE_MODELS.register("smollm2-135m-instruct", OfflineModel(
     description="SmolLM2-135M-Instruct (llama architecture, 135M parameters, chat template), Q4_1 GGUF "
                 "de-quantised to fp32; ~540 MB on disk",
 ))
-
-
-def cache_root() -> Path:
-    """``$CLINFORGE_CACHE`` or ``~/.cache/clinforge``.
-
-    Example:
-        >>> cache_root().name in ("clinforge", os.environ.get("CLINFORGE_CACHE", "clinforge").rstrip("/").split("/")[-1])
-        True
-    """
-    env = os.environ.get("CLINFORGE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "clinforge"
 
 
 def cached_model_dir(name: str) -> Path:
