@@ -511,3 +511,12 @@ def test_a_relative_gives_a_surrogate_its_gender_and_a_given_name(surrogate: Dei
 ])
 def test_eponyms_a_clinician_writes_stay(deid: Deidentifier, text: str) -> None:
     assert "#" not in masked(deid, text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Device: Medtronic Azure XT DR MRI SureScan.", []),  # DR: dual-chamber rate-responsive; MRI: a test
+    ("DR CHEN AWARE", ["CHEN"]),
+    ("How are you Miss G?", ["G"]),
+])
+def test_an_imaging_test_after_a_title_is_no_name(deid: Deidentifier, text: str, expected: list) -> None:
+    assert [text[s.start:s.end] for s in deid.detect(text)] == expected

@@ -314,6 +314,9 @@ class NameRecognizer(Recognizer):
         if not before:
             return False
         word = text[start:end].split()[0].lower().strip(".,")
+        if 2 <= len(word) <= 4 and text[start:start + len(word)].isupper() and word in CLINICAL_TERMS \
+                and word not in self._us_first and word not in self._us_last:
+            return True  # "Azure XT DR MRI SureScan" (DR: dual-chamber rate-responsive): an imaging test is no person
         if text[start:end].isupper() and word.endswith(("ing", "ed")) and word not in self._us_first \
                 and word not in self._us_last and (word in self._english_all or word in self._medical):
             return True  # in capitals a verb after any title: "LIMITS SET BY DR REGARDING EATING", "MS WAXING"
