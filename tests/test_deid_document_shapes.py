@@ -468,7 +468,7 @@ def test_gs1_udi_is_one_device_identifier(deid: Deidentifier, surrogate: Deident
 def test_form_columns_are_no_name_words(deid: Deidentifier) -> None:
     text = "Patient Name: Nguyen, Thanh V.   Legal Sex: Male   DOB: 2/9/1961"
     # the next column's label ("Legal Sex") stays
-    assert [text[s.start:s.end] for s in deid.detect(text)] == ["Nguyen", "Thanh V", "2/9/1961"]
+    assert [text[s.start:s.end] for s in deid.detect(text)] == ["Nguyen, Thanh V.", "2/9/1961"]
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -520,3 +520,12 @@ def test_eponyms_a_clinician_writes_stay(deid: Deidentifier, text: str) -> None:
 ])
 def test_an_imaging_test_after_a_title_is_no_name(deid: Deidentifier, text: str, expected: list) -> None:
     assert [text[s.start:s.end] for s in deid.detect(text)] == expected
+
+
+def test_surname_first_field_with_a_surname_in_the_vocabulary(surrogate: Deidentifier) -> None:
+    from faker.providers.person.en_US import Provider
+
+    out = surrogate.deidentify("Patient Name: Nguyen, Thanh V.   Legal Sex: Male", patient_id="p6").text
+    m = re.fullmatch(r"Patient Name: (\w+), (\w+) [A-Z]\.   Legal Sex: Male", out)
+    assert m is not None and m.group(1) != "Nguyen", out
+    assert m.group(1).title() in Provider.last_names and m.group(2).title() in Provider.first_names, out

@@ -266,7 +266,8 @@ class NameRecognizer(Recognizer):
             if span is not None:
                 out.append(span)
         out += self._beside_names(text, runs, judged)
-        for start, end in surname_first_fields(text, self._first, self._english_all):
+        # (English less names: the vocabulary holds "nguyen", which made "Patient Name: Nguyen, Thanh V." prose)
+        for start, end in surname_first_fields(text, self._first, self._english):
             out.append(self.span(start, end, "NAME", 0.8, "surname-first name in a form field"))
         note = looks_like_note(text)
         if not text.isupper():  # every lower-case rule needs a lower-case letter (a-z, ß-ɏ)
