@@ -529,3 +529,13 @@ def test_surname_first_field_with_a_surname_in_the_vocabulary(surrogate: Deident
     m = re.fullmatch(r"Patient Name: (\w+), (\w+) [A-Z]\.   Legal Sex: Male", out)
     assert m is not None and m.group(1) != "Nguyen", out
     assert m.group(1).title() in Provider.last_names and m.group(2).title() in Provider.first_names, out
+
+
+def test_a_gendered_given_name_alone_stays_a_given_name(surrogate: Deidentifier) -> None:
+    from faker.providers.person.en_US import Provider
+
+    out = surrogate.deidentify("From: Smith, John <js@example.org>", patient_id="p7").text
+    m = re.fullmatch(r"From: (\w+), (\w+) <[^>]+>", out)
+    assert m is not None, out
+    # "John" is also a surname in faker's lists; a given name of one gender stays a given name (male)
+    assert m.group(2) in Provider.first_names_male and m.group(2) != "John", out

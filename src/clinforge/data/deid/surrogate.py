@@ -347,7 +347,11 @@ class SurrogateGenerator:
                 role, learned = self._name_roles[tag]
                 gender = gender or learned
             else:
-                role = "given" if low in self._first and low not in self._last else "surname"
+                # a given name of one gender in the locale ("John", "Mary") is a given name even where some family
+                # bears it as a surname; "Smith", "Quenvaro" are surnames
+                gendered = self.name_gender(low) if low in self._first else None
+                role = "given" if low in self._first and (low not in self._last or gendered) else "surname"
+                gender = gender or (gendered if role == "given" else None)
                 self._remember_role(tag, role, gender)
         for attempt in range(20):  # never the original itself: "Martha" must not stay "Martha"
             again = (attempt,) if attempt else ()  # (the first draw's seed parts are those of earlier versions)
