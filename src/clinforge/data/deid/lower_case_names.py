@@ -161,20 +161,21 @@ class LowerCaseNames:
                 out.append(self.span(m.start("name"), m.end("name"), "NAME", 0.55, "lower-case name alone on a line"))
         for m in LOWER_PREP_NAME.finditer(text):
             name = m.group("name")
-            if m.group("cue") == "and":  # "colace and senna", "tylenol and ginger": a list of drugs, not of people
-                before = text[max(0, m.start() - 30):m.start()].split()
-                if before and before[-1].strip(",.;:") in self._allow:
-                    continue
-            if m.group("cue") in ("call me", "calls me", "name is"):
+            cue = m.group("cue")
+            if cue in ("call me", "calls me", "name is"):
                 if not (self._first_lower(name) or self._unknown_lower(name)):
                     continue
-            elif name not in self._first_strong:  # no first name: neither test below can hold
+            elif name not in self._first_strong:  # no first name: neither test below can hold (most matches end here)
                 continue
             elif not self._first_lower(name):
                 second = (m.group("name2") or "").lower()
                 # "with kristina olsen": an English-looking first name needs a lexicon surname after it
                 if not (self._first_lower(name, english_ok=True) and second in self._strong
                         and second not in self._common and second not in self._english_all):
+                    continue
+            if cue == "and":  # "colace and senna", "tylenol and ginger": a list of drugs, not of people
+                before = text[max(0, m.start() - 30):m.start()].split()
+                if before and before[-1].strip(",.;:") in self._allow:
                     continue
             end = self._surname_end(m) or m.end("name")
             out.append(self.span(m.start("name"), end, "NAME", 0.55, "lower-case first name after a preposition"))

@@ -209,7 +209,7 @@ class NameRecognizer(Recognizer):
         if low in self._weak or low in self._eponym_names:
             return "W"
         if low in self._allow:
-            return "A"
+            return "F" if token in self._allowed_first else "A"  # F: "Yasmin", "Hope" (a name after a relative)
         if low in self._english or low in self._medical:  # "Trachea is midline", "Norovirus is suspected"
             return "E"
         return "U"
@@ -219,13 +219,12 @@ class NameRecognizer(Recognizer):
         current: list[tuple[int, int, str]] = []
         kinds_of = self._kind_cache
         title_ends: set[int] | None = None  # where "TITLE.? " ends (TITLE_WORD_SCAN), found at the first need
-        insurer_seen = False  # a word that opens a health insurer's name ("Blue", "Cigna")
         for m in CAP_TOKEN.finditer(text):
             start, end = m.span()
             token = m.group()
             kind = kinds_of.get(token) or self._classify(token)
-            if token in INSURER_OPENERS:
-                insurer_seen = True
+            if kind == "F":  # an allowed word that is a first name: a name right after a relative ("daughter Yasmin")
+                kind = "N" if _after_relative(text, start) else "A"
             if kind == "I" and not text.startswith(".", end) and not (current and current[-1][1] == start - 1):
                 kind = "A"  # a lone capital letter that is not an initial ("I", "A")
             elif kind == "A" and current and current[-1][1] == start - 1 and current[-1][2] == "N" \
@@ -252,16 +251,14 @@ class NameRecognizer(Recognizer):
                 title_ends = {t.end() for t in TITLE_WORD_SCAN.finditer(text)}
             if start in title_ends and MAYBE_TITLE.match(text, start - 6 if start > 6 else 0, start):
                 runs.append([(start, end, kind)])
-            elif token in self._allowed_first and _after_relative(text, start):
-                runs.append([(start, end, "N")])  # "daughter Yasmin", "wife Hope": a name where a word would be
         if current:
             runs.append(current)
         out: list[Span] = []
         judged: list[Span | None] = []
-        # Rare shapes, tested once per text rather than once per capitalised run
-        cues = (insurer_seen, any(w in text for w in DESCENT_WORDS)) if runs else (False, False)
+        # A rare shape, tested once per text rather than once per capitalised run
+        descent = bool(runs) and any(w in text for w in DESCENT_WORDS)
         for run in runs:
-            span = self._judge(text, run, cues)
+            span = self._judge(text, run, descent)
             judged.append(span)
             if span is not None:
                 out.append(span)
@@ -344,9 +341,9 @@ class NameRecognizer(Recognizer):
         # a full-word title before a full stop ends its sentence: "Hi Doctor. I'm the mother", "Thank you, Nurse. I'll"
         return word in TITLES and (word == prev[-1] or len(word) <= 3 or word.lower() in ABBREVIATED_TITLES)
 
-    def _judge(self, text: str, run: list[tuple[int, int, str]], cues: tuple[bool, bool] = (True, True)) -> Span | None:
-        """The span of a run of capitalised words, or None; ``cues``: whether the text holds an insurer's name and a
-        word such as "descent" (``analyze`` tests the text once)."""
+    def _judge(self, text: str, run: list[tuple[int, int, str]], descent: bool = True) -> Span | None:
+        """The span of a run of capitalised words, or None; ``descent``: whether the text holds a word such as
+        "descent" or "ancestry" (``analyze`` tests the text once)."""
         start, end = run[0][0], run[-1][1]
         if len(run) == 1 and run[0][2] == "A" and not MAYBE_TITLE.match(text, max(0, start - 6), start):
             return None  # fast path: one allowed word, no title before it
@@ -362,9 +359,9 @@ class NameRecognizer(Recognizer):
         after = text[end:end + 60]
         if not titled and (EPONYM_AFTER.match(after) or FACILITY_AFTER.match(after)):
             return None
-        if cues[1] and not titled and DESCENT_AFTER.match(after):
+        if descent and not titled and DESCENT_AFTER.match(after):
             return None  # "of Ashkenazi Jewish descent", "of Irish ancestry": a people, no person
-        if cues[0] and not titled and insurer_at(text, start, end):
+        if not titled and self._insurer_word_at(text, run) and insurer_at(text, start, end):
             return None  # "Blue Cross", "Cigna": a health insurer
         if titled:
             if self._clinical_after_title(text, start, end):
@@ -442,6 +439,13 @@ class NameRecognizer(Recognizer):
         if verb and (len(run) == 1 or not verb.group().startswith(":")):  # "Ubul:" a speaker, "Lipid Panel:" a header
             return self.span(start, end, "NAME", 0.5, "unknown capitalised word before a verb")
         return None
+
+    @staticmethod
+    def _insurer_word_at(text: str, run: list[tuple[int, int, str]]) -> bool:
+        """Whether the run, or the word right before it, opens a health insurer's name ("Cross" after "Blue")."""
+        # (only "Blue" is an allowed word that opens a name and so stands outside the run: four letters back)
+        return text[max(0, run[0][0] - 5):run[0][0] - 1] in ("Blue", "BLUE") or any(
+            text[a:b] in INSURER_OPENERS for a, b, _ in run)
 
     def _city_word(self, phrase: str) -> bool:
         """Whether a world city's name after "in" / "from" reads as the city: a phrase of several words ("Tel Aviv"),

@@ -154,6 +154,8 @@ def find_note_dates(text: str, lower: str, words: set[str], out: list[Span], spa
         add(span(m.start(), m.end(), "DATE", 0.6, "month.day.year"))
     if not words.isdisjoint(_LOWER_MONTH_ABBR) and not text.isupper():
         _lower_month_abbreviations(text, lower, out, span)
+    if ("may" in words or "march" in words) and not text.isupper():
+        _lower_verb_months(text, lower, out, span)
     if "-" in lower and not words.isdisjoint(("on", "since", "dated", "until", "till", "thru", "through")):
         for m in _DASH_DATE.finditer(lower):
             after = _NEXT_WORD.match(lower, m.end())
@@ -206,12 +208,17 @@ def _lower_month_abbreviations(text: str, lower: str, out: list[Span], span: Spa
     for m in _DAY_ABBR_MONTH.finditer(lower):
         if text[m.end("mon") - 1].islower() or text[m.end("mon") - 2].islower():
             add(span(m.start(), m.end(), "DATE", 0.6, "day and lower-case month abbreviation"))
+    for m in _ABBR_MONTH_YEAR.finditer(lower):
+        if text[m.start()].islower():
+            add(span(m.start(), m.end(), "DATE", 0.6, "lower-case month and year"))
+
+
+def _lower_verb_months(text: str, lower: str, out: list[Span], span: SpanMaker) -> None:
+    """Lower-case "may" / "march" with a day after a date cue ("on march 3", "since 12 may")."""
+    add = out.append
     for pattern in (_VERB_MONTH_DAY, _DAY_VERB_MONTH):
         for m in pattern.finditer(lower):
             # (the cased forms are the patterns recognizer's)
             if (text[m.start()].islower() or text[m.end() - 1].islower()) and _DATE_CUE_BEFORE.search(
                     lower, max(0, m.start() - 25), m.start()):
                 add(span(m.start(), m.end(), "DATE", 0.6, "lower-case may or march with a day after a date cue"))
-    for m in _ABBR_MONTH_YEAR.finditer(lower):
-        if text[m.start()].islower():
-            add(span(m.start(), m.end(), "DATE", 0.6, "lower-case month and year"))

@@ -150,15 +150,23 @@ def find_home_towns(lower: str, words: set[str], add: Callable[[Span], None], sp
         >>> [t[s.start:s.end] for s in out]
         ['austin']
     """
-    if words.isdisjoint(RESIDENCE_VERBS):
-        return
-    for m in _HOME_TOWN.finditer(lower):
-        toks = [(t.start(), t.end()) for t in _LETTERS.finditer(lower, m.start("w"), m.end("w"))]
-        for k in range(len(toks), 0, -1):
-            phrase = lower[toks[0][0]:toks[k - 1][1]]
-            if phrase in places and (k > 1 or phrase not in plain):
-                add(span(toks[0][0], toks[k - 1][1], "LOCATION", 0.6, "US town after a verb of residence"))
-                break
+    for verb in words & RESIDENCE_VERBS:  # (each verb found by str.find, the pattern matched there only)
+        pos = lower.find(verb)
+        while pos >= 0:
+            m = _HOME_TOWN.match(lower, pos) if pos == 0 or not lower[pos - 1].isalpha() else None
+            pos = lower.find(verb, pos + 1)
+            if m is not None:
+                _add_home_town(lower, m, add, span, places, plain)
+
+
+def _add_home_town(lower: str, m: re.Match[str], add: Callable[[Span], None], span: SpanMaker,
+                   places: frozenset[str], plain: frozenset[str]) -> None:
+    toks = [(t.start(), t.end()) for t in _LETTERS.finditer(lower, m.start("w"), m.end("w"))]
+    for k in range(len(toks), 0, -1):
+        phrase = lower[toks[0][0]:toks[k - 1][1]]
+        if phrase in places and (k > 1 or phrase not in plain):
+            add(span(toks[0][0], toks[k - 1][1], "LOCATION", 0.6, "US town after a verb of residence"))
+            break
 
 
 def find_single_case_addresses(text: str, lower: str, add: Callable[[Span], None], span: SpanMaker,
