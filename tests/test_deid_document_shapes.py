@@ -539,3 +539,14 @@ def test_a_gendered_given_name_alone_stays_a_given_name(surrogate: Deidentifier)
     assert m is not None, out
     # "John" is also a surname in faker's lists; a given name of one gender stays a given name (male)
     assert m.group(2) in Provider.first_names_male and m.group(2) != "John", out
+
+
+def test_lists_found_from_commas_are_the_list_patterns_matches() -> None:
+    from clinforge.data.deid.lower_case_names import _lower_lists
+    from clinforge.data.deid.name_patterns import LOWER_LIST
+
+    texts = ["alice, bob, carol and dave came", "Xabc, def, ghi, jkl", "a, bc, def, ghi, jkl and mno",
+             "seen: anna,bella, and cora, dora", "pt c/o \"gassy, sharp pain\" in abdomen, nausea, and chills",
+             "no lists here", "one, two", "x, yyy, zzz, www, and vvv; aaa, bbb, ccc"]
+    for text in texts:
+        assert [m.span() for m in _lower_lists(text)] == [m.span() for m in LOWER_LIST.finditer(text)], text

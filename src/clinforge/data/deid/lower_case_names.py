@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from clinforge.data.deid.lexicons import english_words
 from clinforge.data.deid.name_patterns import (
@@ -44,6 +44,29 @@ from clinforge.data.deid.spans import Span
 # A lower-case word after a title or greeting that is this frequent as a word is no name unless it is a US name
 # ("the doctor said")
 _FREQUENT_WORD_RANK = 1000
+
+
+# A comma after three lower-case letters and before a lower-case word and another comma or "and": where a list of
+# lower-case words can go on (a regex led by a literal comma, which re jumps between)
+_LIST_COMMA = re.compile(r",(?<=[a-zß-ɏ]{3},)(?= ?[a-zß-ɏ]{3,}+(?:, ?|,? and ))")
+_LIST_LETTER = re.compile(r"[a-zß-ɏ]")
+
+
+def _lower_lists(text: str) -> Iterator[re.Match[str]]:
+    """The matches of ``LOWER_LIST.finditer(text)``, found from the commas: each list's first word ends at a comma
+    that ``_LIST_COMMA`` finds, so the list pattern is tried at those words' starts only, not at every letter."""
+    end = 0
+    for c in _LIST_COMMA.finditer(text):
+        pos = c.start()
+        if pos < end:
+            continue  # inside the list found last
+        start = pos
+        while start > 0 and _LIST_LETTER.match(text, start - 1):
+            start -= 1
+        m = LOWER_LIST.match(text, start)
+        if m is not None:
+            end = m.end()
+            yield m
 
 
 class LowerCaseNames:
@@ -191,7 +214,7 @@ class LowerCaseNames:
         # letter) on the six texts in ten that have neither.
         if text.count(",") < 2 and not ("," in text and " and " in text):
             return
-        for m in LOWER_LIST.finditer(text):
+        for m in _lower_lists(text):
             items = list(LOWER_LIST_ITEM.finditer(text, m.start(), m.end()))
             names = [it for it in items if self._first_lower(it.group(), english_ok=True)]
             if len(names) >= 3 and 3 * len(names) >= 2 * len(items):
