@@ -550,3 +550,12 @@ def test_lists_found_from_commas_are_the_list_patterns_matches() -> None:
              "no lists here", "one, two", "x, yyy, zzz, www, and vvv; aaa, bbb, ccc"]
     for text in texts:
         assert [m.span() for m in _lower_lists(text)] == [m.span() for m in LOWER_LIST.finditer(text)], text
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("and your number is still four oh four , five five five , oh one nine nine ?",
+     "four oh four , five five five , oh one nine nine"),
+    ("[doctor] and you still work at the post office on ponce de leon avenue ?", "ponce de leon avenue"),
+])
+def test_transcript_phone_and_street_with_a_particle(deid: Deidentifier, text: str, value: str) -> None:
+    assert masked(deid, text) == text.replace(value, "#" * len(value))

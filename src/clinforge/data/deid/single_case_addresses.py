@@ -80,7 +80,8 @@ _APARTMENT = re.compile(r"(?:apt|apartment|suite|ste)\.?[ \t]*#?[ \t]*\d")
 _WORD_BEFORE = re.compile(r"([a-z][a-z'’.-]*)[ \t]*$")
 # A street named without a house number after "on" / "off" ("yes, on pleasant street", "lives off Maple Avenue"):
 # only the suffixes that are no everyday noun ("drive", "road", "way" are), and no adjective before them
-_NAMED_STREET = re.compile(r"(?<![a-z])(?:on|off)[ \t]+(?P<name>(?:[a-z][a-z'’.-]*[ \t]+){1,2}?)(?:street|avenue|ave|"
+_NAMED_STREET = re.compile(r"(?<![a-z])(?:on|off)[ \t]+(?P<name>(?:[a-z][a-z'’.-]*[ \t]+){1,2}?|"
+                           r"[a-z][a-z'’.-]*[ \t]+(?:de|del|de la|la|le|van|von)[ \t]+[a-z][a-z'’.-]*[ \t]+)(?:street|avenue|ave|"
                            r"boulevard|blvd|lane|terrace|parkway)(?![a-z])")
 _NOT_STREET_NAME = word_set("""
 side busy quiet same one way wrong dead end dirt gravel country private public long short narrow wide steep icy wet

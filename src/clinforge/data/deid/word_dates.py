@@ -93,23 +93,25 @@ def _digit_words(least: int) -> str:
     return rf"{_DIGIT}(?:[ \t,-]+(?:{_DIGIT}|oh)){{{least - 1},}}"
 
 
+_IS = r"(?:(?:is|was|still|now)[ \t]+){0,2}"  # "number is still four oh four ..."
 # (entity type, explanation, cue words the lower-cased text is searched for, pattern matched at each cue)
 SPOKEN_ID_RULES = [
     ("MRN", "digits in words after a record-number cue", ("record", "mrn", "chart", "account", "member id",
                                                           "patient id"),
      re.compile(r"(?i:(?:medical[ \t]+record|record|mrn|chart|account|member[ \t]+id|patient[ \t]+id)[ \t]+"
-                r"(?:number[ \t]+|no\.?[ \t]+|#[ \t]*)?(?:is[ \t]+)?(?P<value>" + _digit_words(4) + r"))(?![^\W\d_])")),
-    ("PHONE", "digits in words after a phone cue", ("phone", "cell", "mobile", "pager", "fax", "call me at", "call at",
-                                                  "reach me at", "reach at"),
-     re.compile(r"(?i:(?:telephone|phone|cell|mobile|pager|fax|call[ \t]+(?:me[ \t]+)?at|reach[ \t]+(?:me[ \t]+)?at)"
-                r"[ \t]+(?:number[ \t]+)?(?:is[ \t]+)?(?P<value>" + _digit_words(7) + r"))(?![^\W\d_])")),
+                r"(?:number[ \t]+|no\.?[ \t]+|#[ \t]*)?" + _IS + r"(?P<value>" + _digit_words(4) + r"))(?![^\W\d_])")),
+    ("PHONE", "digits in words after a phone cue", ("phone", "cell", "mobile", "pager", "fax", "number", "call me at",
+                                                  "call at", "reach me at", "reach at", "text me at"),
+     re.compile(r"(?i:(?:telephone|phone|cell|mobile|pager|fax|number|call[ \t]+(?:me[ \t]+)?at|"
+                r"reach[ \t]+(?:me[ \t]+)?at|text[ \t]+me[ \t]+at)"
+                r"[ \t]+(?:number[ \t]+)?" + _IS + r"(?P<value>" + _digit_words(7) + r"))(?![^\W\d_])")),
 ]
 
 
 # What a text's word set must hold for find_spoken_ids to be worth running (the notes recognizer tests it): a cue
 # word, and two different digit words or "double"
 SPOKEN_ID_CUES = frozenset({"record", "mrn", "chart", "account", "member", "patient", "phone", "cell", "mobile",
-                            "pager", "fax", "call", "reach", "telephone"})
+                            "pager", "fax", "call", "reach", "telephone", "number", "text"})
 DIGIT_WORDS = frozenset({"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "double"})
 
 
