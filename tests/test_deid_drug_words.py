@@ -1,4 +1,4 @@
-"""The drug-name word list (``lexicons.drug_words``): read from the ``drug-named-entity-recognition`` package once,
+"""The drug-name word list (``drug_names.drug_words``): read from the ``drug-named-entity-recognition`` package once,
 then from a text cache; person names left out; drug names are no names in running text."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 from clinforge.data.deid import Deidentifier
-from clinforge.data.deid.lexicons import drug_words, person_names, us_names
+from clinforge.data.deid.drug_names import drug_words
+from clinforge.data.deid.lexicons import person_names, us_names
 
 
 def test_list_and_cache(tmp_path: Path) -> None:
-    code = ("from clinforge.data.deid.lexicons import drug_words; w = drug_words(); "
+    code = ("from clinforge.data.deid.drug_names import drug_words; w = drug_words(); "
             "print(len(w), 'dupixent' in w, 'imbruvica' in w, 'angelica' in w)")
     env = {**os.environ, "CLINFORGE_CACHE": str(tmp_path)}
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
