@@ -181,7 +181,8 @@ class NameRecognizer(Recognizer):
                                      us_last=self._us_last, span=self.span)
 
     def _classify(self, token: str) -> str:
-        """N strong name, W weak name, A allowed word, E known English word, U unknown, C all-caps name, I initial."""
+        """N strong name, W weak name, A allowed word, F allowed word that is a first name ("Yasmin": a name only
+        right after a relative), E known English word, U unknown, C all-caps name, I initial."""
         kind = self._kind_cache.get(token)
         if kind is None:
             if len(self._kind_cache) > 200_000:  # bound the memory on an endless stream of novel words
