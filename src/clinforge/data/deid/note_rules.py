@@ -47,8 +47,6 @@ from clinforge.data.deid.lexicons import (
     person_names,
     us_names,
     us_places,
-    word_set,
-    word_start_regex,
 )
 from clinforge.data.deid.medical_words import medical_words
 from clinforge.data.deid.name_patterns import (
@@ -69,6 +67,24 @@ from clinforge.data.deid.name_patterns import (
 )
 from clinforge.data.deid.note_dates import find_note_dates
 from clinforge.data.deid.note_phones import find_note_phones
+from clinforge.data.deid.note_place_words import (
+    ABBREV_CUE_BEFORE,
+    ABBREV_NOT_PLACE,
+    AFTER_PLACE_CUE,
+    COUNTY,
+    FACILITY_HEAD,
+    HOSPITAL_FIRST,
+    HOSPITAL_NAME,
+    PLACE_BEFORE,
+    PLACE_CUE_BEFORE,
+    PLACE_CUE_LAST,
+    ROLE_ENDINGS,
+    SAINT,
+    STOP_BEFORE_FACILITY,
+    UNIT_AFTER,
+    UNIT_CUE_BEFORE,
+    WARD_AFTER,
+)
 from clinforge.data.deid.note_text_search import (
     cue_word_before,
     derived_word,
@@ -142,54 +158,6 @@ _BEFORE_CREDENTIAL = re.compile(r"((?:[a-z]\.?[ \t]+)?(?:" + _TOKEN + r"\.?[ \t]
 _RELATIVE_IN_PARENS = re.compile(r"\((?:" + _RELATIVE_CUE + r")(?:[ \t]*[/,][ \t]*(?:" + _RELATIVE_CUE + r"))?\)")
 _TWO_TOKENS_BEFORE = re.compile(r"(?<![a-z'’-])(?:(?P<t1>" + _TOKEN + r")[ \t]+)?(?P<t2>" + _TOKEN + r")[ \t]*$")
 _TOKEN_BEFORE = re.compile(r"(?<![a-z'’-])(" + _TOKEN + r")[ \t]+$")
-_FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
-                            r"memorial|rehab|rehabilitation|nursing home|nursing agency|house|campus|clinic|hospice|"
-                            r"health center|healthcare|manor|infirmary)(?![a-z])")
-_PLACE_CUE_BEFORE = re.compile(r"(?<![a-z])(?:transfer(?:red)? to|trans to|xfer to|sent to|admitted to|arrived from|"
-                        r"presented to|came into|taken to|go to|going to|discharged to|d/c'?d to|followed at|"
-                        r"lives in|lives at|called from|return to|returned to|referred to|accepted (?:by|at)|"
-                        r"screened by|medflight to|came to|transferred from|transfer from|lives with .{0,20} in|"
-                        r"resident of|native of|resides in|resides at|home in)[ \t]+(?:the[ \t]+)?$")
-# The last word of every _PLACE_CUE_BEFORE phrase: a cheap test before the regex (which is tried at 40 positions).
-_PLACE_CUE_LAST = frozenset({"to", "from", "into", "at", "in", "by", "of"})
-_ABBREV_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|from|at|in|into|->|>)[ \t]+(?:the[ \t]+)?$")
-_UNIT_CUE_BEFORE = re.compile(r"(?<![a-z])(?:to|on|from|per)[ \t]+$")
-# A word right after any cue of _PLACE_CUE_LAST or _UNIT_CUE_BEFORE (and spaces, and one optional "the"): the only
-# occurrences that the two unknown-word place rules can accept. One scan per note finds them, instead of finding
-# every occurrence of each of a note's ~11 candidate words and testing what stands before each (the word is in a
-# look-ahead, so "in to X" yields both "to" and "X").
-_AFTER_PLACE_CUE = re.compile(word_start_regex(("to", "from", "into", "at", "in", "by", "on", "per", "of"), "[a-z]")
-                              + r"[ \t]+(?:the[ \t]+)?(?=(?P<w>[a-z]+))")
-_ROLE_ENDINGS = ("ician", "icians", "ologist", "ologists", "iatrist", "iatrists")
-_WARD_AFTER = re.compile(r"[ \t]+(?:care|unit|icu|ward|floor|service|team|department|dept|clinic|lab|suite)(?![a-z])")
-_UNIT_AFTER = re.compile(r"[ \t]?\d{1,2}(?![\d:/.%a-z-]|[ \t]*(?:am|pm|mg|l|x|days?|hours?|hrs?|weeks?|wks?|months?|"
-                         r"times|mins?|minutes?)\b)")  # a ward number, not "to sternum 3 days ago"
-# Before a city that is also a word: "in / from / near / at", or "to" after a verb of going ("went back to X");
-# a bare "to" is mostly an infinitive ("able to bear", "unable to progress", "change to cool mist").
-# What makes a city that is also a word ("Quincy", "Orange") a place: "in/from/at/near", a verb of going with
-# "to", "resident/native of", or brackets right after a hospital word ("OUTSIDE HOSPITAL (QUINCY)", "OSH (Revere)")
-_PLACE_BEFORE = re.compile(r"(?<![a-z])(?:(?:from|in|at|near|(?:go|goes|going|went|gone|back|moved?|moving|drove|"
-                           r"flew|fly|flying|travel(?:l?ed)?|trip|return(?:ed|ing)?|transfer(?:red)?|sent|home)"
-                           r"[ \t]+to|(?:resident|native|hospitals?|cent(?:er|re)|clinic|university|city|town|county)"
-                           r"[ \t]+of)[ \t]+|(?:hospital|hosp|osh|rehab|snf|facility)"
-                           r"[ \t]*\([ \t]*)$")
-_COUNTY = re.compile(r"(?<![a-z])(?P<w>[a-z]{3,})(?:[ \t]+[a-z]{3,})?[ \t]+county(?![a-z])")
-_SAINT = re.compile(r"(?<![a-z])(?:st|saint)\.?[ \t]+(?P<w>[a-z]+)(?:'s)?+(?![a-z])(?![ \t]+wort)")  # St. John's wort: an herb
-HOSPITAL_NAMES = ("sacred heart", "holy cross", "good samaritan", "holy family", "mercy medical", "children's")
-_HOSPITAL_FIRST = frozenset(h.split()[0].split("'")[0] for h in HOSPITAL_NAMES)
-_HOSPITAL_NAME = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(h) for h in HOSPITAL_NAMES) + r")(?![a-z])"
-                            r"(?:[ \t]+(?:memorial|hospital|hosp|medical center)(?![a-z]))?")
-_STOP_BEFORE_FACILITY = word_set("""
-the a an to from at in of for on this that his her their our your my outside other another same local community
-multiple several many frequent numerous two three
-state county city private public acute cardiac pulmonary inpatient outpatient physical rehab screen screened eval
-evaluation bed placement day home new old prior previous recent hosp hospital leave awaiting possible start prev transfer transferred back admitted sent going go
-discharge discharged dc d/c and or with by into out area nearby university general va osh lives live living nursing
-seen visited visits attends attended called calls presented referred followed treated evaluated brought returned
-arrived went works worked lived contacted spoke faxed notified transported
-""")
-# Short words ending in h that are shorthand, not a hospital's initials ("to OSH": an outside hospital, unnamed).
-_ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh")
 def us_cities() -> frozenset[str]:
     """US cities, towns and villages of 1,000+ people (the GeoNames gazetteer, ``lexicons.us_places``), lower-cased,
     without the names of states (a state is no Safe Harbor identifier).
@@ -220,7 +188,7 @@ class NoteRecognizer(Recognizer):
         self._first, self._last = us_names()
         english = english_words() | medical_words()  # "coronary", "pediatrician": words, not rare names
         self._stop = (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | WORD_NAMES
-                      | _STOP_BEFORE_FACILITY)
+                      | STOP_BEFORE_FACILITY)
         self._rank = english_rank()
         # Common census names past the English list's 10,000th entry (the list is BERT's vocabulary, which holds many
         # surnames there: "kowalski" is its 20,889th; its order is no frequency order, hence the census condition):
@@ -242,7 +210,7 @@ class NoteRecognizer(Recognizer):
         self._common_first = frozenset(
             n for key in ("male", "female") for n, rank in census[key].items()
             if rank <= _COMMON_FIRST_RANK and self._rank.get(n, _CONFIRMED_NAME_RANK) >= _CONFIRMED_NAME_RANK
-        ) - (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | _STOP_BEFORE_FACILITY)
+        ) - (FUNCTION_WORDS | CLINICAL_TERMS | CLINICAL_CAPITALISED | NOTE_TERMS | STOP_BEFORE_FACILITY)
         self._plain = english - self._names_all  # a word that is no name in any of faker's locales
         self._tail = census_tail() - self._stop - english - allow_words()
         self._english_all = english
@@ -529,7 +497,7 @@ class NoteRecognizer(Recognizer):
 
     def _places(self, text: str, lower: str, words: set[str], out: list[Span]) -> None:
         add = out.append
-        for m in matches_at(_FACILITY_HEAD, lower, words & _FACILITY_WORDS):
+        for m in matches_at(FACILITY_HEAD, lower, words & _FACILITY_WORDS):
             before = list(re.finditer(r"[a-z][a-z'’.-]*", lower[max(0, m.start() - 40):m.start()]))
             start = None
             base = max(0, m.start() - 40)
@@ -538,7 +506,7 @@ class NoteRecognizer(Recognizer):
             department_head = not m.group().startswith("hosp")
             for w in reversed(before[-3:]):
                 token = w.group().rstrip(".")
-                if token in _STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS \
+                if token in STOP_BEFORE_FACILITY or token in FUNCTION_WORDS or token in NOTE_TERMS \
                         or (department_head and _SPECIALTY.fullmatch(token)):
                     break
                 if lower[base + w.end():m.start()].strip(" \t'’s-") or len(token) < 3 or token in self._common:
@@ -563,11 +531,11 @@ class NoteRecognizer(Recognizer):
         for w in rare:
             n = len(w)
             if n < 6 and (w[-1] == "h" or w.endswith("mc")):  # an abbreviation ("gh", "bmch") or initials ("ummc")
-                abbrev = 1 < n < 5 and w not in _ABBREV_NOT_PLACE
+                abbrev = 1 < n < 5 and w not in ABBREV_NOT_PLACE
                 initials = n > 2 and w.endswith("mc") and w.isalpha()
                 found = find_word(lower, w) if abbrev or initials else []
                 for start, end in (found if abbrev else ()):
-                    if _ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
+                    if ABBREV_CUE_BEFORE.search(lower, max(0, start - 12), start):
                         add(self.span(start, end, "LOCATION", 0.6, "hospital abbreviation after a place cue"))
                 if initials:  # "UMMC", "BWMC": a medical center's initials
                     for start, end in found:
@@ -576,7 +544,7 @@ class NoteRecognizer(Recognizer):
             if n >= 4 and w not in self._first and w not in self._last and w.isalpha():
                 unknown.add(w)
         size = len(lower)
-        for m in (_AFTER_PLACE_CUE.finditer(lower) if unknown else ()):
+        for m in (AFTER_PLACE_CUE.finditer(lower) if unknown else ()):
             w = m.group("w")
             if w not in unknown:
                 continue
@@ -584,25 +552,25 @@ class NoteRecognizer(Recognizer):
             end = start + len(w)
             if end < size and (lower[end].isalpha() or lower[end] in "'’"):
                 continue  # not a whole word (find_word's bound)
-            if w.endswith(_ROLE_ENDINGS) or _WARD_AFTER.match(lower, end):
+            if w.endswith(ROLE_ENDINGS) or WARD_AFTER.match(lower, end):
                 continue  # "presented to the pediatrician", "admitted to the coronary care unit": no place
-            if cue_word_before(lower, start) in _PLACE_CUE_LAST and _PLACE_CUE_BEFORE.search(
+            if cue_word_before(lower, start) in PLACE_CUE_LAST and PLACE_CUE_BEFORE.search(
                     lower, max(0, start - 40), start):
                 add(self.span(start, end, "LOCATION", 0.6, "unknown word after a place cue"))
-            elif (_UNIT_AFTER.match(lower, end) and _UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
+            elif (UNIT_AFTER.match(lower, end) and UNIT_CUE_BEFORE.search(lower, max(0, start - 8), start)
                   and self._name_like(w)):
                 add(self.span(start, end, "LOCATION", 0.6, "unknown word before a unit number"))
         if text.isupper() or text.islower():
             for start, end, why in one_case_facility_names(lower, self._stop, self._common, words):
                 add(self.span(start, end, "LOCATION", 0.6, why))
             find_home_towns(lower, words, add, self.span, self._towns, self._plain)
-        for m in (_COUNTY.finditer(lower) if "county" in words else ()):
+        for m in (COUNTY.finditer(lower) if "county" in words else ()):
             if m.group("w") not in self._stop and m.group("w") not in self._common:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "county name"))
-        for m in (_SAINT.finditer(lower) if "st" in words or "saint" in words else ()):
+        for m in (SAINT.finditer(lower) if "st" in words or "saint" in words else ()):
             if m.group("w") in self._names_all:
                 add(self.span(m.start(), m.end(), "LOCATION", 0.7, "saint's name (hospital)"))
-        for m in (_HOSPITAL_NAME.finditer(lower) if not words.isdisjoint(_HOSPITAL_FIRST) else ()):
+        for m in (HOSPITAL_NAME.finditer(lower) if not words.isdisjoint(HOSPITAL_FIRST) else ()):
             add(self.span(m.start(), m.end(), "LOCATION", 0.7, "common hospital name"))
         firsts = words & self._city_first.keys()
         if firsts:  # a regex of only the cities whose first word occurs here (one set intersection per text)
@@ -611,7 +579,7 @@ class NoteRecognizer(Recognizer):
             for start, end in find_prefixed(lower, [(f, self._city_by_len[f]) for f in firsts]):
                 if mixed and not text[start].isupper():
                     continue
-                if lower[start:end] in self._english_all and not _PLACE_BEFORE.search(
+                if lower[start:end] in self._english_all and not PLACE_BEFORE.search(
                         lower, max(0, start - 24), start) and start - 1 not in city_ends:
                     continue  # "ORANGE", "reading": a word unless a place cue, or a city found and a hyphen
                     # ("Melrose-Wakefield"; not "hawkins-kennedy test", where "hawkins" had no cue either)
@@ -627,7 +595,7 @@ class NoteRecognizer(Recognizer):
                 continue
             plain = self._plain if s.entity_type == "NAME" else self._common
             for t in re.findall(r"[a-z][a-z'’-]{2,}", lower[s.start:s.end]):
-                if t not in self._stop and t not in plain and not _FACILITY_HEAD.fullmatch(t):
+                if t not in self._stop and t not in plain and not FACILITY_HEAD.fullmatch(t):
                     tokens.setdefault(t, s.entity_type)
         if not tokens:
             return []
