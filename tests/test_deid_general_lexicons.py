@@ -11,6 +11,7 @@ from clinforge.data.deid import Deidentifier
 from clinforge.data.deid.lexicons import (
     CENSUS_COMMON_RANK,
     build_us_places,
+    build_world_cities,
     census_names,
     census_tail,
     us_names,
@@ -274,6 +275,14 @@ def test_shipped_places_file_is_what_the_builder_writes(tmp_path: Path) -> None:
     out = tmp_path / "places.txt"
     assert build_us_places(out) == len(us_places())
     assert set(out.read_text().splitlines()[1:]) == set(us_places())
+
+
+def test_shipped_world_cities_file_is_what_the_builder_writes(tmp_path: Path) -> None:
+    from clinforge.data.deid.lexicons import world_cities
+
+    out = tmp_path / "world.txt"
+    assert build_world_cities(out) == len(world_cities())
+    assert set(out.read_text(encoding="utf-8").splitlines()[1:]) == set(world_cities())
 
 
 def test_readings_and_clock_times_are_no_codes(deid: Deidentifier) -> None:
