@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from clinforge.core.errors import ConfigError
+from clinforge.data.deid.name_patterns import RELATIVE_GENDER, relative_before
 from clinforge.data.deid.recognizers import DEFAULT_RECOGNIZERS, RECOGNIZERS, Recognizer
 from clinforge.data.deid.spans import ENTITY_TYPES, DeidResult, Span, make_span, merge_spans
 
@@ -21,17 +22,6 @@ MODES: tuple[str, ...] = ("mask", "redact", "surrogate")
 _TITLE = re.compile(r"\b(mr|mister|sir|mrs|ms|miss|madam|mx)\.?\s*$", re.IGNORECASE)
 _TITLE_GENDER = {"mr": "male", "mister": "male", "sir": "male", "mrs": "female", "ms": "female", "miss": "female",
                  "madam": "female"}
-
-
-# A relative named right before a name states its gender as a title does ("wife Ingrid" keeps a woman's name)
-_RELATIVE = re.compile(r"\b(wife|husband|daughter|son|mother|father|mom|dad|sister|brother|sis|bro|aunt|uncle|niece|"
-                       r"nephew|grandmother|grandfather|granddaughter|grandson|girlfriend|boyfriend|fiancee|fiance|"
-                       r"stepdaughter|stepson|dtr|dau)[ \t]*[,:(]?[ \t]*$", re.IGNORECASE)
-_RELATIVE_GENDER = {w: "female" for w in ("wife", "daughter", "mother", "mom", "sister", "sis", "aunt", "niece",
-                                          "grandmother", "granddaughter", "girlfriend", "fiancee", "stepdaughter",
-                                          "dtr", "dau")}
-_RELATIVE_GENDER.update({w: "male" for w in ("husband", "son", "father", "dad", "brother", "bro", "uncle", "nephew",
-                                             "grandfather", "grandson", "boyfriend", "fiance", "stepson")})
 
 
 def title_gender(text: str, start: int) -> str | None:
@@ -53,8 +43,8 @@ def relative_gender(text: str, start: int) -> str | None:
         >>> relative_gender("wife Ingrid", 5), relative_gender("Son: Omar", 5), relative_gender("seen by Omar", 8)
         ('female', 'male', None)
     """
-    m = _RELATIVE.search(text, max(0, start - 16), start)
-    return _RELATIVE_GENDER.get(m.group(1).lower()) if m else None
+    relative = relative_before(text, start)
+    return RELATIVE_GENDER.get(relative) if relative else None
 
 
 class Deidentifier:

@@ -121,9 +121,11 @@ def capitalised_words_before(text: str, end: int, n: int) -> int | None:
 
 # Verbs that open a sentence before a facility's name: capitalised there, yet no part of the name ("Transferred
 # Mercy Hospital", "Attends Lincoln Elementary School")
-_OPENING_VERB = re.compile(r"(?:Admitted|Transferred|Transported|Visited|Visits|Attends|Attended|Called|Calls|Seen|Sent|"
-                           r"Discharged|Presented|Referred|Followed|Treated|Evaluated|Brought|Returned|Arrived|Went|"
-                           r"Works|Worked|Lives|Lived|Contacted|Spoke|Faxed|Notified|Left|Discussed|Contact)[ \t]+")
+OPENING_VERBS = ("admitted", "transferred", "transported", "visited", "visits", "attends", "attended", "called",
+                 "calls", "seen", "sent", "discharged", "presented", "referred", "followed", "treated", "evaluated",
+                 "brought", "returned", "arrived", "went", "works", "worked", "lives", "lived", "contacted", "spoke",
+                 "faxed", "notified", "left", "discussed", "contact")
+_OPENING_VERB = re.compile("(?:" + "|".join(v.title() for v in OPENING_VERBS) + r")[ \t]+")
 
 
 def find_facility_names(text: str) -> list[tuple[int, int, str]]:

@@ -187,26 +187,28 @@ EPONYM_AFTER = re.compile(r"^(?:[\s-]+(?:[A-Z][\w'’-]*[\s-]+)?(?i:" + STRICT_H
                            r"(?i:" + POSSESSIVE_HEADS + r"))\b")
 # Organs and sites a pathology report labels its specimens with ("A. Colon, sigmoid, resection"; "B. Lung: wedge"):
 # after a part letter they are no initial and surname ("Colon", "Lung" are surnames too)
-SPECIMEN_SITES = frozenset(["colon", "liver", "prostate", "lung", "kidney", "stomach", "bladder", "thyroid", "bone", "appendix", "breast", "skin", "uterus", "cervix", "ovary", "rectum", "gallbladder", "lymph", "pancreas", "spleen", "esophagus", "oesophagus", "duodenum", "ileum", "cecum", "caecum", "adrenal", "testis", "tonsil", "marrow", "brain", "heart", "placenta", "endometrium", "omentum", "parotid", "larynx", "tongue", "lip", "bronchus", "pleura", "peritoneum", "vulva", "vagina", "penis"])
+SPECIMEN_SITES = frozenset([
+    "colon", "liver", "prostate", "lung", "kidney", "stomach", "bladder", "thyroid", "bone", "appendix",
+    "breast", "skin", "uterus", "cervix", "ovary", "rectum", "gallbladder", "lymph", "pancreas", "spleen",
+    "esophagus", "oesophagus", "duodenum", "ileum", "cecum", "caecum", "adrenal", "testis", "tonsil", "marrow",
+    "brain", "heart", "placenta", "endometrium", "omentum", "parotid", "larynx", "tongue", "lip", "bronchus",
+    "pleura", "peritoneum", "vulva", "vagina", "penis"
+])
 # A people's name before "descent" / "ancestry" ("of Ashkenazi Jewish descent"): no person's name
 DESCENT_WORDS = ("descent", "ancestry", "heritage", "origin", "extraction")
 DESCENT_AFTER = re.compile(r"(?:[ \t]+[A-Z][a-z]+)?[ \t]+(?:" + "|".join(DESCENT_WORDS) + r")\b")
 # US health insurers whose names hold a surname or read as one ("Blue Cross", "Cigna", "Humana", "Kaiser
 # Permanente"): a payer is no identifier of the patient (the member number is), and its name is useful data.
-_INSURER = re.compile(r"(?i:(?:(?:independence|horizon|anthem|florida|premera)[ \t]+)?blue[ \t]*(?:cross|shield)|"
-                      r"kaiser[ \t]+permanente|harvard[ \t]+pilgrim|molina[ \t]+healthcare|oscar[ \t]+health|"
-                      r"tufts[ \t]+health[ \t]+plan|united[ \t]*health[ \t]*care|aetna|cigna|humana|tricare|"
-                      r"masshealth|medi-cal|centene|wellcare|highmark|ambetter|amerigroup|caresource|emblemhealth|"
-                      r"regence|wellmark|champva)(?![\w-])")
-
-
-# The capitalised words that open an insurer's name as written (the names recognizer meets them as tokens, so one
-# set test per token says whether ``insurer_at`` is worth a look; a regex over every text cost a quarter of the time)
-_INSURER_OPENERS = ("Blue", "BlueCross", "BlueShield", "Independence", "Horizon", "Anthem", "Florida", "Premera",
-                    "Kaiser", "Harvard", "Molina", "Oscar", "Tufts", "United", "UnitedHealthcare", "Aetna", "Cigna",
-                    "Humana", "Tricare", "MassHealth", "Medi", "Centene", "WellCare", "Highmark", "Ambetter",
-                    "Amerigroup", "CareSource", "EmblemHealth", "Regence", "Wellmark", "Champva")
-INSURER_OPENERS = frozenset(f for w in _INSURER_OPENERS for f in (w, w.upper()))
+INSURER_NAMES = ("Blue Cross", "Blue Shield", "BlueCross", "BlueShield", "Independence Blue Cross", "Horizon Blue Cross",
+                 "Anthem Blue Cross", "Premera Blue Cross", "Florida Blue", "Kaiser Permanente", "Harvard Pilgrim",
+                 "Molina Healthcare", "Oscar Health", "Tufts Health Plan", "UnitedHealthcare", "United Healthcare",
+                 "Aetna", "Cigna", "Humana", "Tricare", "MassHealth", "Medi-Cal", "Centene", "WellCare", "Highmark",
+                 "Ambetter", "Amerigroup", "CareSource", "EmblemHealth", "Regence", "Wellmark", "Champva")
+_INSURER = re.compile("(?i:" + "|".join(re.escape(n).replace(r"\ ", r"[ \t]+")
+                                        for n in sorted(INSURER_NAMES, key=len, reverse=True)) + r")(?![\w-])")
+# The capitalised word that opens each name as written (the names recognizer meets it as a token, so one set test
+# per run says whether ``insurer_at`` is worth a look; a regex over every text cost a quarter of the time)
+INSURER_OPENERS = frozenset(f for n in INSURER_NAMES for f in (n.split()[0], n.split()[0].upper()))
 
 
 def insurer_at(text: str, start: int, end: int) -> bool:
@@ -235,6 +237,27 @@ RELATIVE_CUE = (r"(?:sister|brother|son|daughter|mother|father)-in-law|"
 # ("daughter Yasmin": a contraceptive's brand and a daughter's name)
 RELATIVE_WORDS = frozenset(re.sub(r"\(\?:.*?\)-in-law\|", "", RELATIVE_CUE).replace(" ?", "").split("|")) | {
     "children", "child", "kids", "kid", "grandchildren", "twins", "stepson", "stepdaughter"}
+# The gender a relative states, for surrogate names ("wife Ingrid" keeps a woman's given name)
+RELATIVE_GENDER = {**{w: "female" for w in ("wife", "daughter", "daughters", "dtr", "dau", "mother", "mom", "sister",
+                                            "sis", "aunt", "niece", "grandmother", "granddaughter", "girlfriend",
+                                            "fiancee", "stepdaughter")},
+                   **{w: "male" for w in ("husband", "hus", "son", "sons", "father", "dad", "brother", "bro", "uncle",
+                                          "nephew", "grandfather", "grandson", "boyfriend", "fiance", "stepson")}}
+
+
+def relative_before(text: str, start: int) -> str | None:
+    """The relative named by the word right before ``start`` (after a space, a colon, a comma or a bracket),
+    lower-cased, else None.
+
+    Example:
+        >>> relative_before("Son: Omar", 5), relative_before("wife (Ingrid", 6), relative_before("seen by Omar", 8)
+        ('son', 'wife', None)
+    """
+    for word in reversed(text[max(0, start - 16):start].split()[-2:]):
+        word = word.strip(",:;(").lower()
+        if word:
+            return word if word in RELATIVE_WORDS else None
+    return None
 
 # Words that look like first names but are ordinary words in notes (and the months): never a name alone.
 WORD_NAMES = word_set("""

@@ -83,7 +83,6 @@ from clinforge.data.deid.name_patterns import (
     NOTE_WEAK,
     PERSON_VERB_AFTER,
     PLACE_VERBS,
-    RELATIVE_WORDS,
     SAYS_AFTER,
     SENTENCE_END,
     SERVICE_AFTER,
@@ -97,6 +96,7 @@ from clinforge.data.deid.name_patterns import (
     VERB_AFTER,
     graded_valve_before,
     insurer_at,
+    relative_before,
 )
 from clinforge.data.deid.place_scale import large_place_phrases
 from clinforge.data.deid.recognizers import RECOGNIZERS, Recognizer
@@ -106,12 +106,6 @@ from clinforge.data.deid.spans import Span
 def _words_before(text: str, start: int, n: int = 4) -> list[str]:
     """The last ``n`` whitespace-separated words before ``start``, lower-cased (a cheap look-behind)."""
     return text[max(0, start - 40):start].lower().split()[-n:]
-
-
-def _after_relative(text: str, start: int) -> bool:
-    """Whether the word right before ``start`` (after one space, a colon or a comma) names a relative."""
-    before = text[max(0, start - 16):start].split()
-    return bool(before) and before[-1].rstrip(",:;").lower() in RELATIVE_WORDS
 
 
 def _phrase_hit(words: list[str], phrases: frozenset[str]) -> str | None:
@@ -225,7 +219,7 @@ class NameRecognizer(Recognizer):
             token = m.group()
             kind = kinds_of.get(token) or self._classify(token)
             if kind == "F":  # an allowed word that is a first name: a name right after a relative ("daughter Yasmin")
-                kind = "N" if _after_relative(text, start) else "A"
+                kind = "N" if relative_before(text, start) is not None else "A"
             if kind == "I" and not text.startswith(".", end) and not (current and current[-1][1] == start - 1):
                 kind = "A"  # a lone capital letter that is not an initial ("I", "A")
             elif kind == "A" and current and current[-1][1] == start - 1 and current[-1][2] == "N" \

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from clinforge.data.deid.facility_names import OPENING_VERBS
 from clinforge.data.deid.lexicons import word_set, word_start_regex
 
 FACILITY_HEAD = re.compile(r"(?<![a-z])(?:hospital|hosp|hospiatal|medical center|medical ctr|med center|med ctr|"
@@ -56,8 +57,6 @@ multiple several many frequent numerous two three
 state county city private public acute cardiac pulmonary inpatient outpatient physical rehab screen screened eval
 evaluation bed placement day home new old prior previous recent hosp hospital leave awaiting possible start prev transfer transferred back admitted sent going go
 discharge discharged dc d/c and or with by into out area nearby university general va osh lives live living nursing
-seen visited visits attends attended called calls presented referred followed treated evaluated brought returned
-arrived went works worked lived contacted spoke faxed notified transported
-""")
+""") | frozenset(OPENING_VERBS)  # a sentence's opening verb, as in mixed case ("Attends Lincoln Elementary School")
 # Short words ending in h that are shorthand, not a hospital's initials ("to OSH": an outside hospital, unnamed).
 ABBREV_NOT_PLACE = word_set("osh ph pah ich nh ah oh uh bph ldh acth pth adh doh th rh sh eh ch h bh mh dh")

@@ -132,8 +132,7 @@ def find_spoken_ids(text: str, lower: str) -> list[tuple[int, int, str, str]]:
             while pos >= 0:
                 after = pos + len(cue)
                 if (pos == 0 or not lower[pos - 1].isalpha()) and not lower[after:after + 1].isalpha():  # whole words
-                    back = lower.rfind("medical", max(0, pos - 8), pos)  # "medical record": match from "medical"
-                    m = pattern.match(text, back if back >= 0 and cue == "record" else pos)
+                    m = pattern.match(text, pos)
                     # (a value read as a record number is no phone number: "record number four four eight ...")
                     if m is not None and not any(a < m.end("value") and m.start("value") < b for a, b, _, _ in out):
                         out.append((m.start("value"), m.end("value"), etype, why))
